@@ -1,0 +1,56 @@
+// The PortAudio callback of a worker, and everything it reaches.
+//
+// Real-time rules (docs/threads.md): no locks, allocation, system calls, logging,
+// exceptions or unbounded loops. Commands come in through a ReaderWriterQueue that was
+// sized before the stream started (try_dequeue only); log records go out through
+// RtLogRing; state and metrics go out through shared-memory atomics.
+#pragma once
+
+#include <portaudio.h>
+#include <readerwriterqueue/readerwriterqueue.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "engine/rt/rt_log.h"
+#include "shm/layout.h"
+
+namespace sustain {
+
+inline constexpr uint32_t kCallbackQueueCapacity = 1024;
+inline constexpr uint32_t kMaxCommandsPerBlock = kCallbackQueueCapacity;  // bounds the loop
+
+using CallbackQueue = moodycamel::ReaderWriterQueue<Command>;
+
+/// What the callback owns. Built and filled by the worker's main thread before the stream
+/// starts; afterwards only the audio thread writes `state` and `fading`.
+struct CallbackContext {
+    Segment* segment = nullptr;
+    uint32_t slot = 0;
+    uint32_t voices = 1;
+    uint32_t channels = 2;
+    uint32_t rampSamples = 480;
+    uint32_t fadeSamples = 240;
+    double sampleRate = 48000.0;
+    double samplesPerNs = 48000.0 / 1e9;
+    uint64_t startEpoch = 0;  // the epoch the worker was started in
+    CallbackQueue* queue = nullptr;
+    RtLogRing* log = nullptr;
+    RenderState state{};
+    bool fading = false;
+    bool fadedOut = false;
+    double loadSmoothed = 0.0;
+    std::atomic<uint64_t> blocks{0};         // for the control thread (same process)
+    std::atomic<uint32_t> stopRequested{0};  // set by the control thread on a signal: fade out like a shutdown
+};
+
+/// Renders one block: applies queued commands, renders, publishes state and metrics.
+/// Thread: the audio thread.  RT-safe: yes.
+void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, bool underflow) noexcept;
+
+/// The PortAudio stream callback; `userData` is a CallbackContext.
+/// Thread: the audio thread.  RT-safe: yes.
+int paAudioCallback(const void* input, void* output, unsigned long frames, const PaStreamCallbackTimeInfo* timeInfo,
+                    PaStreamCallbackFlags statusFlags, void* userData) noexcept;
+
+}  // namespace sustain

@@ -1,0 +1,228 @@
+#include "osc/osc_server.h"
+
+#include <arpa/inet.h>
+#include <lo/lo.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "osc/message_validator.h"
+#include "osc/osc_packet.h"
+#include "shm/clock.h"
+
+namespace sustain {
+
+namespace {
+constexpr size_t kMaxDatagram = 65536;  // the UDP maximum; larger is truncated by the kernel
+constexpr unsigned kBatch = 32;
+constexpr int kIdlePollMs = 100;
+constexpr int kFlushPollMs = 1;  // while refreshes are owed to a full ring
+}  // namespace
+
+std::string describeAddress(const sockaddr_storage& address) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    uint16_t port = 0;
+    if (address.ss_family == AF_INET) {
+        const auto& in = reinterpret_cast<const sockaddr_in&>(address);
+        inet_ntop(AF_INET, &in.sin_addr, host, sizeof host);
+        port = ntohs(in.sin_port);
+    } else if (address.ss_family == AF_INET6) {
+        const auto& in6 = reinterpret_cast<const sockaddr_in6&>(address);
+        inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof host);
+        port = ntohs(in6.sin6_port);
+    }
+    return std::string(host) + ":" + std::to_string(port);
+}
+
+OscServer::OscServer(Segment& segment, CommandRouter& router, OscServerOptions options)
+    : segment_(segment), router_(router), options_(std::move(options)) {}
+
+OscServer::~OscServer() {
+    stop();
+    if (socket_ >= 0) close(socket_);
+    if (stopEvent_ >= 0) close(stopEvent_);
+}
+
+bool OscServer::open(std::string& error) {
+    sockaddr_storage address{};
+    socklen_t length = 0;
+    auto* in = reinterpret_cast<sockaddr_in*>(&address);
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&address);
+    if (inet_pton(AF_INET, options_.bindAddress.c_str(), &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons(options_.port);
+        length = sizeof(sockaddr_in);
+    } else if (inet_pton(AF_INET6, options_.bindAddress.c_str(), &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(options_.port);
+        length = sizeof(sockaddr_in6);
+    } else {
+        error = "--bind \"" + options_.bindAddress + "\": not an IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::1)";
+        return false;
+    }
+    socket_ = socket(address.ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (socket_ < 0) {
+        error = std::string("cannot create a UDP socket: ") + std::strerror(errno);
+        return false;
+    }
+    // Size the kernel's receive queue on purpose; SO_RCVBUFFORCE passes rmem_max when privileged.
+    const int wanted = options_.receiveBufferBytes;
+    if (setsockopt(socket_, SOL_SOCKET, SO_RCVBUFFORCE, &wanted, sizeof wanted) != 0)
+        setsockopt(socket_, SOL_SOCKET, SO_RCVBUF, &wanted, sizeof wanted);
+    int granted = 0;
+    socklen_t grantedLength = sizeof granted;
+    getsockopt(socket_, SOL_SOCKET, SO_RCVBUF, &granted, &grantedLength);
+    segment_.osc.receiveBufferBytes.store(static_cast<uint64_t>(granted), std::memory_order_relaxed);
+    if (granted < wanted)
+        spdlog::warn("OSC receive buffer is {} bytes, asked for {} (raise net.core.rmem_max to absorb bursts)",
+                     granted, wanted);
+    const int one = 1;
+    if (setsockopt(socket_, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one) != 0)
+        spdlog::warn("SO_RXQ_OVFL unavailable: datagrams the kernel drops cannot be counted");
+    if (bind(socket_, reinterpret_cast<sockaddr*>(&address), length) != 0) {
+        const int err = errno;
+        error = "cannot listen for OSC on udp " + options_.bindAddress + ":" + std::to_string(options_.port) + ": " +
+                std::strerror(err);
+        if (err == EADDRINUSE) error += " (another program uses this port; choose one with --port)";
+        if (err == EADDRNOTAVAIL) error += " (no interface has this address; check --bind)";
+        return false;
+    }
+    sockaddr_storage bound{};
+    socklen_t boundLength = sizeof bound;
+    getsockname(socket_, reinterpret_cast<sockaddr*>(&bound), &boundLength);
+    boundPort_ = ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in&>(bound).sin_port
+                                                  : reinterpret_cast<sockaddr_in6&>(bound).sin6_port);
+    stopEvent_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    buffers_.assign(kBatch * kMaxDatagram, 0);
+    return stopEvent_ >= 0;
+}
+
+void OscServer::start() { thread_ = std::thread([this] { run(); }); }
+
+void OscServer::stop() {
+    if (!thread_.joinable()) return;
+    const uint64_t one = 1;
+    if (write(stopEvent_, &one, sizeof one) < 0) { /* cannot fail for an eventfd below its limit */ }
+    thread_.join();
+}
+
+void OscServer::run() {
+    pthread_setname_np(pthread_self(), "sustain-osc");
+    pollfd fds[2] = {{socket_, POLLIN, 0}, {stopEvent_, POLLIN, 0}};
+    bool owed = false;
+    for (;;) {
+        const int ready = poll(fds, 2, owed ? kFlushPollMs : kIdlePollMs);
+        if (ready < 0 && errno != EINTR) {
+            spdlog::error("OSC thread: poll failed: {}", std::strerror(errno));
+            return;
+        }
+        if (fds[1].revents & POLLIN) return;
+        if (fds[0].revents & POLLIN) receiveBatch(monotonicNs());
+        owed = router_.flushPending();
+        router_.wakeSleepers();
+    }
+}
+
+void OscServer::receiveBatch(uint64_t receiveNs) {
+    mmsghdr messages[kBatch];
+    iovec vectors[kBatch];
+    sockaddr_storage senders[kBatch];
+    alignas(cmsghdr) char control[kBatch][CMSG_SPACE(sizeof(uint32_t))];
+    for (unsigned i = 0; i < kBatch; ++i) {
+        vectors[i] = {buffers_.data() + i * kMaxDatagram, kMaxDatagram};
+        messages[i] = {};
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+        messages[i].msg_hdr.msg_name = &senders[i];
+        messages[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+        messages[i].msg_hdr.msg_control = control[i];
+        messages[i].msg_hdr.msg_controllen = sizeof control[i];
+    }
+    const int count = recvmmsg(socket_, messages, kBatch, MSG_DONTWAIT, nullptr);
+    if (count <= 0) return;
+    for (int i = 0; i < count; ++i) {
+        const msghdr& header = messages[i].msg_hdr;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&header); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&header), c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+                uint32_t drops = 0;
+                std::memcpy(&drops, CMSG_DATA(c), sizeof drops);
+                // The kernel reports the socket's running total.
+                segment_.osc.kernelDrops.store(drops, std::memory_order_relaxed);
+            }
+        }
+        const bool truncated = (header.msg_flags & MSG_TRUNC) != 0;
+        handleDatagram(static_cast<const uint8_t*>(vectors[i].iov_base), messages[i].msg_len, truncated, receiveNs,
+                       senders[i]);
+    }
+}
+
+void OscServer::reject(RejectReason reason, const std::string& text, const sockaddr_storage& from) {
+    OscMetrics& m = segment_.osc;
+    m.rejected.fetch_add(1, std::memory_order_relaxed);
+    switch (reason) {
+        case RejectReason::Malformed: m.rejectedMalformed.fetch_add(1, std::memory_order_relaxed); break;
+        case RejectReason::UnknownAddress: m.rejectedUnknownAddress.fetch_add(1, std::memory_order_relaxed); break;
+        case RejectReason::BadType: m.rejectedBadType.fetch_add(1, std::memory_order_relaxed); break;
+        case RejectReason::ArgCount: m.rejectedArgCount.fetch_add(1, std::memory_order_relaxed); break;
+        case RejectReason::NotFinite: m.rejectedNotFinite.fetch_add(1, std::memory_order_relaxed); break;
+        case RejectReason::OutOfRange: m.rejectedOutOfRange.fetch_add(1, std::memory_order_relaxed); break;
+        case RejectReason::Oversize: m.rejectedOversize.fetch_add(1, std::memory_order_relaxed); break;
+        case RejectReason::None: break;
+    }
+    rejectLog_.warn(static_cast<size_t>(reason), text + " (from " + describeAddress(from) + ")");
+}
+
+void OscServer::handleDatagram(const uint8_t* data, size_t size, bool truncated, uint64_t receiveNs,
+                               const sockaddr_storage& from) {
+    segment_.osc.datagrams.fetch_add(1, std::memory_order_relaxed);
+    if (truncated) {
+        segment_.osc.received.fetch_add(1, std::memory_order_relaxed);
+        reject(RejectReason::Oversize, "OSC datagram larger than " + std::to_string(kMaxDatagram) + " bytes; ignored",
+               from);
+        return;
+    }
+    const PacketError error = forEachMessage(data, size, [&](const uint8_t* message, size_t length, uint64_t timetag) {
+        handleMessage(message, length, timetag, receiveNs, from);
+    });
+    if (error != PacketError::None) {
+        segment_.osc.received.fetch_add(1, std::memory_order_relaxed);
+        reject(RejectReason::Malformed,
+               std::string("OSC packet of ") + std::to_string(size) + " bytes: " + describe(error) +
+                   "; rest of the packet ignored",
+               from);
+    }
+}
+
+void OscServer::handleMessage(const uint8_t* data, size_t size, uint64_t timetag, uint64_t receiveNs,
+                              const sockaddr_storage& from) {
+    segment_.osc.received.fetch_add(1, std::memory_order_relaxed);
+    // liblo's parser takes a mutable pointer but does not write through it.
+    void* bytes = const_cast<uint8_t*>(data);
+    int result = 0;
+    lo_message message = lo_message_deserialise(bytes, size, &result);
+    if (message == nullptr) {
+        reject(RejectReason::Malformed, "malformed OSC message of " + std::to_string(size) + " bytes (liblo error " +
+                                            std::to_string(result) + "); ignored",
+               from);
+        return;
+    }
+    const char* path = lo_get_path(bytes, static_cast<ssize_t>(size));
+    const std::string_view address = path != nullptr ? std::string_view(path) : std::string_view();
+    const ValidatedChange change = validateMessage(address, message, options_.voices, options_.sampleRate);
+    lo_message_free(message);
+    if (change.error != RejectReason::None) {
+        std::string shown(address.substr(0, 64));
+        for (char& c : shown)
+            if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+        reject(change.error, shown + ": " + change.why + "; message ignored", from);
+        return;
+    }
+    segment_.osc.accepted.fetch_add(1, std::memory_order_relaxed);
+    router_.submit(change.param, change.value, receiveNs, timetag);
+}
+
+}  // namespace sustain

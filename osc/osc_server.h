@@ -1,0 +1,70 @@
+// The OSC thread: owns the UDP socket, parses and validates, and routes commands.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "osc/command_router.h"
+#include "osc/param_address.h"
+#include "osc/rate_limited_log.h"
+#include "shm/layout.h"
+
+namespace sustain {
+
+struct OscServerOptions {
+    std::string bindAddress = "127.0.0.1";  // liblo 0.31 binds only to the wildcard: we own the socket
+    uint16_t port = 8000;
+    uint32_t voices = 4;
+    uint32_t sampleRate = 48000;
+    int receiveBufferBytes = 4 << 20;       // deliberate: a burst of ~40,000 small messages fits
+};
+
+/// Receives OSC over UDP on one thread. Datagrams are read in batches with recvmmsg();
+/// the kernel's own drops are counted through SO_RXQ_OVFL, so none is silent.
+class OscServer {
+public:
+    OscServer(Segment& segment, CommandRouter& router, OscServerOptions options);
+    ~OscServer();
+    OscServer(const OscServer&) = delete;
+    OscServer& operator=(const OscServer&) = delete;
+
+    /// Creates and binds the socket. Thread: main, before start().  Errors: `error` says
+    /// what failed, with the fix when there is one (port in use, bad address).
+    bool open(std::string& error);
+
+    /// Starts / stops the OSC thread. Thread: main.
+    void start();
+    void stop();
+
+    uint16_t boundPort() const { return boundPort_; }
+
+private:
+    void run();
+    void receiveBatch(uint64_t receiveNs);
+    void handleDatagram(const uint8_t* data, size_t size, bool truncated, uint64_t receiveNs,
+                        const sockaddr_storage& from);
+    void handleMessage(const uint8_t* data, size_t size, uint64_t timetag, uint64_t receiveNs,
+                       const sockaddr_storage& from);
+    void reject(RejectReason reason, const std::string& text, const sockaddr_storage& from);
+
+    Segment& segment_;
+    CommandRouter& router_;
+    OscServerOptions options_;
+    int socket_ = -1;
+    int stopEvent_ = -1;
+    uint16_t boundPort_ = 0;
+    std::thread thread_;
+    std::vector<uint8_t> buffers_;  // one receive buffer per datagram of a batch, allocated once
+    RateLimitedLog<16> rejectLog_;
+};
+
+/// "127.0.0.1:53211" for logs.
+std::string describeAddress(const sockaddr_storage& address);
+
+}  // namespace sustain

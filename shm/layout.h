@@ -1,0 +1,304 @@
+// The shared-memory layout: the contract between sustaind, sustain-worker and the tools.
+//
+// This header is the single source of truth for everything two processes share. Rules:
+// - Offsets only, never pointers: every process maps the segment at another address.
+// - Fixed-width types; every field two processes touch is a lock-free std::atomic and
+//   names its one writer. Writers publish with release, readers read with acquire.
+// - Changing any struct here bumps kLayoutVersion; tests/unit/test_layout.cpp pins the
+//   sizes and offsets so that a change without a bump fails the build's tests.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace sustain {
+
+inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
+inline constexpr uint32_t kLayoutVersion = 1;
+
+inline constexpr uint32_t kMaxVoices = 16;
+inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
+inline constexpr uint32_t kCommandRingCapacity = 8192; // per worker; power of two
+inline constexpr uint32_t kLatencyBins = 4096;         // 1 sample per bin, + overflow bin
+inline constexpr uint32_t kDrainBins = 4096;           // 1 us per bin, + overflow bin
+inline constexpr uint32_t kRegistryEntries = 16;
+inline constexpr uint32_t kInstanceNameMax = 32;       // without the terminating NUL
+
+static_assert((kCommandRingCapacity & (kCommandRingCapacity - 1)) == 0);
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+static_assert(std::atomic<int32_t>::is_always_lock_free);
+static_assert(std::atomic<double>::is_always_lock_free);
+
+// ---- Parameters -------------------------------------------------------------------------
+
+/// Parameter index in the state table and in Command::param:
+/// 0 is the master gain; voice v has its frequency at 1 + 2v and its gain at 2 + 2v.
+inline constexpr uint32_t kParamMasterGain = 0;
+inline constexpr uint32_t kParamCount = 1 + 2 * kMaxVoices;
+constexpr uint32_t voiceFreqParam(uint32_t voice) { return 1 + 2 * voice; }
+constexpr uint32_t voiceGainParam(uint32_t voice) { return 2 + 2 * voice; }
+constexpr bool isVoiceFreqParam(uint32_t param) { return param != 0 && (param % 2) == 1; }
+constexpr uint32_t voiceOfParam(uint32_t param) { return (param - 1) / 2; }
+
+/// What sustaind seeds the state table with: voice 0 sounds at 440 Hz, the other voices
+/// are silent at its harmonics, and the master gain is 0 (or --gain) so that the engine
+/// never starts with a blast.
+constexpr double defaultParamValue(uint32_t param, double masterGain) {
+    if (param == kParamMasterGain) return masterGain;
+    const uint32_t voice = voiceOfParam(param);
+    if (isVoiceFreqParam(param)) return 440.0 * (voice + 1);
+    return voice == 0 ? 1.0 : 0.0;
+}
+
+/// One parameter change on its way from the OSC thread to a worker's callback.
+/// A fixed-size POD: it is copied through the shared command rings.
+struct Command {
+    uint64_t sequence;   // per instance, from the OSC thread; orders commands
+    uint64_t receiveNs;  // CLOCK_MONOTONIC when the datagram was received
+    uint64_t pushNs;     // CLOCK_MONOTONIC when pushed into the worker's ring
+    uint64_t timetag;    // OSC timetag (NTP format) of the enclosing bundle; 0 = now
+    double value;        // validated: finite and within the parameter's range
+    uint16_t param;      // see kParamMasterGain, voiceFreqParam(), voiceGainParam()
+    uint16_t flags;      // kCommandFlag*
+    uint32_t reserved;
+};
+inline constexpr uint16_t kCommandFlagRefresh = 1;  // re-sent from the state table after a full ring
+static_assert(std::is_trivially_copyable_v<Command>);
+static_assert(sizeof(Command) == 48);
+
+// ---- Regions ----------------------------------------------------------------------------
+
+/// Written once by sustaind before it sets `magic`; read-only afterwards. Attachers check
+/// magic, version and size before they trust anything else.
+struct alignas(64) SegmentHeader {
+    std::atomic<uint32_t> magic;      // writer: sustaind, last, with release
+    uint32_t layoutVersion;
+    uint64_t segmentSize;             // sizeof(Segment)
+    int32_t creatorPid;
+    uint32_t reserved0;
+    uint64_t createdNs;               // CLOCK_MONOTONIC at creation
+    uint64_t createdRealtimeNs;       // CLOCK_REALTIME at creation (for humans)
+    // Region offsets from the start of the segment, for tools that read the raw bytes.
+    uint64_t controlOffset;
+    uint64_t configOffset;
+    uint64_t slotsOffset;
+    uint64_t paramsOffset;
+    uint64_t ringsOffset;
+    uint64_t stateOffset;
+    uint64_t metricsOffset;
+    uint64_t registryOffset;
+    uint64_t reserved[2];
+};
+static_assert(sizeof(SegmentHeader) == 128);
+
+/// Engine-wide readiness and health. Writers publish with release, readers acquire.
+struct alignas(64) ControlBlock {
+    std::atomic<uint32_t> activeSlot;         // writer: sustaind
+    std::atomic<uint32_t> ready;              // writer: sustaind; 0→1 once the active worker's drain is live
+    std::atomic<uint64_t> epoch;              // writer: sustaind; +1 on every failover or re-initialisation
+    std::atomic<uint64_t> drainHeartbeatNs;   // writer: the active worker's control thread
+    std::atomic<uint32_t> layoutVersion;      // writer: sustaind, at creation
+    std::atomic<uint32_t> shutdownRequested;  // writer: sustaind; 1 = fade out and exit
+    std::atomic<int32_t> supervisorPid;       // writer: sustaind
+    uint32_t reserved0;
+    std::atomic<uint64_t> supervisorHeartbeatNs;  // writer: sustaind's supervision loop
+    uint64_t reserved[2];
+};
+static_assert(sizeof(ControlBlock) == 64);
+
+enum class OutputLayout : uint32_t { Direct = 0, Relay = 1 };
+
+/// Written by sustaind before the first worker starts; constant afterwards.
+struct alignas(64) EngineConfig {
+    uint32_t sampleRate;
+    uint32_t framesPerBuffer;
+    uint32_t voices;           // 1..kMaxVoices
+    uint32_t layout;           // OutputLayout
+    uint32_t rampSamples;      // length of every parameter ramp (smoothing)
+    uint32_t fadeSamples;      // length of the fade-out on shutdown
+    uint32_t reserved0[2];
+    char instance[kInstanceNameMax + 1];
+    char device[128];          // --device as given; empty = automatic choice
+    char reserved1[63];
+};
+static_assert(sizeof(EngineConfig) == 256);
+
+enum class WorkerRole : uint32_t { None = 0, Active = 1, Standby = 2, Output = 3 };
+enum class WorkerState : uint32_t { Empty = 0, Starting = 1, Warm = 2, Active = 3, Fenced = 4, Dead = 5 };
+
+/// One worker process. The slot's fields are written by sustaind while no worker runs in
+/// it (pid, role, state `starting`/`dead`) and by the worker itself while it is alive.
+struct alignas(64) WorkerSlot {
+    std::atomic<int32_t> pid;              // writer: sustaind
+    std::atomic<uint32_t> role;            // writer: sustaind (WorkerRole)
+    std::atomic<uint32_t> state;           // writer: sustaind before spawn/after death; the worker while alive
+    std::atomic<uint32_t> exitReason;      // writer: the worker, before it exits on purpose (WorkerExit)
+    std::atomic<uint64_t> epoch;           // writer: sustaind; the epoch this worker was started in
+    std::atomic<uint64_t> callbacks;       // writer: the worker's callback
+    std::atomic<uint64_t> lastCallbackNs;  // writer: the worker's callback (CLOCK_MONOTONIC)
+    std::atomic<uint64_t> xruns;           // writer: the worker's callback (underflows PortAudio reported)
+    std::atomic<uint32_t> loadPermille;    // writer: the worker's callback; time in callback / period, smoothed
+    std::atomic<uint32_t> loadPeakPermille;// writer: the worker's callback; highest single block
+    std::atomic<uint64_t> clippedSamples;  // writer: the worker's callback
+    std::atomic<uint64_t> startedNs;       // writer: the worker, when its stream started
+    std::atomic<uint32_t> fadedOut;        // writer: the worker's callback; 1 once the shutdown fade is done
+    uint32_t reserved0;
+    std::atomic<uint64_t> rtLogDropped;    // writer: the worker's callback; log records lost to a full log ring
+    char deviceName[128];                  // writer: the worker, before state becomes Active
+    uint64_t reserved[4];
+};
+static_assert(sizeof(WorkerSlot) == 256);
+
+/// Why a worker exited on purpose (the exit code says the same).
+enum class WorkerExit : uint32_t { None = 0, Clean = 1, NoDevice = 3, AttachFailed = 4, StreamFailed = 5 };
+
+/// One entry of the parameter state table: the authoritative desired value.
+struct alignas(16) ParamEntry {
+    std::atomic<double> value;      // writer: the OSC thread (store value, then version with release)
+    std::atomic<uint64_t> version;  // writer: the OSC thread; the sequence number of the last write
+};
+static_assert(sizeof(ParamEntry) == 16);
+
+/// Last writer wins; every process may read it at any time.
+struct alignas(64) ParamTable {
+    ParamEntry entries[kParamCount];
+    std::atomic<uint64_t> lastSequence;  // writer: the OSC thread
+    uint64_t reserved[7];
+};
+
+/// Indices of a single-producer single-consumer ring; the storage lies beside it.
+/// See shm/spsc_ring.h for the protocol.
+struct alignas(64) RingIndices {
+    alignas(64) std::atomic<uint64_t> writeIndex;      // writer: the producer
+    alignas(64) std::atomic<uint64_t> readIndex;       // writer: the consumer
+    alignas(64) std::atomic<uint32_t> consumerSleeping;// set by the consumer before it sleeps; cleared by whoever wakes it
+    uint32_t capacity;                                 // constant; a power of two
+    std::atomic<uint64_t> rejectedFull;                // writer: the producer
+    std::atomic<uint64_t> wakesSent;                   // writer: the producer
+    uint64_t reserved[5];
+};
+static_assert(sizeof(RingIndices) == 192);
+
+struct alignas(64) CommandRing {
+    RingIndices indices;
+    Command slots[kCommandRingCapacity];
+};
+
+/// What a worker's callback does to a parameter: a linear ramp from `current` to
+/// `target`, `remaining` samples long. Deterministic: the same state and the same
+/// commands render the same samples in any worker.
+struct Ramp {
+    double current;
+    double target;
+    double step;
+    uint32_t remaining;
+    uint32_t reserved;
+};
+static_assert(sizeof(Ramp) == 32);
+
+struct VoiceState {
+    double phase;  // in cycles, [0, 1)
+    Ramp freq;     // Hz
+    Ramp gain;     // linear
+};
+
+/// Everything the callback renders from, as of the end of a block.
+struct RenderState {
+    uint64_t frame;          // frames rendered so far
+    uint64_t blocks;         // blocks rendered so far
+    Ramp master;             // linear
+    VoiceState voices[kMaxVoices];
+};
+static_assert(std::is_trivially_copyable_v<RenderState>);
+
+inline constexpr size_t kRenderStateWords = (sizeof(RenderState) + 7) / 8;
+
+/// A worker's published end-of-block state, under a seqlock (see shm/seqlock.h).
+struct alignas(64) PublishedState {
+    std::atomic<uint64_t> sequence;                      // writer: the worker's callback; odd while writing
+    std::atomic<uint64_t> heartbeatNs;                   // writer: the worker's callback
+    std::atomic<uint64_t> words[kRenderStateWords];      // a RenderState, copied word by word
+};
+
+/// Counters and histograms. Each has one writer; readers compute rates and percentiles.
+struct alignas(64) OscMetrics {  // writer: the OSC thread
+    std::atomic<uint64_t> received;          // datagram elements that reached validation
+    std::atomic<uint64_t> accepted;
+    std::atomic<uint64_t> rejected;          // sum of the rejected* below
+    std::atomic<uint64_t> rejectedMalformed;
+    std::atomic<uint64_t> rejectedUnknownAddress;
+    std::atomic<uint64_t> rejectedBadType;
+    std::atomic<uint64_t> rejectedArgCount;
+    std::atomic<uint64_t> rejectedNotFinite;
+    std::atomic<uint64_t> rejectedOutOfRange;
+    std::atomic<uint64_t> rejectedOversize;
+    std::atomic<uint64_t> kernelDrops;       // datagrams the kernel dropped (SO_RXQ_OVFL)
+    std::atomic<uint64_t> datagrams;
+    std::atomic<uint64_t> ringCoalesced;     // updates folded into a later refresh because a ring was full
+    std::atomic<uint64_t> receiveBufferBytes;// SO_RCVBUF as granted
+    uint64_t reserved[2];
+};
+
+struct alignas(64) WorkerMetrics {
+    std::atomic<uint64_t> applied;            // writer: callback; commands set as targets
+    std::atomic<uint64_t> controlCoalesced;   // writer: control thread; superseded before reaching the callback
+    std::atomic<uint64_t> drained;            // writer: control thread; taken from the shared ring
+    std::atomic<uint64_t> staleEpochSkips;    // writer: control thread
+    std::atomic<uint64_t> latencyOverflow;    // writer: callback
+    std::atomic<uint64_t> latencySum;         // writer: callback; samples
+    uint64_t reserved[2];
+    std::atomic<uint64_t> latencyBins[kLatencyBins + 1];  // writer: callback; receive→applied, samples
+    std::atomic<uint64_t> drainBins[kDrainBins + 1];      // writer: control thread; push→drained, us
+};
+
+struct alignas(64) SupervisorMetrics {  // writer: sustaind
+    std::atomic<uint64_t> crashCount;
+    std::atomic<uint64_t> replacements;
+    std::atomic<uint64_t> shmLeaks;
+    std::atomic<uint64_t> reclaimedSegments;
+    std::atomic<uint64_t> lastRestartNs;
+    std::atomic<uint32_t> backingOff;        // 1 while restarts are slowed after a crash loop
+    uint32_t reserved0;
+    uint64_t reserved[2];
+};
+
+enum class RegistryKind : uint32_t { Free = 0, Segment = 1, LockFile = 2, SocketPair = 3 };
+
+/// One thing the engine allocated and must give back. Fields are written before
+/// `kind` is stored with release; readers load `kind` with acquire first.
+struct alignas(64) RegistryEntry {
+    std::atomic<uint32_t> kind;  // writer: sustaind (RegistryKind)
+    int32_t ownerPid;
+    uint64_t size;
+    uint64_t createdNs;
+    char name[40];
+};
+static_assert(sizeof(RegistryEntry) == 64);
+
+struct alignas(64) Registry {
+    RegistryEntry entries[kRegistryEntries];
+};
+
+// ---- The segment ------------------------------------------------------------------------
+
+struct Segment {
+    SegmentHeader header;
+    ControlBlock control;
+    EngineConfig config;
+    WorkerSlot slots[kWorkerSlots];
+    ParamTable params;
+    CommandRing rings[kWorkerSlots];      // producer: the OSC thread; consumer: worker slot i's control thread
+    PublishedState state[kWorkerSlots];   // writer: worker slot i's callback
+    OscMetrics osc;
+    WorkerMetrics workers[kWorkerSlots];
+    SupervisorMetrics supervisor;
+    Registry registry;
+};
+static_assert(std::is_standard_layout_v<Segment>);
+
+inline constexpr uint64_t kSegmentSize = sizeof(Segment);
+
+}  // namespace sustain

@@ -1,0 +1,188 @@
+// sustaind: the program users start. Owns the shared memory, receives OSC, runs and
+// watches the worker. See README.md for the flags and docs/ for the design decisions.
+#include <limits.h>
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <filesystem>
+
+#include "osc/command_router.h"
+#include "osc/osc_server.h"
+#include "shm/layout.h"
+#include "shm/segment.h"
+#include "supervisor/supervisor.h"
+
+#ifndef SUSTAIN_WORKER_BUILD_PATH
+#define SUSTAIN_WORKER_BUILD_PATH ""
+#endif
+
+namespace sustain {
+namespace {
+
+struct Options {
+    uint16_t port = 8000;
+    std::string bind = "127.0.0.1";
+    std::string instance = "default";
+    std::string device;
+    uint32_t rate = 48000;
+    uint32_t frames = 64;
+    uint32_t voices = 4;
+    double gain = 0.0;
+    double rampMs = 10.0;
+    std::string layout = "direct";
+    bool noStandby = false;
+    std::string logLevel = "info";
+    bool listDevices = false;
+    uint32_t restartLimit = 5;
+    double restartWindowS = 10.0;
+};
+
+/// The worker binary: beside sustaind when installed, else where the build put it.
+std::string findWorker() {
+    std::error_code ignored;
+    const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ignored);
+    const std::filesystem::path beside = self.parent_path() / "sustain-worker";
+    if (!self.empty() && std::filesystem::exists(beside, ignored)) return beside.string();
+    return SUSTAIN_WORKER_BUILD_PATH;
+}
+
+int run(const Options& options) {
+    // Blocked before any thread exists, so only the supervision loop's signalfd sees them.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    sigaddset(&signals, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    const std::string workerPath = findWorker();
+    if (workerPath.empty() || access(workerPath.c_str(), X_OK) != 0) {
+        spdlog::error("cannot find the sustain-worker binary (looked beside sustaind and in the build tree)");
+        return 1;
+    }
+
+    SegmentOwner owner;
+    std::string message;
+    switch (owner.create(options.instance, message)) {
+        case SegmentOwner::Result::Created:
+            if (!message.empty()) spdlog::warn("{}", message);
+            break;
+        case SegmentOwner::Result::AlreadyRunning:
+        case SegmentOwner::Result::InvalidName:
+        case SegmentOwner::Result::SystemError:
+            spdlog::error("{}", message);
+            return 1;
+    }
+    Segment& segment = owner.segment();
+    EngineConfig& config = segment.config;
+    config.sampleRate = options.rate;
+    config.framesPerBuffer = options.frames;
+    config.voices = options.voices;
+    config.layout = static_cast<uint32_t>(OutputLayout::Direct);
+    config.rampSamples = static_cast<uint32_t>(std::lround(options.rampMs * options.rate / 1000.0));
+    config.fadeSamples = static_cast<uint32_t>(std::lround(0.005 * options.rate));  // 5 ms
+    std::snprintf(config.instance, sizeof config.instance, "%s", options.instance.c_str());
+    std::snprintf(config.device, sizeof config.device, "%s", options.device.c_str());
+    // Seed the state table: it is the authority every worker starts from.
+    for (uint32_t param = 0; param < kParamCount; ++param)
+        segment.params.entries[param].value.store(defaultParamValue(param, options.gain), std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+
+    CommandRouter router(segment);
+    OscServerOptions oscOptions;
+    oscOptions.bindAddress = options.bind;
+    oscOptions.port = options.port;
+    oscOptions.voices = options.voices;
+    oscOptions.sampleRate = options.rate;
+    OscServer osc(segment, router, oscOptions);
+    if (!osc.open(message)) {
+        spdlog::error("{}", message);
+        return 1;
+    }
+
+    SupervisorOptions supervisorOptions;
+    supervisorOptions.instance = options.instance;
+    supervisorOptions.workerPath = workerPath;
+    supervisorOptions.logLevel = options.logLevel;
+    supervisorOptions.restartLimit = options.restartLimit;
+    supervisorOptions.restartWindowS = options.restartWindowS;
+    Supervisor supervisor(segment, router, supervisorOptions);
+    if (!supervisor.startFirstWorker(message)) {
+        spdlog::error("cannot start the engine: {}", message);
+        return 1;
+    }
+    osc.start();
+    spdlog::info("sustain ready: instance \"{}\", OSC on udp {}:{}, playing on {}, {} Hz, {} frames, {} voices, "
+                 "master gain {}{}",
+                 options.instance, options.bind, osc.boundPort(), segment.slots[0].deviceName, options.rate,
+                 options.frames, options.voices, options.gain,
+                 options.gain == 0.0 ? " (send /engine/gain to hear it)" : "");
+    const int code = supervisor.run();
+    osc.stop();
+    owner.remove();
+    spdlog::info("stopped; shared memory removed");
+    return code;
+}
+
+}  // namespace
+}  // namespace sustain
+
+int main(int argc, char** argv) {
+    sustain::Options options;
+    CLI::App app{"sustaind: the sustain audio engine (OSC in, sound out)"};
+    app.add_option("--port", options.port, "UDP port for OSC")->capture_default_str();
+    app.add_option("--bind", options.bind, "address to receive OSC on (0.0.0.0 for every interface)")
+        ->capture_default_str();
+    app.add_option("--instance", options.instance, "engine instance name (letters, digits, _ and -)")
+        ->capture_default_str();
+    app.add_option("--device", options.device, "output device (name or part of it; default: JACK if running, "
+                                               "else the system default)");
+    app.add_option("--rate", options.rate, "sample rate in Hz")->check(CLI::Range(8000u, 192000u))->capture_default_str();
+    app.add_option("--frames", options.frames, "frames per period")->check(CLI::Range(16u, 4096u))->capture_default_str();
+    app.add_option("--voices", options.voices, "number of sine voices")
+        ->check(CLI::Range(1u, sustain::kMaxVoices))
+        ->capture_default_str();
+    app.add_option("--gain", options.gain, "master gain at start, linear 0..1")
+        ->check(CLI::Range(0.0, 1.0))
+        ->capture_default_str();
+    app.add_option("--ramp-ms", options.rampMs, "length of every parameter ramp (smoothing), ms")
+        ->check(CLI::Range(0.5, 1000.0))
+        ->capture_default_str();
+    app.add_option("--layout", options.layout, "output layout (this version: direct)")
+        ->check(CLI::IsMember({"direct"}))
+        ->capture_default_str();
+    app.add_flag("--no-standby", options.noStandby, "run without a standby worker (this version never runs one)");
+    app.add_option("--restart-limit", options.restartLimit, "crashes tolerated within --restart-window before backing off")
+        ->capture_default_str();
+    app.add_option("--restart-window", options.restartWindowS, "seconds")->capture_default_str();
+    app.add_option("--log-level", options.logLevel, "trace, debug, info, warn, error")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+        ->capture_default_str();
+    app.add_flag("--list-devices", options.listDevices, "list output devices, check the automatic choice plays, exit");
+    CLI11_PARSE(app, argc, argv);
+
+    if (options.listDevices) {
+        const std::string worker = sustain::findWorker();
+        std::vector<std::string> args = {worker, "--list-devices", "--rate", std::to_string(options.rate), "--frames",
+                                         std::to_string(options.frames)};
+        if (!options.device.empty()) {
+            args.push_back("--device");
+            args.push_back(options.device);
+        }
+        std::vector<char*> argvWorker;
+        for (std::string& arg : args) argvWorker.push_back(arg.data());
+        argvWorker.push_back(nullptr);
+        execv(worker.c_str(), argvWorker.data());
+        std::fprintf(stderr, "cannot run %s: %s\n", worker.c_str(), std::strerror(errno));
+        return 1;
+    }
+    spdlog::set_default_logger(spdlog::stderr_color_mt("sustaind"));
+    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [" + options.instance + "/sustaind] %v");
+    spdlog::set_level(spdlog::level::from_str(options.logLevel));
+    return sustain::run(options);
+}

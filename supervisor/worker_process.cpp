@@ -1,0 +1,119 @@
+#include "supervisor/worker_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace sustain {
+
+namespace {
+// Called through syscall(): Debian 12's <sys/pidfd.h> lacks C linkage for C++.
+int openPidFd(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+int signalPidFd(int pidFd, int signal) { return static_cast<int>(syscall(SYS_pidfd_send_signal, pidFd, signal, nullptr, 0)); }
+}  // namespace
+
+std::string ChildExit::describe() const {
+    if (exited) return "exited with code " + std::to_string(code);
+    const char* name = sigabbrev_np(signal);
+    return "killed by signal " + std::to_string(signal) + (name != nullptr ? std::string(" (SIG") + name + ")" : "");
+}
+
+WorkerProcess::~WorkerProcess() {
+    if (running()) killAndReap();
+    release();
+}
+
+bool WorkerProcess::spawn(const std::string& path, const std::vector<std::string>& args, std::string& error) {
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+        error = std::string("socketpair: ") + std::strerror(errno);
+        return false;
+    }
+    // The parent's end never blocks: a wake byte that does not fit means one is pending.
+    fcntl(pair[0], F_SETFL, fcntl(pair[0], F_GETFL) | O_NONBLOCK);
+
+    // Everything the child needs is built before fork(): after it, in a process with
+    // threads, only async-signal-safe calls are allowed.
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(path.c_str()));
+    for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    const pid_t parent = getpid();
+
+    const pid_t pid = fork();
+    if (pid < 0) {
+        error = std::string("fork: ") + std::strerror(errno);
+        close(pair[0]);
+        close(pair[1]);
+        return false;
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(1);  // sustaind died before the line above took effect
+        if (dup2(pair[1], 3) < 0) _exit(1);  // dup2 clears close-on-exec on fd 3
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, nullptr);
+        execv(path.c_str(), argv.data());
+        _exit(127);
+    }
+    close(pair[1]);
+    pid_ = pid;
+    wakeFd_ = pair[0];
+    reaped_ = false;
+    exit_ = {};
+    pidFd_ = openPidFd(pid);
+    if (pidFd_ < 0) {
+        error = std::string("pidfd_open: ") + std::strerror(errno) + " (Linux 5.3 or later is required)";
+        killAndReap();
+        return false;
+    }
+    return true;
+}
+
+bool WorkerProcess::tryReap() {
+    if (pid_ <= 0) return false;
+    if (reaped_) return true;
+    int status = 0;
+    const pid_t got = waitpid(pid_, &status, WNOHANG);
+    if (got != pid_) return false;
+    reaped_ = true;
+    exit_.exited = WIFEXITED(status);
+    exit_.code = exit_.exited ? WEXITSTATUS(status) : 0;
+    exit_.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    return true;
+}
+
+void WorkerProcess::killAndReap() {
+    if (pid_ <= 0 || reaped_) return;
+    if (pidFd_ >= 0)
+        signalPidFd(pidFd_, SIGKILL);
+    else
+        kill(pid_, SIGKILL);
+    int status = 0;
+    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    reaped_ = true;
+    exit_.exited = WIFEXITED(status);
+    exit_.code = exit_.exited ? WEXITSTATUS(status) : 0;
+    exit_.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
+void WorkerProcess::release() {
+    if (pidFd_ >= 0) close(pidFd_);
+    if (wakeFd_ >= 0) close(wakeFd_);
+    pidFd_ = -1;
+    wakeFd_ = -1;
+    pid_ = -1;
+    reaped_ = false;
+}
+
+}  // namespace sustain

@@ -1,0 +1,61 @@
+// One child process of sustaind: spawn, watch, stop.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sustain {
+
+/// How a child ended, in words a user understands.
+struct ChildExit {
+    bool exited = false;   // true: `code` is the exit code; false: killed by `signal`
+    int code = 0;
+    int signal = 0;
+    std::string describe() const;
+};
+
+/// A worker process and the two things that tell sustaind it died: a pidfd (exit status,
+/// no PID-reuse race) and the parent's end of a socketpair (EOF when the kernel has torn
+/// the child down; also the channel for wake bytes).
+class WorkerProcess {
+public:
+    WorkerProcess() = default;
+    WorkerProcess(const WorkerProcess&) = delete;
+    WorkerProcess& operator=(const WorkerProcess&) = delete;
+    ~WorkerProcess();
+
+    /// Forks and execs `path` with `args`, the child's end of the socketpair as fd 3.
+    /// The child gets its own process group (a terminal's Ctrl-C goes to sustaind, which
+    /// fades out properly) and PR_SET_PDEATHSIG, so it never outlives sustaind.
+    /// Thread: sustaind's main thread only (PDEATHSIG follows the forking thread).
+    /// Errors: false with `error` set (fork, socketpair or pidfd_open failed).
+    bool spawn(const std::string& path, const std::vector<std::string>& args, std::string& error);
+
+    /// Reaps the child if it has exited; true once reaped (then `exit()` is valid).
+    /// Thread: main.
+    bool tryReap();
+
+    /// SIGKILLs the child (if still running) and reaps it. Thread: main.
+    void killAndReap();
+
+    /// Closes the descriptors of a reaped child. Thread: main.
+    void release();
+
+    bool running() const { return pid_ > 0 && !reaped_; }
+    pid_t pid() const { return pid_; }
+    int pidFd() const { return pidFd_; }
+    int wakeFd() const { return wakeFd_; }
+    const ChildExit& exit() const { return exit_; }
+
+private:
+    pid_t pid_ = -1;
+    int pidFd_ = -1;
+    int wakeFd_ = -1;
+    bool reaped_ = false;
+    ChildExit exit_;
+};
+
+}  // namespace sustain
