@@ -1,0 +1,157 @@
+// From the OSC thread's router through the shared ring to the callback's queue: dual
+// write, coalescing when a ring is full, coalescing per parameter in the control thread,
+// and a replacement worker skipping what its table snapshot already holds.
+#include <doctest/doctest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <vector>
+
+#include "engine/control_thread.h"
+#include "engine/rt/synth.h"
+#include "osc/command_router.h"
+#include "shm/segment.h"
+#include "shm/spsc_ring.h"
+
+using namespace sustain;
+
+namespace {
+std::unique_ptr<Segment> makeSegment() {
+    auto segment = std::make_unique<Segment>();
+    initializeSegment(*segment, getpid());
+    return segment;
+}
+
+std::vector<Command> drainAll(CallbackQueue& queue) {
+    std::vector<Command> out;
+    Command c;
+    while (queue.try_dequeue(c)) out.push_back(c);
+    return out;
+}
+}  // namespace
+
+TEST_CASE("router: writes the table, then both attached workers' rings (dual write)") {
+    auto segment = makeSegment();
+    CommandRouter router(*segment);
+    router.attachWorker(0, -1);
+    router.attachWorker(1, -1);
+    router.submit(kParamMasterGain, 0.5, 100, 0);
+    router.submit(voiceFreqParam(1), 880.0, 200, 0);
+    CHECK(segment->params.entries[kParamMasterGain].value.load() == 0.5);
+    CHECK(segment->params.entries[voiceFreqParam(1)].version.load() == 2);
+    for (uint32_t slot = 0; slot < 2; ++slot) {
+        auto ring = commandRing(*segment, slot);
+        Command c;
+        REQUIRE(ring.tryPop(c));
+        CHECK(c.sequence == 1);
+        CHECK(c.receiveNs == 100);
+        REQUIRE(ring.tryPop(c));
+        CHECK(c.param == voiceFreqParam(1));
+        CHECK_FALSE(ring.tryPop(c));
+    }
+    router.detachWorker(1);
+    router.submit(kParamMasterGain, 0.25, 300, 0);
+    CHECK(commandRing(*segment, 1).sizeApprox() == 0);
+    CHECK(commandRing(*segment, 0).sizeApprox() == 1);
+}
+
+TEST_CASE("router: a full ring coalesces into a refresh of the newest value, nothing is lost") {
+    auto segment = makeSegment();
+    CommandRouter router(*segment);
+    router.attachWorker(0, -1);
+    for (uint32_t i = 0; i < kCommandRingCapacity; ++i) router.submit(voiceFreqParam(0), 100.0 + i % 100, 1, 0);
+    router.submit(kParamMasterGain, 0.1, 1, 0);  // does not fit
+    router.submit(kParamMasterGain, 0.9, 1, 0);  // folded into the same refresh
+    CHECK(segment->osc.ringCoalesced.load() == 2);
+    CHECK(router.flushPending());  // still full: the refresh stays owed
+    auto ring = commandRing(*segment, 0);
+    Command c;
+    while (ring.tryPop(c)) {
+    }
+    CHECK_FALSE(router.flushPending());
+    REQUIRE(ring.tryPop(c));
+    CHECK(c.param == kParamMasterGain);
+    CHECK(c.value == 0.9);
+    CHECK((c.flags & kCommandFlagRefresh) != 0);
+    CHECK_FALSE(ring.tryPop(c));
+}
+
+TEST_CASE("router: wakes a sleeping worker with one byte, a busy one with none") {
+    auto segment = makeSegment();
+    int pair[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, pair) == 0);
+    CommandRouter router(*segment);
+    router.attachWorker(0, pair[0]);
+    auto ring = commandRing(*segment, 0);
+    char bytes[8];
+    router.submit(kParamMasterGain, 0.5, 1, 0);
+    router.wakeSleepers();
+    CHECK(read(pair[1], bytes, sizeof bytes) < 0);  // awake: no system call spent on it
+    Command c;
+    REQUIRE(ring.tryPop(c));
+    REQUIRE(ring.prepareToSleep());
+    router.submit(kParamMasterGain, 0.6, 1, 0);
+    router.wakeSleepers();
+    CHECK(read(pair[1], bytes, sizeof bytes) == 1);
+    router.detachWorker(0);
+    close(pair[0]);
+    close(pair[1]);
+}
+
+TEST_CASE("control thread: coalesces a burst per parameter and keeps arrival order") {
+    auto segment = makeSegment();
+    CommandRouter router(*segment);
+    router.attachWorker(0, -1);
+    CallbackQueue queue(kCallbackQueueCapacity);
+    CommandForwarder forwarder(*segment, 0, queue);
+    for (int i = 0; i < 100; ++i) router.submit(kParamMasterGain, i / 100.0, 1, 0);
+    router.submit(voiceFreqParam(2), 500.0, 1, 0);
+    router.submit(kParamMasterGain, 0.33, 1, 0);
+    CHECK_FALSE(forwarder.drainOnce());
+    const auto forwarded = drainAll(queue);
+    REQUIRE(forwarded.size() == 2);
+    CHECK(forwarded[0].param == kParamMasterGain);
+    CHECK(forwarded[0].value == 0.33);
+    CHECK(forwarded[1].param == voiceFreqParam(2));
+    CHECK(segment->workers[0].controlCoalesced.load() == 100);
+    CHECK(segment->workers[0].drained.load() == 102);
+}
+
+TEST_CASE("control thread: a full callback queue keeps commands pending, never drops them") {
+    auto segment = makeSegment();
+    CommandRouter router(*segment);
+    router.attachWorker(0, -1);
+    CallbackQueue queue(1);  // moodycamel rounds up; fill whatever it holds
+    while (queue.try_enqueue(Command{})) {
+    }
+    CommandForwarder forwarder(*segment, 0, queue);
+    router.submit(kParamMasterGain, 0.7, 1, 0);
+    CHECK(forwarder.drainOnce());  // pending
+    drainAll(queue);
+    CHECK_FALSE(forwarder.drainOnce());
+    const auto forwarded = drainAll(queue);
+    REQUIRE(forwarded.size() == 1);
+    CHECK(forwarded[0].value == 0.7);
+}
+
+TEST_CASE("control thread: a new worker starts from the table and skips what it already holds") {
+    auto segment = makeSegment();
+    CommandRouter router(*segment);
+    router.attachWorker(0, -1);
+    router.submit(kParamMasterGain, 0.4, 1, 0);
+    router.submit(voiceFreqParam(0), 300.0, 1, 0);
+    RenderState state;
+    initialRenderState(state, 0.0);
+    CallbackQueue queue(kCallbackQueueCapacity);
+    CommandForwarder forwarder(*segment, 0, queue);
+    forwarder.setSnapshot(loadStateTable(*segment, state));
+    CHECK(state.master.current == 0.4);
+    CHECK(state.voices[0].freq.current == 300.0);
+    router.submit(kParamMasterGain, 0.8, 1, 0);  // after the snapshot: must arrive
+    forwarder.drainOnce();
+    const auto forwarded = drainAll(queue);
+    REQUIRE(forwarded.size() == 1);
+    CHECK(forwarded[0].value == 0.8);
+    CHECK(segment->workers[0].staleEpochSkips.load() == 2);
+}
