@@ -1,0 +1,238 @@
+"""Shared pieces of the integration tests: a private JACK dummy server, the real sustaind,
+real OSC through liblo's oscsend, and a recording of what the driver itself played
+(system:monitor_1), judged by sustain-analyze.
+
+Every wait has a deadline (a hang is a failure), and every process started here is
+stopped again, whatever happens. A machine without jackd skips (exit 77), never passes.
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SKIP = 77
+
+
+class TestFailure(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise TestFailure(message)
+    print(f"ok: {message}", flush=True)
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise TestFailure(f"timed out after {timeout} s waiting for {what}")
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class Paths:
+    def __init__(self, argv):
+        # meson passes: build root
+        self.build = os.path.abspath(argv[1])
+        self.sustaind = os.path.join(self.build, "supervisor", "sustaind")
+        self.record = os.path.join(self.build, "tools", "audio", "sustain-record")
+        self.analyze = os.path.join(self.build, "tools", "audio", "sustain-analyze")
+        self.rt_guard = os.path.join(self.build, "tests", "rt_guard", "librtguard.so")
+
+
+class JackServer:
+    """jackd -d dummy -m under a unique name, in its own session."""
+
+    def __init__(self, rate=48000, frames=64):
+        self.name = f"sustain-test-{os.getpid()}-{random.randrange(1 << 30)}"
+        self.rate = rate
+        self.frames = frames
+        self.process = None
+        self.log = tempfile.NamedTemporaryFile(prefix="jackd-", suffix=".log", delete=False)
+
+    def env(self):
+        env = dict(os.environ)
+        env["JACK_DEFAULT_SERVER"] = self.name
+        return env
+
+    def __enter__(self):
+        if shutil.which("jackd") is None:
+            print("jackd is not installed: skipping", flush=True)
+            sys.exit(SKIP)
+        self.process = subprocess.Popen(
+            ["jackd", "-n", self.name, "-R", "-d", "dummy", "-r", str(self.rate), "-p", str(self.frames), "-m"],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def up():
+            if self.process.poll() is not None:
+                raise TestFailure(f"jackd exited: {open(self.log.name).read()[-2000:]}")
+            return subprocess.run(["jack_lsp"], env=self.env(), capture_output=True).returncode == 0
+        wait_until(up, 10, "the JACK dummy server")
+        return self
+
+    def __exit__(self, *exc):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        os.unlink(self.log.name)
+
+
+class Engine:
+    """The real sustaind (which starts the real worker)."""
+
+    def __init__(self, paths, jack, extra_args=(), env_extra=None, instance=None):
+        self.paths = paths
+        self.jack = jack
+        self.instance = instance or f"it-{os.getpid()}-{random.randrange(1 << 20)}"
+        self.port = free_udp_port()
+        self.args = [paths.sustaind, "--instance", self.instance, "--port", str(self.port),
+                     "--device", "system"] + list(extra_args)
+        self.env = jack.env()
+        if env_extra:
+            self.env.update(env_extra)
+        self.log_path = tempfile.mktemp(prefix="sustaind-", suffix=".log")
+        self.process = None
+
+    def start(self, wait_ready=True):
+        self.log_file = open(self.log_path, "w")
+        self.process = subprocess.Popen(self.args, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT)
+        if wait_ready:
+            wait_until(lambda: "sustain ready" in self.log() or self.process.poll() is not None, 15,
+                       "sustaind to say it is ready")
+            if self.process.poll() is not None:
+                raise TestFailure(f"sustaind exited with {self.process.returncode}:\n{self.log()}")
+        return self
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def worker_pids(self):
+        pids = []
+        for line in self.log().splitlines():
+            if "started (pid " in line:
+                pids.append(int(line.split("started (pid ")[1].split(")")[0]))
+        return pids
+
+    def send(self, address, *args):
+        """Sends one OSC message with liblo's oscsend: args are (type, value) pairs."""
+        command = ["oscsend", "127.0.0.1", str(self.port), address]
+        if args:
+            command.append("".join(type_tag for type_tag, _ in args))
+            command += [str(value) for _, value in args]
+        subprocess.run(command, check=True, timeout=5)
+
+    def stop(self, timeout=5):
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise TestFailure(f"sustaind did not stop within {timeout} s after SIGTERM")
+
+    def shm_objects(self):
+        return [n for n in os.listdir("/dev/shm") if n.startswith(f"sustain-{self.instance}")]
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for pid in self.worker_pids():
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if exc[0] is not None:
+            print(f"--- sustaind log ---\n{self.log()}", flush=True)
+        os.unlink(self.log_path)
+
+
+class Recording:
+    """sustain-record on system:monitor_1: what the driver itself played."""
+
+    def __init__(self, paths, jack, seconds):
+        self.paths = paths
+        self.jack = jack
+        self.seconds = seconds
+        self.directory = tempfile.mkdtemp(prefix="sustain-rec-")
+        self.wav = os.path.join(self.directory, "monitor.wav")
+        self.ready = os.path.join(self.directory, "ready")
+        self.process = None
+
+    def __enter__(self):
+        self.process = subprocess.Popen(
+            [self.paths.record, "--server", self.jack.name, "--port", "system:monitor_1",
+             "--seconds", str(self.seconds), "--out", self.wav, "--ready-file", self.ready, "--json"],
+            env=self.jack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: os.path.exists(self.ready) or self.process.poll() is not None, 10, "the recorder")
+        if self.process.poll() is not None:
+            raise TestFailure(f"recorder failed: {self.process.stderr.read()}")
+        return self
+
+    def finish(self):
+        out, err = self.process.communicate(timeout=self.seconds + 15)
+        if self.process.returncode != 0:
+            raise TestFailure(f"recorder exited {self.process.returncode}: {err}")
+        summary = json.loads(out)
+        check(summary["recorder_overflows"] == 0, "the recorder lost no samples itself")
+        return summary
+
+    def analyze(self, *args):
+        result = subprocess.run([self.paths.analyze, "--in", self.wav, "--json", "--damage-report", "10"] + list(args),
+                                capture_output=True, text=True, timeout=60)
+        if result.returncode not in (0, 1):
+            raise TestFailure(f"analyzer failed ({result.returncode}): {result.stderr}")
+        report = json.loads(result.stdout)
+        if result.returncode != 0:
+            print(f"analyzer: {result.stdout}\n{result.stderr}", flush=True)
+        return report
+
+    def __exit__(self, *exc):
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def main(test):
+    """Runs `test(paths)`, turning failures into exit code 1 with the reason."""
+    try:
+        test(Paths(sys.argv))
+    except TestFailure as failure:
+        print(f"FAIL: {failure}", flush=True)
+        sys.exit(1)
+    print("PASS", flush=True)

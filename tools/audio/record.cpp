@@ -1,0 +1,364 @@
+// sustain-record: records what a listener hears (by default the driver's own output,
+// system:monitor_1, on a server started with -m) into a float WAV file, for exactly
+// round(seconds * rate) frames. The process callback only copies into a preallocated ring;
+// the main thread drains the ring to libsndfile. Every frame the recorder itself loses
+// (ring full) is counted and makes the recording invalid: a test must never judge a
+// hole the recorder made as if the engine had made it.
+//
+// Exit 0: complete, valid recording; 1: recording failed or invalid (overflow, no audio for
+// 5 s, server gone, interrupted); 2: usage or setup error (flags, no server, no port, file).
+#include <jack/jack.h>
+#include <sndfile.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tools/audio/sample_ring.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using sustain::audio::SampleRing;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitSetup = 2;
+constexpr auto kWatchdog = std::chrono::seconds(5);  // no process cycle for this long: give up
+constexpr auto kDrainPeriod = std::chrono::milliseconds(5);
+constexpr double kRingSeconds = 2.0;  // slack for a slow disk; drained every 5 ms
+
+volatile std::sig_atomic_t gStopSignal = 0;
+
+void onSignal(int signal) { gStopSignal = signal; }
+
+bool gVerbose = false;
+
+// JACK prints to stderr on its own; unless --verbose, only our one-line messages appear.
+void onJackMessage(const char* message) {
+    if (gVerbose) std::fprintf(stderr, "jack: %s\n", message);
+}
+
+// Shared between the process callback and the main thread. Each atomic names its writer.
+struct Recorder {
+    explicit Recorder(std::size_t ringSamples) : ring(ringSamples) {}
+
+    jack_client_t* client = nullptr;
+    std::vector<jack_port_t*> ports;       // ours (inputs), in --port order
+    std::vector<const float*> buffers;     // the callback's scratch, sized before activation
+    SampleRing ring;
+    std::uint64_t framesWanted = 0;
+
+    std::atomic<bool> armed{false};                  // writer: main (once connected)
+    std::atomic<bool> done{false};                   // writer: callback (last frame seen)
+    std::atomic<bool> serverGone{false};             // writer: JACK shutdown callback
+    std::atomic<std::uint64_t> cycles{0};            // writer: callback
+    std::atomic<std::uint64_t> framesSeen{0};        // writer: callback (recorded + lost)
+    std::atomic<std::uint64_t> framesLost{0};        // writer: callback (ring full)
+    std::atomic<std::uint64_t> xruns{0};             // writer: JACK xrun callback, while recording
+    std::atomic<std::uint32_t> startFrame{0};        // writer: callback (first recorded cycle)
+};
+
+// RT-safe: atomics, jack_port_get_buffer and a ring write; no locks, allocation or logging.
+int onProcess(jack_nframes_t nframes, void* arg) noexcept {
+    auto& r = *static_cast<Recorder*>(arg);
+    r.cycles.fetch_add(1, std::memory_order_relaxed);
+    if (!r.armed.load(std::memory_order_acquire) || r.done.load(std::memory_order_relaxed)) return 0;
+    const std::uint64_t seen = r.framesSeen.load(std::memory_order_relaxed);
+    const std::uint64_t left = r.framesWanted - seen;
+    const std::size_t take = left < nframes ? static_cast<std::size_t>(left) : nframes;
+    for (std::size_t c = 0; c < r.ports.size(); ++c) {
+        r.buffers[c] = static_cast<const float*>(jack_port_get_buffer(r.ports[c], nframes));
+    }
+    if (seen == 0) r.startFrame.store(jack_last_frame_time(r.client), std::memory_order_relaxed);
+    if (!r.ring.tryWriteInterleaved(r.buffers.data(), r.buffers.size(), take)) {
+        r.framesLost.fetch_add(take, std::memory_order_relaxed);
+    }
+    r.framesSeen.store(seen + take, std::memory_order_release);
+    if (seen + take >= r.framesWanted) r.done.store(true, std::memory_order_release);
+    return 0;
+}
+
+// Thread: JACK's notification thread. Counts only xruns while recording.
+int onXrun(void* arg) noexcept {
+    auto& r = *static_cast<Recorder*>(arg);
+    if (r.armed.load(std::memory_order_acquire) && !r.done.load(std::memory_order_acquire)) {
+        r.xruns.fetch_add(1, std::memory_order_relaxed);
+    }
+    return 0;
+}
+
+void onShutdown(void* arg) noexcept {
+    static_cast<Recorder*>(arg)->serverGone.store(true, std::memory_order_release);
+}
+
+// Written atomically (temp file, then rename) so a test polling for it never reads half.
+bool writeReadyFile(const std::string& path, const nlohmann::json& content) {
+    const std::string temp = path + ".tmp." + std::to_string(::getpid());
+    std::FILE* f = std::fopen(temp.c_str(), "w");
+    if (f == nullptr) return false;
+    const std::string text = content.dump() + "\n";
+    const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+    if (std::fclose(f) != 0 || !written) return false;
+    return std::rename(temp.c_str(), path.c_str()) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"Records JACK ports (by default the driver's output, system:monitor_1) into a float "
+                 "WAV file for exactly round(seconds*rate) frames.\n"
+                 "Exit 0: valid recording; 1: failed or invalid (recorder overflow, no audio for 5 s, "
+                 "server gone); 2: usage or setup error."};
+    const char* envServer = std::getenv("JACK_DEFAULT_SERVER");
+    std::string server = envServer != nullptr && *envServer != '\0' ? envServer : "default";
+    std::vector<std::string> sources;
+    double seconds = 0.0;
+    std::string outPath;
+    std::string clientName = "sustain-record";
+    std::string readyFile;
+    bool json = false;
+
+    app.add_option("--server", server, "JACK server name (default: $JACK_DEFAULT_SERVER, else default)")
+        ->capture_default_str();
+    app.add_option("--port", sources, "source port, one channel each, repeatable (default system:monitor_1)")
+        ->take_all();
+    app.add_option("--seconds", seconds, "duration in seconds")->required();
+    app.add_option("--out", outPath, "output WAV file (32-bit float)")->required();
+    app.add_option("--client-name", clientName, "JACK client name")->capture_default_str();
+    app.add_option("--ready-file", readyFile,
+                   "written (atomically) once the ports are connected and the first block is recorded");
+    app.add_flag("--json", json, "print a JSON summary on stdout");
+    app.add_flag("--verbose", gVerbose, "pass JACK's own messages through to stderr");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        const int code = app.exit(e);
+        return code == 0 ? kExitOk : kExitSetup;
+    }
+    if (sources.empty()) sources.emplace_back("system:monitor_1");
+    if (!(seconds > 0.0) || !std::isfinite(seconds)) {
+        std::fprintf(stderr, "sustain-record: --seconds %g: expected a positive duration\n", seconds);
+        return kExitSetup;
+    }
+
+    jack_set_error_function(onJackMessage);
+    jack_set_info_function(onJackMessage);
+    const auto openedAt = Clock::now();
+    // Declared before the client so it outlives it: the callbacks use it until the close.
+    std::unique_ptr<Recorder> recorder;
+    jack_status_t status{};
+    jack_client_t* client = jack_client_open(clientName.c_str(),
+                                             static_cast<jack_options_t>(JackNoStartServer | JackServerName),
+                                             &status, server.c_str());
+    if (client == nullptr) {
+        std::fprintf(stderr,
+                     "sustain-record: cannot connect to JACK server \"%s\" (status 0x%x); is it running? "
+                     "(start one: jackd -n %s -d dummy -r 48000 -p 64 -m)\n",
+                     server.c_str(), static_cast<unsigned>(status), server.c_str());
+        return kExitSetup;
+    }
+    // From here on every exit path closes the client (the server otherwise keeps a zombie).
+    struct ClientCloser {
+        jack_client_t* c;
+        ~ClientCloser() { jack_client_close(c); }
+    } closer{client};
+
+    for (const std::string& name : sources) {
+        jack_port_t* source = jack_port_by_name(client, name.c_str());
+        if (source == nullptr) {
+            std::fprintf(stderr, "sustain-record: port \"%s\" does not exist on JACK server \"%s\" (see jack_lsp%s)\n",
+                         name.c_str(), server.c_str(),
+                         name.rfind("system:monitor", 0) == 0 ? "; monitor ports need jackd ... -d dummy -m" : "");
+            return kExitSetup;
+        }
+        if ((jack_port_flags(source) & JackPortIsOutput) == 0) {
+            std::fprintf(stderr, "sustain-record: port \"%s\" is an input; expected an output port to record from\n",
+                         name.c_str());
+            return kExitSetup;
+        }
+    }
+
+    const double rate = jack_get_sample_rate(client);
+    const auto framesWanted = static_cast<std::uint64_t>(std::llround(seconds * rate));
+    if (framesWanted == 0) {
+        std::fprintf(stderr, "sustain-record: --seconds %g is less than one frame at %.0f Hz\n", seconds, rate);
+        return kExitSetup;
+    }
+    const std::size_t channels = sources.size();
+    const std::size_t ringFrames = std::max<std::size_t>(static_cast<std::size_t>(rate * kRingSeconds),
+                                                         64 * static_cast<std::size_t>(jack_get_buffer_size(client)));
+    recorder = std::make_unique<Recorder>(ringFrames * channels);
+    Recorder& r = *recorder;
+    r.client = client;
+    r.framesWanted = framesWanted;
+    r.buffers.assign(channels, nullptr);
+    // Best effort: a page-out of the ring would stall the process thread. Without the
+    // privilege (RLIMIT_MEMLOCK) the pages are still touched, which is enough for a test.
+    (void)::mlock(r.ring.data(), r.ring.capacity() * sizeof(float));
+
+    for (std::size_t c = 0; c < channels; ++c) {
+        const std::string portName = "in_" + std::to_string(c + 1);
+        jack_port_t* port = jack_port_register(client, portName.c_str(), JACK_DEFAULT_AUDIO_TYPE, JackPortIsInput, 0);
+        if (port == nullptr) {
+            std::fprintf(stderr, "sustain-record: cannot register port %s:%s\n", jack_get_client_name(client),
+                         portName.c_str());
+            return kExitSetup;
+        }
+        r.ports.push_back(port);
+    }
+
+    SF_INFO info{};
+    info.samplerate = static_cast<int>(rate);
+    info.channels = static_cast<int>(channels);
+    info.format = SF_FORMAT_WAV | SF_FORMAT_FLOAT;
+    SNDFILE* file = sf_open(outPath.c_str(), SFM_WRITE, &info);
+    if (file == nullptr) {
+        std::fprintf(stderr, "sustain-record: cannot write \"%s\": %s\n", outPath.c_str(), sf_strerror(nullptr));
+        return kExitSetup;
+    }
+    struct FileCloser {
+        SNDFILE* f;
+        ~FileCloser() { sf_close(f); }
+    } fileCloser{file};
+
+    jack_set_process_callback(client, onProcess, &r);
+    jack_set_xrun_callback(client, onXrun, &r);
+    jack_on_shutdown(client, onShutdown, &r);
+    struct sigaction action {};
+    action.sa_handler = onSignal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, nullptr);
+    sigaction(SIGTERM, &action, nullptr);
+
+    if (jack_activate(client) != 0) {
+        std::fprintf(stderr, "sustain-record: cannot activate the JACK client on server \"%s\"\n", server.c_str());
+        return kExitSetup;
+    }
+    for (std::size_t c = 0; c < channels; ++c) {
+        const int rc = jack_connect(client, sources[c].c_str(), jack_port_name(r.ports[c]));
+        if (rc != 0) {
+            std::fprintf(stderr, "sustain-record: cannot connect %s to %s (error %d)\n", sources[c].c_str(),
+                         jack_port_name(r.ports[c]), rc);
+            jack_deactivate(client);
+            return kExitSetup;
+        }
+    }
+    // jack_connect returns once the server has the new graph; the cycle running at that
+    // moment may still use the old one. Two full cycles later the connection carries audio.
+    const std::uint64_t cyclesAtConnect = r.cycles.load(std::memory_order_relaxed);
+    const auto connectedAt = Clock::now();
+    while (r.cycles.load(std::memory_order_relaxed) < cyclesAtConnect + 3) {
+        if (Clock::now() - connectedAt > kWatchdog || r.serverGone.load() || gStopSignal != 0) {
+            std::fprintf(stderr, "sustain-record: JACK server \"%s\" ran no process cycle for %lld s after connecting\n",
+                         server.c_str(), static_cast<long long>(kWatchdog.count()));
+            jack_deactivate(client);
+            return kExitFailed;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    r.armed.store(true, std::memory_order_release);
+
+    // Drain loop: the only thread that touches the file.
+    std::vector<float> chunk(r.ring.capacity());
+    std::uint64_t framesWritten = 0;
+    bool readyWritten = readyFile.empty();
+    bool writeFailed = false;
+    std::string failure;
+    std::uint64_t lastCycles = r.cycles.load(std::memory_order_relaxed);
+    auto lastProgress = Clock::now();
+    double readyAfterMs = -1.0;
+    while (true) {
+        const bool finished = r.done.load(std::memory_order_acquire);
+        std::size_t got;
+        while ((got = r.ring.read(chunk.data(), chunk.size())) > 0) {
+            const auto frames = static_cast<sf_count_t>(got / channels);
+            if (sf_writef_float(file, chunk.data(), frames) != frames) writeFailed = true;
+            framesWritten += static_cast<std::uint64_t>(frames);
+        }
+        if (writeFailed) {
+            failure = "write to \"" + outPath + "\" failed: " + sf_strerror(file);
+            break;
+        }
+        if (!readyWritten && r.framesSeen.load(std::memory_order_acquire) > 0) {
+            nlohmann::json ready = {{"pid", ::getpid()},
+                                    {"sample_rate", rate},
+                                    {"channels", channels},
+                                    {"ports", sources},
+                                    {"start_frame", r.startFrame.load(std::memory_order_relaxed)},
+                                    {"frames_wanted", framesWanted}};
+            if (!writeReadyFile(readyFile, ready)) {
+                failure = "cannot write --ready-file \"" + readyFile + "\"";
+                break;
+            }
+            readyWritten = true;
+        }
+        if (readyAfterMs < 0.0 && r.framesSeen.load(std::memory_order_relaxed) > 0) {
+            readyAfterMs = std::chrono::duration<double, std::milli>(Clock::now() - openedAt).count();
+        }
+        if (finished) break;
+        if (r.serverGone.load(std::memory_order_acquire)) {
+            failure = "JACK server \"" + server + "\" shut down";
+            break;
+        }
+        if (gStopSignal != 0) {
+            failure = std::string("stopped by signal ") + std::to_string(gStopSignal);
+            break;
+        }
+        const std::uint64_t cycles = r.cycles.load(std::memory_order_relaxed);
+        const auto now = Clock::now();
+        if (cycles != lastCycles) {
+            lastCycles = cycles;
+            lastProgress = now;
+        } else if (now - lastProgress > kWatchdog) {
+            failure = "no audio from JACK server \"" + server + "\" for " + std::to_string(kWatchdog.count()) +
+                      " s (server stalled?)";
+            break;
+        }
+        std::this_thread::sleep_for(kDrainPeriod);
+    }
+    jack_deactivate(client);
+
+    const std::uint64_t lost = r.framesLost.load();
+    const std::uint64_t xruns = r.xruns.load();
+    if (failure.empty() && lost > 0) failure = "recorder overflow: lost " + std::to_string(lost) + " frames";
+    if (failure.empty() && framesWritten != framesWanted) {
+        failure = "incomplete: " + std::to_string(framesWritten) + " of " + std::to_string(framesWanted) + " frames";
+    }
+    const bool valid = failure.empty();
+
+    std::string portList;
+    for (const std::string& s : sources) portList += (portList.empty() ? "" : ",") + s;
+    std::fprintf(stderr,
+                 "sustain-record: %llu frames (%.3f s, %zu ch, %.0f Hz) from %s to %s; xruns %llu, recorder "
+                 "overflows %llu; recording began %.1f ms after start: %s%s\n",
+                 static_cast<unsigned long long>(framesWritten), static_cast<double>(framesWritten) / rate, channels,
+                 rate, portList.c_str(), outPath.c_str(), static_cast<unsigned long long>(xruns),
+                 static_cast<unsigned long long>(lost), readyAfterMs, valid ? "valid" : "INVALID: ",
+                 failure.c_str());
+    if (json) {
+        const nlohmann::json out = {{"frames", framesWritten},
+                                    {"frames_wanted", framesWanted},
+                                    {"sample_rate", rate},
+                                    {"channels", channels},
+                                    {"ports", sources},
+                                    {"xruns", xruns},
+                                    {"recorder_overflows", lost},
+                                    {"file", outPath},
+                                    {"valid", valid},
+                                    {"error", valid ? nlohmann::json(nullptr) : nlohmann::json(failure)}};
+        std::printf("%s\n", out.dump().c_str());
+    }
+    return valid ? kExitOk : kExitFailed;
+}

@@ -1,0 +1,61 @@
+# Shared by tools/run, tools/test and tools/bench: install what is missing, build.
+# Sourced, not executed.
+
+SUSTAIN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+SUSTAIN_BUILD="${SUSTAIN_BUILD:-$SUSTAIN_ROOT/build}"
+
+# Debian 12 packages the project builds, runs and tests with.
+SUSTAIN_PACKAGES=(
+  meson ninja-build pkg-config g++ cmake python3
+  portaudio19-dev libasound2-dev liblo-dev liblo-tools libreaderwriterqueue-dev
+  libspdlog-dev doctest-dev libcli11-dev nlohmann-json3-dev libsndfile1-dev
+  jackd2 libjack-jackd2-dev
+)
+
+say() { printf 'sustain: %s\n' "$*" >&2; }
+
+# Installs the packages that are missing, as root or through sudo; quick when none is.
+sustain_install_packages() {
+  local missing=() p
+  for p in "${SUSTAIN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing missing Debian packages: ${missing[*]}"
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { say "need root or sudo to install: ${missing[*]}"; return 1; }
+    sudo="sudo"
+  fi
+  # jackd2 asks whether to enable real-time priority; keep the default without asking.
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
+    $sudo apt-get update >/dev/null 2>&1
+    $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+  }
+}
+
+# Configures (once) and builds into $SUSTAIN_BUILD.
+sustain_build() {
+  if [ ! -f "$SUSTAIN_BUILD/build.ninja" ]; then
+    meson setup "$SUSTAIN_BUILD" "$SUSTAIN_ROOT" >/dev/null || return 1
+  fi
+  ninja -C "$SUSTAIN_BUILD" >/dev/null || ninja -C "$SUSTAIN_BUILD"
+}
+
+# Starts a private JACK server with the dummy driver and monitor ports, named $1.
+# Sets SUSTAIN_JACKD_PID; the caller stops it.
+sustain_start_dummy_jack() {
+  local name="$1" rate="${2:-48000}" frames="${3:-64}"
+  # Its own session: a Ctrl-C in the terminal must reach sustaind (which fades out), not jackd.
+  setsid jackd -n "$name" -R -d dummy -r "$rate" -p "$frames" -m >"${TMPDIR:-/tmp}/sustain-jackd-$name.log" 2>&1 &
+  SUSTAIN_JACKD_PID=$!
+  local i
+  for i in $(seq 1 100); do
+    JACK_DEFAULT_SERVER="$name" jack_lsp >/dev/null 2>&1 && return 0
+    kill -0 "$SUSTAIN_JACKD_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  say "the JACK dummy server did not start; see ${TMPDIR:-/tmp}/sustain-jackd-$name.log"
+  return 1
+}
