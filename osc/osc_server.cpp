@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 
 #include "osc/message_validator.h"
 #include "osc/osc_packet.h"
@@ -160,7 +161,8 @@ void OscServer::receiveBatch(uint64_t receiveNs) {
     }
 }
 
-void OscServer::reject(RejectReason reason, const std::string& text, const sockaddr_storage& from) {
+void OscServer::reject(RejectReason reason, const std::string& text, const sockaddr_storage& from,
+                       std::string_view address) {
     OscMetrics& m = segment_.osc;
     m.rejected.fetch_add(1, std::memory_order_relaxed);
     switch (reason) {
@@ -173,7 +175,8 @@ void OscServer::reject(RejectReason reason, const std::string& text, const socka
         case RejectReason::Oversize: m.rejectedOversize.fetch_add(1, std::memory_order_relaxed); break;
         case RejectReason::None: break;
     }
-    rejectLog_.warn(static_cast<size_t>(reason), text + " (from " + describeAddress(from) + ")");
+    const size_t key = static_cast<size_t>(reason) * 16 + (std::hash<std::string_view>{}(address) & 15);
+    rejectLog_.warn(key, text + " (from " + describeAddress(from) + ")");
 }
 
 void OscServer::handleDatagram(const uint8_t* data, size_t size, bool truncated, uint64_t receiveNs,
@@ -218,7 +221,7 @@ void OscServer::handleMessage(const uint8_t* data, size_t size, uint64_t timetag
         std::string shown(address.substr(0, 64));
         for (char& c : shown)
             if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-        reject(change.error, shown + ": " + change.why + "; message ignored", from);
+        reject(change.error, shown + ": " + change.why + "; message ignored", from, address);
         return;
     }
     segment_.osc.accepted.fetch_add(1, std::memory_order_relaxed);

@@ -51,7 +51,7 @@ private:
                         const sockaddr_storage& from);
     void handleMessage(const uint8_t* data, size_t size, uint64_t timetag, uint64_t receiveNs,
                        const sockaddr_storage& from);
-    void reject(RejectReason reason, const std::string& text, const sockaddr_storage& from);
+    void reject(RejectReason reason, const std::string& text, const sockaddr_storage& from, std::string_view address = {});
 
     Segment& segment_;
     CommandRouter& router_;
@@ -61,7 +61,8 @@ private:
     uint16_t boundPort_ = 0;
     std::thread thread_;
     std::vector<uint8_t> buffers_;  // one receive buffer per datagram of a batch, allocated once
-    RateLimitedLog<16> rejectLog_;
+    // Keyed by reason and address, so a flood of one bad message cannot hide another.
+    RateLimitedLog<128> rejectLog_;
 };
 
 /// "127.0.0.1:53211" for logs.
