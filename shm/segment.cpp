@@ -193,7 +193,6 @@ SegmentOwner::Result SegmentOwner::create(std::string_view instance, std::string
         message = "--instance \"" + std::string(instance) + "\": " + why;
         return Result::InvalidName;
     }
-    instance_ = instance;
     const std::string lockName = lockObjectName(instance);
     const std::string segmentName = segmentObjectName(instance);
     const mode_t oldMask = umask(077);
@@ -238,7 +237,10 @@ SegmentOwner::Result SegmentOwner::create(std::string_view instance, std::string
         return Result::SystemError;
     }
 
-    // We hold the lock, so any segment already there was left by a run that died.
+    // We hold the lock: from here on the instance is ours to create and to remove.
+    instance_ = instance;
+
+    // Any segment already there was left by a run that died.
     {
         MappedSegment stale;
         const AttachError found = attachSegment(instance, true, stale);
@@ -288,14 +290,14 @@ SegmentOwner::Result SegmentOwner::create(std::string_view instance, std::string
 }
 
 void SegmentOwner::remove() {
-    if (instance_.empty()) return;
+    // Only the holder of the lock may unlink: a sustaind refused as a second instance
+    // must leave the running one's objects alone.
+    if (instance_.empty() || lockFd_ < 0) return;
     mapping_.reset();
     shm_unlink(segmentObjectName(instance_).c_str());
-    if (lockFd_ >= 0) {
-        shm_unlink(lockObjectName(instance_).c_str());  // while still holding it: see create()
-        close(lockFd_);
-        lockFd_ = -1;
-    }
+    shm_unlink(lockObjectName(instance_).c_str());  // while still holding it: see create()
+    close(lockFd_);
+    lockFd_ = -1;
     instance_.clear();
 }
 

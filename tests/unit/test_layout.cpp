@@ -110,6 +110,7 @@ TEST_CASE("layout: the owner refuses a second instance and reclaims a stale segm
         SegmentOwner second;
         CHECK(second.create(instance, message) == SegmentOwner::Result::AlreadyRunning);
         CHECK(message.find("already running") != std::string::npos);
+        second.remove();  // a refused owner must not remove the running instance's objects
         MappedSegment reader;
         CHECK(attachSegment(instance, true, reader) == AttachError::None);
         struct stat st {};

@@ -1,0 +1,52 @@
+"""The audio callback is sacred: with the real-time guard preloaded into the real worker
+(LD_PRELOAD), the engine plays and takes an OSC flood of parameter changes, then stops
+cleanly; the worker's report must show thousands of guarded callbacks and not one call
+to malloc, free, a lock, a sleep or an I/O system call from inside them.
+
+The guard's own self-test (tests/rt_guard/test_rt_guard.cpp) proves it does catch such
+calls, so a zero here is a real zero.
+"""
+import glob
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+from harness import Engine, JackServer, check, main
+
+
+def test(paths):
+    reports = tempfile.mkdtemp(prefix="sustain-rtguard-")
+    env = {"LD_PRELOAD": paths.rt_guard, "SUSTAIN_RT_GUARD_REPORT": reports}
+    with JackServer() as jack, Engine(paths, jack, env_extra=env) as engine:
+        worker = engine.worker_pids()[0]
+        engine.send("/engine/gain", ("f", 0.3))
+        # A flood of every kind of parameter change through the whole path, for ~2 s.
+        flood = []
+        for i in range(400):
+            flood += [f"/engine/freq,f,{200 + i}", f"/engine/voice/1/gain,f,{(i % 10) / 20}",
+                      f"/engine/voice/2/freq,i,{300 + i}", f"/engine/gain,d,{0.2 + (i % 5) / 20}"]
+        started = time.monotonic()
+        for message in flood:
+            address, types, value = message.split(",")
+            subprocess.run(["oscsend", "127.0.0.1", str(engine.port), address, types, value], check=True)
+            if time.monotonic() - started > 4:
+                break
+        time.sleep(0.5)
+        check(engine.stop() == 0, "sustaind stops cleanly")
+
+    path = os.path.join(reports, f"rtguard.{worker}.json")
+    check(os.path.exists(path), "the worker wrote its guard report at exit")
+    with open(path) as f:
+        report = json.load(f)
+    check(report["guarded_calls"] > 1000, f"the guard saw {report['guarded_calls']} audio callbacks")
+    bad = {name: n for name, n in report["violations"].items() if n}
+    check(report["total"] == 0, f"no allocation, lock, sleep or system call inside the callback ({bad or 'none'})")
+    for leftover in glob.glob(os.path.join(reports, "*")):
+        os.unlink(leftover)
+    os.rmdir(reports)
+
+
+if __name__ == "__main__":
+    main(test)
