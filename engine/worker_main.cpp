@@ -12,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <thread>
 
@@ -99,6 +100,7 @@ int runWorker(const WorkerOptions& options) {
         spdlog::error("sustaind (pid {}) is gone; not starting", options.supervisorPid);
         return 1;
     }
+    for (int signal : {SIGINT, SIGTERM}) std::signal(signal, SIG_DFL);  // see sustaind's main.cpp
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);

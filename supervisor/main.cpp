@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 
 #include "osc/command_router.h"
@@ -51,7 +52,10 @@ std::string findWorker() {
 }
 
 int run(const Options& options) {
-    // Blocked before any thread exists, so only the supervision loop's signalfd sees them.
+    // A shell starts background jobs with SIGINT ignored, and an ignored signal never
+    // reaches a signalfd: restore the defaults first, then block them before any thread
+    // exists, so only the supervision loop's signalfd sees them.
+    for (int signal : {SIGINT, SIGTERM, SIGHUP}) std::signal(signal, SIG_DFL);
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);

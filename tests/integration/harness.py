@@ -176,6 +176,8 @@ class Engine:
         for pid in self.worker_pids():
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
+        for name in self.shm_objects():  # left by a sustaind this test had to kill
+            os.unlink(os.path.join("/dev/shm", name))
         if exc[0] is not None:
             print(f"--- sustaind log ---\n{self.log()}", flush=True)
         os.unlink(self.log_path)
