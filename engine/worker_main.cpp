@@ -21,6 +21,7 @@
 #include "engine/rt/audio_callback.h"
 #include "engine/rt/synth.h"
 #include "shm/clock.h"
+#include "shm/realtime.h"
 #include "shm/segment.h"
 
 namespace sustain {
@@ -196,6 +197,7 @@ int runWorker(const WorkerOptions& options) {
                  config.framesPerBuffer, config.voices, device.channels);
 
     pthread_setname_np(pthread_self(), "sustain-control");
+    requestLowRealtimePriority("control thread");
     pollfd fds[2] = {{options.wakeFd, POLLIN, 0}, {signalFd, POLLIN, 0}};
     bool stopping = false;
     uint64_t stopDeadline = 0;

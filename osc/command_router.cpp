@@ -38,7 +38,19 @@ void CommandRouter::pushOrCoalesce(uint32_t slot, const Command& command) {
     if (!ring.tryPush(stamped)) {
         dirty_[slot].set(command.param);
         segment_.osc.ringCoalesced.fetch_add(1, std::memory_order_relaxed);
+        return;
     }
+    wakeIfSleeping(slot, ring);
+}
+
+void CommandRouter::wakeIfSleeping(uint32_t slot, SpscRing<Command>& ring) {
+    // Right after the push, not after the whole batch: a sleeping worker starts draining
+    // while the OSC thread parses the rest. A worker that is awake costs one atomic load.
+    if (!ring.consumerNeedsWake()) return;
+    const int fd = wakeFd_[slot].load(std::memory_order_acquire);
+    const char byte = 'w';
+    // A full socket buffer means wakes are already pending: nothing is lost.
+    if (fd >= 0 && write(fd, &byte, 1) < 0) { /* EAGAIN: already awake-pending */ }
 }
 
 void CommandRouter::submit(uint32_t param, double value, uint64_t receiveNs, uint64_t timetag) {
@@ -84,27 +96,12 @@ bool CommandRouter::flushPending() {
                 if (!ring.tryPush(refresh)) break;
                 dirty_[slot].reset(param);
             }
+            wakeIfSleeping(slot, ring);
             anyDirty = anyDirty || dirty_[slot].any();
         }
         busy_[slot].store(0, std::memory_order_release);
     }
     return anyDirty;
-}
-
-void CommandRouter::wakeSleepers() {
-    for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
-        busy_[slot].store(1, std::memory_order_seq_cst);
-        if (attached_[slot].load(std::memory_order_seq_cst) != 0) {
-            SpscRing<Command> ring = commandRing(segment_, slot);
-            if (ring.consumerNeedsWake()) {
-                const int fd = wakeFd_[slot].load(std::memory_order_acquire);
-                const char byte = 'w';
-                // A full socket buffer means wakes are already pending: nothing is lost.
-                if (fd >= 0 && write(fd, &byte, 1) < 0) { /* EAGAIN: already awake-pending */ }
-            }
-        }
-        busy_[slot].store(0, std::memory_order_release);
-    }
 }
 
 void CommandRouter::attachWorker(uint32_t slot, int wakeFd) {

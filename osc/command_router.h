@@ -15,7 +15,8 @@ namespace sustain {
 /// Order of writes, and why: the state table first, so a worker that dies before applying
 /// a change loses nothing (its replacement starts from the table); then the command into
 /// each attached worker's ring (dual write: active and standby see the same commands);
-/// then, once per batch, one wake byte to each worker that announced it sleeps.
+/// then one wake byte to a worker only if it announced it sleeps (no system call per
+/// message under load).
 ///
 /// Policy when a ring is full: the update is coalesced, never waited on. The parameter is
 /// marked dirty for that worker and re-sent later as a refresh carrying the table's
@@ -33,9 +34,6 @@ public:
     /// Thread: the OSC thread.
     bool flushPending();
 
-    /// Writes one wake byte to each attached worker that sleeps. Thread: the OSC thread.
-    void wakeSleepers();
-
     /// Starts routing to `slot` (its ring must be freshly initialised) and waking it
     /// through `wakeFd`. Thread: sustaind's main thread.
     void attachWorker(uint32_t slot, int wakeFd);
@@ -50,6 +48,7 @@ public:
 
 private:
     void pushOrCoalesce(uint32_t slot, const Command& command);
+    void wakeIfSleeping(uint32_t slot, SpscRing<Command>& ring);
     void beginSlot(uint32_t slot);
 
     Segment& segment_;

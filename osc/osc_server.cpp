@@ -14,6 +14,7 @@
 #include "osc/message_validator.h"
 #include "osc/osc_packet.h"
 #include "shm/clock.h"
+#include "shm/realtime.h"
 
 namespace sustain {
 
@@ -113,6 +114,7 @@ void OscServer::stop() {
 
 void OscServer::run() {
     pthread_setname_np(pthread_self(), "sustain-osc");
+    requestLowRealtimePriority("OSC thread");
     pollfd fds[2] = {{socket_, POLLIN, 0}, {stopEvent_, POLLIN, 0}};
     bool owed = false;
     for (;;) {
@@ -123,8 +125,7 @@ void OscServer::run() {
         }
         if (fds[1].revents & POLLIN) return;
         if (fds[0].revents & POLLIN) receiveBatch(monotonicNs());
-        owed = router_.flushPending();
-        router_.wakeSleepers();
+        if (owed || (fds[0].revents & POLLIN)) owed = router_.flushPending();
     }
 }
 
