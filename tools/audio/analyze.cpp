@@ -205,7 +205,7 @@ int main(int argc, char** argv) {
         out["channel"] = channel;
         out["onset_s"] = optionalSeconds(report.onset, rate);
         out["frames"] = mono.samples.size();
-        out["sample_rate"] = rate;
+        out["sample_rate"] = static_cast<int>(rate);
         out["judged_samples"] = report.judgedSamples;
         out["damaged_samples"] = report.damagedSamples;
         out["first_damaged_s"] = optionalSeconds(report.firstDamaged, rate);

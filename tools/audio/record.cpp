@@ -129,6 +129,7 @@ int main(int argc, char** argv) {
     std::string clientName = "sustain-record";
     std::string readyFile;
     bool json = false;
+    std::size_t ringFramesFlag = 0;
 
     app.add_option("--server", server, "JACK server name (default: $JACK_DEFAULT_SERVER, else default)")
         ->capture_default_str();
@@ -140,6 +141,8 @@ int main(int argc, char** argv) {
     app.add_option("--ready-file", readyFile,
                    "written (atomically) once the ports are connected and the first block is recorded");
     app.add_flag("--json", json, "print a JSON summary on stdout");
+    app.add_option("--ring-frames", ringFramesFlag,
+                   "ring capacity in frames (default: 2 s); a tiny ring lets a test see overflows flagged");
     app.add_flag("--verbose", gVerbose, "pass JACK's own messages through to stderr");
     try {
         app.parse(argc, argv);
@@ -190,15 +193,18 @@ int main(int argc, char** argv) {
         }
     }
 
-    const double rate = jack_get_sample_rate(client);
+    const jack_nframes_t sampleRate = jack_get_sample_rate(client);
+    const double rate = sampleRate;
     const auto framesWanted = static_cast<std::uint64_t>(std::llround(seconds * rate));
     if (framesWanted == 0) {
         std::fprintf(stderr, "sustain-record: --seconds %g is less than one frame at %.0f Hz\n", seconds, rate);
         return kExitSetup;
     }
     const std::size_t channels = sources.size();
-    const std::size_t ringFrames = std::max<std::size_t>(static_cast<std::size_t>(rate * kRingSeconds),
-                                                         64 * static_cast<std::size_t>(jack_get_buffer_size(client)));
+    const std::size_t ringFrames =
+        ringFramesFlag > 0 ? ringFramesFlag
+                           : std::max<std::size_t>(static_cast<std::size_t>(rate * kRingSeconds),
+                                                   64 * static_cast<std::size_t>(jack_get_buffer_size(client)));
     recorder = std::make_unique<Recorder>(ringFrames * channels);
     Recorder& r = *recorder;
     r.client = client;
@@ -230,7 +236,11 @@ int main(int argc, char** argv) {
     }
     struct FileCloser {
         SNDFILE* f;
-        ~FileCloser() { sf_close(f); }
+        void close() {
+            if (f != nullptr) sf_close(f);
+            f = nullptr;
+        }
+        ~FileCloser() { close(); }
     } fileCloser{file};
 
     jack_set_process_callback(client, onProcess, &r);
@@ -261,10 +271,20 @@ int main(int argc, char** argv) {
     const auto connectedAt = Clock::now();
     while (r.cycles.load(std::memory_order_relaxed) < cyclesAtConnect + 3) {
         if (Clock::now() - connectedAt > kWatchdog || r.serverGone.load() || gStopSignal != 0) {
-            std::fprintf(stderr, "sustain-record: JACK server \"%s\" ran no process cycle for %lld s after connecting\n",
-                         server.c_str(), static_cast<long long>(kWatchdog.count()));
-            jack_deactivate(client);
-            return kExitFailed;
+            if (gStopSignal != 0) {
+                std::fprintf(stderr, "sustain-record: stopped by signal %d before recording began\n",
+                             static_cast<int>(gStopSignal));
+            } else if (r.serverGone.load()) {
+                std::fprintf(stderr, "sustain-record: JACK server \"%s\" shut down before recording began\n",
+                             server.c_str());
+            } else {
+                std::fprintf(stderr, "sustain-record: JACK server \"%s\" ran no process cycle for %lld s after "
+                             "connecting (server stalled?)\n",
+                             server.c_str(), static_cast<long long>(kWatchdog.count()));
+            }
+            fileCloser.close();
+            std::fflush(nullptr);
+            std::_Exit(kExitFailed);  // the server is stuck: closing the client could block too
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
@@ -276,6 +296,7 @@ int main(int argc, char** argv) {
     bool readyWritten = readyFile.empty();
     bool writeFailed = false;
     std::string failure;
+    bool serverUnusable = false;  // stalled or gone: any further JACK call may block
     std::uint64_t lastCycles = r.cycles.load(std::memory_order_relaxed);
     auto lastProgress = Clock::now();
     double readyAfterMs = -1.0;
@@ -293,7 +314,7 @@ int main(int argc, char** argv) {
         }
         if (!readyWritten && r.framesSeen.load(std::memory_order_acquire) > 0) {
             nlohmann::json ready = {{"pid", ::getpid()},
-                                    {"sample_rate", rate},
+                                    {"sample_rate", sampleRate},
                                     {"channels", channels},
                                     {"ports", sources},
                                     {"start_frame", r.startFrame.load(std::memory_order_relaxed)},
@@ -310,6 +331,7 @@ int main(int argc, char** argv) {
         if (finished) break;
         if (r.serverGone.load(std::memory_order_acquire)) {
             failure = "JACK server \"" + server + "\" shut down";
+            serverUnusable = true;
             break;
         }
         if (gStopSignal != 0) {
@@ -324,11 +346,13 @@ int main(int argc, char** argv) {
         } else if (now - lastProgress > kWatchdog) {
             failure = "no audio from JACK server \"" + server + "\" for " + std::to_string(kWatchdog.count()) +
                       " s (server stalled?)";
+            serverUnusable = true;
             break;
         }
         std::this_thread::sleep_for(kDrainPeriod);
     }
-    jack_deactivate(client);
+    if (!serverUnusable) jack_deactivate(client);
+    fileCloser.close();  // finishes the WAV header, even for a failed recording
 
     const std::uint64_t lost = r.framesLost.load();
     const std::uint64_t xruns = r.xruns.load();
@@ -350,7 +374,7 @@ int main(int argc, char** argv) {
     if (json) {
         const nlohmann::json out = {{"frames", framesWritten},
                                     {"frames_wanted", framesWanted},
-                                    {"sample_rate", rate},
+                                    {"sample_rate", sampleRate},
                                     {"channels", channels},
                                     {"ports", sources},
                                     {"xruns", xruns},
@@ -359,6 +383,12 @@ int main(int argc, char** argv) {
                                     {"valid", valid},
                                     {"error", valid ? nlohmann::json(nullptr) : nlohmann::json(failure)}};
         std::printf("%s\n", out.dump().c_str());
+    }
+    if (serverUnusable) {
+        // jack_client_close (and libjack's exit handlers) wait for a server that is stopped
+        // or gone, possibly forever: leave without them; the server drops a dead client.
+        std::fflush(nullptr);
+        std::_Exit(kExitFailed);
     }
     return valid ? kExitOk : kExitFailed;
 }
