@@ -14,7 +14,6 @@
 #include "osc/message_validator.h"
 #include "osc/osc_packet.h"
 #include "shm/clock.h"
-#include "shm/realtime.h"
 
 namespace sustain {
 
@@ -113,8 +112,9 @@ void OscServer::stop() {
 }
 
 void OscServer::run() {
+    // Deliberately not real-time: a flood from the network must not be able to take a core
+    // away from everything else on the machine.
     pthread_setname_np(pthread_self(), "sustain-osc");
-    requestLowRealtimePriority("OSC thread");
     pollfd fds[2] = {{socket_, POLLIN, 0}, {stopEvent_, POLLIN, 0}};
     bool owed = false;
     for (;;) {
