@@ -1,6 +1,7 @@
 #include "osc/osc_server.h"
 
 #include <arpa/inet.h>
+#include <linux/sock_diag.h>
 #include <lo/lo.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
@@ -125,8 +126,19 @@ void OscServer::run() {
         }
         if (fds[1].revents & POLLIN) return;
         if (fds[0].revents & POLLIN) receiveBatch(monotonicNs());
+        if (ready == 0) refreshKernelDrops();
         if (owed || (fds[0].revents & POLLIN)) owed = router_.flushPending();
     }
+}
+
+void OscServer::refreshKernelDrops() {
+    // SO_RXQ_OVFL reports the drop count only with a datagram that does arrive: datagrams
+    // dropped after the last one of a flood would stay invisible. The socket's memory info
+    // carries the same counter; read it whenever the socket falls quiet.
+    uint32_t info[SK_MEMINFO_VARS] = {};
+    socklen_t length = sizeof info;
+    if (getsockopt(socket_, SOL_SOCKET, SO_MEMINFO, info, &length) == 0 && length > SK_MEMINFO_DROPS * sizeof(uint32_t))
+        segment_.osc.kernelDrops.store(info[SK_MEMINFO_DROPS], std::memory_order_relaxed);
 }
 
 void OscServer::receiveBatch(uint64_t receiveNs) {

@@ -47,6 +47,7 @@ public:
 private:
     void run();
     void receiveBatch(uint64_t receiveNs);
+    void refreshKernelDrops();
     void handleDatagram(const uint8_t* data, size_t size, bool truncated, uint64_t receiveNs,
                         const sockaddr_storage& from);
     void handleMessage(const uint8_t* data, size_t size, uint64_t timetag, uint64_t receiveNs,
