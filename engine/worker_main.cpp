@@ -18,6 +18,7 @@
 
 #include "engine/audio_device.h"
 #include "engine/control_thread.h"
+#include "engine/process_setup.h"
 #include "engine/rt/audio_callback.h"
 #include "engine/rt/synth.h"
 #include "shm/clock.h"
@@ -76,6 +77,27 @@ void drainRtLog(RtLogRing& log) {
     }
 }
 
+/// A worker is `active` once its callback runs in the active role; a standby is `warm` only
+/// once it renders in step: kWarmBlocks blocks in a row started from the active's state.
+constexpr uint64_t kWarmBlocks = 16;
+
+void updateState(WorkerSlot& slot, bool active) {
+    const auto state = static_cast<WorkerState>(slot.state.load(std::memory_order_acquire));
+    if (state == WorkerState::Fenced || state == WorkerState::Dead) return;
+    WorkerState next = state;
+    if (active) {
+        next = WorkerState::Active;
+    } else if (slot.activeStall.load(std::memory_order_relaxed) > 2) {
+        next = WorkerState::Starting;  // not in step while the active does not advance
+    } else if (slot.syncedBlocks.load(std::memory_order_relaxed) >= kWarmBlocks) {
+        next = WorkerState::Warm;
+    }
+    // A compare-exchange: sustaind may fence this slot at the same moment, and a fenced
+    // worker must stay fenced.
+    auto expected = static_cast<uint32_t>(state);
+    if (next != state) slot.state.compare_exchange_strong(expected, static_cast<uint32_t>(next), std::memory_order_acq_rel);
+}
+
 int listDevices(const WorkerOptions& options) {
     quietAlsaErrors();
     if (Pa_Initialize() != paNoError) {
@@ -95,21 +117,8 @@ int listDevices(const WorkerOptions& options) {
 }
 
 int runWorker(const WorkerOptions& options) {
-    // Die with sustaind, whatever happens to it; if it is already gone, do not start.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (options.supervisorPid != 0 && getppid() != options.supervisorPid) {
-        spdlog::error("sustaind (pid {}) is gone; not starting", options.supervisorPid);
-        return 1;
-    }
-    for (int signal : {SIGINT, SIGTERM}) std::signal(signal, SIG_DFL);  // see sustaind's main.cpp
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGPIPE);
-    // Blocked before any thread exists, so PortAudio's and JACK's threads inherit the mask.
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-    const int signalFd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    const int signalFd = enterChildProcess(options.supervisorPid);
+    if (signalFd < 0) return 1;
 
     MappedSegment mapping;
     std::string detail;
@@ -125,11 +134,7 @@ int runWorker(const WorkerOptions& options) {
     }
     const EngineConfig& config = segment.config;
     WorkerSlot& slot = segment.slots[options.slot];
-
-    // Lock memory so that the audio thread never waits for a page fault; mlockall is not
-    // inherited across exec, so each worker does it for itself.
-    if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0)
-        spdlog::warn("cannot lock memory ({}); page faults may cause xruns (raise RLIMIT_MEMLOCK)", std::strerror(errno));
+    lockMemory();
 
     auto queue = std::make_unique<CallbackQueue>(kCallbackQueueCapacity);
     auto log = std::make_unique<RtLogRing>();
@@ -141,60 +146,29 @@ int runWorker(const WorkerOptions& options) {
     context->fadeSamples = config.fadeSamples;
     context->sampleRate = config.sampleRate;
     context->samplesPerNs = config.sampleRate / 1e9;
+    context->relay = config.layout == static_cast<uint32_t>(OutputLayout::Relay);
     context->queue = queue.get();
     context->log = log.get();
     context->startEpoch = slot.epoch.load(std::memory_order_acquire);
     initialRenderState(context->state, 0.0);
     CommandForwarder forwarder(segment, options.slot, *queue);
-    forwarder.setSnapshot(loadStateTable(segment, context->state));
+    const auto snapshot = loadStateTable(segment, context->state);
+    forwarder.setSnapshot(snapshot);
+    for (uint32_t p = 0; p < kParamCount; ++p) context->state.appliedSequence[p] = snapshot[p];
 
     const std::string clientName = "sustain-" + options.instance + "-w" + std::to_string(options.slot);
-    PaJack_SetClientName(clientName.c_str());
-    quietAlsaErrors();
-    if (PaError error = Pa_Initialize(); error != paNoError) {
-        spdlog::error("PortAudio failed to initialise: {}", Pa_GetErrorText(error));
-        return exitWith(&segment, options.slot, WorkerExit::NoDevice);
-    }
-    const DeviceChoice device = chooseOutputDevice(config.device);
-    if (device.index == paNoDevice) {
-        spdlog::error("{}", device.error);
-        Pa_Terminate();
-        return exitWith(&segment, options.slot, WorkerExit::NoDevice);
-    }
-    context->channels = static_cast<uint32_t>(device.channels);
-    PaStreamParameters output{};
-    output.device = device.index;
-    output.channelCount = device.channels;
-    output.sampleFormat = paFloat32;
-    output.suggestedLatency = Pa_GetDeviceInfo(device.index)->defaultLowOutputLatency;
-    PaStream* stream = nullptr;
-    PaError error = Pa_OpenStream(&stream, nullptr, &output, config.sampleRate, config.framesPerBuffer,
-                                  paClipOff | paDitherOff, paAudioCallback, context.get());
-    if (error == paNoError) error = Pa_StartStream(stream);
-    if (error != paNoError) {
-        spdlog::error("cannot play on {} at {} Hz, {} frames: {}", device.name, config.sampleRate,
-                      config.framesPerBuffer, Pa_GetErrorText(error));
-        if (stream != nullptr) Pa_CloseStream(stream);
-        Pa_Terminate();
-        return exitWith(&segment, options.slot, WorkerExit::StreamFailed);
-    }
-    std::snprintf(slot.deviceName, sizeof slot.deviceName, "%s", device.name.c_str());
+    const OpenedStream opened = openAndStartStream(config, clientName, paAudioCallback, context.get(), 2);
+    if (opened.stream == nullptr) return exitWith(&segment, options.slot, opened.failure);
+    context->channels = static_cast<uint32_t>(opened.device.channels);
+    std::snprintf(slot.deviceName, sizeof slot.deviceName, "%s", opened.device.name.c_str());
     slot.startedNs.store(monotonicNs(), std::memory_order_release);
-
-    // Active (or warm, for a standby) only once the callback really runs.
-    const uint64_t firstDeadline = monotonicNs() + 5'000'000'000ull;
-    while (context->blocks.load(std::memory_order_acquire) == 0 && monotonicNs() < firstDeadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    if (context->blocks.load(std::memory_order_acquire) == 0) {
-        spdlog::error("the audio stream on {} started but its callback never ran", device.name);
-        Pa_CloseStream(stream);
-        Pa_Terminate();
+    if (!waitForFirstCallback(context->blocks)) {
+        spdlog::error("the audio stream on {} started but its callback never ran", opened.device.name);
+        closeStream(opened.stream);
         return exitWith(&segment, options.slot, WorkerExit::StreamFailed);
     }
-    const bool active = slot.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Active);
-    slot.state.store(static_cast<uint32_t>(active ? WorkerState::Active : WorkerState::Warm), std::memory_order_release);
-    spdlog::info("rendering on {} ({} Hz, {} frames, {} voices, {} channels)", device.name, config.sampleRate,
-                 config.framesPerBuffer, config.voices, device.channels);
+    spdlog::info("rendering on {} ({} Hz, {} frames, {} voices, {} layout)", opened.device.name, config.sampleRate,
+                 config.framesPerBuffer, config.voices, context->relay ? "relay" : "direct");
 
     pthread_setname_np(pthread_self(), "sustain-control");
     requestLowRealtimePriority("control thread");
@@ -202,6 +176,8 @@ int runWorker(const WorkerOptions& options) {
     bool stopping = false;
     uint64_t stopDeadline = 0;
     for (;;) {
+        const bool active = slot.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Active);
+        updateState(slot, active);
         const bool pending = forwarder.drainOnce();
         if (active) segment.control.drainHeartbeatNs.store(monotonicNs(), std::memory_order_release);
         drainRtLog(*log);
@@ -210,8 +186,9 @@ int runWorker(const WorkerOptions& options) {
             stopDeadline = monotonicNs() + 500'000'000ull;
         }
         if (stopping && (slot.fadedOut.load(std::memory_order_acquire) != 0 || monotonicNs() > stopDeadline)) break;
-        if (!pending && !stopping && !forwarder.ring().prepareToSleep()) continue;
-        const int ready = poll(fds, 2, pending || stopping ? 1 : 50);
+        const bool warming = slot.state.load(std::memory_order_relaxed) == static_cast<uint32_t>(WorkerState::Starting);
+        if (!pending && !stopping && !warming && !forwarder.ring().prepareToSleep()) continue;
+        const int ready = poll(fds, 2, pending || stopping || warming ? 1 : 50);
         forwarder.ring().wokeUp();
         if (ready <= 0) continue;
         if (fds[0].revents & (POLLIN | POLLHUP)) {
@@ -233,9 +210,7 @@ int runWorker(const WorkerOptions& options) {
             }
         }
     }
-    Pa_StopStream(stream);
-    Pa_CloseStream(stream);
-    Pa_Terminate();
+    closeStream(opened.stream);
     spdlog::info("stopped after {} blocks", context->blocks.load());
     return exitWith(&segment, options.slot, WorkerExit::Clean);
 }

@@ -38,6 +38,10 @@ public:
     /// through `wakeFd`. Thread: sustaind's main thread.
     void attachWorker(uint32_t slot, int wakeFd);
 
+    /// Sets the fd through which `slot` is woken (after the worker was forked).
+    /// Thread: sustaind's main thread.
+    void setWakeFd(uint32_t slot, int wakeFd) { wakeFd_[slot].store(wakeFd, std::memory_order_release); }
+
     /// Stops routing to `slot`; when it returns, the OSC thread no longer touches the
     /// slot's ring or wake fd, so the caller may reset the ring and close the fd.
     /// Thread: sustaind's main thread.

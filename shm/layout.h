@@ -16,10 +16,14 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
+inline constexpr uint32_t kOutputSlots = 2;            // relay layout: active + standby output stage
+inline constexpr uint32_t kAudioRingBlocks = 8;        // per worker; blocks are indexed by number % 8
+inline constexpr uint32_t kMaxRelayFrames = 1024;      // largest period the relay layout carries
+inline constexpr uint32_t kAudioChannels = 2;
 inline constexpr uint32_t kCommandRingCapacity = 8192; // per worker; power of two
 inline constexpr uint32_t kLatencyBins = 4096;         // 1 sample per bin, + overflow bin
 inline constexpr uint32_t kDrainBins = 4096;           // 1 us per bin, + overflow bin
@@ -148,9 +152,17 @@ struct alignas(64) WorkerSlot {
     uint32_t reserved0;
     std::atomic<uint64_t> rtLogDropped;    // writer: the worker's callback; log records lost to a full log ring
     char deviceName[128];                  // writer: the worker, before state becomes Active
-    uint64_t reserved[4];
+    // Standby bookkeeping (writer: the worker's callback):
+    std::atomic<uint64_t> lastBlock;       // number + 1 of the last block this worker completed
+    std::atomic<uint64_t> syncedBlocks;    // blocks rendered from the active's published state
+    std::atomic<uint64_t> ownBlocks;       // blocks rendered from its own state (active not advancing)
+    std::atomic<uint32_t> activeStall;     // consecutive own cycles without the active advancing
+    std::atomic<uint32_t> takeover;        // direct layout: 1 once this standby plays instead of the active
+    std::atomic<uint64_t> takeoverNs;      // when it took over
+    std::atomic<uint64_t> stallSinceNs;    // first cycle of the current stall
+    uint64_t reserved[10];
 };
-static_assert(sizeof(WorkerSlot) == 256);
+static_assert(sizeof(WorkerSlot) == 384);
 
 /// Why a worker exited on purpose (the exit code says the same).
 enum class WorkerExit : uint32_t { None = 0, Clean = 1, NoDevice = 3, AttachFailed = 4, StreamFailed = 5 };
@@ -206,11 +218,13 @@ struct VoiceState {
 };
 
 /// Everything the callback renders from, as of the end of a block.
+/// Block numbers: the block rendered from a state with `blocks == b` is block b.
 struct RenderState {
     uint64_t frame;          // frames rendered so far
-    uint64_t blocks;         // blocks rendered so far
+    uint64_t blocks;         // blocks rendered so far = number of the next block
     Ramp master;             // linear
     VoiceState voices[kMaxVoices];
+    uint64_t appliedSequence[kParamCount];  // per parameter, the sequence number of the last command applied
 };
 static_assert(std::is_trivially_copyable_v<RenderState>);
 
@@ -220,7 +234,48 @@ inline constexpr size_t kRenderStateWords = (sizeof(RenderState) + 7) / 8;
 struct alignas(64) PublishedState {
     std::atomic<uint64_t> sequence;                      // writer: the worker's callback; odd while writing
     std::atomic<uint64_t> heartbeatNs;                   // writer: the worker's callback
+    std::atomic<uint64_t> epoch;                         // writer: the worker's callback; its start epoch
     std::atomic<uint64_t> words[kRenderStateWords];      // a RenderState, copied word by word
+};
+
+/// One period of sound in a worker's audio ring (relay layout). Protocol, like a seqlock:
+/// the writer stores tag = 0, writes the samples, then stores tag = number + 1 with
+/// release; a reader loads the tag (acquire), copies, and loads the tag again: the copy is
+/// good only if both loads gave number + 1. Samples are relaxed atomics so that a torn
+/// read is detected rather than undefined.
+struct alignas(64) AudioBlock {
+    std::atomic<uint64_t> tag;      // writer: the worker's callback; block number + 1, 0 while writing
+    std::atomic<uint64_t> epoch;    // writer: the worker's callback; its start epoch
+    std::atomic<uint64_t> startNs;  // writer: the worker's callback; CLOCK_MONOTONIC at its callback start
+    uint32_t frames;                // written before tag
+    uint32_t reserved0;
+    uint64_t reserved[4];
+    std::atomic<float> samples[kMaxRelayFrames * kAudioChannels];  // interleaved
+};
+static_assert(std::atomic<float>::is_always_lock_free);
+
+struct alignas(64) AudioRing {
+    AudioBlock blocks[kAudioRingBlocks];
+};
+
+/// What the output stage did. Written by whichever output stage holds `writerSlot`
+/// (the active one; a standby output stage takes it over with a compare-exchange when
+/// the active one stops running).
+struct alignas(64) OutputMetrics {
+    std::atomic<uint32_t> writerSlot;        // output slot that plays; CAS by a standby output stage taking over
+    std::atomic<uint32_t> synced;            // 1 once nextBlock is locked to the active worker
+    std::atomic<uint64_t> nextBlock;         // number of the block to play in the next cycle
+    std::atomic<uint64_t> cycles;            // output callbacks so far (the engine's cycle clock)
+    std::atomic<uint64_t> fromActive;        // blocks played from the active worker
+    std::atomic<uint64_t> fromStandby;       // blocks played from the standby (active's missing or fenced)
+    std::atomic<uint64_t> unfilled;          // cycles without any block: silence was played
+    std::atomic<uint64_t> resyncs;           // play position re-locked to the active worker
+    std::atomic<uint64_t> compared;          // blocks present in both workers' rings
+    std::atomic<uint64_t> matched;           // ... and bit-identical
+    std::atomic<uint64_t> lastMatchCycle;    // cycle of the last bit-identical pair
+    std::atomic<uint64_t> lastFromStandbyCycle;
+    std::atomic<uint64_t> takeovers;         // times a standby output stage took over
+    uint64_t reserved[3];
 };
 
 /// Counters and histograms. Each has one writer; readers compute rates and percentiles.
@@ -249,20 +304,35 @@ struct alignas(64) WorkerMetrics {
     std::atomic<uint64_t> staleEpochSkips;    // writer: control thread
     std::atomic<uint64_t> latencyOverflow;    // writer: callback
     std::atomic<uint64_t> latencySum;         // writer: callback; samples
-    uint64_t reserved[2];
+    std::atomic<uint64_t> callbackCoalesced;  // writer: callback; superseded in the callback's pending set
+    uint64_t reserved[1];
     std::atomic<uint64_t> latencyBins[kLatencyBins + 1];  // writer: callback; receive→applied, samples
     std::atomic<uint64_t> drainBins[kDrainBins + 1];      // writer: control thread; push→drained, us
 };
 
+enum class DegradedReason : uint32_t { None = 0, NoSpare = 1, BackingOff = 2, NoOutputSpare = 3, ColdStart = 4 };
+
 struct alignas(64) SupervisorMetrics {  // writer: sustaind
-    std::atomic<uint64_t> crashCount;
-    std::atomic<uint64_t> replacements;
-    std::atomic<uint64_t> shmLeaks;
+    std::atomic<uint64_t> crashCount;        // worker and output-stage processes that died or were fenced
+    std::atomic<uint64_t> replacements;      // processes started to replace one
+    std::atomic<uint64_t> shmLeaks;          // allocations of dead owners that could not be reclaimed
     std::atomic<uint64_t> reclaimedSegments;
     std::atomic<uint64_t> lastRestartNs;
     std::atomic<uint32_t> backingOff;        // 1 while restarts are slowed after a crash loop
-    uint32_t reserved0;
-    uint64_t reserved[2];
+    std::atomic<uint32_t> spareReady;        // 1 while the standby renders in step
+    std::atomic<uint32_t> degradedReason;    // DegradedReason
+    std::atomic<uint32_t> outputSpareReady;  // 1 while a standby output stage runs (relay layout)
+    std::atomic<uint64_t> failovers;         // switches of the active worker
+    std::atomic<uint64_t> fencings;          // workers fenced (epoch made stale, then killed)
+    std::atomic<uint64_t> outputFailovers;   // switches of the output stage
+    std::atomic<uint64_t> detectionUsLast;   // fault (last heartbeat) → sustaind noticed
+    std::atomic<uint64_t> detectionUsMax;
+    std::atomic<uint64_t> failoverUsLast;    // sustaind noticed → standby made active
+    std::atomic<uint64_t> failoverUsMax;
+    std::atomic<uint64_t> rebuildUsLast;     // replacement started → warm (renders in step)
+    std::atomic<uint64_t> rebuildUsMax;
+    std::atomic<uint64_t> coldStarts;        // everything died at once
+    uint64_t reserved[5];
 };
 
 enum class RegistryKind : uint32_t { Free = 0, Segment = 1, LockFile = 2, SocketPair = 3 };
@@ -289,9 +359,12 @@ struct Segment {
     ControlBlock control;
     EngineConfig config;
     WorkerSlot slots[kWorkerSlots];
+    WorkerSlot outputs[kOutputSlots];     // the output stages (relay layout); same fields
     ParamTable params;
     CommandRing rings[kWorkerSlots];      // producer: the OSC thread; consumer: worker slot i's control thread
     PublishedState state[kWorkerSlots];   // writer: worker slot i's callback
+    AudioRing audio[kWorkerSlots];        // writer: worker slot i's callback; reader: the output stage
+    OutputMetrics output;
     OscMetrics osc;
     WorkerMetrics workers[kWorkerSlots];
     SupervisorMetrics supervisor;

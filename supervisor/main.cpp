@@ -20,6 +20,9 @@
 #ifndef SUSTAIN_WORKER_BUILD_PATH
 #define SUSTAIN_WORKER_BUILD_PATH ""
 #endif
+#ifndef SUSTAIN_OUTPUT_BUILD_PATH
+#define SUSTAIN_OUTPUT_BUILD_PATH ""
+#endif
 
 namespace sustain {
 namespace {
@@ -34,7 +37,7 @@ struct Options {
     uint32_t voices = 4;
     double gain = 0.0;
     double rampMs = 10.0;
-    std::string layout = "direct";
+    std::string layout = "relay";
     bool noStandby = false;
     std::string logLevel = "info";
     bool listDevices = false;
@@ -42,14 +45,16 @@ struct Options {
     double restartWindowS = 10.0;
 };
 
-/// The worker binary: beside sustaind when installed, else where the build put it.
-std::string findWorker() {
+/// A helper binary: beside sustaind when installed, else where the build put it.
+std::string findBinary(const char* name, const char* buildPath) {
     std::error_code ignored;
     const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ignored);
-    const std::filesystem::path beside = self.parent_path() / "sustain-worker";
+    const std::filesystem::path beside = self.parent_path() / name;
     if (!self.empty() && std::filesystem::exists(beside, ignored)) return beside.string();
-    return SUSTAIN_WORKER_BUILD_PATH;
+    return buildPath;
 }
+std::string findWorker() { return findBinary("sustain-worker", SUSTAIN_WORKER_BUILD_PATH); }
+std::string findOutput() { return findBinary("sustain-output", SUSTAIN_OUTPUT_BUILD_PATH); }
 
 int run(const Options& options) {
     // A shell starts background jobs with SIGINT ignored, and an ignored signal never
@@ -65,8 +70,16 @@ int run(const Options& options) {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     const std::string workerPath = findWorker();
-    if (workerPath.empty() || access(workerPath.c_str(), X_OK) != 0) {
-        spdlog::error("cannot find the sustain-worker binary (looked beside sustaind and in the build tree)");
+    const std::string outputPath = findOutput();
+    for (const std::string& path : {workerPath, outputPath}) {
+        if (path.empty() || access(path.c_str(), X_OK) != 0) {
+            spdlog::error("cannot find sustain-worker and sustain-output (looked beside sustaind and in the build tree)");
+            return 1;
+        }
+    }
+    const bool relay = options.layout == "relay";
+    if (relay && options.frames > kMaxRelayFrames) {
+        spdlog::error("--frames {}: the relay layout carries periods of at most {} frames", options.frames, kMaxRelayFrames);
         return 1;
     }
 
@@ -87,7 +100,7 @@ int run(const Options& options) {
     config.sampleRate = options.rate;
     config.framesPerBuffer = options.frames;
     config.voices = options.voices;
-    config.layout = static_cast<uint32_t>(OutputLayout::Direct);
+    config.layout = static_cast<uint32_t>(relay ? OutputLayout::Relay : OutputLayout::Direct);
     config.rampSamples = static_cast<uint32_t>(std::lround(options.rampMs * options.rate / 1000.0));
     config.fadeSamples = static_cast<uint32_t>(std::lround(0.005 * options.rate));  // 5 ms
     std::snprintf(config.instance, sizeof config.instance, "%s", options.instance.c_str());
@@ -112,19 +125,22 @@ int run(const Options& options) {
     SupervisorOptions supervisorOptions;
     supervisorOptions.instance = options.instance;
     supervisorOptions.workerPath = workerPath;
+    supervisorOptions.outputPath = outputPath;
+    supervisorOptions.layout = relay ? OutputLayout::Relay : OutputLayout::Direct;
+    supervisorOptions.standby = !options.noStandby;
     supervisorOptions.logLevel = options.logLevel;
     supervisorOptions.restartLimit = options.restartLimit;
     supervisorOptions.restartWindowS = options.restartWindowS;
     Supervisor supervisor(segment, router, supervisorOptions);
-    if (!supervisor.startFirstWorker(message)) {
+    if (!supervisor.start(message)) {
         spdlog::error("cannot start the engine: {}", message);
         return 1;
     }
     osc.start();
     spdlog::info("sustain ready: instance \"{}\", OSC on udp {}:{}, playing on {}, {} Hz, {} frames, {} voices, "
-                 "master gain {}{}",
+                 "{} layout{}, master gain {}{}",
                  options.instance, options.bind, osc.boundPort(), segment.slots[0].deviceName, options.rate,
-                 options.frames, options.voices, options.gain,
+                 options.frames, options.voices, options.layout, options.noStandby ? " without standby" : "", options.gain,
                  options.gain == 0.0 ? " (send /engine/gain to hear it)" : "");
     const int code = supervisor.run();
     osc.stop();
@@ -157,10 +173,12 @@ int main(int argc, char** argv) {
     app.add_option("--ramp-ms", options.rampMs, "length of every parameter ramp (smoothing), ms")
         ->check(CLI::Range(0.5, 1000.0))
         ->capture_default_str();
-    app.add_option("--layout", options.layout, "output layout (this version: direct)")
-        ->check(CLI::IsMember({"direct"}))
+    app.add_option("--layout", options.layout,
+                   "relay: workers out of the mix, an output stage plays (zero damaged samples on a fault, "
+                   "one period of latency); direct: the active worker plays (no added latency)")
+        ->check(CLI::IsMember({"relay", "direct"}))
         ->capture_default_str();
-    app.add_flag("--no-standby", options.noStandby, "run without a standby worker (this version never runs one)");
+    app.add_flag("--no-standby", options.noStandby, "run without a standby worker (a crash is then an audible gap)");
     app.add_option("--restart-limit", options.restartLimit, "crashes tolerated within --restart-window before backing off")
         ->capture_default_str();
     app.add_option("--restart-window", options.restartWindowS, "seconds")->capture_default_str();

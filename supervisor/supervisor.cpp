@@ -18,11 +18,17 @@ namespace sustain {
 namespace {
 constexpr uint64_t kTagSignal = 1;
 constexpr uint64_t kTagTimer = 2;
-constexpr uint64_t kTagPidFd = 0x100;     // | slot
-constexpr uint64_t kTagSentinel = 0x200;  // | slot
-constexpr uint64_t kTimerPeriodNs = 50'000'000;
+constexpr uint64_t kTagChild = 0x1000;      // | kind << 8 | slot
+constexpr uint64_t kTagSentinel = 0x10000;  // set for the sentinel socket, clear for the pidfd
+constexpr long kTickNs = 2'000'000;         // hang checks and bookkeeping every 2 ms
+constexpr uint64_t kStartupLimitNs = 10'000'000'000ull;
 
 uint64_t secondsToNs(double seconds) { return static_cast<uint64_t>(seconds * 1e9); }
+
+void recordDuration(std::atomic<uint64_t>& last, std::atomic<uint64_t>& max, uint64_t us) {
+    last.store(us, std::memory_order_relaxed);
+    if (us > max.load(std::memory_order_relaxed)) max.store(us, std::memory_order_relaxed);
+}
 }  // namespace
 
 Supervisor::Supervisor(Segment& segment, CommandRouter& router, SupervisorOptions options)
@@ -37,14 +43,15 @@ Supervisor::Supervisor(Segment& segment, CommandRouter& router, SupervisorOption
     watch(signalFd_, kTagSignal);
     timerFd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     itimerspec period{};
-    period.it_interval.tv_nsec = kTimerPeriodNs;
-    period.it_value.tv_nsec = kTimerPeriodNs;
+    period.it_interval.tv_nsec = kTickNs;
+    period.it_value.tv_nsec = kTickNs;
     timerfd_settime(timerFd_, 0, &period, nullptr);
     watch(timerFd_, kTagTimer);
 }
 
 Supervisor::~Supervisor() {
-    for (WorkerProcess& worker : workers_) worker.killAndReap();
+    for (Child& c : workers_) c.process.killAndReap();
+    for (Child& c : outputs_) c.process.killAndReap();
     if (timerFd_ >= 0) close(timerFd_);
     if (signalFd_ >= 0) close(signalFd_);
     if (epoll_ >= 0) close(epoll_);
@@ -61,179 +68,367 @@ void Supervisor::unwatch(int fd) {
     if (fd >= 0) epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
 }
 
-bool Supervisor::spawnWorker(uint32_t slot, std::string& error) {
-    WorkerSlot& info = segment_.slots[slot];
-    // The slot is empty: no producer (detached) and no consumer (no worker) touch the ring.
-    SpscRing<Command>::initialize(segment_.rings[slot].indices, kCommandRingCapacity);
+std::string Supervisor::name(Kind kind, uint32_t slot) const {
+    return (kind == Kind::Worker ? "worker " : "output stage ") + std::to_string(slot);
+}
+
+std::string Supervisor::jackClientName(Kind kind, uint32_t slot) const {
+    return "sustain-" + options_.instance + (kind == Kind::Worker ? "-w" : "-out") + std::to_string(slot);
+}
+
+bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& error) {
+    WorkerSlot& info = slotInfo(kind, slot);
+    Child& c = child(kind, slot);
     info.pid.store(0, std::memory_order_relaxed);
     info.callbacks.store(0, std::memory_order_relaxed);
+    info.xruns.store(0, std::memory_order_relaxed);
+    info.loadPeakPermille.store(0, std::memory_order_relaxed);
     info.fadedOut.store(0, std::memory_order_relaxed);
     info.exitReason.store(0, std::memory_order_relaxed);
-    info.role.store(static_cast<uint32_t>(WorkerRole::Active), std::memory_order_relaxed);
-    info.epoch.store(segment_.control.epoch.load(std::memory_order_acquire), std::memory_order_relaxed);
+    info.lastBlock.store(0, std::memory_order_relaxed);
+    info.syncedBlocks.store(0, std::memory_order_relaxed);
+    info.ownBlocks.store(0, std::memory_order_relaxed);
+    info.activeStall.store(0, std::memory_order_relaxed);
+    info.takeover.store(0, std::memory_order_relaxed);
+    info.role.store(static_cast<uint32_t>(role), std::memory_order_relaxed);
+    // A fresh epoch per process: whatever an earlier process of this slot might still
+    // write carries another epoch and is ignored.
+    info.epoch.store(segment_.control.epoch.fetch_add(1, std::memory_order_acq_rel) + 1, std::memory_order_release);
     info.state.store(static_cast<uint32_t>(WorkerState::Starting), std::memory_order_release);
-
-    WorkerProcess& worker = workers_[slot];
-    // Route commands before the worker reads the table: whatever it misses in its
-    // snapshot is then in its ring (it skips what the snapshot already holds).
-    if (!worker.spawn(options_.workerPath,
-                      {"--instance", options_.instance, "--slot", std::to_string(slot), "--wake-fd", "3",
-                       "--supervisor-pid", std::to_string(getpid()), "--log-level", options_.logLevel},
-                      error)) {
+    if (kind == Kind::Worker) {
+        // The slot is empty: no producer (detached) and no consumer (no worker) touch the ring.
+        SpscRing<Command>::initialize(segment_.rings[slot].indices, kCommandRingCapacity);
+        // Route commands before the worker reads the table: whatever its snapshot misses
+        // is then in its ring (it skips what the snapshot already holds).
+        router_.attachWorker(slot, -1);
+    }
+    const std::string& path = kind == Kind::Worker ? options_.workerPath : options_.outputPath;
+    if (!c.process.spawn(path,
+                         {"--instance", options_.instance, "--slot", std::to_string(slot), "--wake-fd", "3",
+                          "--supervisor-pid", std::to_string(getpid()), "--log-level", options_.logLevel},
+                         error)) {
+        if (kind == Kind::Worker) router_.detachWorker(slot);
         info.state.store(static_cast<uint32_t>(WorkerState::Dead), std::memory_order_release);
         return false;
     }
-    router_.attachWorker(slot, worker.wakeFd());
-    info.pid.store(worker.pid(), std::memory_order_release);
-    watch(worker.pidFd(), kTagPidFd | slot);
-    watch(worker.wakeFd(), kTagSentinel | slot);
-    lastCallbacks_ = 0;
-    lastProgressNs_ = monotonicNs();
-    spdlog::info("worker {} started (pid {})", slot, worker.pid());
+    if (kind == Kind::Worker) router_.setWakeFd(slot, c.process.wakeFd());
+    info.pid.store(c.process.pid(), std::memory_order_release);
+    const uint64_t tag = kTagChild | (static_cast<uint64_t>(kind) << 8) | slot;
+    watch(c.process.pidFd(), tag);
+    watch(c.process.wakeFd(), tag | kTagSentinel);
+    c.spawnedNs = monotonicNs();
+    c.lastCallbacks = 0;
+    c.progressNs = c.spawnedNs;
+    c.referenceAtProgress = 0;
+    c.respawnAtNs = 0;
+    spdlog::info("{} started as {} (pid {})", name(kind, slot), role == WorkerRole::Active ? "active" : "standby",
+                 c.process.pid());
     return true;
 }
 
-bool Supervisor::startFirstWorker(std::string& error) {
-    segment_.control.epoch.store(1, std::memory_order_release);
-    segment_.control.activeSlot.store(0, std::memory_order_release);
-    if (!spawnWorker(0, error)) return false;
-    WorkerProcess& worker = workers_[0];
-    WorkerSlot& info = segment_.slots[0];
-    const uint64_t deadline = monotonicNs() + 10'000'000'000ull;
+bool Supervisor::waitForState(Kind kind, uint32_t slot, WorkerState wanted, double seconds, std::string& error) {
+    Child& c = child(kind, slot);
+    WorkerSlot& info = slotInfo(kind, slot);
+    const uint64_t deadline = monotonicNs() + secondsToNs(seconds);
     while (monotonicNs() < deadline) {
-        if (info.state.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerState::Active)) {
-            segment_.control.ready.store(1, std::memory_order_release);
-            return true;
-        }
-        if (worker.tryReap()) {
-            error = "the worker " + worker.exit().describe();
+        if (info.state.load(std::memory_order_acquire) == static_cast<uint32_t>(wanted)) return true;
+        if (c.process.tryReap()) {
+            error = name(kind, slot) + " " + c.process.exit().describe();
             switch (static_cast<WorkerExit>(info.exitReason.load(std::memory_order_acquire))) {
                 case WorkerExit::NoDevice: error += ": no usable audio output device (see its message above)"; break;
                 case WorkerExit::StreamFailed: error += ": the audio stream could not start (see above)"; break;
                 case WorkerExit::AttachFailed: error += ": it could not attach to the shared memory (see above)"; break;
                 default: break;
             }
-            unwatch(worker.pidFd());
-            unwatch(worker.wakeFd());
-            router_.detachWorker(0);
-            worker.release();
-            info.state.store(static_cast<uint32_t>(WorkerState::Dead), std::memory_order_release);
+            forget(kind, slot);
             return false;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
-    error = "the worker did not start rendering within 10 s";
+    error = name(kind, slot) + " did not start within " + std::to_string(static_cast<int>(seconds)) + " s";
     return false;
 }
 
-void Supervisor::onWorkerGone(uint32_t slot) {
-    WorkerProcess& worker = workers_[slot];
-    if (worker.pid() <= 0) return;
-    unwatch(worker.pidFd());
-    unwatch(worker.wakeFd());
-    router_.detachWorker(slot);
-    if (!worker.tryReap()) worker.killAndReap();  // sentinel EOF comes first sometimes
-    const ChildExit exit = worker.exit();
-    const pid_t pid = worker.pid();
-    worker.release();
-    WorkerSlot& info = segment_.slots[slot];
-    info.state.store(static_cast<uint32_t>(WorkerState::Dead), std::memory_order_release);
+bool Supervisor::start(std::string& error) {
+    const bool relay = options_.layout == OutputLayout::Relay;
+    segment_.control.activeSlot.store(0, std::memory_order_release);
+    segment_.output.writerSlot.store(0, std::memory_order_release);
+    if (!spawn(Kind::Worker, 0, WorkerRole::Active, error) || !waitForState(Kind::Worker, 0, WorkerState::Active, 10, error))
+        return false;
+    if (relay &&
+        (!spawn(Kind::Output, 0, WorkerRole::Active, error) || !waitForState(Kind::Output, 0, WorkerState::Active, 10, error)))
+        return false;
+    if (options_.standby) {
+        if (!spawn(Kind::Worker, 1, WorkerRole::Standby, error)) return false;
+        workers_[1].rebuilding = true;  // reported once warm
+        if (relay && !spawn(Kind::Output, 1, WorkerRole::Standby, error)) return false;
+    }
+    segment_.control.ready.store(1, std::memory_order_release);
+    return true;
+}
+
+void Supervisor::forget(Kind kind, uint32_t slot) {
+    Child& c = child(kind, slot);
+    unwatch(c.process.pidFd());
+    unwatch(c.process.wakeFd());
+    if (kind == Kind::Worker) router_.detachWorker(slot);
+    c.process.release();
+    WorkerSlot& info = slotInfo(kind, slot);
     info.pid.store(0, std::memory_order_release);
-    segment_.control.ready.store(0, std::memory_order_release);
+    info.state.store(static_cast<uint32_t>(WorkerState::Dead), std::memory_order_release);
+    c.rebuilding = false;
+}
 
-    const uint64_t now = monotonicNs();
-    segment_.supervisor.crashCount.fetch_add(1, std::memory_order_relaxed);
-    recentCrashesNs_.push_back(now);
-    while (!recentCrashesNs_.empty() && now - recentCrashesNs_.front() > secondsToNs(options_.restartWindowS))
+uint64_t Supervisor::crashDelayNs(uint64_t nowNs) {
+    recentCrashesNs_.push_back(nowNs);
+    while (!recentCrashesNs_.empty() && nowNs - recentCrashesNs_.front() > secondsToNs(options_.restartWindowS))
         recentCrashesNs_.pop_front();
-    uint64_t delayNs = 0;
-    if (recentCrashesNs_.size() > options_.restartLimit) {
-        // A crash loop: back off (as OTP supervisors do) instead of spinning.
-        const size_t excess = recentCrashesNs_.size() - options_.restartLimit;
-        delayNs = std::min<uint64_t>(10'000'000'000ull, 500'000'000ull << std::min<size_t>(excess, 5));
-        segment_.supervisor.backingOff.store(1, std::memory_order_release);
-        spdlog::error("worker {} (pid {}) {}; {} crashes within {} s: crash loop, restarting in {:.1f} s", slot, pid,
-                      exit.describe(), recentCrashesNs_.size(), options_.restartWindowS, delayNs / 1e9);
-    } else {
+    if (recentCrashesNs_.size() <= options_.restartLimit) {
         segment_.supervisor.backingOff.store(0, std::memory_order_release);
-        spdlog::error("worker {} (pid {}) {}; restarting it now (the sound has a gap until it renders again)", slot,
-                      pid, exit.describe());
+        return 0;
     }
-    restartAtNs_ = now + delayNs;
+    // A crash loop: back off (as OTP supervisors do) instead of spinning.
+    const size_t excess = recentCrashesNs_.size() - options_.restartLimit;
+    const uint64_t delay = std::min<uint64_t>(10'000'000'000ull, 500'000'000ull << std::min<size_t>(excess, 5));
+    segment_.supervisor.backingOff.store(1, std::memory_order_release);
+    spdlog::error("{} crashes within {} s: crash loop; the next replacement starts in {:.1f} s", recentCrashesNs_.size(),
+                  options_.restartWindowS, delay / 1e9);
+    return delay;
 }
 
-void Supervisor::restartDue() {
-    if (restartAtNs_ == 0 || monotonicNs() < restartAtNs_) return;
-    restartAtNs_ = 0;
-    // A new epoch: whatever the old worker might still publish is ignored.
-    segment_.control.epoch.fetch_add(1, std::memory_order_acq_rel);
-    std::string error;
-    if (!spawnWorker(0, error)) {
-        spdlog::error("cannot restart the worker: {}; trying again in 1 s", error);
-        restartAtNs_ = monotonicNs() + 1'000'000'000ull;
+void Supervisor::scheduleRespawn(Kind kind, uint32_t slot, WorkerRole role, uint64_t notBeforeNs) {
+    Child& c = child(kind, slot);
+    c.respawnAtNs = std::max<uint64_t>(notBeforeNs, 1);
+    c.respawnRole = role;
+}
+
+void Supervisor::promoteStandby(uint32_t failedSlot, uint64_t noticedNs) {
+    const uint32_t other = (failedSlot + 1) % kWorkerSlots;
+    Child& standby = workers_[other];
+    if (standby.process.running() && segment_.slots[other].callbacks.load(std::memory_order_acquire) > 0) {
+        segment_.slots[other].role.store(static_cast<uint32_t>(WorkerRole::Active), std::memory_order_release);
+        segment_.control.activeSlot.store(other, std::memory_order_release);
+        segment_.supervisor.failovers.fetch_add(1, std::memory_order_relaxed);
+        const uint64_t us = (monotonicNs() - noticedNs) / 1000;
+        recordDuration(segment_.supervisor.failoverUsLast, segment_.supervisor.failoverUsMax, us);
+        spdlog::warn("failover: worker {} (pid {}) is active now (switched {} us after the fault was noticed)", other,
+                     standby.process.pid(), us);
+        standby.rebuilding = false;
         return;
     }
-    segment_.supervisor.replacements.fetch_add(1, std::memory_order_relaxed);
-    segment_.supervisor.lastRestartNs.store(monotonicNs(), std::memory_order_relaxed);
+    // Nothing to fail over to: start from the state table (an audible gap).
+    segment_.supervisor.coldStarts.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("no standby worker can take over: cold start from the state table (the sound has a gap)");
+    segment_.control.activeSlot.store(failedSlot, std::memory_order_release);
+    scheduleRespawn(Kind::Worker, failedSlot, WorkerRole::Active, monotonicNs());
 }
 
-void Supervisor::checkHeartbeats() {
-    segment_.control.supervisorHeartbeatNs.store(monotonicNs(), std::memory_order_release);
-    WorkerProcess& worker = workers_[0];
-    if (!worker.running()) return;
-    WorkerSlot& info = segment_.slots[0];
-    const auto state = static_cast<WorkerState>(info.state.load(std::memory_order_acquire));
-    if (state == WorkerState::Active && segment_.control.ready.load(std::memory_order_relaxed) == 0) {
-        segment_.control.ready.store(1, std::memory_order_release);
-        spdlog::info("worker 0 renders again");
-    }
-    const uint64_t callbacks = info.callbacks.load(std::memory_order_acquire);
+void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint64_t noticedNs) {
+    Child& c = child(kind, slot);
+    if (c.process.pid() <= 0) return;  // already handled (pidfd and sentinel both fire)
+    WorkerSlot& info = slotInfo(kind, slot);
+    const pid_t pid = c.process.pid();
+
+    // Fence first: the process's epoch becomes stale, so even if it runs on for a moment it
+    // may neither publish a block nor consume a command.
+    info.state.store(static_cast<uint32_t>(WorkerState::Fenced), std::memory_order_release);
+    info.epoch.store(segment_.control.epoch.fetch_add(1, std::memory_order_acq_rel) + 1, std::memory_order_release);
+    segment_.supervisor.fencings.fetch_add(1, std::memory_order_relaxed);
+    // Its ports are in the mix (direct layout, or an output stage): take them out before
+    // JACK mixes its stale buffer once more.
+    if (kind == Kind::Output || options_.layout == OutputLayout::Direct)
+        graph_.disconnectClient(jackClientName(kind, slot), "sustain-" + options_.instance + "-graph");
+    const uint64_t lastBeatNs = info.lastCallbackNs.load(std::memory_order_acquire);
+    if (lastBeatNs != 0 && lastBeatNs < noticedNs)
+        recordDuration(segment_.supervisor.detectionUsLast, segment_.supervisor.detectionUsMax,
+                       (noticedNs - lastBeatNs) / 1000);
+    if (!c.process.tryReap()) c.process.killAndReap();
+    const std::string exit = c.process.exit().describe();
+    const bool wasActiveWorker =
+        kind == Kind::Worker && segment_.control.activeSlot.load(std::memory_order_acquire) == slot;
+    const bool wasPlayingOutput =
+        kind == Kind::Output && segment_.output.writerSlot.load(std::memory_order_acquire) == slot;
+    forget(kind, slot);
+    segment_.supervisor.crashCount.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("{} (pid {}) {}{}{}", name(kind, slot), pid, why.empty() ? "" : why + "; ", "", exit);
+
     const uint64_t now = monotonicNs();
-    if (callbacks != lastCallbacks_) {
-        lastCallbacks_ = callbacks;
-        lastProgressNs_ = now;
+    const uint64_t delay = crashDelayNs(now);
+    if (kind == Kind::Worker) {
+        if (wasActiveWorker) {
+            promoteStandby(slot, noticedNs);
+            if (segment_.control.activeSlot.load(std::memory_order_acquire) == slot) return;  // cold start scheduled
+        }
+        if (options_.standby) {
+            scheduleRespawn(Kind::Worker, slot, WorkerRole::Standby, now + delay);
+        }
         return;
     }
-    const uint64_t limit = state == WorkerState::Starting ? 10'000'000'000ull : secondsToNs(options_.stallTimeoutS);
-    if (now - lastProgressNs_ > limit) {
-        // Fencing before reuse: a hung worker is killed, and the new epoch keeps it
-        // from publishing even if it were to wake up before the kill lands.
-        spdlog::error("worker 0 (pid {}) has not rendered for {:.0f} ms: hung; killing it", worker.pid(),
-                      (now - lastProgressNs_) / 1e6);
-        info.state.store(static_cast<uint32_t>(WorkerState::Fenced), std::memory_order_release);
-        segment_.control.epoch.fetch_add(1, std::memory_order_acq_rel);
-        worker.killAndReap();
-        onWorkerGone(0);
+    const uint32_t other = (slot + 1) % kOutputSlots;
+    if (wasPlayingOutput) {
+        uint32_t expected = slot;
+        if (outputs_[other].process.running()) {
+            // The standby output stage has usually taken over by itself already.
+            segment_.output.writerSlot.compare_exchange_strong(expected, other, std::memory_order_acq_rel);
+            segment_.supervisor.outputFailovers.fetch_add(1, std::memory_order_relaxed);
+            spdlog::warn("output stage {} plays now", other);
+        } else {
+            scheduleRespawn(Kind::Output, slot, WorkerRole::Active, now + delay);
+            return;
+        }
     }
+    if (options_.standby) scheduleRespawn(Kind::Output, slot, WorkerRole::Standby, now + delay);
+}
+
+void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t reference, uint64_t nowNs) {
+    Child& c = child(kind, slot);
+    if (!c.process.running()) return;
+    const uint64_t callbacks = slotInfo(kind, slot).callbacks.load(std::memory_order_acquire);
+    if (callbacks != c.lastCallbacks || c.referenceAtProgress == 0) {
+        c.lastCallbacks = callbacks;
+        c.referenceAtProgress = reference;
+        c.progressNs = nowNs;
+        return;
+    }
+    if (callbacks == 0) {
+        if (nowNs - c.spawnedNs > kStartupLimitNs) onFault(kind, slot, "never started rendering", nowNs);
+        return;
+    }
+    // Counted in cycles of the other processes, not in wall-clock time (which gives false
+    // alarms on a loaded machine); the wall clock is only the last resort when nothing else
+    // runs to count by.
+    const uint64_t missed = reference - c.referenceAtProgress;
+    if (missed >= options_.hangCycles || nowNs - c.progressNs > secondsToNs(options_.stallTimeoutS))
+        onFault(kind, slot, "missed " + std::to_string(missed) + " cycles: hung", nowNs);
+}
+
+void Supervisor::updateHealth() {
+    const uint32_t active = segment_.control.activeSlot.load(std::memory_order_acquire);
+    const uint32_t standby = (active + 1) % kWorkerSlots;
+    const bool relay = options_.layout == OutputLayout::Relay;
+    const bool spare = options_.standby && workers_[standby].process.running() &&
+                       segment_.slots[standby].state.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerState::Warm);
+    segment_.supervisor.spareReady.store(spare ? 1 : 0, std::memory_order_release);
+    const uint32_t writer = segment_.output.writerSlot.load(std::memory_order_acquire) % kOutputSlots;
+    const uint32_t spareOutput = (writer + 1) % kOutputSlots;
+    const bool outputSpare = relay && options_.standby && outputs_[spareOutput].process.running() &&
+                             segment_.outputs[spareOutput].state.load(std::memory_order_acquire) ==
+                                 static_cast<uint32_t>(WorkerState::Warm);
+    segment_.supervisor.outputSpareReady.store(outputSpare ? 1 : 0, std::memory_order_release);
+    DegradedReason reason = DegradedReason::None;
+    if (segment_.supervisor.backingOff.load(std::memory_order_relaxed) != 0)
+        reason = DegradedReason::BackingOff;
+    else if (options_.standby && !spare)
+        reason = DegradedReason::NoSpare;
+    else if (relay && options_.standby && !outputSpare)
+        reason = DegradedReason::NoOutputSpare;
+    segment_.supervisor.degradedReason.store(static_cast<uint32_t>(reason), std::memory_order_release);
+}
+
+void Supervisor::tick() {
+    const uint64_t now = monotonicNs();
+    segment_.control.supervisorHeartbeatNs.store(now, std::memory_order_release);
+    const bool relay = options_.layout == OutputLayout::Relay;
+
+    // Replacements that are due.
+    for (Kind kind : {Kind::Worker, Kind::Output}) {
+        for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
+            Child& c = child(kind, slot);
+            if (c.respawnAtNs == 0 || now < c.respawnAtNs || c.process.running()) continue;
+            const WorkerRole role = c.respawnRole;
+            std::string error;
+            if (!spawn(kind, slot, role, error)) {
+                spdlog::error("cannot start {}: {}; trying again in 1 s", name(kind, slot), error);
+                scheduleRespawn(kind, slot, role, now + 1'000'000'000ull);
+                continue;
+            }
+            c.rebuilding = true;
+            segment_.supervisor.replacements.fetch_add(1, std::memory_order_relaxed);
+            segment_.supervisor.lastRestartNs.store(now, std::memory_order_relaxed);
+        }
+    }
+
+    const uint32_t active = segment_.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
+    const uint32_t standby = (active + 1) % kWorkerSlots;
+    // Direct layout: the standby counted the cycles and already plays; sustaind's part is
+    // to take the failed worker out of the mix and to make the switch official.
+    if (!relay && workers_[standby].process.running() && segment_.slots[standby].takeover.load(std::memory_order_acquire) != 0 &&
+        workers_[active].process.running()) {
+        onFault(Kind::Worker, active, "stopped rendering; the standby took over",
+                segment_.slots[standby].takeoverNs.load(std::memory_order_relaxed));
+    }
+    // Relay layout: a standby output stage that took over tells that the other one failed.
+    if (relay) {
+        const uint32_t writer = segment_.output.writerSlot.load(std::memory_order_acquire) % kOutputSlots;
+        const uint32_t previous = (writer + 1) % kOutputSlots;
+        if (outputs_[previous].process.running() &&
+            segment_.outputs[previous].role.load(std::memory_order_relaxed) == static_cast<uint32_t>(WorkerRole::Active)) {
+            segment_.outputs[writer].role.store(static_cast<uint32_t>(WorkerRole::Active), std::memory_order_release);
+            segment_.supervisor.outputFailovers.fetch_add(1, std::memory_order_relaxed);
+            onFault(Kind::Output, previous, "stopped playing; the standby output stage took over", now);
+        } else {
+            segment_.outputs[writer].role.store(static_cast<uint32_t>(WorkerRole::Active), std::memory_order_release);
+        }
+    }
+
+    // Hangs, counted in the cycles of the process that keeps the pace.
+    for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
+        const uint64_t reference = relay ? segment_.output.cycles.load(std::memory_order_acquire)
+                                         : segment_.slots[(slot + 1) % kWorkerSlots].callbacks.load(std::memory_order_acquire);
+        checkHang(Kind::Worker, slot, reference, now);
+    }
+    if (relay) {
+        const uint64_t reference = segment_.slots[segment_.control.activeSlot.load() % kWorkerSlots].callbacks.load();
+        for (uint32_t slot = 0; slot < kOutputSlots; ++slot) checkHang(Kind::Output, slot, reference, now);
+    }
+
+    // Rebuilds that completed: a replacement standby renders in step.
+    for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
+        Child& c = workers_[slot];
+        const auto state = static_cast<WorkerState>(segment_.slots[slot].state.load(std::memory_order_acquire));
+        if (c.rebuilding && c.process.running() && (state == WorkerState::Warm || state == WorkerState::Active)) {
+            c.rebuilding = false;
+            const uint64_t us = (now - c.spawnedNs) / 1000;
+            recordDuration(segment_.supervisor.rebuildUsLast, segment_.supervisor.rebuildUsMax, us);
+            spdlog::info("worker {} (pid {}) renders in step: spare ready ({:.1f} ms after it was started)", slot,
+                         c.process.pid(), us / 1000.0);
+        }
+    }
+    updateHealth();
 }
 
 void Supervisor::shutdown() {
     segment_.control.shutdownRequested.store(1, std::memory_order_release);
-    WorkerProcess& worker = workers_[0];
-    if (worker.running()) {
-        router_.wakeNow(0);
-        const uint64_t deadline = monotonicNs() + secondsToNs(options_.shutdownTimeoutS);
-        while (monotonicNs() < deadline && !worker.tryReap()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        if (!worker.tryReap()) {
-            spdlog::warn("worker 0 did not stop within {} s; killing it", options_.shutdownTimeoutS);
-            worker.killAndReap();
+    for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) router_.wakeNow(slot);
+    for (Child& c : outputs_) {
+        const char byte = 'q';
+        if (c.process.running() && write(c.process.wakeFd(), &byte, 1) < 0) { /* a wake is already pending */ }
+    }
+    const uint64_t deadline = monotonicNs() + secondsToNs(options_.shutdownTimeoutS);
+    for (Kind kind : {Kind::Worker, Kind::Output}) {
+        for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
+            Child& c = child(kind, slot);
+            if (!c.process.running()) continue;
+            while (monotonicNs() < deadline && !c.process.tryReap()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+            if (!c.process.tryReap()) {
+                spdlog::warn("{} did not stop within {} s; killing it", name(kind, slot), options_.shutdownTimeoutS);
+                c.process.killAndReap();
+            }
+            forget(kind, slot);
         }
     }
-    unwatch(worker.pidFd());
-    unwatch(worker.wakeFd());
-    router_.detachWorker(0);
-    worker.release();
 }
 
 int Supervisor::run() {
-    epoll_event events[8];
+    epoll_event events[16];
     for (;;) {
-        const int count = epoll_wait(epoll_, events, 8, 100);
+        const int count = epoll_wait(epoll_, events, 16, 100);
+        bool ticked = false;
         for (int i = 0; i < count; ++i) {
             const uint64_t tag = events[i].data.u64;
             if (tag == kTagSignal) {
                 signalfd_siginfo info{};
-                while (read(signalFd_, &info, sizeof info) == sizeof info) {
+                if (read(signalFd_, &info, sizeof info) == sizeof info) {
                     spdlog::info("{}: fading out and stopping", sigabbrev_np(static_cast<int>(info.ssi_signo)));
                     shutdown();
                     return 0;
@@ -241,19 +436,21 @@ int Supervisor::run() {
             } else if (tag == kTagTimer) {
                 uint64_t expirations = 0;
                 if (read(timerFd_, &expirations, sizeof expirations) < 0) { /* spurious wake */ }
-                checkHeartbeats();
-            } else if ((tag & ~0xffull) == kTagPidFd || (tag & ~0xffull) == kTagSentinel) {
-                const auto slot = static_cast<uint32_t>(tag & 0xff);
-                if ((tag & ~0xffull) == kTagSentinel) {
+                ticked = true;
+            } else if ((tag & kTagChild) != 0) {
+                const auto kind = static_cast<Kind>((tag >> 8) & 0xf);
+                const auto slot = static_cast<uint32_t>(tag & 0xff) % kWorkerSlots;
+                const uint64_t noticedNs = monotonicNs();
+                if ((tag & kTagSentinel) != 0) {
                     // Drain whatever is readable; only EOF or hang-up means death.
                     char bytes[64];
-                    const ssize_t got = read(workers_[slot].wakeFd(), bytes, sizeof bytes);
+                    const ssize_t got = read(child(kind, slot).process.wakeFd(), bytes, sizeof bytes);
                     if (got > 0 || (got < 0 && errno == EAGAIN)) continue;
                 }
-                onWorkerGone(slot);
+                onFault(kind, slot, "", noticedNs);
             }
         }
-        restartDue();
+        if (ticked || count == 0) tick();
     }
 }
 

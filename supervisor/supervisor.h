@@ -1,4 +1,4 @@
-// sustaind's supervision: the worker's life cycle and the engine's shutdown.
+// sustaind's supervision: workers and output stages, failover, rebuild, shutdown.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +7,7 @@
 
 #include "osc/command_router.h"
 #include "shm/layout.h"
+#include "supervisor/jack_graph.h"
 #include "supervisor/worker_process.h"
 
 namespace sustain {
@@ -14,50 +15,82 @@ namespace sustain {
 struct SupervisorOptions {
     std::string instance;
     std::string workerPath;
+    std::string outputPath;
     std::string logLevel = "info";
+    OutputLayout layout = OutputLayout::Relay;
+    bool standby = true;              // run a standby worker (and a standby output stage)
     uint32_t restartLimit = 5;        // more crashes than this ...
     double restartWindowS = 10.0;     // ... within this many seconds is a crash loop
-    double stallTimeoutS = 1.0;       // an active worker whose callback has not run this long is hung
-    double shutdownTimeoutS = 2.0;    // time a worker gets to fade out and exit
+    uint32_t hangCycles = 6;          // a process that missed this many cycles of the others is hung
+    double stallTimeoutS = 1.0;       // without any other process to count cycles by: wall-clock limit
+    double shutdownTimeoutS = 2.0;    // time the processes get to fade out and exit
 };
 
-/// Runs the worker in slot 0 and keeps it running. Everything happens on sustaind's main
-/// thread in one epoll loop (signalfd, pidfd, sentinel socket, timerfd), so there is no
-/// locking in the supervisor at all.
+/// Runs the workers (active and standby) and, in the relay layout, the output stages
+/// (playing and standby), and keeps them running. Everything happens on sustaind's main
+/// thread in one epoll loop (signalfd, pidfds, sentinel sockets, a 2 ms timerfd), so the
+/// supervisor needs no locks.
 class Supervisor {
 public:
     Supervisor(Segment& segment, CommandRouter& router, SupervisorOptions options);
     ~Supervisor();
 
-    /// Starts the first worker and waits until it renders. On failure `error` says why
-    /// (for example: no audio device) and the engine should not start.
-    /// Thread: main.
-    bool startFirstWorker(std::string& error);
+    /// Starts the processes and waits until the active worker renders (and, in the relay
+    /// layout, the output stage plays). On failure `error` says why (for example: no audio
+    /// device) and the engine should not start. Thread: main.
+    bool start(std::string& error);
 
-    /// Runs until SIGINT/SIGTERM, then fades out, stops the worker and returns 0.
+    /// Runs until SIGINT/SIGTERM, then fades out, stops every process and returns 0.
     /// Thread: main.
     int run();
 
 private:
-    bool spawnWorker(uint32_t slot, std::string& error);
-    void onWorkerGone(uint32_t slot);
-    void checkHeartbeats();
-    void restartDue();
+    enum class Kind : uint32_t { Worker = 0, Output = 1 };
+
+    /// One child process and what sustaind tracks about it.
+    struct Child {
+        WorkerProcess process;
+        uint64_t spawnedNs = 0;
+        uint64_t lastCallbacks = 0;     // its callback count at the last check
+        uint64_t referenceAtProgress = 0;  // the cycle reference when it last advanced
+        uint64_t progressNs = 0;        // wall clock when it last advanced
+        bool rebuilding = false;        // started as a replacement and not yet warm
+        uint64_t respawnAtNs = 0;       // 0: none scheduled
+        WorkerRole respawnRole = WorkerRole::None;
+    };
+
+    Child& child(Kind kind, uint32_t slot) { return kind == Kind::Worker ? workers_[slot] : outputs_[slot]; }
+    WorkerSlot& slotInfo(Kind kind, uint32_t slot) {
+        return kind == Kind::Worker ? segment_.slots[slot] : segment_.outputs[slot];
+    }
+    std::string name(Kind kind, uint32_t slot) const;
+    std::string jackClientName(Kind kind, uint32_t slot) const;
+
+    bool spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& error);
+    void scheduleRespawn(Kind kind, uint32_t slot, WorkerRole role, uint64_t notBeforeNs);
+    uint64_t crashDelayNs(uint64_t nowNs);
+    void onFault(Kind kind, uint32_t slot, const std::string& why, uint64_t noticedNs);
+    void promoteStandby(uint32_t failedSlot, uint64_t noticedNs);
+    void tick();
+    void checkHang(Kind kind, uint32_t slot, uint64_t reference, uint64_t nowNs);
+    void updateHealth();
+    bool waitForState(Kind kind, uint32_t slot, WorkerState wanted, double seconds, std::string& error);
     void shutdown();
     void watch(int fd, uint64_t tag);
     void unwatch(int fd);
+    void forget(Kind kind, uint32_t slot);
 
     Segment& segment_;
     CommandRouter& router_;
     SupervisorOptions options_;
-    WorkerProcess workers_[kWorkerSlots];
+    JackGraph graph_;
+    Child workers_[kWorkerSlots];
+    Child outputs_[kOutputSlots];
     int epoll_ = -1;
     int signalFd_ = -1;
     int timerFd_ = -1;
     std::deque<uint64_t> recentCrashesNs_;
-    uint64_t restartAtNs_ = 0;          // 0: no restart scheduled
-    uint64_t lastCallbacks_ = 0;
-    uint64_t lastProgressNs_ = 0;
+    uint64_t lastLoggedWriter_ = 0;
 };
 
 }  // namespace sustain

@@ -11,29 +11,113 @@ namespace sustain {
 
 namespace {
 
-// RT-safe: a bounded loop over at most kMaxCommandsPerBlock queued commands.
-void applyQueuedCommands(CallbackContext& context, uint64_t nowNs) noexcept {
+/// Cycles without the active advancing after which a direct-layout standby plays instead.
+/// Two, because the order of clients within a JACK cycle may flip once (one cycle in which
+/// the active seems not to advance) but never twice in a row.
+constexpr uint32_t kTakeoverCycles = 2;
+
+// RT-safe: bounded by kMaxCommandsPerBlock. Keeps the newest command per parameter.
+void takeQueuedCommands(CallbackContext& context) noexcept {
     WorkerMetrics& metrics = context.segment->workers[context.slot];
     Command command;
     uint32_t taken = 0;
     while (taken < kMaxCommandsPerBlock && context.queue->try_dequeue(command)) {
         ++taken;
-        // During the shutdown fade the master ramp belongs to the fade.
-        if (!(context.fading && command.param == kParamMasterGain))
-            applyParam(context.state, command.param, command.value, context.rampSamples);
-        const uint64_t waitedNs = nowNs > command.receiveNs ? nowNs - command.receiveNs : 0;
-        const auto samples = static_cast<uint64_t>(static_cast<double>(waitedNs) * context.samplesPerNs);
-        if (samples < kLatencyBins) {
-            metrics.latencyBins[samples].fetch_add(1, std::memory_order_relaxed);
-        } else {
-            metrics.latencyBins[kLatencyBins].fetch_add(1, std::memory_order_relaxed);
-            metrics.latencyOverflow.fetch_add(1, std::memory_order_relaxed);
+        PendingCommand& pending = context.pending[command.param < kParamCount ? command.param : 0];
+        if (pending.valid) {
+            if (command.sequence <= pending.command.sequence) continue;
+            metrics.callbackCoalesced.fetch_add(1, std::memory_order_relaxed);
         }
-        metrics.latencySum.fetch_add(samples, std::memory_order_relaxed);
-        metrics.applied.fetch_add(1, std::memory_order_relaxed);
+        pending.command = command;
+        pending.valid = true;
     }
-    if (taken == kMaxCommandsPerBlock) rtLog(*context.log, context.segment->slots[context.slot].rtLogDropped,
-                                             RtEvent::QueueBacklog, taken);
+    if (taken == kMaxCommandsPerBlock)
+        rtLog(*context.log, context.segment->slots[context.slot].rtLogDropped, RtEvent::QueueBacklog, taken);
+}
+
+// RT-safe: a bounded seqlock read and a copy.
+// A standby renders each block from the active's end-of-block state, so that its block is
+// the same signal; when the active does not advance (dead, hung, or simply later in this
+// cycle) it continues from its own state.
+void followActive(CallbackContext& context, uint64_t nowNs) noexcept {
+    Segment& segment = *context.segment;
+    WorkerSlot& slot = segment.slots[context.slot];
+    const uint32_t active = segment.control.activeSlot.load(std::memory_order_acquire);
+    bool advanced = false;
+    if (active < kWorkerSlots && active != context.slot) {
+        const PublishedState& published = segment.state[active];
+        RenderState candidate;
+        if (seqlockRead(published.sequence, published.words, candidate) &&
+            published.epoch.load(std::memory_order_acquire) == segment.slots[active].epoch.load(std::memory_order_acquire) &&
+            candidate.blocks > context.syncedThrough) {
+            context.state = candidate;
+            context.syncedThrough = candidate.blocks;
+            advanced = true;
+            // Commands the active has applied are confirmed: no need to hold them any more.
+            for (uint32_t p = 0; p < kParamCount; ++p) {
+                PendingCommand& pending = context.pending[p];
+                if (pending.valid && pending.command.sequence <= candidate.appliedSequence[p]) pending.valid = false;
+            }
+        }
+    }
+    if (advanced) {
+        context.activeStall = 0;
+        slot.syncedBlocks.fetch_add(1, std::memory_order_relaxed);
+        slot.activeStall.store(0, std::memory_order_relaxed);
+        return;
+    }
+    if (context.activeStall++ == 0) slot.stallSinceNs.store(nowNs, std::memory_order_relaxed);
+    slot.activeStall.store(context.activeStall, std::memory_order_relaxed);
+    slot.ownBlocks.fetch_add(1, std::memory_order_relaxed);
+    if (!context.relay && !context.tookOver && context.activeStall >= kTakeoverCycles) {
+        context.tookOver = true;
+        slot.takeoverNs.store(nowNs, std::memory_order_relaxed);
+        slot.takeover.store(1, std::memory_order_release);
+    }
+}
+
+// RT-safe: a loop over the fixed number of parameters.
+// The active applies and forgets; a standby applies but keeps each command until the
+// active's state confirms it, because its next block may again start from a state of the
+// active that does not contain it yet.
+void applyPending(CallbackContext& context, uint64_t nowNs, bool active) noexcept {
+    WorkerMetrics& metrics = context.segment->workers[context.slot];
+    for (uint32_t p = 0; p < kParamCount; ++p) {
+        PendingCommand& pending = context.pending[p];
+        if (!pending.valid) continue;
+        const Command& command = pending.command;
+        if (command.sequence > context.state.appliedSequence[p]) {
+            // During the shutdown fade the master ramp belongs to the fade.
+            if (!(context.fading && p == kParamMasterGain)) applyParam(context.state, p, command.value, context.rampSamples);
+            context.state.appliedSequence[p] = command.sequence;
+            if (active) {
+                const uint64_t waitedNs = nowNs > command.receiveNs ? nowNs - command.receiveNs : 0;
+                const auto samples = static_cast<uint64_t>(static_cast<double>(waitedNs) * context.samplesPerNs);
+                if (samples < kLatencyBins) {
+                    metrics.latencyBins[samples].fetch_add(1, std::memory_order_relaxed);
+                } else {
+                    metrics.latencyBins[kLatencyBins].fetch_add(1, std::memory_order_relaxed);
+                    metrics.latencyOverflow.fetch_add(1, std::memory_order_relaxed);
+                }
+                metrics.latencySum.fetch_add(samples, std::memory_order_relaxed);
+                metrics.applied.fetch_add(1, std::memory_order_relaxed);
+            }
+        }
+        if (active) pending.valid = false;
+    }
+}
+
+// RT-safe: a bounded copy into the audio ring, under the block's tag protocol.
+void publishBlock(CallbackContext& context, uint64_t number, uint32_t frames, uint64_t startNs) noexcept {
+    AudioBlock& block = context.segment->audio[context.slot].blocks[number % kAudioRingBlocks];
+    block.tag.store(0, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    block.frames = frames;
+    block.epoch.store(context.startEpoch, std::memory_order_relaxed);
+    block.startNs.store(startNs, std::memory_order_relaxed);
+    const uint32_t count = frames * kAudioChannels;
+    for (uint32_t i = 0; i < count; ++i) block.samples[i].store(context.scratch[i], std::memory_order_relaxed);
+    block.tag.store(number + 1, std::memory_order_release);
 }
 
 }  // namespace
@@ -42,15 +126,16 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
     const uint64_t startNs = monotonicNs();
     Segment& segment = *context.segment;
     WorkerSlot& slot = segment.slots[context.slot];
+    const size_t outSamples = static_cast<size_t>(frames) * context.channels;
     if (underflow) {
         const uint64_t xruns = slot.xruns.fetch_add(1, std::memory_order_relaxed) + 1;
         rtLog(*context.log, slot.rtLogDropped, RtEvent::Xrun, static_cast<int64_t>(xruns));
     }
 
-    // Fencing: a worker whose epoch is no longer current was replaced; it must neither
-    // consume commands nor produce sound, even for one block.
-    if (slot.epoch.load(std::memory_order_acquire) != segment.control.epoch.load(std::memory_order_acquire)) {
-        std::memset(out, 0, sizeof(float) * frames * context.channels);
+    // Fencing: a worker whose slot's epoch is no longer its own was replaced; it must
+    // neither consume commands nor produce sound, even for one block.
+    if (slot.epoch.load(std::memory_order_acquire) != context.startEpoch || frames > kMaxRelayFrames) {
+        std::memset(out, 0, sizeof(float) * outSamples);
         return;
     }
 
@@ -59,13 +144,29 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
         rampTo(context.state.master, 0.0, context.fadeSamples);
         context.fading = true;
     }
-    applyQueuedCommands(context, startNs);
+    const bool active = slot.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Active);
+    takeQueuedCommands(context);
+    if (!active) followActive(context, startNs);
+    if (context.fading && context.state.master.target != 0.0) rampTo(context.state.master, 0.0, context.fadeSamples);
+    applyPending(context, startNs, active);
 
+    const uint64_t number = context.state.blocks;
     const RenderStats stats =
-        renderBlock(context.state, context.voices, context.sampleRate, out, context.channels, frames);
-    if (stats.clipped != 0) {
+        renderBlock(context.state, context.voices, context.sampleRate, context.scratch, kAudioChannels, frames);
+    if (stats.clipped != 0 && active) {
         slot.clippedSamples.fetch_add(stats.clipped, std::memory_order_relaxed);
         rtLog(*context.log, slot.rtLogDropped, RtEvent::Clipped, stats.clipped);
+    }
+    if (context.relay) {
+        publishBlock(context, number, frames, startNs);
+        // The relay layout keeps every worker out of the mix: a dead worker's last
+        // buffer, which JACK keeps mixing until it drops the client, is silence.
+        std::memset(out, 0, sizeof(float) * outSamples);
+    } else if (active || context.tookOver) {
+        for (uint32_t f = 0; f < frames; ++f)
+            for (uint32_t c = 0; c < context.channels; ++c) out[f * context.channels + c] = context.scratch[f * kAudioChannels];
+    } else {
+        std::memset(out, 0, sizeof(float) * outSamples);  // a direct-layout standby shadows in silence
     }
     if (context.fading && !context.fadedOut && context.state.master.remaining == 0 &&
         context.state.master.current == 0.0) {
@@ -73,11 +174,13 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
         slot.fadedOut.store(1, std::memory_order_release);
     }
 
-    // Publish the end-of-block state for a standby and for the status monitor.
+    // Publish the end-of-block state for the standby and for the status monitor.
     PublishedState& published = segment.state[context.slot];
+    published.epoch.store(context.startEpoch, std::memory_order_relaxed);
     seqlockWrite(published.sequence, published.words, context.state);
     const uint64_t endNs = monotonicNs();
     published.heartbeatNs.store(endNs, std::memory_order_release);
+    slot.lastBlock.store(number + 1, std::memory_order_release);
 
     const double periodNs = static_cast<double>(frames) / context.samplesPerNs;
     const double load = static_cast<double>(endNs - startNs) / periodNs;

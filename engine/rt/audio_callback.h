@@ -22,8 +22,14 @@ inline constexpr uint32_t kMaxCommandsPerBlock = kCallbackQueueCapacity;  // bou
 
 using CallbackQueue = moodycamel::ReaderWriterQueue<Command>;
 
+/// A command waiting in the callback: the newest per parameter.
+struct PendingCommand {
+    Command command;
+    bool valid;
+};
+
 /// What the callback owns. Built and filled by the worker's main thread before the stream
-/// starts; afterwards only the audio thread writes `state` and `fading`.
+/// starts; afterwards only the audio thread writes `state`, `pending` and the flags.
 struct CallbackContext {
     Segment* segment = nullptr;
     uint32_t slot = 0;
@@ -34,9 +40,15 @@ struct CallbackContext {
     double sampleRate = 48000.0;
     double samplesPerNs = 48000.0 / 1e9;
     uint64_t startEpoch = 0;  // the epoch the worker was started in
+    bool relay = true;        // relay layout: blocks go to the audio ring, the stream plays silence
     CallbackQueue* queue = nullptr;
     RtLogRing* log = nullptr;
     RenderState state{};
+    PendingCommand pending[kParamCount] = {};
+    uint64_t syncedThrough = 0;   // the active's `blocks` at our last sync
+    uint32_t activeStall = 0;     // own cycles in a row in which the active did not advance
+    bool tookOver = false;        // direct layout: this standby plays instead of the active
+    float scratch[kMaxRelayFrames * kAudioChannels] = {};
     bool fading = false;
     bool fadedOut = false;
     double loadSmoothed = 0.0;

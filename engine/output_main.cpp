@@ -1,0 +1,118 @@
+// sustain-output: the output stage of the relay layout. Plays the active worker's blocks
+// on the playback ports (the only client in the mix). Started by sustaind only; two run,
+// the second waiting to take over. See docs/failover.md.
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <memory>
+
+#include "engine/process_setup.h"
+#include "engine/rt/output_callback.h"
+#include "shm/clock.h"
+#include "shm/segment.h"
+
+namespace sustain {
+namespace {
+
+struct OutputOptions {
+    std::string instance = "default";
+    uint32_t slot = 0;
+    int wakeFd = -1;
+    int supervisorPid = 0;
+    std::string logLevel = "info";
+};
+
+int runOutput(const OutputOptions& options) {
+    const int signalFd = enterChildProcess(options.supervisorPid);
+    if (signalFd < 0) return 1;
+    MappedSegment mapping;
+    std::string detail;
+    const AttachError attached = attachSegment(options.instance, false, mapping, &detail);
+    if (attached != AttachError::None || options.slot >= kOutputSlots) {
+        spdlog::error("{}", attached != AttachError::None ? describe(attached, options.instance, detail)
+                                                           : "--slot must be 0 or 1");
+        return static_cast<int>(WorkerExit::AttachFailed);
+    }
+    Segment& segment = mapping.get();
+    WorkerSlot& slot = segment.outputs[options.slot];
+    lockMemory();
+
+    auto context = std::make_unique<OutputContext>();
+    context->segment = &segment;
+    context->slot = options.slot;
+    context->startEpoch = slot.epoch.load(std::memory_order_acquire);
+    context->samplesPerNs = segment.config.sampleRate / 1e9;
+    const std::string clientName = "sustain-" + options.instance + "-out" + std::to_string(options.slot);
+    const OpenedStream opened = openAndStartStream(segment.config, clientName, paOutputCallback, context.get(), 2);
+    if (opened.stream == nullptr) {
+        slot.exitReason.store(static_cast<uint32_t>(opened.failure), std::memory_order_release);
+        return static_cast<int>(opened.failure);
+    }
+    context->channels = static_cast<uint32_t>(opened.device.channels);
+    std::snprintf(slot.deviceName, sizeof slot.deviceName, "%s", opened.device.name.c_str());
+    slot.startedNs.store(monotonicNs(), std::memory_order_release);
+    if (!waitForFirstCallback(context->blocks)) {
+        spdlog::error("the audio stream on {} started but its callback never ran", opened.device.name);
+        closeStream(opened.stream);
+        return static_cast<int>(WorkerExit::StreamFailed);
+    }
+    spdlog::info("output stage on {} ({} channels)", opened.device.name, opened.device.channels);
+
+    pollfd fds[2] = {{options.wakeFd, POLLIN, 0}, {signalFd, POLLIN, 0}};
+    uint64_t stopAfterNs = 0;
+    for (;;) {
+        // Active while it holds the writer role; warm while it waits to take over.
+        const bool playing = segment.output.writerSlot.load(std::memory_order_acquire) == options.slot;
+        auto expected = slot.state.load(std::memory_order_acquire);
+        if (expected != static_cast<uint32_t>(WorkerState::Fenced))
+            slot.state.compare_exchange_strong(
+                expected, static_cast<uint32_t>(playing ? WorkerState::Active : WorkerState::Warm), std::memory_order_acq_rel);
+        // On shutdown keep playing until the workers' fade-out has been played, then stop.
+        if (stopAfterNs == 0 && segment.control.shutdownRequested.load(std::memory_order_acquire) != 0)
+            stopAfterNs = monotonicNs() + 50'000'000ull;
+        if (stopAfterNs != 0 && monotonicNs() > stopAfterNs) break;
+        if (poll(fds, 2, stopAfterNs != 0 ? 5 : 50) <= 0) continue;
+        if (fds[0].revents & (POLLIN | POLLHUP)) {
+            char bytes[64];
+            if (read(options.wakeFd, bytes, sizeof bytes) == 0) {
+                spdlog::warn("sustaind closed the wake socket; stopping");
+                break;
+            }
+        }
+        if (fds[1].revents & POLLIN) {
+            signalfd_siginfo info{};
+            if (read(signalFd, &info, sizeof info) == sizeof info && info.ssi_signo != SIGPIPE) {
+                context->stopRequested.store(1, std::memory_order_release);
+                break;
+            }
+        }
+    }
+    closeStream(opened.stream);
+    slot.exitReason.store(static_cast<uint32_t>(WorkerExit::Clean), std::memory_order_release);
+    return 0;
+}
+
+}  // namespace
+}  // namespace sustain
+
+int main(int argc, char** argv) {
+    sustain::OutputOptions options;
+    CLI::App app{"sustain-output: the output stage of sustaind's relay layout (started by sustaind only)"};
+    app.add_option("--instance", options.instance, "engine instance");
+    app.add_option("--slot", options.slot, "output slot (0 or 1)");
+    app.add_option("--wake-fd", options.wakeFd, "socketpair end (EOF = sustaind gone)");
+    app.add_option("--supervisor-pid", options.supervisorPid, "pid of sustaind");
+    app.add_option("--log-level", options.logLevel, "trace, debug, info, warn, error")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+    CLI11_PARSE(app, argc, argv);
+    spdlog::set_default_logger(spdlog::stderr_color_mt("output"));
+    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [" + options.instance + "/output " + std::to_string(options.slot) +
+                        "] %v");
+    spdlog::set_level(spdlog::level::from_str(options.logLevel));
+    return sustain::runOutput(options);
+}

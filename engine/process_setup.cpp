@@ -1,0 +1,94 @@
+#include "engine/process_setup.h"
+
+#include <pa_jack.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <thread>
+
+#include "shm/clock.h"
+
+namespace sustain {
+
+int enterChildProcess(int supervisorPid) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (supervisorPid != 0 && getppid() != supervisorPid) {
+        spdlog::error("sustaind (pid {}) is gone; not starting", supervisorPid);
+        return -1;
+    }
+    for (int signal : {SIGINT, SIGTERM}) std::signal(signal, SIG_DFL);
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    return signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+void lockMemory() {
+    if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0)
+        spdlog::warn("cannot lock memory ({}); page faults may cause xruns (raise RLIMIT_MEMLOCK)", std::strerror(errno));
+}
+
+OpenedStream openAndStartStream(const EngineConfig& config, const std::string& clientName, PaStreamCallback* callback,
+                                void* userData, int channelsWanted) {
+    OpenedStream result;
+    PaJack_SetClientName(clientName.c_str());
+    quietAlsaErrors();
+    if (PaError error = Pa_Initialize(); error != paNoError) {
+        spdlog::error("PortAudio failed to initialise: {}", Pa_GetErrorText(error));
+        result.failure = WorkerExit::NoDevice;
+        return result;
+    }
+    result.device = chooseOutputDevice(config.device);
+    if (result.device.index == paNoDevice) {
+        spdlog::error("{}", result.device.error);
+        Pa_Terminate();
+        result.failure = WorkerExit::NoDevice;
+        return result;
+    }
+    if (channelsWanted > 0 && channelsWanted < result.device.channels) result.device.channels = channelsWanted;
+    PaStreamParameters output{};
+    output.device = result.device.index;
+    output.channelCount = result.device.channels;
+    output.sampleFormat = paFloat32;
+    output.suggestedLatency = Pa_GetDeviceInfo(result.device.index)->defaultLowOutputLatency;
+    PaError error = Pa_OpenStream(&result.stream, nullptr, &output, config.sampleRate, config.framesPerBuffer,
+                                  paClipOff | paDitherOff, callback, userData);
+    if (error == paNoError) error = Pa_StartStream(result.stream);
+    if (error != paNoError) {
+        spdlog::error("cannot play on {} at {} Hz, {} frames: {}", result.device.name, config.sampleRate,
+                      config.framesPerBuffer, Pa_GetErrorText(error));
+        if (result.stream != nullptr) Pa_CloseStream(result.stream);
+        result.stream = nullptr;
+        Pa_Terminate();
+        result.failure = WorkerExit::StreamFailed;
+    }
+    return result;
+}
+
+bool waitForFirstCallback(const std::atomic<uint64_t>& blocks) {
+    const uint64_t deadline = monotonicNs() + 5'000'000'000ull;
+    while (blocks.load(std::memory_order_acquire) == 0 && monotonicNs() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return blocks.load(std::memory_order_acquire) != 0;
+}
+
+void closeStream(PaStream* stream) {
+    if (stream != nullptr) {
+        Pa_StopStream(stream);
+        Pa_CloseStream(stream);
+    }
+    Pa_Terminate();
+}
+
+}  // namespace sustain

@@ -1,0 +1,45 @@
+// What every child process of sustaind (workers and output stages) does to start and to
+// open its audio stream.
+#pragma once
+
+#include <portaudio.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "engine/audio_device.h"
+#include "shm/layout.h"
+
+namespace sustain {
+
+/// Dies with sustaind (PR_SET_PDEATHSIG) and refuses to start if it is already gone;
+/// restores default dispositions for SIGINT/SIGTERM (a shell may have ignored them) and
+/// blocks them before any thread exists, so that PortAudio's and JACK's threads inherit the
+/// mask. Returns a signalfd for SIGINT and SIGTERM, or -1 if sustaind is gone.
+/// Thread: main, first thing.  RT-safe: no.
+int enterChildProcess(int supervisorPid);
+
+/// Locks memory so that the audio thread never waits for a page fault (mlockall is not
+/// inherited across exec); warns when not permitted. Thread: main.
+void lockMemory();
+
+struct OpenedStream {
+    PaStream* stream = nullptr;
+    DeviceChoice device;
+    WorkerExit failure = WorkerExit::None;  // NoDevice or StreamFailed when stream is null
+};
+
+/// Initialises PortAudio with the JACK client name `clientName`, chooses the device of the
+/// engine's config, opens a float32 output stream at the config's rate and period with
+/// `callback`, and starts it. Logs what failed, with the fix.  Thread: main.
+OpenedStream openAndStartStream(const EngineConfig& config, const std::string& clientName, PaStreamCallback* callback,
+                                void* userData, int channelsWanted);
+
+/// Waits up to 5 s for the callback to run once (`blocks` > 0). Thread: main.
+bool waitForFirstCallback(const std::atomic<uint64_t>& blocks);
+
+/// Stops and closes the stream and terminates PortAudio. Thread: main.
+void closeStream(PaStream* stream);
+
+}  // namespace sustain

@@ -1,0 +1,149 @@
+#include "engine/rt/output_callback.h"
+
+#include <cstring>
+
+#include "engine/rt/rt_guard_hooks.h"
+#include "shm/clock.h"
+
+namespace sustain {
+
+namespace {
+
+/// Cycles without the playing output stage advancing after which a standby output stage
+/// plays instead (the order of clients in a cycle may flip once, never twice in a row).
+constexpr uint32_t kOutputTakeoverCycles = 2;
+
+/// Blocks the play position may fall behind the active worker before it is re-locked.
+constexpr uint64_t kMaxLag = kAudioRingBlocks / 2;
+
+// RT-safe: a few atomic loads.
+// Locks the play position one period behind the active worker: the block it completed in
+// the previous cycle is always there, whatever the order of clients in this cycle. The
+// block's start time tells whether the newest block is from this cycle (started less than
+// ~3/4 of a period ago) or from the previous one; when unsure, the older block is chosen,
+// which costs a period of latency, never a sample.
+bool lockPlayPosition(OutputContext& context, uint64_t nowNs, uint32_t frames) noexcept {
+    Segment& segment = *context.segment;
+    OutputMetrics& output = segment.output;
+    const uint32_t active = segment.control.activeSlot.load(std::memory_order_acquire);
+    if (active >= kWorkerSlots) return false;
+    const uint64_t completed = segment.slots[active].lastBlock.load(std::memory_order_acquire);
+    if (completed < 2) return false;
+    const uint64_t newest = completed - 1;
+    const AudioBlock& block = segment.audio[active].blocks[newest % kAudioRingBlocks];
+    const uint64_t startedNs = block.startNs.load(std::memory_order_relaxed);
+    const double periodNs = static_cast<double>(frames) / context.samplesPerNs;
+    const bool fromThisCycle = static_cast<double>(nowNs - startedNs) < 0.75 * periodNs;
+    output.nextBlock.store(fromThisCycle ? newest - 1 : newest, std::memory_order_relaxed);
+    output.synced.store(1, std::memory_order_release);
+    return true;
+}
+
+bool blocksEqual(const float* a, const float* b, uint32_t count) noexcept {
+    return std::memcmp(a, b, sizeof(float) * count) == 0;
+}
+
+}  // namespace
+
+bool readAudioBlock(const AudioRing& ring, uint64_t number, uint64_t epoch, uint32_t frames, float* out,
+                    uint32_t channels) noexcept {
+    const AudioBlock& block = ring.blocks[number % kAudioRingBlocks];
+    const uint64_t before = block.tag.load(std::memory_order_acquire);
+    if (before != number + 1 || block.epoch.load(std::memory_order_relaxed) != epoch || block.frames != frames)
+        return false;
+    for (uint32_t f = 0; f < frames; ++f) {
+        const float left = block.samples[f * kAudioChannels].load(std::memory_order_relaxed);
+        const float right = block.samples[f * kAudioChannels + 1].load(std::memory_order_relaxed);
+        if (channels == 1) {
+            out[f] = left;
+        } else {
+            out[f * channels] = left;
+            out[f * channels + 1] = right;
+            for (uint32_t c = 2; c < channels; ++c) out[f * channels + c] = 0.0f;
+        }
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);
+    return block.tag.load(std::memory_order_relaxed) == before;
+}
+
+void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noexcept {
+    const uint64_t startNs = monotonicNs();
+    Segment& segment = *context.segment;
+    WorkerSlot& me = segment.outputs[context.slot];
+    OutputMetrics& output = segment.output;
+    const size_t outSamples = static_cast<size_t>(frames) * context.channels;
+    std::memset(out, 0, sizeof(float) * outSamples);
+
+    const bool fenced = me.epoch.load(std::memory_order_acquire) != context.startEpoch;
+    uint32_t writer = output.writerSlot.load(std::memory_order_acquire);
+    if (!fenced && writer != context.slot && writer < kOutputSlots) {
+        // A standby output stage: watch the playing one; take over when it stops running.
+        const uint64_t callbacks = segment.outputs[writer].callbacks.load(std::memory_order_acquire);
+        context.writerStall = callbacks == context.lastWriterCallbacks ? context.writerStall + 1 : 0;
+        context.lastWriterCallbacks = callbacks;
+        if (context.writerStall >= kOutputTakeoverCycles &&
+            output.writerSlot.compare_exchange_strong(writer, context.slot, std::memory_order_acq_rel)) {
+            output.takeovers.fetch_add(1, std::memory_order_relaxed);
+            writer = context.slot;
+        }
+    }
+    if (!fenced && writer == context.slot && frames <= kMaxRelayFrames && context.stopRequested.load() == 0 &&
+        (output.synced.load(std::memory_order_acquire) != 0 || lockPlayPosition(context, startNs, frames))) {
+        const uint64_t number = output.nextBlock.load(std::memory_order_relaxed);
+        const uint32_t active = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
+        const uint32_t standby = (active + 1) % kWorkerSlots;
+        const uint64_t activeEpoch = segment.slots[active].epoch.load(std::memory_order_acquire);
+        const uint64_t standbyEpoch = segment.slots[standby].epoch.load(std::memory_order_acquire);
+        const uint64_t cycle = output.cycles.load(std::memory_order_relaxed);
+        if (readAudioBlock(segment.audio[active], number, activeEpoch, frames, out, context.channels)) {
+            output.fromActive.fetch_add(1, std::memory_order_relaxed);
+            // Is the standby in step? Compare its block of the same number, when it has one.
+            if (context.channels <= 2 &&
+                readAudioBlock(segment.audio[standby], number, standbyEpoch, frames, context.scratch, context.channels)) {
+                output.compared.fetch_add(1, std::memory_order_relaxed);
+                if (blocksEqual(out, context.scratch, static_cast<uint32_t>(outSamples))) {
+                    output.matched.fetch_add(1, std::memory_order_relaxed);
+                    output.lastMatchCycle.store(cycle, std::memory_order_relaxed);
+                }
+            }
+        } else if (readAudioBlock(segment.audio[standby], number, standbyEpoch, frames, out, context.channels)) {
+            output.fromStandby.fetch_add(1, std::memory_order_relaxed);
+            output.lastFromStandbyCycle.store(cycle, std::memory_order_relaxed);
+        } else {
+            std::memset(out, 0, sizeof(float) * outSamples);
+            output.unfilled.fetch_add(1, std::memory_order_relaxed);
+        }
+        // Re-lock when the numbering moved away (a cold start renumbers from 0, or this
+        // stage fell behind by more than the ring holds).
+        const uint64_t completed = segment.slots[active].lastBlock.load(std::memory_order_acquire);
+        if (completed != 0 && (completed + kMaxLag < number + 1 || completed > number + 1 + kMaxLag)) {
+            output.synced.store(0, std::memory_order_relaxed);
+            output.resyncs.fetch_add(1, std::memory_order_relaxed);
+        } else {
+            output.nextBlock.store(number + 1, std::memory_order_relaxed);
+        }
+        output.cycles.store(cycle + 1, std::memory_order_release);
+    }
+
+    const uint64_t endNs = monotonicNs();
+    const double periodNs = static_cast<double>(frames) / context.samplesPerNs;
+    const double load = static_cast<double>(endNs - startNs) / periodNs;
+    context.loadSmoothed += 0.05 * (load - context.loadSmoothed);
+    me.loadPermille.store(static_cast<uint32_t>(context.loadSmoothed * 1000.0), std::memory_order_relaxed);
+    me.lastCallbackNs.store(endNs, std::memory_order_release);
+    me.callbacks.fetch_add(1, std::memory_order_release);
+    context.blocks.fetch_add(1, std::memory_order_release);
+}
+
+int paOutputCallback(const void* /*input*/, void* output, unsigned long frames,
+                     const PaStreamCallbackTimeInfo* /*timeInfo*/, PaStreamCallbackFlags statusFlags,
+                     void* userData) noexcept {
+    RtGuardScope guard;
+    auto& context = *static_cast<OutputContext*>(userData);
+    if ((statusFlags & paOutputUnderflow) != 0)
+        context.segment->outputs[context.slot].xruns.fetch_add(1, std::memory_order_relaxed);
+    renderOutputBlock(context, static_cast<float*>(output), static_cast<uint32_t>(frames));
+    return paContinue;
+}
+
+}  // namespace sustain

@@ -1,0 +1,44 @@
+// The output stage's callback (relay layout): plays, each cycle, the active worker's block
+// of the previous cycle, or the standby's block of the same number when the active's is
+// missing or fenced. Deliberately tiny: no parsing, no synthesis, nothing that can fail.
+#pragma once
+
+#include <portaudio.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "shm/layout.h"
+
+namespace sustain {
+
+/// What the output callback owns. Built before the stream starts.
+struct OutputContext {
+    Segment* segment = nullptr;
+    uint32_t slot = 0;          // index into Segment::outputs
+    uint32_t channels = 2;      // of the device
+    uint64_t startEpoch = 0;
+    double samplesPerNs = 48000.0 / 1e9;
+    uint64_t lastWriterCallbacks = 0;  // standby output stage: the playing one's callbacks, last seen
+    uint32_t writerStall = 0;
+    float scratch[kMaxRelayFrames * kAudioChannels] = {};
+    double loadSmoothed = 0.0;
+    std::atomic<uint64_t> blocks{0};
+    std::atomic<uint32_t> stopRequested{0};
+};
+
+/// Copies block `number` of `ring` into `out` (interleaved, `channels` channels, taking the
+/// ring's left channel for a mono device) if it is complete, of `epoch`, and not rewritten
+/// meanwhile. Thread: the audio thread.  RT-safe: yes.
+bool readAudioBlock(const AudioRing& ring, uint64_t number, uint64_t epoch, uint32_t frames, float* out,
+                    uint32_t channels) noexcept;
+
+/// One cycle of the output stage. Thread: the audio thread.  RT-safe: yes.
+void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noexcept;
+
+/// The PortAudio stream callback; `userData` is an OutputContext.
+/// Thread: the audio thread.  RT-safe: yes.
+int paOutputCallback(const void* input, void* output, unsigned long frames, const PaStreamCallbackTimeInfo* timeInfo,
+                     PaStreamCallbackFlags statusFlags, void* userData) noexcept;
+
+}  // namespace sustain
