@@ -120,6 +120,7 @@ bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& e
     c.lastCallbacks = 0;
     c.progressNs = c.spawnedNs;
     c.referenceAtProgress = 0;
+    c.clockSeen = 0;
     c.respawnAtNs = 0;
     spdlog::info("{} started as {} (pid {})", name(kind, slot), role == WorkerRole::Active ? "active" : "standby",
                  c.process.pid());
@@ -211,8 +212,10 @@ void Supervisor::promoteStandby(uint32_t failedSlot, uint64_t noticedNs) {
         segment_.supervisor.failovers.fetch_add(1, std::memory_order_relaxed);
         const uint64_t us = (monotonicNs() - noticedNs) / 1000;
         recordDuration(segment_.supervisor.failoverUsLast, segment_.supervisor.failoverUsMax, us);
-        spdlog::warn("failover: worker {} (pid {}) is active now (switched {} us after the fault was noticed)", other,
-                     standby.process.pid(), us);
+        const OutputMetrics& output = segment_.output;
+        spdlog::warn("failover: worker {} (pid {}) is active now (switched {} us after the fault was noticed; output "
+                     "so far: {} blocks from the standby, {} unfilled)",
+                     other, standby.process.pid(), us, output.fromStandby.load(), output.unfilled.load());
         standby.rebuilding = false;
         return;
     }
@@ -280,11 +283,26 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
     if (options_.standby) scheduleRespawn(Kind::Output, slot, WorkerRole::Standby, now + delay);
 }
 
-void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t reference, uint64_t nowNs) {
+void Supervisor::advanceCycleClock() {
+    uint64_t advance = 0;
+    for (Kind kind : {Kind::Worker, Kind::Output}) {
+        for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
+            Child& c = child(kind, slot);
+            if (!c.process.running()) continue;
+            const uint64_t callbacks = slotInfo(kind, slot).callbacks.load(std::memory_order_acquire);
+            if (callbacks > c.clockSeen) advance = std::max(advance, callbacks - c.clockSeen);
+            c.clockSeen = callbacks;
+        }
+    }
+    cycleClock_ += advance;
+}
+
+void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t nowNs) {
     Child& c = child(kind, slot);
     if (!c.process.running()) return;
+    const uint64_t reference = cycleClock_;
     const uint64_t callbacks = slotInfo(kind, slot).callbacks.load(std::memory_order_acquire);
-    if (callbacks != c.lastCallbacks || c.referenceAtProgress == 0) {
+    if (callbacks != c.lastCallbacks || c.progressNs == c.spawnedNs) {
         c.lastCallbacks = callbacks;
         c.referenceAtProgress = reference;
         c.progressNs = nowNs;
@@ -371,16 +389,10 @@ void Supervisor::tick() {
         }
     }
 
-    // Hangs, counted in the cycles of the process that keeps the pace.
-    for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
-        const uint64_t reference = relay ? segment_.output.cycles.load(std::memory_order_acquire)
-                                         : segment_.slots[(slot + 1) % kWorkerSlots].callbacks.load(std::memory_order_acquire);
-        checkHang(Kind::Worker, slot, reference, now);
-    }
-    if (relay) {
-        const uint64_t reference = segment_.slots[segment_.control.activeSlot.load() % kWorkerSlots].callbacks.load();
-        for (uint32_t slot = 0; slot < kOutputSlots; ++slot) checkHang(Kind::Output, slot, reference, now);
-    }
+    // Hangs, counted in cycles of the audio clock.
+    advanceCycleClock();
+    for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) checkHang(Kind::Worker, slot, now);
+    for (uint32_t slot = 0; slot < kOutputSlots; ++slot) checkHang(Kind::Output, slot, now);
 
     // Rebuilds that completed: a replacement standby renders in step.
     for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {

@@ -55,6 +55,7 @@ private:
         uint64_t referenceAtProgress = 0;  // the cycle reference when it last advanced
         uint64_t progressNs = 0;        // wall clock when it last advanced
         bool rebuilding = false;        // started as a replacement and not yet warm
+        uint64_t clockSeen = 0;         // its callback count as last added to cycleClock_
         uint64_t respawnAtNs = 0;       // 0: none scheduled
         WorkerRole respawnRole = WorkerRole::None;
     };
@@ -72,7 +73,8 @@ private:
     void onFault(Kind kind, uint32_t slot, const std::string& why, uint64_t noticedNs);
     void promoteStandby(uint32_t failedSlot, uint64_t noticedNs);
     void tick();
-    void checkHang(Kind kind, uint32_t slot, uint64_t reference, uint64_t nowNs);
+    void checkHang(Kind kind, uint32_t slot, uint64_t nowNs);
+    void advanceCycleClock();
     void updateHealth();
     bool waitForState(Kind kind, uint32_t slot, WorkerState wanted, double seconds, std::string& error);
     void shutdown();
@@ -91,6 +93,9 @@ private:
     int timerFd_ = -1;
     std::deque<uint64_t> recentCrashesNs_;
     uint64_t lastLoggedWriter_ = 0;
+    // Cycles of the audio clock as seen by sustaind: advanced by the fastest running
+    // process, so a hung process does not stop it and a replaced one does not reset it.
+    uint64_t cycleClock_ = 0;
 };
 
 }  // namespace sustain

@@ -17,6 +17,23 @@ constexpr uint32_t kOutputTakeoverCycles = 2;
 constexpr uint64_t kMaxLag = kAudioRingBlocks / 2;
 
 // RT-safe: a few atomic loads.
+// The newest block number + 1 completed by any live worker (a hung active stops counting;
+// its standby renders on), and which worker that is.
+uint64_t newestCompleted(const Segment& segment, uint32_t& slot) noexcept {
+    uint64_t newest = 0;
+    for (uint32_t s = 0; s < kWorkerSlots; ++s) {
+        const auto state = static_cast<WorkerState>(segment.slots[s].state.load(std::memory_order_acquire));
+        if (state != WorkerState::Active && state != WorkerState::Warm && state != WorkerState::Starting) continue;
+        const uint64_t completed = segment.slots[s].lastBlock.load(std::memory_order_acquire);
+        if (completed > newest) {
+            newest = completed;
+            slot = s;
+        }
+    }
+    return newest;
+}
+
+// RT-safe: a few atomic loads.
 // Locks the play position one period behind the active worker: the block it completed in
 // the previous cycle is always there, whatever the order of clients in this cycle. The
 // block's start time tells whether the newest block is from this cycle (started less than
@@ -25,12 +42,11 @@ constexpr uint64_t kMaxLag = kAudioRingBlocks / 2;
 bool lockPlayPosition(OutputContext& context, uint64_t nowNs, uint32_t frames) noexcept {
     Segment& segment = *context.segment;
     OutputMetrics& output = segment.output;
-    const uint32_t active = segment.control.activeSlot.load(std::memory_order_acquire);
-    if (active >= kWorkerSlots) return false;
-    const uint64_t completed = segment.slots[active].lastBlock.load(std::memory_order_acquire);
+    uint32_t freshest = 0;
+    const uint64_t completed = newestCompleted(segment, freshest);
     if (completed < 2) return false;
     const uint64_t newest = completed - 1;
-    const AudioBlock& block = segment.audio[active].blocks[newest % kAudioRingBlocks];
+    const AudioBlock& block = segment.audio[freshest].blocks[newest % kAudioRingBlocks];
     const uint64_t startedNs = block.startNs.load(std::memory_order_relaxed);
     const double periodNs = static_cast<double>(frames) / context.samplesPerNs;
     const bool fromThisCycle = static_cast<double>(nowNs - startedNs) < 0.75 * periodNs;
@@ -115,7 +131,8 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         }
         // Re-lock when the numbering moved away (a cold start renumbers from 0, or this
         // stage fell behind by more than the ring holds).
-        const uint64_t completed = segment.slots[active].lastBlock.load(std::memory_order_acquire);
+        uint32_t freshest = 0;
+        const uint64_t completed = newestCompleted(segment, freshest);
         if (completed != 0 && (completed + kMaxLag < number + 1 || completed > number + 1 + kMaxLag)) {
             output.synced.store(0, std::memory_order_relaxed);
             output.resyncs.fetch_add(1, std::memory_order_relaxed);
