@@ -64,6 +64,8 @@ class Paths:
         self.record = os.path.join(self.build, "tools", "audio", "sustain-record")
         self.analyze = os.path.join(self.build, "tools", "audio", "sustain-analyze")
         self.rt_guard = os.path.join(self.build, "tests", "rt_guard", "librtguard.so")
+        self.fault_injector = os.path.join(self.build, "tests", "fault_injector", "libfaultinjector.so")
+        self.osc_flood = os.path.join(self.build, "tools", "benchmark", "sustain-osc-flood")
 
 
 class JackServer:
