@@ -21,7 +21,7 @@ inline constexpr uint32_t kLayoutVersion = 2;
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
 inline constexpr uint32_t kOutputSlots = 2;            // relay layout: active + standby output stage
-inline constexpr uint32_t kAudioRingBlocks = 8;        // per worker; blocks are indexed by number % 8
+inline constexpr uint32_t kAudioRingBlocks = 16;       // per worker; blocks are indexed by number % 16
 inline constexpr uint32_t kMaxRelayFrames = 1024;      // largest period the relay layout carries
 inline constexpr uint32_t kAudioChannels = 2;
 inline constexpr uint32_t kCommandRingCapacity = 8192; // per worker; power of two
@@ -160,7 +160,8 @@ struct alignas(64) WorkerSlot {
     std::atomic<uint32_t> takeover;        // direct layout: 1 once this standby plays instead of the active
     std::atomic<uint64_t> takeoverNs;      // when it took over
     std::atomic<uint64_t> stallSinceNs;    // first cycle of the current stall
-    uint64_t reserved[10];
+    std::atomic<uint64_t> heldBlocks;      // relay, active: cycles held back so that the output stage caught up
+    uint64_t reserved[9];
 };
 static_assert(sizeof(WorkerSlot) == 384);
 
@@ -275,7 +276,8 @@ struct alignas(64) OutputMetrics {
     std::atomic<uint64_t> lastMatchCycle;    // cycle of the last bit-identical pair
     std::atomic<uint64_t> lastFromStandbyCycle;
     std::atomic<uint64_t> takeovers;         // times a standby output stage took over
-    uint64_t reserved[3];
+    std::atomic<uint64_t> lagBlocks;         // periods of latency beyond the relay's one (writer: output; the active worker clears it when it holds back)
+    uint64_t reserved[2];
 };
 
 /// Counters and histograms. Each has one writer; readers compute rates and percentiles.

@@ -214,8 +214,9 @@ void Supervisor::promoteStandby(uint32_t failedSlot, uint64_t noticedNs) {
         recordDuration(segment_.supervisor.failoverUsLast, segment_.supervisor.failoverUsMax, us);
         const OutputMetrics& output = segment_.output;
         spdlog::warn("failover: worker {} (pid {}) is active now (switched {} us after the fault was noticed; output "
-                     "so far: {} blocks from the standby, {} unfilled)",
-                     other, standby.process.pid(), us, output.fromStandby.load(), output.unfilled.load());
+                     "so far: {} blocks from the standby, {} unfilled, {} of {} compared blocks identical, lag {})",
+                     other, standby.process.pid(), us, output.fromStandby.load(), output.unfilled.load(),
+                     output.matched.load(), output.compared.load(), output.lagBlocks.load());
         standby.rebuilding = false;
         return;
     }

@@ -107,6 +107,23 @@ void applyPending(CallbackContext& context, uint64_t nowNs, bool active) noexcep
     }
 }
 
+// RT-safe: two atomic loads.
+// The output stage trails by more than the one period the relay layout costs (it missed a
+// cycle the workers did not): render no block this cycle, so it catches up without a jump
+// in the sound. At most once every few cycles, so that the stage's figure can follow.
+bool holdBackForOutput(CallbackContext& context) noexcept {
+    constexpr uint32_t kHoldCooldownCycles = 8;
+    if (context.holdCooldown > 0) {
+        --context.holdCooldown;
+        return false;
+    }
+    if (context.segment->output.lagBlocks.load(std::memory_order_relaxed) == 0 || context.fading) return false;
+    context.holdCooldown = kHoldCooldownCycles;
+    context.segment->output.lagBlocks.store(0, std::memory_order_relaxed);
+    context.segment->slots[context.slot].heldBlocks.fetch_add(1, std::memory_order_relaxed);
+    return true;
+}
+
 // RT-safe: a bounded copy into the audio ring, under the block's tag protocol.
 void publishBlock(CallbackContext& context, uint64_t number, uint32_t frames, uint64_t startNs) noexcept {
     AudioBlock& block = context.segment->audio[context.slot].blocks[number % kAudioRingBlocks];
@@ -146,6 +163,13 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
     }
     const bool active = slot.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Active);
     takeQueuedCommands(context);
+    if (active && context.relay && holdBackForOutput(context)) {
+        std::memset(out, 0, sizeof(float) * outSamples);
+        slot.callbacks.fetch_add(1, std::memory_order_release);
+        slot.lastCallbackNs.store(monotonicNs(), std::memory_order_release);
+        context.blocks.fetch_add(1, std::memory_order_release);
+        return;
+    }
     if (!active) followActive(context, startNs);
     if (context.fading && context.state.master.target != 0.0) rampTo(context.state.master, 0.0, context.fadeSamples);
     applyPending(context, startNs, active);

@@ -13,8 +13,14 @@ namespace {
 /// plays instead (the order of clients in a cycle may flip once, never twice in a row).
 constexpr uint32_t kOutputTakeoverCycles = 2;
 
-/// Blocks the play position may fall behind the active worker before it is re-locked.
-constexpr uint64_t kMaxLag = kAudioRingBlocks / 2;
+/// Blocks the play position may trail the newest block before it is re-locked. Generous on
+/// purpose: when this stage misses a cycle that the workers did not (a JACK xrun, a graph
+/// change), it trails by one more block; catching up would be a jump in the sound, so it
+/// keeps the extra period of latency instead (visible as OutputMetrics::lagBlocks).
+constexpr uint64_t kMaxLag = kAudioRingBlocks - 3;
+
+/// Cycles in a row the stage must trail before the active worker is asked to hold back.
+constexpr uint32_t kTrailCycles = 32;
 
 // RT-safe: a few atomic loads.
 // The newest block number + 1 completed by any live worker (a hung active stops counting;
@@ -42,17 +48,40 @@ uint64_t newestCompleted(const Segment& segment, uint32_t& slot) noexcept {
 bool lockPlayPosition(OutputContext& context, uint64_t nowNs, uint32_t frames) noexcept {
     Segment& segment = *context.segment;
     OutputMetrics& output = segment.output;
-    uint32_t freshest = 0;
-    const uint64_t completed = newestCompleted(segment, freshest);
+    // Lock to the active worker while it runs: a standby may be a block ahead of it.
+    uint32_t source = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
+    uint64_t completed = segment.slots[source].lastBlock.load(std::memory_order_acquire);
+    if (segment.slots[source].state.load(std::memory_order_acquire) != static_cast<uint32_t>(WorkerState::Active))
+        completed = newestCompleted(segment, source);
     if (completed < 2) return false;
     const uint64_t newest = completed - 1;
-    const AudioBlock& block = segment.audio[freshest].blocks[newest % kAudioRingBlocks];
+    const AudioBlock& block = segment.audio[source].blocks[newest % kAudioRingBlocks];
     const uint64_t startedNs = block.startNs.load(std::memory_order_relaxed);
     const double periodNs = static_cast<double>(frames) / context.samplesPerNs;
     const bool fromThisCycle = static_cast<double>(nowNs - startedNs) < 0.75 * periodNs;
     output.nextBlock.store(fromThisCycle ? newest - 1 : newest, std::memory_order_relaxed);
     output.synced.store(1, std::memory_order_release);
     return true;
+}
+
+// RT-safe: a few atomic loads.
+// Periods of latency beyond the one the relay layout costs: how far `played` trails the
+// active worker's block of the previous cycle. When this stage misses a cycle that the
+// workers did not (an xrun, a graph change when a worker starts), it trails by one more;
+// the active worker then holds back one block so that it catches up without a jump.
+uint64_t extraLatency(const Segment& segment, uint64_t played, uint64_t nowNs, uint32_t frames,
+                      double samplesPerNs) noexcept {
+    const uint32_t active = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
+    if (segment.slots[active].state.load(std::memory_order_acquire) != static_cast<uint32_t>(WorkerState::Active))
+        return 0;
+    const uint64_t completed = segment.slots[active].lastBlock.load(std::memory_order_acquire);
+    if (completed < 2) return 0;
+    const AudioBlock& newest = segment.audio[active].blocks[(completed - 1) % kAudioRingBlocks];
+    const double periodNs = static_cast<double>(frames) / samplesPerNs;
+    const bool ranThisCycle =
+        static_cast<double>(nowNs - newest.startNs.load(std::memory_order_relaxed)) < 0.75 * periodNs;
+    const uint64_t previousCycleBlock = ranThisCycle ? completed - 2 : completed - 1;
+    return previousCycleBlock > played ? previousCycleBlock - played : 0;
 }
 
 bool blocksEqual(const float* a, const float* b, uint32_t count) noexcept {
@@ -106,6 +135,7 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
     if (!fenced && writer == context.slot && frames <= kMaxRelayFrames && context.stopRequested.load() == 0 &&
         (output.synced.load(std::memory_order_acquire) != 0 || lockPlayPosition(context, startNs, frames))) {
         const uint64_t number = output.nextBlock.load(std::memory_order_relaxed);
+        bool holdPosition = false;
         const uint32_t active = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
         const uint32_t standby = (active + 1) % kWorkerSlots;
         const uint64_t activeEpoch = segment.slots[active].epoch.load(std::memory_order_acquire);
@@ -128,15 +158,23 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         } else {
             std::memset(out, 0, sizeof(float) * outSamples);
             output.unfilled.fetch_add(1, std::memory_order_relaxed);
+            // Ahead of the active (it renders block `number` later in this cycle): play it
+            // next cycle rather than never.
+            if (segment.slots[active].lastBlock.load(std::memory_order_acquire) == number) holdPosition = true;
         }
         // Re-lock when the numbering moved away (a cold start renumbers from 0, or this
         // stage fell behind by more than the ring holds).
         uint32_t freshest = 0;
         const uint64_t completed = newestCompleted(segment, freshest);
+        // Only a trail seen in many cycles in a row counts: a single late worker must not
+        // make the active hold back a block it would then be missing.
+        const uint64_t extra = extraLatency(segment, number, startNs, frames, context.samplesPerNs);
+        context.trailingCycles = extra > 0 ? context.trailingCycles + 1 : 0;
+        output.lagBlocks.store(context.trailingCycles >= kTrailCycles ? extra : 0, std::memory_order_relaxed);
         if (completed != 0 && (completed + kMaxLag < number + 1 || completed > number + 1 + kMaxLag)) {
             output.synced.store(0, std::memory_order_relaxed);
             output.resyncs.fetch_add(1, std::memory_order_relaxed);
-        } else {
+        } else if (!holdPosition) {
             output.nextBlock.store(number + 1, std::memory_order_relaxed);
         }
         output.cycles.store(cycle + 1, std::memory_order_release);

@@ -21,6 +21,7 @@ struct OutputContext {
     double samplesPerNs = 48000.0 / 1e9;
     uint64_t lastWriterCallbacks = 0;  // standby output stage: the playing one's callbacks, last seen
     uint32_t writerStall = 0;
+    uint32_t trailingCycles = 0;       // cycles in a row the play position trailed by more than one period
     float scratch[kMaxRelayFrames * kAudioChannels] = {};
     double loadSmoothed = 0.0;
     std::atomic<uint64_t> blocks{0};

@@ -16,23 +16,29 @@
 
 using namespace sustain;
 
-TEST_CASE("layout: sizes and offsets are pinned to layout version 1") {
-    CHECK(kLayoutVersion == 1);
+TEST_CASE("layout: sizes and offsets are pinned to layout version 2") {
+    CHECK(kLayoutVersion == 2);
     CHECK(sizeof(Command) == 48);
     CHECK(sizeof(SegmentHeader) == 128);
     CHECK(sizeof(ControlBlock) == 64);
     CHECK(sizeof(EngineConfig) == 256);
-    CHECK(sizeof(WorkerSlot) == 256);
+    CHECK(sizeof(WorkerSlot) == 384);
+    CHECK(sizeof(AudioBlock) == 8256);
+    CHECK(sizeof(OutputMetrics) == 128);
     CHECK(sizeof(RingIndices) == 192);
-    CHECK(sizeof(RenderState) == 1200);
+    CHECK(sizeof(RenderState) == 1464);
     CHECK(offsetof(Segment, control) == 128);
     CHECK(offsetof(Segment, config) == 192);
     CHECK(offsetof(Segment, slots) == 448);
-    CHECK(offsetof(Segment, params) == 960);
-    CHECK(offsetof(Segment, rings) == 1600);
+    CHECK(offsetof(Segment, outputs) == 1216);
+    CHECK(offsetof(Segment, params) == 1984);
+    CHECK(offsetof(Segment, rings) == 2624);
+    CHECK(offsetof(Segment, state) == 789440);
+    CHECK(offsetof(Segment, audio) == 792512);
+    CHECK(sizeof(AudioRing) == 16 * 8256);
     CHECK(offsetof(ControlBlock, epoch) == 8);
     CHECK(offsetof(WorkerSlot, callbacks) == 24);
-    CHECK(kSegmentSize == 923392);
+    CHECK(kSegmentSize == 1189504);
 }
 
 namespace {
@@ -64,8 +70,8 @@ TEST_CASE("layout: attaching refuses another version, size, magic or mode, and s
 
     writeSegment(name, kSegmentSize, kLayoutMagic, kLayoutVersion + 1, 0600);
     CHECK(attachSegment(kInstance, true, mapped, &detail) == AttachError::VersionMismatch);
-    CHECK(detail.find("layout version 2") != std::string::npos);
-    CHECK(detail.find("expects 1") != std::string::npos);
+    CHECK(detail.find("layout version " + std::to_string(kLayoutVersion + 1)) != std::string::npos);
+    CHECK(detail.find("expects " + std::to_string(kLayoutVersion)) != std::string::npos);
     CHECK(describe(AttachError::VersionMismatch, kInstance, detail).find("restart sustaind") != std::string::npos);
 
     writeSegment(name, kSegmentSize + 4096, kLayoutMagic, kLayoutVersion, 0600);
