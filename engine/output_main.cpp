@@ -9,12 +9,15 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 
 #include "engine/process_setup.h"
 #include "engine/rt/output_callback.h"
 #include "shm/clock.h"
 #include "shm/segment.h"
+#include "shm/spsc_ring.h"
 
 namespace sustain {
 namespace {
@@ -25,6 +28,7 @@ struct OutputOptions {
     int wakeFd = -1;
     int supervisorPid = 0;
     std::string logLevel = "info";
+    std::string trace;  // diagnosis: write every cycle's decision to this file
 };
 
 int runOutput(const OutputOptions& options) {
@@ -47,6 +51,24 @@ int runOutput(const OutputOptions& options) {
     context->slot = options.slot;
     context->startEpoch = slot.epoch.load(std::memory_order_acquire);
     context->samplesPerNs = segment.config.sampleRate / 1e9;
+    std::unique_ptr<OutputTrace> trace;
+    FILE* traceFile = nullptr;
+    if (!options.trace.empty()) {
+        trace = std::make_unique<OutputTrace>();
+        SpscRing<OutputTraceRecord>::initialize(trace->indices, kOutputTraceCapacity);
+        traceFile = std::fopen(options.trace.c_str(), "w");
+        if (traceFile != nullptr) context->trace = trace.get();
+    }
+    auto drainTrace = [&] {
+        if (traceFile == nullptr) return;
+        SpscRing<OutputTraceRecord> ring(trace->indices, trace->slots);
+        OutputTraceRecord r;
+        while (ring.tryPop(r))
+            std::fprintf(traceFile, "%lu %lu %u %lu %lu %u %u %lu %lu\n", static_cast<unsigned long>(r.cycle),
+                         static_cast<unsigned long>(r.number), r.source, static_cast<unsigned long>(r.activeLast),
+                         static_cast<unsigned long>(r.standbyLast), r.activeSlot, r.lag,
+                         static_cast<unsigned long>(r.startNs), static_cast<unsigned long>(r.blockStartNs));
+    };
     const std::string clientName = "sustain-" + options.instance + "-out" + std::to_string(options.slot);
     const OpenedStream opened = openAndStartStream(segment.config, clientName, paOutputCallback, context.get(), 2);
     if (opened.stream == nullptr) {
@@ -66,6 +88,8 @@ int runOutput(const OutputOptions& options) {
     pollfd fds[2] = {{options.wakeFd, POLLIN, 0}, {signalFd, POLLIN, 0}};
     uint64_t stopAfterNs = 0;
     for (;;) {
+        slot.controlBeats.fetch_add(1, std::memory_order_release);
+        drainTrace();
         // Active while it holds the writer role; warm while it waits to take over.
         const bool playing = segment.output.writerSlot.load(std::memory_order_acquire) == options.slot;
         auto expected = slot.state.load(std::memory_order_acquire);
@@ -93,6 +117,8 @@ int runOutput(const OutputOptions& options) {
         }
     }
     closeStream(opened.stream);
+    drainTrace();
+    if (traceFile != nullptr) std::fclose(traceFile);
     slot.exitReason.store(static_cast<uint32_t>(WorkerExit::Clean), std::memory_order_release);
     return 0;
 }
@@ -109,7 +135,10 @@ int main(int argc, char** argv) {
     app.add_option("--supervisor-pid", options.supervisorPid, "pid of sustaind");
     app.add_option("--log-level", options.logLevel, "trace, debug, info, warn, error")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+    app.add_option("--trace", options.trace, "diagnosis: write each cycle's decision to this file");
     CLI11_PARSE(app, argc, argv);
+    if (options.trace.empty() && std::getenv("SUSTAIN_OUTPUT_TRACE") != nullptr)
+        options.trace = std::string(std::getenv("SUSTAIN_OUTPUT_TRACE")) + "." + std::to_string(options.slot);
     spdlog::set_default_logger(spdlog::stderr_color_mt("output"));
     spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [" + options.instance + "/output " + std::to_string(options.slot) +
                         "] %v");

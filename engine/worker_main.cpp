@@ -176,6 +176,7 @@ int runWorker(const WorkerOptions& options) {
     bool stopping = false;
     uint64_t stopDeadline = 0;
     for (;;) {
+        slot.controlBeats.fetch_add(1, std::memory_order_release);
         const bool active = slot.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Active);
         updateState(slot, active);
         const bool pending = forwarder.drainOnce();

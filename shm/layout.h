@@ -161,7 +161,8 @@ struct alignas(64) WorkerSlot {
     std::atomic<uint64_t> takeoverNs;      // when it took over
     std::atomic<uint64_t> stallSinceNs;    // first cycle of the current stall
     std::atomic<uint64_t> heldBlocks;      // relay, active: cycles held back so that the output stage caught up
-    uint64_t reserved[9];
+    std::atomic<uint64_t> controlBeats;    // writer: the control thread, once per loop (it wakes at least every 50 ms)
+    uint64_t reserved[8];
 };
 static_assert(sizeof(WorkerSlot) == 384);
 

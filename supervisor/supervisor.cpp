@@ -22,6 +22,7 @@ constexpr uint64_t kTagChild = 0x1000;      // | kind << 8 | slot
 constexpr uint64_t kTagSentinel = 0x10000;  // set for the sentinel socket, clear for the pidfd
 constexpr long kTickNs = 2'000'000;         // hang checks and bookkeeping every 2 ms
 constexpr uint64_t kStartupLimitNs = 10'000'000'000ull;
+constexpr uint64_t kGraphChangeGraceNs = 100'000'000;  // see graceUntilNs_
 
 uint64_t secondsToNs(double seconds) { return static_cast<uint64_t>(seconds * 1e9); }
 
@@ -117,10 +118,14 @@ bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& e
     watch(c.process.pidFd(), tag);
     watch(c.process.wakeFd(), tag | kTagSentinel);
     c.spawnedNs = monotonicNs();
+    graceUntilNs_ = c.spawnedNs + kGraphChangeGraceNs;
     c.lastCallbacks = 0;
     c.progressNs = c.spawnedNs;
     c.referenceAtProgress = 0;
     c.clockSeen = 0;
+    c.detached = false;
+    c.lastBeats = 0;
+    c.referenceAtBeat = 0;
     c.respawnAtNs = 0;
     spdlog::info("{} started as {} (pid {})", name(kind, slot), role == WorkerRole::Active ? "active" : "standby",
                  c.process.pid());
@@ -243,29 +248,29 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
     if (kind == Kind::Output || options_.layout == OutputLayout::Direct)
         graph_.disconnectClient(jackClientName(kind, slot), "sustain-" + options_.instance + "-graph");
     const uint64_t lastBeatNs = info.lastCallbackNs.load(std::memory_order_acquire);
-    if (lastBeatNs != 0 && lastBeatNs < noticedNs)
-        recordDuration(segment_.supervisor.detectionUsLast, segment_.supervisor.detectionUsMax,
-                       (noticedNs - lastBeatNs) / 1000);
-    if (!c.process.tryReap()) c.process.killAndReap();
-    const std::string exit = c.process.exit().describe();
+    const uint64_t detectionUs = lastBeatNs != 0 && lastBeatNs < noticedNs ? (noticedNs - lastBeatNs) / 1000 : 0;
+    if (detectionUs != 0)
+        recordDuration(segment_.supervisor.detectionUsLast, segment_.supervisor.detectionUsMax, detectionUs);
     const bool wasActiveWorker =
         kind == Kind::Worker && segment_.control.activeSlot.load(std::memory_order_acquire) == slot;
     const bool wasPlayingOutput =
         kind == Kind::Output && segment_.output.writerSlot.load(std::memory_order_acquire) == slot;
+    // Switch before the kill: tearing down a process with locked memory and a JACK client
+    // takes milliseconds, and the switch must not wait for it.
+    if (wasActiveWorker) promoteStandby(slot, noticedNs);
+    if (!c.process.tryReap()) c.process.killAndReap();
+    const std::string exit = c.process.exit().describe();
     forget(kind, slot);
+    graceUntilNs_ = monotonicNs() + kGraphChangeGraceNs;
     segment_.supervisor.crashCount.fetch_add(1, std::memory_order_relaxed);
-    spdlog::error("{} (pid {}) {}{}{}", name(kind, slot), pid, why.empty() ? "" : why + "; ", "", exit);
+    spdlog::error("{} (pid {}) {}{}; detected {} us after its last callback", name(kind, slot), pid,
+                  why.empty() ? "" : why + "; ", exit, detectionUs);
 
     const uint64_t now = monotonicNs();
     const uint64_t delay = crashDelayNs(now);
     if (kind == Kind::Worker) {
-        if (wasActiveWorker) {
-            promoteStandby(slot, noticedNs);
-            if (segment_.control.activeSlot.load(std::memory_order_acquire) == slot) return;  // cold start scheduled
-        }
-        if (options_.standby) {
-            scheduleRespawn(Kind::Worker, slot, WorkerRole::Standby, now + delay);
-        }
+        if (wasActiveWorker && segment_.control.activeSlot.load(std::memory_order_acquire) == slot) return;  // cold start
+        if (options_.standby) scheduleRespawn(Kind::Worker, slot, WorkerRole::Standby, now + delay);
         return;
     }
     const uint32_t other = (slot + 1) % kOutputSlots;
@@ -302,23 +307,42 @@ void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t nowNs) {
     Child& c = child(kind, slot);
     if (!c.process.running()) return;
     const uint64_t reference = cycleClock_;
-    const uint64_t callbacks = slotInfo(kind, slot).callbacks.load(std::memory_order_acquire);
-    if (callbacks != c.lastCallbacks || c.progressNs == c.spawnedNs) {
+    WorkerSlot& info = slotInfo(kind, slot);
+    const uint64_t callbacks = info.callbacks.load(std::memory_order_acquire);
+    const uint64_t beats = info.controlBeats.load(std::memory_order_acquire);
+    const bool fresh = c.progressNs == c.spawnedNs;
+    if (callbacks != c.lastCallbacks || fresh) {
         c.lastCallbacks = callbacks;
         c.referenceAtProgress = reference;
         c.progressNs = nowNs;
+    }
+    if (beats != c.lastBeats || fresh) {
+        c.lastBeats = beats;
+        c.referenceAtBeat = reference;
+    }
+    if (nowNs < graceUntilNs_) {
+        // Cycles during the grace time do not count.
+        c.referenceAtProgress = reference;
+        c.referenceAtBeat = reference;
         return;
     }
     if (callbacks == 0) {
         if (nowNs - c.spawnedNs > kStartupLimitNs) onFault(kind, slot, "never started rendering", nowNs);
         return;
     }
-    // Counted in cycles of the other processes, not in wall-clock time (which gives false
+    // Counted in cycles of the audio clock, not in wall-clock time (which gives false
     // alarms on a loaded machine); the wall clock is only the last resort when nothing else
     // runs to count by.
     const uint64_t missed = reference - c.referenceAtProgress;
-    if (missed >= options_.hangCycles || nowNs - c.progressNs > secondsToNs(options_.stallTimeoutS))
+    if (missed >= options_.hangCycles || nowNs - c.progressNs > secondsToNs(options_.stallTimeoutS)) {
         onFault(kind, slot, "missed " + std::to_string(missed) + " cycles: hung", nowNs);
+        return;
+    }
+    // The control thread (commands, logging, shutdown) can hang on its own: it loops at
+    // least every 50 ms, so many cycles without a loop mean a deadlock or an endless loop.
+    const uint64_t silentBeats = reference - c.referenceAtBeat;
+    if (silentBeats >= options_.controlHangCycles)
+        onFault(kind, slot, "its control thread missed " + std::to_string(silentBeats) + " cycles: hung", nowNs);
 }
 
 void Supervisor::updateHealth() {
@@ -394,6 +418,19 @@ void Supervisor::tick() {
     advanceCycleClock();
     for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) checkHang(Kind::Worker, slot, now);
     for (uint32_t slot = 0; slot < kOutputSlots; ++slot) checkHang(Kind::Output, slot, now);
+
+    // Relay layout: a worker's stream only gives it the period clock; its ports are taken
+    // out of the graph as soon as it runs, so that a hung worker holds up nothing JACK
+    // would otherwise wait for (it writes silence there anyway).
+    if (relay) {
+        for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
+            Child& c = workers_[slot];
+            if (c.detached || !c.process.running() || segment_.slots[slot].callbacks.load(std::memory_order_acquire) == 0)
+                continue;
+            graph_.disconnectClient(jackClientName(Kind::Worker, slot), "sustain-" + options_.instance + "-graph");
+            c.detached = true;
+        }
+    }
 
     // Rebuilds that completed: a replacement standby renders in step.
     for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {

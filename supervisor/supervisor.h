@@ -21,7 +21,8 @@ struct SupervisorOptions {
     bool standby = true;              // run a standby worker (and a standby output stage)
     uint32_t restartLimit = 5;        // more crashes than this ...
     double restartWindowS = 10.0;     // ... within this many seconds is a crash loop
-    uint32_t hangCycles = 6;          // a process that missed this many cycles of the others is hung
+    uint32_t hangCycles = 12;         // a process that missed this many cycles of the others is hung
+    uint32_t controlHangCycles = 150; // a control thread that did not loop for this many cycles (200 ms) is hung
     double stallTimeoutS = 1.0;       // without any other process to count cycles by: wall-clock limit
     double shutdownTimeoutS = 2.0;    // time the processes get to fade out and exit
 };
@@ -56,6 +57,9 @@ private:
         uint64_t progressNs = 0;        // wall clock when it last advanced
         bool rebuilding = false;        // started as a replacement and not yet warm
         uint64_t clockSeen = 0;         // its callback count as last added to cycleClock_
+        bool detached = false;          // relay layout: its ports were taken out of the graph
+        uint64_t lastBeats = 0;         // its control thread's beats at the last check
+        uint64_t referenceAtBeat = 0;   // the cycle clock when they last advanced
         uint64_t respawnAtNs = 0;       // 0: none scheduled
         WorkerRole respawnRole = WorkerRole::None;
     };
@@ -96,6 +100,9 @@ private:
     // Cycles of the audio clock as seen by sustaind: advanced by the fastest running
     // process, so a hung process does not stop it and a replaced one does not reset it.
     uint64_t cycleClock_ = 0;
+    // JACK reorders its graph when a client comes or goes, and may skip clients for a few
+    // cycles meanwhile: no hang verdicts until this time.
+    uint64_t graceUntilNs_ = 0;
 };
 
 }  // namespace sustain

@@ -4,6 +4,7 @@
 
 #include "engine/rt/rt_guard_hooks.h"
 #include "shm/clock.h"
+#include "shm/spsc_ring.h"
 
 namespace sustain {
 
@@ -136,6 +137,7 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         (output.synced.load(std::memory_order_acquire) != 0 || lockPlayPosition(context, startNs, frames))) {
         const uint64_t number = output.nextBlock.load(std::memory_order_relaxed);
         bool holdPosition = false;
+        uint32_t source = 2;
         const uint32_t active = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
         const uint32_t standby = (active + 1) % kWorkerSlots;
         const uint64_t activeEpoch = segment.slots[active].epoch.load(std::memory_order_acquire);
@@ -143,6 +145,7 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         const uint64_t cycle = output.cycles.load(std::memory_order_relaxed);
         if (readAudioBlock(segment.audio[active], number, activeEpoch, frames, out, context.channels)) {
             output.fromActive.fetch_add(1, std::memory_order_relaxed);
+            source = 0;
             // Is the standby in step? Compare its block of the same number, when it has one.
             if (context.channels <= 2 &&
                 readAudioBlock(segment.audio[standby], number, standbyEpoch, frames, context.scratch, context.channels)) {
@@ -154,6 +157,7 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
             }
         } else if (readAudioBlock(segment.audio[standby], number, standbyEpoch, frames, out, context.channels)) {
             output.fromStandby.fetch_add(1, std::memory_order_relaxed);
+            source = 1;
             output.lastFromStandbyCycle.store(cycle, std::memory_order_relaxed);
         } else {
             std::memset(out, 0, sizeof(float) * outSamples);
@@ -178,6 +182,20 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
             output.nextBlock.store(number + 1, std::memory_order_relaxed);
         }
         output.cycles.store(cycle + 1, std::memory_order_release);
+        if (context.trace != nullptr) {
+            OutputTraceRecord record{};
+            record.cycle = cycle;
+            record.number = number;
+            record.activeLast = segment.slots[active].lastBlock.load(std::memory_order_relaxed);
+            record.standbyLast = segment.slots[standby].lastBlock.load(std::memory_order_relaxed);
+            record.startNs = startNs;
+            const uint32_t from = source == 1 ? standby : active;
+            record.blockStartNs = segment.audio[from].blocks[number % kAudioRingBlocks].startNs.load(std::memory_order_relaxed);
+            record.source = source;
+            record.activeSlot = active;
+            record.lag = static_cast<uint32_t>(output.lagBlocks.load(std::memory_order_relaxed));
+            SpscRing<OutputTraceRecord>(context.trace->indices, context.trace->slots).tryPush(record);
+        }
     }
 
     const uint64_t endNs = monotonicNs();

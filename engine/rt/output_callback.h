@@ -12,6 +12,25 @@
 
 namespace sustain {
 
+/// One cycle of the output stage, for diagnosis (sustain-output --trace FILE).
+struct OutputTraceRecord {
+    uint64_t cycle;
+    uint64_t number;         // block played
+    uint64_t activeLast;     // the active worker's lastBlock at that moment
+    uint64_t standbyLast;
+    uint64_t startNs;
+    uint64_t blockStartNs;   // start of the callback that rendered the block played
+    uint32_t source;         // 0 active, 1 standby, 2 none (silence), 3 not playing
+    uint32_t activeSlot;
+    uint32_t lag;
+    uint32_t reserved;
+};
+inline constexpr uint32_t kOutputTraceCapacity = 4096;
+struct OutputTrace {
+    RingIndices indices;
+    OutputTraceRecord slots[kOutputTraceCapacity];
+};
+
 /// What the output callback owns. Built before the stream starts.
 struct OutputContext {
     Segment* segment = nullptr;
@@ -26,6 +45,7 @@ struct OutputContext {
     double loadSmoothed = 0.0;
     std::atomic<uint64_t> blocks{0};
     std::atomic<uint32_t> stopRequested{0};
+    OutputTrace* trace = nullptr;  // diagnosis only; null in normal use
 };
 
 /// Copies block `number` of `ring` into `out` (interleaved, `channels` channels, taking the

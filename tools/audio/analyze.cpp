@@ -217,6 +217,13 @@ int main(int argc, char** argv) {
         out["max_step_bound"] = stepBounded ? nlohmann::json(maxStepBound) : nlohmann::json(nullptr);
         out["gaps"] = report.gaps;
         out["gap_samples"] = report.gapSamples;
+        auto events = nlohmann::json::array();
+        for (const auto& event : report.events)
+            events.push_back({{"start_s", static_cast<double>(event.start) / rate},
+                              {"end_s", static_cast<double>(event.end) / rate},
+                              {"damaged", event.damaged},
+                              {"gap_samples", event.gapSamples}});
+        out["events"] = events;
         out["first_gap_s"] = optionalSeconds(report.firstGap, rate);
         nlohmann::json list = nlohmann::json::array();
         for (const WindowResult& w : windows) {

@@ -157,6 +157,7 @@ CheckReport checkSignal(std::span<const float> x, const CheckOptions& options) {
             report.maxResidualIndex = i;
         }
         if (r > options.residualThreshold) {
+            addToEvents(report.events, i, i, 1, 0, options.eventMerge);
             ++report.damagedSamples;
             if (!report.firstDamaged) report.firstDamaged = i;
             if (report.damaged.size() < options.keepDamaged) report.damaged.push_back(i);
@@ -181,6 +182,7 @@ CheckReport checkSignal(std::span<const float> x, const CheckOptions& options) {
             continue;
         }
         if (run >= options.gapMinRun) {
+            addToEvents(report.events, i - run, i - 1, 0, run, options.eventMerge);
             ++report.gaps;
             report.gapSamples += run;
             if (!report.firstGap) report.firstGap = i - run;
@@ -188,6 +190,25 @@ CheckReport checkSignal(std::span<const float> x, const CheckOptions& options) {
         run = 0;
     }
     return report;
+}
+
+void addToEvents(std::vector<DamageEvent>& events, std::size_t start, std::size_t end, std::size_t damaged,
+                 std::size_t gapSamples, std::size_t merge) {
+    // Damage is found in index order, gaps after it in a second pass: find the event this
+    // stretch belongs to, or insert a new one in order.
+    for (DamageEvent& event : events) {
+        if (start <= event.end + merge && end + merge >= event.start) {
+            event.start = std::min(event.start, start);
+            event.end = std::max(event.end, end);
+            event.damaged += damaged;
+            event.gapSamples += gapSamples;
+            return;
+        }
+    }
+    DamageEvent event{start, end, damaged, gapSamples};
+    events.insert(std::lower_bound(events.begin(), events.end(), event,
+                                   [](const DamageEvent& a, const DamageEvent& b) { return a.start < b.start; }),
+                  event);
 }
 
 ToneEstimate estimateTone(std::span<const float> x, double sampleRate) noexcept {

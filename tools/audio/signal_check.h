@@ -29,6 +29,16 @@ struct CheckOptions {
     double gapLevel = 1e-6;          // |x| below this counts as digital silence for gaps
     std::size_t gapMinRun = 16;      // a silent run this long between sounds is a gap
     std::size_t keepDamaged = 0;     // how many damaged positions to list in the report
+    std::size_t eventMerge = 2400;   // damage closer than this (50 ms at 48 kHz) is one event
+};
+
+/// A stretch of damage: damaged samples and gaps closer than CheckOptions::eventMerge
+/// together (one fault of a failover test is one event).
+struct DamageEvent {
+    std::size_t start = 0;
+    std::size_t end = 0;          // last damaged or silent sample
+    std::size_t damaged = 0;      // damaged samples in it
+    std::size_t gapSamples = 0;   // silent samples of gaps in it
 };
 
 /// What checkSignal() found. Indices are sample positions in the array given.
@@ -46,6 +56,7 @@ struct CheckReport {
     std::size_t gaps = 0;                    // silent runs between onset and last sound
     std::size_t gapSamples = 0;              // their total length
     std::optional<std::size_t> firstGap;     // start of the first gap
+    std::vector<DamageEvent> events;         // damage and gaps, clustered
 };
 
 /// Index of the first sample with |x| > threshold, if any.
@@ -66,6 +77,11 @@ std::vector<double> localAmplitude(std::span<const float> x, std::size_t window)
 /// level the fade is heading to, not against their own near-zero amplitude.
 /// Thread: any.  RT-safe: no (allocates).
 std::vector<double> normalisedResiduals(std::span<const float> x, const CheckOptions& options);
+
+/// Adds a damaged or silent stretch to the ordered list of events, merging with an event
+/// closer than `merge` samples. Thread: any.  RT-safe: no.
+void addToEvents(std::vector<DamageEvent>& events, std::size_t start, std::size_t end, std::size_t damaged,
+                 std::size_t gapSamples, std::size_t merge);
 
 /// Runs every per-sample check (onset, residuals, steps, gaps) over a mono signal.
 /// Thread: any.  RT-safe: no (allocates).

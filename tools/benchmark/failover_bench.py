@@ -1,0 +1,149 @@
+"""The failover benchmark: each fault repeated many times per layout, judged at the
+driver's own output (system:monitor_1). Run through tools/bench-failover.
+
+For each layout and fault it reports p50, p99 and max of: damaged samples at the output
+(damaged plus silent samples of the damage event that follows the fault; 0 when there is
+none), detection latency (last heartbeat of the failed worker -> sustaind noticed),
+failover time (noticed -> standby made active), rebuild time (replacement started ->
+renders in step). For the relay layout also the latency it adds: output callback start
+minus the start of the callback that rendered the block it plays, from the output stage's
+trace.
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "integration"))
+from harness import Engine, JackServer, Paths, Recording, wait_until  # noqa: E402
+
+FAULTS = {
+    "kill": signal.SIGKILL,        # the active worker is killed
+    "hang": signal.SIGSTOP,        # the active worker stops (a hang)
+    "crash": signal.SIGUSR1,       # SIGSEGV inside the audio callback (fault injector)
+}
+
+
+def percentile(values, p):
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, int(round(p / 100.0 * (len(ordered) - 1)))))
+    return ordered[index]
+
+
+def summary(values):
+    return {"n": len(values), "p50": percentile(values, 50), "p99": percentile(values, 99), "max": max(values) if values else None}
+
+
+def active_worker(log):
+    pid = None
+    for line in log.splitlines():
+        if "worker " in line and "started as active (pid " in line:
+            pid = int(line.split("(pid ")[1].split(")")[0])
+        if "failover: worker" in line:
+            pid = int(line.split("(pid ")[1].split(")")[0])
+    return pid
+
+
+def run_layout(paths, layout, faults_per_kind, batch):
+    results = {}
+    trace_prefix = f"/tmp/sustain-output-trace-{os.getpid()}"
+    env = {"LD_PRELOAD": paths.fault_injector, "SUSTAIN_OUTPUT_TRACE": trace_prefix}
+    with JackServer() as jack, Engine(paths, jack, ["--layout", layout, "--restart-limit", "100000", "--gain", "0.5"],
+                                      env_extra=env) as engine:
+        wait_until(lambda: engine.log().count("spare ready") >= 1, 10, "the standby")
+        for name, how in FAULTS.items():
+            damage, detection, failover, rebuild = [], [], [], []
+            done = 0
+            while done < faults_per_kind:
+                count = min(batch, faults_per_kind - done)
+                with Recording(paths, jack, seconds=0.4 + 0.5 * count + 0.3) as recording:
+                    started = time.monotonic()
+                    time.sleep(0.3)
+                    times = []
+                    for _ in range(count):
+                        before = engine.log().count("spare ready")
+                        times.append(time.monotonic() - started)
+                        os.kill(active_worker(engine.log()), how)
+                        wait_until(lambda: engine.log().count("spare ready") > before, 5, "the replacement")
+                        time.sleep(max(0.0, 0.5 - (time.monotonic() - started - times[-1])))
+                    recording.finish()
+                    report = recording.analyze("--gap-min", "16")
+                events = report.get("events", [])
+                for t in times:
+                    near = [e for e in events if t - 0.15 <= e["start_s"] <= t + 0.35]
+                    damage.append(sum(e["damaged"] + e["gap_samples"] for e in near))
+                done += count
+            log = engine.log()
+            for line in log.splitlines()[-2000:]:
+                pass
+            results[name] = {"damaged_samples": summary(damage), "per_fault": damage}
+        # Timings logged by sustaind for every failover and rebuild.
+        log = engine.log()
+        failover = [int(m) / 1000.0 for m in re.findall(r"switched (\d+) us after", log)]
+        rebuild = [float(m) for m in re.findall(r"spare ready \(([0-9.]+) ms after", log)]
+        detection = [int(m) / 1000.0 for m in re.findall(r"detected (\d+) us after", log)]
+        results["timings"] = {"failover_ms": summary(failover), "rebuild_ms": summary(rebuild),
+                              "detection_ms": summary(detection)}
+        engine.stop()
+        latency = []
+        for slot in (0, 1):
+            path = f"{trace_prefix}.{slot}"
+            if os.path.exists(path):
+                with open(path) as f:
+                    for line in f:
+                        fields = line.split()
+                        if len(fields) >= 9 and fields[2] in ("0", "1"):
+                            latency.append((int(fields[7]) - int(fields[8])) / 1000.0)
+                os.unlink(path)
+        if latency:
+            period_us = 64 / 48000 * 1e6
+            results["added_latency_us"] = summary(latency)
+            results["added_latency_periods"] = {k: (v / period_us if isinstance(v, float) else v)
+                                                for k, v in summary(latency).items()}
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("build")
+    parser.add_argument("--faults", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--layouts", default="relay,direct")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    paths = Paths([None, args.build])
+    report = {"benchmark": "failover", "faults_per_kind": args.faults, "rate": 48000, "frames": 64,
+              "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "nproc": os.cpu_count(), "layouts": {}}
+    for layout in args.layouts.split(","):
+        print(f"layout {layout}: {args.faults} faults of each kind ...", flush=True)
+        report["layouts"][layout] = run_layout(paths, layout, args.faults, args.batch)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+    print()
+    print(f"failover benchmark, {args.faults} faults per kind and layout, 48 kHz / 64 frames")
+    for layout, results in report["layouts"].items():
+        print(f"\n  {layout}")
+        print(f"    {'fault':8} {'damaged samples p50':>20} {'p99':>8} {'max':>8}")
+        for name in FAULTS:
+            d = results[name]["damaged_samples"]
+            print(f"    {name:8} {d['p50']:>20} {d['p99']:>8} {d['max']:>8}")
+        t = results["timings"]
+        for key, label in (("detection_ms", "detection"), ("failover_ms", "failover"), ("rebuild_ms", "rebuild")):
+            s = t[key]
+            if s["n"]:
+                print(f"    {label:10} ms   p50 {s['p50']:.3f}  p99 {s['p99']:.3f}  max {s['max']:.3f}  (n={s['n']})")
+        if "added_latency_periods" in results:
+            s = results["added_latency_periods"]
+            print(f"    added latency, periods: p50 {s['p50']:.2f}  p99 {s['p99']:.2f}  max {s['max']:.2f}")
+    print(f"\nall figures: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
