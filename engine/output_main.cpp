@@ -2,6 +2,8 @@
 // on the playback ports (the only client in the mix). Started by sustaind only; two run,
 // the second waiting to take over. See docs/failover.md.
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -9,7 +11,9 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <memory>
 
@@ -30,6 +34,20 @@ struct OutputOptions {
     std::string logLevel = "info";
     std::string trace;  // diagnosis: write every cycle's decision to this file
 };
+
+/// Runs the output stage's audio thread a few real-time priority steps above the workers'
+/// (JACK gives every client the same): on a contended machine the stage that plays is then
+/// the last to be late, and a worker that is late is covered by the other one anyway.
+void raiseAudioPriority(const OutputContext& context) {
+    constexpr int kStepsAboveWorkers = 5;
+    if (!context.audioThreadKnown.load(std::memory_order_acquire)) return;
+    int policy = 0;
+    sched_param param{};
+    if (pthread_getschedparam(context.audioThread, &policy, &param) != 0 || policy == SCHED_OTHER) return;
+    param.sched_priority = std::min(param.sched_priority + kStepsAboveWorkers, sched_get_priority_max(policy));
+    if (const int error = pthread_setschedparam(context.audioThread, policy, &param); error != 0)
+        spdlog::info("cannot raise the output stage's priority: {}", std::strerror(error));
+}
 
 int runOutput(const OutputOptions& options) {
     const int signalFd = enterChildProcess(options.supervisorPid);
@@ -84,6 +102,7 @@ int runOutput(const OutputOptions& options) {
         return static_cast<int>(WorkerExit::StreamFailed);
     }
     spdlog::info("output stage on {} ({} channels)", opened.device.name, opened.device.channels);
+    raiseAudioPriority(*context);
 
     pollfd fds[2] = {{options.wakeFd, POLLIN, 0}, {signalFd, POLLIN, 0}};
     uint64_t stopAfterNs = 0;

@@ -5,6 +5,8 @@
 
 #include <portaudio.h>
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstdint>
 
@@ -46,6 +48,8 @@ struct OutputContext {
     std::atomic<uint64_t> blocks{0};
     std::atomic<uint32_t> stopRequested{0};
     OutputTrace* trace = nullptr;  // diagnosis only; null in normal use
+    pthread_t audioThread{};        // written once by the first callback (pthread_self: no system call)
+    std::atomic<bool> audioThreadKnown{false};
 };
 
 /// Copies block `number` of `ring` into `out` (interleaved, `channels` channels, taking the

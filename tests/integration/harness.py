@@ -8,6 +8,7 @@ stopped again, whatever happens. A machine without jackd skips (exit 77), never 
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -17,6 +18,9 @@ import tempfile
 import time
 
 SKIP = 77
+# Frames around a damage event within which an xrun reported to the recorder explains it.
+# JACK tells clients about an xrun from its notification thread, a few periods late.
+XRUN_WINDOW = 512
 
 
 class TestFailure(Exception):
@@ -140,11 +144,8 @@ class Engine:
             return f.read()
 
     def worker_pids(self):
-        pids = []
-        for line in self.log().splitlines():
-            if "started (pid " in line:
-                pids.append(int(line.split("started (pid ")[1].split(")")[0]))
-        return pids
+        """Every worker sustaind started, in order (not the output stages)."""
+        return [int(pid) for pid in re.findall(r"worker \d started (?:as \w+ )?\(pid (\d+)\)", self.log())]
 
     def send(self, address, *args):
         """Sends one OSC message with liblo's oscsend: args are (type, value) pairs."""
@@ -213,6 +214,7 @@ class Recording:
             raise TestFailure(f"recorder exited {self.process.returncode}: {err}")
         summary = json.loads(out)
         check(summary["recorder_overflows"] == 0, "the recorder lost no samples itself")
+        self.summary = summary
         return summary
 
     def analyze(self, *args):
@@ -224,6 +226,19 @@ class Recording:
         if result.returncode != 0:
             print(f"analyzer: {result.stdout}\n{result.stderr}", flush=True)
         return report
+
+    def split_damage(self, report, window=XRUN_WINDOW):
+        """Splits the analyzer's damage events into those at an xrun JACK reported to the
+        recorder (the machine missed a deadline: the driver played a stale period) and the
+        rest, which the engine must answer for. Returns (engine_events, xrun_events)."""
+        xruns = self.summary.get("xrun_frames", []) if hasattr(self, "summary") else []
+        rate = report.get("sample_rate", 48000)
+        engine, machine = [], []
+        for event in report.get("events", []):
+            start, end = event["start_s"] * rate, event["end_s"] * rate
+            near = [x for x in xruns if start - window <= x <= end + window]
+            (machine if near else engine).append(event)
+        return engine, machine
 
     def __exit__(self, *exc):
         if self.process and self.process.poll() is None:

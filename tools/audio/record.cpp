@@ -67,6 +67,10 @@ struct Recorder {
     std::atomic<std::uint64_t> framesSeen{0};        // writer: callback (recorded + lost)
     std::atomic<std::uint64_t> framesLost{0};        // writer: callback (ring full)
     std::atomic<std::uint64_t> xruns{0};             // writer: JACK xrun callback, while recording
+    // Where in the recording each xrun was reported (frames recorded so far), so that damage
+    // the machine caused can be told from damage the engine caused. Writer: the xrun callback.
+    static constexpr std::size_t kXrunPositions = 4096;
+    std::atomic<std::uint64_t> xrunAt[kXrunPositions] = {};
     std::atomic<std::uint32_t> startFrame{0};        // writer: callback (first recorded cycle)
 };
 
@@ -90,11 +94,24 @@ int onProcess(jack_nframes_t nframes, void* arg) noexcept {
     return 0;
 }
 
+/// Positions (frames into the recording) at which JACK reported an xrun.
+nlohmann::json xrunFrames(const Recorder& r) {
+    auto positions = nlohmann::json::array();
+    const std::uint64_t count = std::min<std::uint64_t>(r.xruns.load(), Recorder::kXrunPositions);
+    for (std::uint64_t i = 0; i < count; ++i) {
+        const std::uint64_t at = r.xrunAt[i].load(std::memory_order_relaxed);
+        if (at != 0) positions.push_back(at - 1);
+    }
+    return positions;
+}
+
 // Thread: JACK's notification thread. Counts only xruns while recording.
 int onXrun(void* arg) noexcept {
     auto& r = *static_cast<Recorder*>(arg);
     if (r.armed.load(std::memory_order_acquire) && !r.done.load(std::memory_order_acquire)) {
-        r.xruns.fetch_add(1, std::memory_order_relaxed);
+        const std::uint64_t index = r.xruns.fetch_add(1, std::memory_order_relaxed);
+        if (index < Recorder::kXrunPositions)
+            r.xrunAt[index].store(r.framesSeen.load(std::memory_order_acquire) + 1, std::memory_order_relaxed);
     }
     return 0;
 }
@@ -374,6 +391,7 @@ int main(int argc, char** argv) {
     if (json) {
         const nlohmann::json out = {{"frames", framesWritten},
                                     {"frames_wanted", framesWanted},
+                                    {"xrun_frames", xrunFrames(r)},
                                     {"sample_rate", sampleRate},
                                     {"channels", channels},
                                     {"ports", sources},
