@@ -58,7 +58,7 @@ def run_layout(paths, layout, faults_per_kind, batch):
                                       env_extra=env) as engine:
         wait_until(lambda: engine.log().count("spare ready") >= 1, 10, "the standby")
         for name, how in FAULTS.items():
-            damage, detection, failover, rebuild = [], [], [], []
+            damage, xrun_damage = [], []
             done = 0
             while done < faults_per_kind:
                 count = min(batch, faults_per_kind - done)
@@ -75,14 +75,17 @@ def run_layout(paths, layout, faults_per_kind, batch):
                     recording.finish()
                     report = recording.analyze("--gap-min", "16")
                 events = report.get("events", [])
+                engine_events, machine_events = recording.split_damage(report)
                 for t in times:
-                    near = [e for e in events if t - 0.15 <= e["start_s"] <= t + 0.35]
-                    damage.append(sum(e["damaged"] + e["gap_samples"] for e in near))
+                    # The span of each damage event near the fault, first to last bad sample
+                    # (every sample in between is wrong while a stale buffer is mixed in).
+                    near = [e for e in engine_events if t - 0.15 <= e["start_s"] <= t + 0.35]
+                    damage.append(sum(round((e["end_s"] - e["start_s"]) * 48000) + 1 for e in near))
+                    at_xrun = [e for e in machine_events if t - 0.15 <= e["start_s"] <= t + 0.35]
+                    xrun_damage.append(sum(round((e["end_s"] - e["start_s"]) * 48000) + 1 for e in at_xrun))
                 done += count
-            log = engine.log()
-            for line in log.splitlines()[-2000:]:
-                pass
-            results[name] = {"damaged_samples": summary(damage), "per_fault": damage}
+            results[name] = {"damaged_samples": summary(damage), "per_fault": damage,
+                             "damage_at_jack_xruns": summary(xrun_damage), "per_fault_at_xruns": xrun_damage}
         # Timings logged by sustaind for every failover and rebuild.
         log = engine.log()
         failover = [int(m) / 1000.0 for m in re.findall(r"switched (\d+) us after", log)]
@@ -130,10 +133,12 @@ def main():
     print(f"failover benchmark, {args.faults} faults per kind and layout, 48 kHz / 64 frames")
     for layout, results in report["layouts"].items():
         print(f"\n  {layout}")
-        print(f"    {'fault':8} {'damaged samples p50':>20} {'p99':>8} {'max':>8}")
+        print(f"    {'fault':8} {'damaged samples p50':>20} {'p99':>8} {'max':>8}   {'at JACK xruns: max':>20} {'faults hit':>10}")
         for name in FAULTS:
             d = results[name]["damaged_samples"]
-            print(f"    {name:8} {d['p50']:>20} {d['p99']:>8} {d['max']:>8}")
+            x = results[name]["damage_at_jack_xruns"]
+            hit = sum(1 for v in results[name]["per_fault_at_xruns"] if v)
+            print(f"    {name:8} {d['p50']:>20} {d['p99']:>8} {d['max']:>8}   {x['max']:>20} {hit:>10}")
         t = results["timings"]
         for key, label in (("detection_ms", "detection"), ("failover_ms", "failover"), ("rebuild_ms", "rebuild")):
             s = t[key]
