@@ -91,6 +91,10 @@ bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& e
     info.ownBlocks.store(0, std::memory_order_relaxed);
     info.activeStall.store(0, std::memory_order_relaxed);
     info.takeover.store(0, std::memory_order_relaxed);
+    info.takeoverNs.store(0, std::memory_order_relaxed);
+    info.stallSinceNs.store(0, std::memory_order_relaxed);
+    info.heldBlocks.store(0, std::memory_order_relaxed);
+    info.controlBeats.store(0, std::memory_order_relaxed);
     info.role.store(static_cast<uint32_t>(role), std::memory_order_relaxed);
     // A fresh epoch per process: whatever an earlier process of this slot might still
     // write carries another epoch and is ignored.
@@ -243,10 +247,6 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
     info.state.store(static_cast<uint32_t>(WorkerState::Fenced), std::memory_order_release);
     info.epoch.store(segment_.control.epoch.fetch_add(1, std::memory_order_acq_rel) + 1, std::memory_order_release);
     segment_.supervisor.fencings.fetch_add(1, std::memory_order_relaxed);
-    // Its ports are in the mix (direct layout, or an output stage): take them out before
-    // JACK mixes its stale buffer once more.
-    if (kind == Kind::Output || options_.layout == OutputLayout::Direct)
-        graph_.disconnectClient(jackClientName(kind, slot), "sustain-" + options_.instance + "-graph");
     const uint64_t lastBeatNs = info.lastCallbackNs.load(std::memory_order_acquire);
     const uint64_t detectionUs = lastBeatNs != 0 && lastBeatNs < noticedNs ? (noticedNs - lastBeatNs) / 1000 : 0;
     if (detectionUs != 0)
@@ -258,6 +258,10 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
     // Switch before the kill: tearing down a process with locked memory and a JACK client
     // takes milliseconds, and the switch must not wait for it.
     if (wasActiveWorker) promoteStandby(slot, noticedNs);
+    // Its ports are in the mix (direct layout, or an output stage): take them out before
+    // JACK mixes its stale buffer any longer (it would until it drops the client).
+    if (kind == Kind::Output || options_.layout == OutputLayout::Direct)
+        graph_.disconnectClient(jackClientName(kind, slot), "sustain-" + options_.instance + "-graph");
     if (!c.process.tryReap()) c.process.killAndReap();
     const std::string exit = c.process.exit().describe();
     forget(kind, slot);
