@@ -37,12 +37,21 @@ def test(paths):
         check(engine.stop() == 0, "sustaind stops cleanly")
 
     path = os.path.join(reports, f"rtguard.{worker}.json")
-    check(os.path.exists(path), "the worker wrote its guard report at exit")
-    with open(path) as f:
-        report = json.load(f)
-    check(report["guarded_calls"] > 1000, f"the guard saw {report['guarded_calls']} audio callbacks")
-    bad = {name: n for name, n in report["violations"].items() if n}
-    check(report["total"] == 0, f"no allocation, lock, sleep or system call inside the callback ({bad or 'none'})")
+    check(os.path.exists(path), "the active worker wrote its guard report at exit")
+    # Every process with an audio callback: both workers and both output stages.
+    audio = []
+    for name in glob.glob(os.path.join(reports, "rtguard.*.json")):
+        with open(name) as f:
+            report = json.load(f)
+        if report["guarded_calls"] > 0:
+            audio.append(report)
+    check(len(audio) >= 4, f"{len(audio)} processes ran guarded audio callbacks (2 workers, 2 output stages)")
+    for report in audio:
+        exe = os.path.basename(report["exe"])
+        check(report["guarded_calls"] > 1000, f"{exe} (pid {report['pid']}): {report['guarded_calls']} callbacks guarded")
+        bad = {name: n for name, n in report["violations"].items() if n}
+        check(report["total"] == 0, f"{exe} (pid {report['pid']}): no allocation, lock, sleep or system call "
+              f"inside the callback ({bad or 'none'})")
     for leftover in glob.glob(os.path.join(reports, "*")):
         os.unlink(leftover)
     os.rmdir(reports)

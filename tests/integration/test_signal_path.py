@@ -55,7 +55,7 @@ def test(paths):
         check(code == 0, "sustaind exits 0 on SIGTERM")
         check(report["max_step"] <= bound, f"the fade-out has no click (largest step {report['max_step']:.4f})")
         check(report["gaps"] == 0 and report["damaged_samples"] == 0, "the fade-out is clean")
-        check(len(workers) == 1, "one worker ran")
+        check(len(workers) == 2, "two workers ran (active and standby)")
         wait_until(lambda: not any(pid_alive(p) for p in workers), 3, "the worker to be gone")
         check(engine.shm_objects() == [], "no shared memory left behind")
 
