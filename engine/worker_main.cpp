@@ -24,6 +24,7 @@
 #include "shm/clock.h"
 #include "shm/realtime.h"
 #include "shm/segment.h"
+#include "shm/seqlock.h"
 
 namespace sustain {
 namespace {
@@ -98,6 +99,31 @@ void updateState(WorkerSlot& slot, bool active) {
     if (next != state) slot.state.compare_exchange_strong(expected, static_cast<uint32_t>(next), std::memory_order_acq_rel);
 }
 
+/// An exclusive-device standby: attached, shadowing the commands (the forwarder keeps the
+/// newest per parameter once the callback's queue is full), reporting `warm`, with no
+/// stream. Returns true when promoted, false on shutdown, a signal or sustaind's death.
+bool waitForPromotion(Segment& segment, const WorkerOptions& options, CommandForwarder& forwarder, RtLogRing& log,
+                      int signalFd) {
+    WorkerSlot& slot = segment.slots[options.slot];
+    auto expected = static_cast<uint32_t>(WorkerState::Starting);
+    slot.state.compare_exchange_strong(expected, static_cast<uint32_t>(WorkerState::Warm), std::memory_order_acq_rel);
+    spdlog::info("standby without a stream: the device is exclusive, it is opened on promotion");
+    pollfd fds[2] = {{options.wakeFd, POLLIN, 0}, {signalFd, POLLIN, 0}};
+    for (;;) {
+        slot.controlBeats.fetch_add(1, std::memory_order_release);
+        forwarder.drainOnce();
+        drainRtLog(log);
+        if (slot.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Active)) return true;
+        if (segment.control.shutdownRequested.load(std::memory_order_acquire) != 0) return false;
+        if (poll(fds, 2, 1) <= 0) continue;
+        if (fds[0].revents & (POLLIN | POLLHUP)) {
+            char bytes[64];
+            if (read(options.wakeFd, bytes, sizeof bytes) == 0) return false;
+        }
+        if (fds[1].revents & POLLIN) return false;
+    }
+}
+
 int listDevices(const WorkerOptions& options) {
     quietAlsaErrors();
     if (Pa_Initialize() != paNoError) {
@@ -156,8 +182,32 @@ int runWorker(const WorkerOptions& options) {
     forwarder.setSnapshot(snapshot);
     for (uint32_t p = 0; p < kParamCount; ++p) context->state.appliedSequence[p] = snapshot[p];
 
+    if (!context->relay && config.exclusiveDevice != 0 &&
+        slot.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Standby)) {
+        // The device belongs to one process at a time: wait, warm but without a stream,
+        // until promoted, then continue from the failed active's last published state.
+        if (!waitForPromotion(segment, options, forwarder, *log, signalFd)) {
+            slot.exitReason.store(static_cast<uint32_t>(WorkerExit::Clean), std::memory_order_release);
+            return 0;
+        }
+        const uint32_t other = (options.slot + 1) % kWorkerSlots;
+        RenderState last;
+        if (seqlockRead(segment.state[other].sequence, segment.state[other].words, last) && last.blocks > 0) {
+            context->state = last;
+            spdlog::info("continuing from the failed worker's last block ({})", last.blocks);
+        }
+    }
+    const uint64_t openingNs = monotonicNs();
     const std::string clientName = "sustain-" + options.instance + "-w" + std::to_string(options.slot);
-    const OpenedStream opened = openAndStartStream(config, clientName, paAudioCallback, context.get(), 2);
+    OpenedStream opened = openAndStartStream(config, clientName, paAudioCallback, context.get(), 2);
+    // An exclusive device may still be held for a moment by the process it was taken from.
+    for (int attempt = 0; config.exclusiveDevice != 0 && opened.stream == nullptr &&
+                          opened.failure == WorkerExit::StreamFailed && attempt < 20; ++attempt) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        opened = openAndStartStream(config, clientName, paAudioCallback, context.get(), 2);
+    }
+    if (config.exclusiveDevice != 0 && opened.stream != nullptr)
+        spdlog::info("opened the device in {:.1f} ms", (monotonicNs() - openingNs) / 1e6);
     if (opened.stream == nullptr) return exitWith(&segment, options.slot, opened.failure);
     context->channels = static_cast<uint32_t>(opened.device.channels);
     std::snprintf(slot.deviceName, sizeof slot.deviceName, "%s", opened.device.name.c_str());

@@ -123,7 +123,8 @@ struct alignas(64) EngineConfig {
     uint32_t layout;           // OutputLayout
     uint32_t rampSamples;      // length of every parameter ramp (smoothing)
     uint32_t fadeSamples;      // length of the fade-out on shutdown
-    uint32_t reserved0[2];
+    uint32_t exclusiveDevice;  // 1: one process owns the device; a standby opens it only when promoted
+    uint32_t reserved0;
     char instance[kInstanceNameMax + 1];
     char device[128];          // --device as given; empty = automatic choice
     char reserved1[63];

@@ -39,6 +39,7 @@ struct Options {
     double rampMs = 10.0;
     std::string layout = "relay";
     bool noStandby = false;
+    bool exclusiveDevice = false;
     std::string logLevel = "info";
     bool listDevices = false;
     uint32_t restartLimit = 5;
@@ -101,6 +102,11 @@ int run(const Options& options) {
     config.framesPerBuffer = options.frames;
     config.voices = options.voices;
     config.layout = static_cast<uint32_t>(relay ? OutputLayout::Relay : OutputLayout::Direct);
+    config.exclusiveDevice = options.exclusiveDevice ? 1 : 0;
+    if (relay && options.exclusiveDevice) {
+        spdlog::error("--exclusive-device needs --layout direct (the relay layout has every process open the device)");
+        return 1;
+    }
     config.rampSamples = static_cast<uint32_t>(std::lround(options.rampMs * options.rate / 1000.0));
     config.fadeSamples = static_cast<uint32_t>(std::lround(0.005 * options.rate));  // 5 ms
     std::snprintf(config.instance, sizeof config.instance, "%s", options.instance.c_str());
@@ -128,6 +134,7 @@ int run(const Options& options) {
     supervisorOptions.outputPath = outputPath;
     supervisorOptions.layout = relay ? OutputLayout::Relay : OutputLayout::Direct;
     supervisorOptions.standby = !options.noStandby;
+    supervisorOptions.exclusiveDevice = options.exclusiveDevice;
     supervisorOptions.logLevel = options.logLevel;
     supervisorOptions.restartLimit = options.restartLimit;
     supervisorOptions.restartWindowS = options.restartWindowS;
@@ -179,6 +186,9 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"relay", "direct"}))
         ->capture_default_str();
     app.add_flag("--no-standby", options.noStandby, "run without a standby worker (a crash is then an audible gap)");
+    app.add_flag("--exclusive-device", options.exclusiveDevice,
+                 "with --layout direct: for a device one process must own (raw ALSA hw); the standby opens it "
+                 "only once the active has gone (a gap of about one stream start per fault)");
     app.add_option("--restart-limit", options.restartLimit, "crashes tolerated within --restart-window before backing off")
         ->capture_default_str();
     app.add_option("--restart-window", options.restartWindowS, "seconds")->capture_default_str();

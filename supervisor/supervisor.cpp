@@ -215,7 +215,10 @@ void Supervisor::scheduleRespawn(Kind kind, uint32_t slot, WorkerRole role, uint
 void Supervisor::promoteStandby(uint32_t failedSlot, uint64_t noticedNs) {
     const uint32_t other = (failedSlot + 1) % kWorkerSlots;
     Child& standby = workers_[other];
-    if (standby.process.running() && segment_.slots[other].callbacks.load(std::memory_order_acquire) > 0) {
+    const bool ready = segment_.slots[other].callbacks.load(std::memory_order_acquire) > 0 ||
+                       (options_.exclusiveDevice && segment_.slots[other].state.load(std::memory_order_acquire) ==
+                                                        static_cast<uint32_t>(WorkerState::Warm));
+    if (standby.process.running() && ready) {
         segment_.slots[other].role.store(static_cast<uint32_t>(WorkerRole::Active), std::memory_order_release);
         segment_.control.activeSlot.store(other, std::memory_order_release);
         segment_.supervisor.failovers.fetch_add(1, std::memory_order_relaxed);
@@ -330,8 +333,17 @@ void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t nowNs) {
         c.referenceAtBeat = reference;
         return;
     }
-    if (callbacks == 0) {
+    const bool waitingForDevice = kind == Kind::Worker && options_.exclusiveDevice &&
+                                  info.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Standby);
+    if (callbacks == 0 && !waitingForDevice) {
         if (nowNs - c.spawnedNs > kStartupLimitNs) onFault(kind, slot, "never started rendering", nowNs);
+        return;
+    }
+    if (waitingForDevice) {
+        // No stream, so no callbacks to count: only its control thread shows it is alive.
+        if (reference - c.referenceAtBeat >= options_.controlHangCycles)
+            onFault(kind, slot, "its control thread missed " + std::to_string(reference - c.referenceAtBeat) +
+                                    " cycles: hung", nowNs);
         return;
     }
     // Counted in cycles of the audio clock, not in wall-clock time (which gives false

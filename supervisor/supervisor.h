@@ -19,6 +19,7 @@ struct SupervisorOptions {
     std::string logLevel = "info";
     OutputLayout layout = OutputLayout::Relay;
     bool standby = true;              // run a standby worker (and a standby output stage)
+    bool exclusiveDevice = false;     // direct layout: the standby opens the device only when promoted
     uint32_t restartLimit = 5;        // more crashes than this ...
     double restartWindowS = 10.0;     // ... within this many seconds is a crash loop
     uint32_t hangCycles = 12;         // a process that missed this many cycles of the others is hung

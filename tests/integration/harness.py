@@ -5,6 +5,7 @@ real OSC through liblo's oscsend, and a recording of what the driver itself play
 Every wait has a deadline (a hang is a failure), and every process started here is
 stopped again, whatever happens. A machine without jackd skips (exit 77), never passes.
 """
+import fcntl
 import json
 import os
 import random
@@ -72,11 +73,54 @@ class Paths:
         self.osc_flood = os.path.join(self.build, "tools", "benchmark", "sustain-osc-flood")
 
 
+def jackd_running():
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() in ("jackd", "jackdbus"):
+                        return True
+            except OSError:
+                pass
+    return False
+
+
+def remove_stale_jack_registry():
+    for name in os.listdir("/dev/shm"):
+        path = os.path.join("/dev/shm", name)
+        if name == "jack-shm-registry" or name.startswith("jack-") or name.startswith("jack_sem.") or \
+                (name.startswith("jack_") and not name.startswith("jack_db")):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        elif name.startswith("jack_db"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 class JackServer:
     """jackd -d dummy -m under a unique name, in its own session."""
 
+    # JACK2 keeps at most 8 servers in its registry and reclaims an entry only for a server
+    # of the same name whose process is gone. Random names would leak an entry each time a
+    # server dies uncleanly, until no server can start on the machine. So the names come
+    # from a small pool: a name no running server uses, held with a lock for this run.
+    POOL = 6
+
     def __init__(self, rate=48000, frames=64):
-        self.name = f"sustain-test-{os.getpid()}-{random.randrange(1 << 30)}"
+        self.lock = None
+        for index in range(self.POOL):
+            lock = open(f"/tmp/sustain-test-jack-{index}.lock", "w")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                lock.close()
+                continue
+            self.lock = lock
+            self.name = f"sustain-test-{index}"
+            break
+        if self.lock is None:
+            raise TestFailure(f"all {self.POOL} test JACK server names are in use by other test runs")
         self.rate = rate
         self.frames = frames
         self.process = None
@@ -91,16 +135,30 @@ class JackServer:
         if shutil.which("jackd") is None:
             print("jackd is not installed: skipping", flush=True)
             sys.exit(SKIP)
-        self.process = subprocess.Popen(
-            ["jackd", "-n", self.name, "-R", "-d", "dummy", "-r", str(self.rate), "-p", str(self.frames), "-m"],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-
-        def up():
-            if self.process.poll() is not None:
-                raise TestFailure(f"jackd exited: {open(self.log.name).read()[-2000:]}")
-            return subprocess.run(["jack_lsp"], env=self.env(), capture_output=True).returncode == 0
-        wait_until(up, 10, "the JACK dummy server")
+        for attempt in range(2):
+            self.process = subprocess.Popen(
+                ["jackd", "-n", self.name, "-R", "-d", "dummy", "-r", str(self.rate), "-p", str(self.frames), "-m"],
+                stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                wait_until(self.up, 10, "the JACK dummy server")
+                return self
+            except TestFailure:
+                output = open(self.log.name).read()
+                if attempt == 0 and "Too many servers" in output and not jackd_running():
+                    # Stale entries of servers that died uncleanly (other names, other runs)
+                    # fill JACK's registry; with no server running at all it is safe to let
+                    # JACK start a fresh one.
+                    print("note: JACK's server registry is full of stale entries and no jackd runs: "
+                          "removing it", flush=True)
+                    remove_stale_jack_registry()
+                    continue
+                raise TestFailure(f"jackd did not start: {output[-2000:]}")
         return self
+
+    def up(self):
+        if self.process.poll() is not None:
+            raise TestFailure("jackd exited")
+        return subprocess.run(["jack_lsp"], env=self.env(), capture_output=True).returncode == 0
 
     def __exit__(self, *exc):
         if self.process and self.process.poll() is None:
@@ -111,6 +169,8 @@ class JackServer:
                 self.process.kill()
                 self.process.wait()
         os.unlink(self.log.name)
+        if self.lock is not None:
+            self.lock.close()
 
 
 class Engine:

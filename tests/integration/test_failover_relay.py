@@ -6,6 +6,7 @@ spans several kills ends with the last value sent; killing both workers recovers
 start; killing the output stage is a short gap that the standby output stage ends.
 """
 import os
+import re
 import signal
 import subprocess
 import time
@@ -123,10 +124,21 @@ def test(paths):
                    expect=("--expect", "0.02:-0.02:523:0.5"))
 
         # The output stage: its standby takes over; a short gap is allowed, then clean sound.
-        playing = [line for line in engine.log().splitlines() if "output stage 0 started" in line][0]
-        output_pid = int(playing.split("(pid ")[1].split(")")[0])
-        os.kill(output_pid, signal.SIGKILL)
-        wait_until(lambda: "output stage 0 (pid" in engine.log(), 5, "the output stage's death to be handled")
+        # The playing output stage: the last one started as active, unless another took over.
+        playing_pid, playing_slot = None, None
+        for line in engine.log().splitlines():
+            found = re.search(r"output stage (\d) started as active \(pid (\d+)\)", line)
+            if found:
+                playing_slot, playing_pid = found.group(1), int(found.group(2))
+            found = re.search(r"output stage (\d) plays now", line)
+            if found:
+                playing_slot = found.group(1)
+                playing_pid = [int(m.group(2)) for m in re.finditer(r"output stage (\d) started as \w+ \(pid (\d+)\)",
+                                                                    engine.log()) if m.group(1) == playing_slot][-1]
+        handled_before = engine.log().count(f"output stage {playing_slot} (pid")
+        os.kill(playing_pid, signal.SIGKILL)
+        wait_until(lambda: engine.log().count(f"output stage {playing_slot} (pid") > handled_before, 5,
+                   "the output stage's death to be handled")
         time.sleep(0.3)
         judged_run(paths, jack, engine, 1.0, lambda: None, "after the output stage died, the standby output stage plays",
                    expect=("--expect", "0.02:-0.02:523:0.5"))

@@ -50,28 +50,42 @@ def active_worker(log):
     return pid
 
 
+LAYOUT_ARGS = {
+    "relay": ["--layout", "relay"],
+    "direct": ["--layout", "direct"],
+    # a device one process must own: the standby opens it only when promoted
+    "exclusive": ["--layout", "direct", "--exclusive-device"],
+}
+
+
 def run_layout(paths, layout, faults_per_kind, batch):
     results = {}
     trace_prefix = f"/tmp/sustain-output-trace-{os.getpid()}"
     env = {"LD_PRELOAD": paths.fault_injector, "SUSTAIN_OUTPUT_TRACE": trace_prefix}
-    with JackServer() as jack, Engine(paths, jack, ["--layout", layout, "--restart-limit", "100000", "--gain", "0.5"],
+    exclusive = layout == "exclusive"
+    with JackServer() as jack, Engine(paths, jack, LAYOUT_ARGS[layout] + ["--restart-limit", "100000", "--gain", "0.5"],
                                       env_extra=env) as engine:
-        wait_until(lambda: engine.log().count("spare ready") >= 1, 10, "the standby")
-        for name, how in FAULTS.items():
+        ready_marker = "standby without a stream" if exclusive else "spare ready"
+        wait_until(lambda: engine.log().count(ready_marker) >= 1, 10, "the standby")
+        # An exclusive-device fault costs a stream start; a hang there is found only by the
+        # wall clock (nothing else renders to count cycles by): kills and crashes only.
+        faults = {k: v for k, v in FAULTS.items() if not (exclusive and k == "hang")}
+        interval = 1.0 if exclusive else 0.5
+        for name, how in faults.items():
             damage, xrun_damage = [], []
             done = 0
             while done < faults_per_kind:
                 count = min(batch, faults_per_kind - done)
-                with Recording(paths, jack, seconds=0.4 + 0.5 * count + 0.3) as recording:
+                with Recording(paths, jack, seconds=0.4 + interval * count + 0.3) as recording:
                     started = time.monotonic()
                     time.sleep(0.3)
                     times = []
                     for _ in range(count):
-                        before = engine.log().count("spare ready")
+                        before = engine.log().count(ready_marker)
                         times.append(time.monotonic() - started)
                         os.kill(active_worker(engine.log()), how)
-                        wait_until(lambda: engine.log().count("spare ready") > before, 5, "the replacement")
-                        time.sleep(max(0.0, 0.5 - (time.monotonic() - started - times[-1])))
+                        wait_until(lambda: engine.log().count(ready_marker) > before, 5, "the replacement")
+                        time.sleep(max(0.0, interval - (time.monotonic() - started - times[-1])))
                     recording.finish()
                     report = recording.analyze("--gap-min", "16")
                 events = report.get("events", [])
@@ -79,9 +93,9 @@ def run_layout(paths, layout, faults_per_kind, batch):
                 for t in times:
                     # The span of each damage event near the fault, first to last bad sample
                     # (every sample in between is wrong while a stale buffer is mixed in).
-                    near = [e for e in engine_events if t - 0.15 <= e["start_s"] <= t + 0.35]
+                    near = [e for e in engine_events if t - 0.15 <= e["start_s"] <= t + interval - 0.15]
                     damage.append(sum(round((e["end_s"] - e["start_s"]) * 48000) + 1 for e in near))
-                    at_xrun = [e for e in machine_events if t - 0.15 <= e["start_s"] <= t + 0.35]
+                    at_xrun = [e for e in machine_events if t - 0.15 <= e["start_s"] <= t + interval - 0.15]
                     xrun_damage.append(sum(round((e["end_s"] - e["start_s"]) * 48000) + 1 for e in at_xrun))
                 done += count
             results[name] = {"damaged_samples": summary(damage), "per_fault": damage,
@@ -90,20 +104,34 @@ def run_layout(paths, layout, faults_per_kind, batch):
         log = engine.log()
         failover = [int(m) / 1000.0 for m in re.findall(r"switched (\d+) us after", log)]
         rebuild = [float(m) for m in re.findall(r"spare ready \(([0-9.]+) ms after", log)]
-        detection = [int(m) / 1000.0 for m in re.findall(r"detected (\d+) us after", log)]
+        opened = [float(m) for m in re.findall(r"opened the device in ([0-9.]+) ms", log)]
+        detection = [int(m) / 1000.0 for m in re.findall(r"detected (\d+) us after", log) if int(m) > 0]
         results["timings"] = {"failover_ms": summary(failover), "rebuild_ms": summary(rebuild),
-                              "detection_ms": summary(detection)}
+                              "detection_ms": summary(detection), "device_open_ms": summary(opened)}
         engine.stop()
-        latency = []
+        latency, switch_cycles = [], []
         for slot in (0, 1):
             path = f"{trace_prefix}.{slot}"
             if os.path.exists(path):
+                last_source, last_active_cycle = None, None
                 with open(path) as f:
                     for line in f:
                         fields = line.split()
-                        if len(fields) >= 9 and fields[2] in ("0", "1"):
+                        if len(fields) < 9:
+                            continue
+                        cycle, source = int(fields[0]), fields[2]
+                        if source in ("0", "1"):
                             latency.append((int(fields[7]) - int(fields[8])) / 1000.0)
+                        # Audio-path detection: cycles from the last block played from the
+                        # active to the first played from the standby (1 = the very next).
+                        if source == "1" and last_source == "0" and last_active_cycle is not None:
+                            switch_cycles.append(cycle - last_active_cycle)
+                        if source == "0":
+                            last_active_cycle = cycle
+                        last_source = source
                 os.unlink(path)
+        if switch_cycles:
+            results["audio_path_switch_cycles"] = summary(switch_cycles)
         if latency:
             period_us = 64 / 48000 * 1e6
             results["added_latency_us"] = summary(latency)
@@ -117,7 +145,7 @@ def main():
     parser.add_argument("build")
     parser.add_argument("--faults", type=int, default=30)
     parser.add_argument("--batch", type=int, default=10)
-    parser.add_argument("--layouts", default="relay,direct")
+    parser.add_argument("--layouts", default="relay,direct,exclusive")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     paths = Paths([None, args.build])
@@ -134,16 +162,21 @@ def main():
     for layout, results in report["layouts"].items():
         print(f"\n  {layout}")
         print(f"    {'fault':8} {'damaged samples p50':>20} {'p99':>8} {'max':>8}   {'at JACK xruns: max':>20} {'faults hit':>10}")
-        for name in FAULTS:
+        for name in [k for k in FAULTS if k in results]:
             d = results[name]["damaged_samples"]
             x = results[name]["damage_at_jack_xruns"]
             hit = sum(1 for v in results[name]["per_fault_at_xruns"] if v)
             print(f"    {name:8} {d['p50']:>20} {d['p99']:>8} {d['max']:>8}   {x['max']:>20} {hit:>10}")
         t = results["timings"]
-        for key, label in (("detection_ms", "detection"), ("failover_ms", "failover"), ("rebuild_ms", "rebuild")):
+        for key, label in (("detection_ms", "detection"), ("failover_ms", "failover"), ("rebuild_ms", "rebuild"),
+                           ("device_open_ms", "dev. open")):
             s = t[key]
             if s["n"]:
                 print(f"    {label:10} ms   p50 {s['p50']:.3f}  p99 {s['p99']:.3f}  max {s['max']:.3f}  (n={s['n']})")
+        if "audio_path_switch_cycles" in results:
+            s = results["audio_path_switch_cycles"]
+            print(f"    audio-path switch to the standby, cycles after the last active block: p50 {s['p50']}  "
+                  f"p99 {s['p99']}  max {s['max']}  (n={s['n']})")
         if "added_latency_periods" in results:
             s = results["added_latency_periods"]
             print(f"    added latency, periods: p50 {s['p50']:.2f}  p99 {s['p99']:.2f}  max {s['max']:.2f}")
