@@ -47,9 +47,14 @@ void followActive(CallbackContext& context, uint64_t nowNs) noexcept {
     if (active < kWorkerSlots && active != context.slot) {
         const PublishedState& published = segment.state[active];
         RenderState candidate;
+        const uint64_t epoch = published.epoch.load(std::memory_order_acquire);
+        // Another active process (a failover, a cold start) numbers its blocks its own way:
+        // what we synced from before says nothing about it.
+        if (epoch != context.syncedEpoch) context.syncedThrough = 0;
         if (seqlockRead(published.sequence, published.words, candidate) &&
-            published.epoch.load(std::memory_order_acquire) == segment.slots[active].epoch.load(std::memory_order_acquire) &&
+            epoch == segment.slots[active].epoch.load(std::memory_order_acquire) &&
             candidate.blocks > context.syncedThrough) {
+            context.syncedEpoch = epoch;
             context.state = candidate;
             context.syncedThrough = candidate.blocks;
             advanced = true;

@@ -46,6 +46,7 @@ struct CallbackContext {
     RenderState state{};
     PendingCommand pending[kParamCount] = {};
     uint64_t syncedThrough = 0;   // the active's `blocks` at our last sync
+    uint64_t syncedEpoch = 0;     // the epoch of the active process we last synced from
     uint32_t activeStall = 0;     // own cycles in a row in which the active did not advance
     bool tookOver = false;        // direct layout: this standby plays instead of the active
     uint32_t holdCooldown = 0;    // relay layout: cycles before the active may hold back a block again

@@ -164,3 +164,18 @@ TEST_CASE("direct: the standby shadows in silence and takes over after two cycle
     for (float s : rig.workers[1].out) sound = sound || s != 0.0f;
     CHECK(sound);
 }
+
+TEST_CASE("relay: after a cold start the standby follows the new active's numbering") {
+    Rig rig(true);
+    for (int i = 0; i < 30; ++i) rig.cycle("aso");
+    // The active is replaced by a fresh process that starts from the table: new epoch,
+    // block numbers from 0 again.
+    rig.segment->slots[0].epoch.store(50);
+    CallbackContext& fresh = *rig.workers[0].context;
+    fresh.startEpoch = 50;
+    initialRenderState(fresh.state, 0.5);
+    for (int i = 0; i < 10; ++i) rig.cycle("aso");
+    CHECK(rig.workers[1].context->syncedEpoch == 50);
+    CHECK(rig.workers[1].context->state.blocks <= 12);  // renumbered with the new active, not 40
+    CHECK(rig.segment->output.resyncs.load() >= 1);
+}
