@@ -9,7 +9,7 @@ SUSTAIN_PACKAGES=(
   meson ninja-build pkg-config g++ cmake python3
   portaudio19-dev libasound2-dev liblo-dev liblo-tools libreaderwriterqueue-dev
   libspdlog-dev doctest-dev libcli11-dev nlohmann-json3-dev libsndfile1-dev
-  jackd2 libjack-jackd2-dev
+  jackd2 libjack-jackd2-dev libncurses-dev tmux
 )
 
 say() { printf 'sustain: %s\n' "$*" >&2; }

@@ -1,0 +1,205 @@
+#include "tools/status/status_snapshot.h"
+
+#include <algorithm>
+
+#include "shm/seqlock.h"
+
+namespace sustain {
+
+namespace {
+
+const char* stateName(uint32_t state) {
+    switch (static_cast<WorkerState>(state)) {
+        case WorkerState::Empty: return "empty";
+        case WorkerState::Starting: return "starting";
+        case WorkerState::Warm: return "warm";
+        case WorkerState::Active: return "active";
+        case WorkerState::Fenced: return "fenced";
+        case WorkerState::Dead: return "dead";
+    }
+    return "unknown";
+}
+
+const char* degradedName(uint32_t reason) {
+    switch (static_cast<DegradedReason>(reason)) {
+        case DegradedReason::None: return "";
+        case DegradedReason::NoSpare: return "no spare worker ready";
+        case DegradedReason::BackingOff: return "crash loop: restarts are backing off";
+        case DegradedReason::NoOutputSpare: return "no spare output stage ready";
+        case DegradedReason::ColdStart: return "cold start";
+    }
+    return "unknown";
+}
+
+double ageMs(uint64_t nowNs, uint64_t thenNs) {
+    if (thenNs == 0) return -1;
+    return nowNs > thenNs ? static_cast<double>(nowNs - thenNs) / 1e6 : 0.0;
+}
+
+ProcessStatus readProcess(const WorkerSlot& slot, const char* kind, uint32_t index, bool playing, uint64_t nowNs) {
+    ProcessStatus p;
+    p.kind = kind;
+    p.slot = index;
+    p.pid = slot.pid.load(std::memory_order_acquire);
+    const auto role = static_cast<WorkerRole>(slot.role.load(std::memory_order_acquire));
+    if (p.kind == "output")
+        p.role = playing ? "output" : "output-standby";
+    else
+        p.role = role == WorkerRole::Active ? "active" : role == WorkerRole::Standby ? "standby" : "none";
+    p.state = stateName(slot.state.load(std::memory_order_acquire));
+    p.callbacks = slot.callbacks.load(std::memory_order_acquire);
+    p.xruns = slot.xruns.load(std::memory_order_relaxed);
+    p.cpuLoad = slot.loadPermille.load(std::memory_order_relaxed) / 1000.0;
+    p.cpuLoadPeak = slot.loadPeakPermille.load(std::memory_order_relaxed) / 1000.0;
+    p.heartbeatAgeMs = ageMs(nowNs, slot.lastCallbackNs.load(std::memory_order_acquire));
+    // Written once, before the slot became active; a bounded copy of a read-only mapping.
+    p.device.assign(slot.deviceName, strnlen(slot.deviceName, sizeof slot.deviceName));
+    return p;
+}
+
+}  // namespace
+
+Percentiles histogramPercentiles(const std::atomic<uint64_t>* bins, size_t count) {
+    Percentiles result;
+    std::vector<uint64_t> copy(count);
+    for (size_t i = 0; i < count; ++i) {
+        copy[i] = bins[i].load(std::memory_order_relaxed);
+        result.count += copy[i];
+    }
+    if (result.count == 0) return result;
+    auto at = [&](double fraction) {
+        const auto rank = static_cast<uint64_t>(fraction * static_cast<double>(result.count - 1)) + 1;
+        uint64_t seen = 0;
+        for (size_t i = 0; i < count; ++i) {
+            seen += copy[i];
+            if (seen >= rank) return static_cast<double>(i);
+        }
+        return static_cast<double>(count - 1);
+    };
+    result.p50 = at(0.50);
+    result.p95 = at(0.95);
+    result.p99 = at(0.99);
+    for (size_t i = count; i-- > 0;)
+        if (copy[i] != 0) {
+            result.max = static_cast<double>(i);
+            break;
+        }
+    return result;
+}
+
+StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
+    StatusSnapshot s;
+    const EngineConfig& config = segment.config;
+    s.instance.assign(config.instance, strnlen(config.instance, sizeof config.instance));
+    s.nowNs = nowNs;
+    s.uptimeS = static_cast<double>(nowNs - segment.header.createdNs) / 1e9;
+    s.sampleRate = config.sampleRate;
+    s.framesPerBuffer = config.framesPerBuffer;
+    s.voices = std::min(config.voices, kMaxVoices);
+    s.layout = config.layout == static_cast<uint32_t>(OutputLayout::Relay) ? "relay" : "direct";
+    s.supervisorPid = segment.control.supervisorPid.load(std::memory_order_acquire);
+    s.supervisorHeartbeatAgeMs = ageMs(nowNs, segment.control.supervisorHeartbeatNs.load(std::memory_order_acquire));
+
+    const OscMetrics& osc = segment.osc;
+    s.received = osc.received.load();
+    s.accepted = osc.accepted.load();
+    s.rejected = osc.rejected.load();
+    s.rejectedMalformed = osc.rejectedMalformed.load();
+    s.rejectedUnknownAddress = osc.rejectedUnknownAddress.load();
+    s.rejectedBadType = osc.rejectedBadType.load();
+    s.rejectedArgCount = osc.rejectedArgCount.load();
+    s.rejectedNotFinite = osc.rejectedNotFinite.load();
+    s.rejectedOutOfRange = osc.rejectedOutOfRange.load();
+    s.rejectedOversize = osc.rejectedOversize.load();
+    s.kernelDrops = osc.kernelDrops.load();
+    s.ringCoalesced = osc.ringCoalesced.load();
+    s.dropped = s.kernelDrops;  // everything else coalesces; nothing is dropped after the kernel
+
+    s.activeSlot = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
+    const WorkerMetrics& active = segment.workers[s.activeSlot];
+    // Applied and coalesced over both slots' lifetimes: a failover moves the counting to
+    // the other slot, and the reader wants the totals.
+    for (uint32_t w = 0; w < kWorkerSlots; ++w) {
+        s.applied += segment.workers[w].applied.load();
+        s.controlCoalesced += segment.workers[w].controlCoalesced.load();
+        s.callbackCoalesced += segment.workers[w].callbackCoalesced.load();
+    }
+    s.coalesced = s.ringCoalesced + s.controlCoalesced + s.callbackCoalesced;
+    s.latencySamples = histogramPercentiles(active.latencyBins, kLatencyBins + 1);
+    // 16 coarse bins of 16 samples for the live view's sparkline.
+    s.latencyBins.assign(16, 0);
+    for (uint32_t i = 0; i <= kLatencyBins; ++i)
+        s.latencyBins[std::min<uint32_t>(i / 16, 15)] += active.latencyBins[i].load(std::memory_order_relaxed);
+
+    const SupervisorMetrics& sup = segment.supervisor;
+    s.crashCount = sup.crashCount.load();
+    s.replacements = sup.replacements.load();
+    s.shmLeaks = sup.shmLeaks.load();
+    s.failovers = sup.failovers.load();
+    s.fencings = sup.fencings.load();
+    s.outputFailovers = sup.outputFailovers.load();
+    s.coldStarts = sup.coldStarts.load();
+    s.spareReady = sup.spareReady.load() != 0;
+    s.outputSpareReady = sup.outputSpareReady.load() != 0;
+    s.backingOff = sup.backingOff.load() != 0;
+    s.degradedReason = degradedName(sup.degradedReason.load());
+    s.failoverMsLast = sup.failoverUsLast.load() / 1000.0;
+    s.failoverMsMax = sup.failoverUsMax.load() / 1000.0;
+    s.rebuildMsLast = sup.rebuildUsLast.load() / 1000.0;
+    s.rebuildMsMax = sup.rebuildUsMax.load() / 1000.0;
+    s.detectionMsLast = sup.detectionUsLast.load() / 1000.0;
+    s.detectionMsMax = sup.detectionUsMax.load() / 1000.0;
+
+    const OutputMetrics& out = segment.output;
+    s.fromActive = out.fromActive.load();
+    s.fromStandby = out.fromStandby.load();
+    s.unfilled = out.unfilled.load();
+    s.matched = out.matched.load();
+    s.compared = out.compared.load();
+    s.lagBlocks = out.lagBlocks.load();
+
+    for (uint32_t w = 0; w < kWorkerSlots; ++w)
+        s.processes.push_back(readProcess(segment.slots[w], "worker", w, false, nowNs));
+    if (s.layout == "relay") {
+        const uint32_t writer = out.writerSlot.load(std::memory_order_acquire);
+        for (uint32_t o = 0; o < kOutputSlots; ++o)
+            s.processes.push_back(readProcess(segment.outputs[o], "output", o, o == writer, nowNs));
+    }
+
+    // Parameters as the active worker renders them (its targets), else the state table.
+    RenderState state;
+    const bool haveState = seqlockRead(segment.state[s.activeSlot].sequence, segment.state[s.activeSlot].words, state);
+    auto param = [&](uint32_t index, const Ramp& ramp) {
+        return haveState ? ramp.target : segment.params.entries[index].value.load(std::memory_order_relaxed);
+    };
+    s.masterGain = param(kParamMasterGain, state.master);
+    for (uint32_t v = 0; v < s.voices; ++v) {
+        s.voiceFreq.push_back(param(voiceFreqParam(v), state.voices[v].freq));
+        s.voiceGain.push_back(param(voiceGainParam(v), state.voices[v].gain));
+    }
+
+    const ProcessStatus& activeProcess = s.processes[s.activeSlot];
+    // Rendering: its callback ran within the last 100 ms (a few hundred periods would be an
+    // outage anyone hears).
+    s.activeRendering = activeProcess.pid != 0 && activeProcess.heartbeatAgeMs >= 0 && activeProcess.heartbeatAgeMs < 100;
+    return s;
+}
+
+Health healthOf(const StatusSnapshot& s, std::string& why) {
+    if (!s.activeRendering) {
+        why = "no active worker is rendering";
+        return Health::Down;
+    }
+    if (s.supervisorHeartbeatAgeMs < 0 || s.supervisorHeartbeatAgeMs > 1000) {
+        why = "sustaind does not respond (its loop has not run for " + std::to_string(static_cast<int>(s.supervisorHeartbeatAgeMs)) + " ms)";
+        return Health::Degraded;
+    }
+    if (!s.degradedReason.empty()) {
+        why = s.degradedReason;
+        return Health::Degraded;
+    }
+    why.clear();
+    return Health::Healthy;
+}
+
+}  // namespace sustain

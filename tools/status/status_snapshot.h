@@ -1,0 +1,80 @@
+// A consistent-enough picture of a running engine, read from its shared memory read-only.
+//
+// The monitor maps the segment with PROT_READ: it can never disturb the audio or change
+// state, and it works while sustaind is busy or failing over. Counters are monotonic and
+// each has one writer, so reading them without locks gives values that are each correct,
+// if not all from the same instant; percentiles are computed here, by the reader.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "shm/layout.h"
+
+namespace sustain {
+
+/// Health as the exit code of sustain-status says it.
+enum class Health : int { Healthy = 0, Degraded = 1, Down = 2 };
+
+struct Percentiles {
+    uint64_t count = 0;
+    double p50 = 0, p95 = 0, p99 = 0, max = 0;  // in the histogram's unit
+};
+
+struct ProcessStatus {
+    std::string kind;   // "worker" or "output"
+    uint32_t slot = 0;
+    int32_t pid = 0;
+    std::string role;   // "active", "standby", "output" (playing), "output-standby", "none"
+    std::string state;  // "starting", "warm", "active", "fenced", "dead", "empty"
+    uint64_t callbacks = 0;
+    uint64_t xruns = 0;
+    double cpuLoad = 0;        // time in callback / period, smoothed (0..1)
+    double cpuLoadPeak = 0;
+    double heartbeatAgeMs = -1;  // since its last callback; -1: never
+    std::string device;
+};
+
+struct StatusSnapshot {
+    std::string instance;
+    uint64_t nowNs = 0;
+    double uptimeS = 0;
+    uint32_t sampleRate = 0, framesPerBuffer = 0, voices = 0;
+    std::string layout;
+    int32_t supervisorPid = 0;
+    double supervisorHeartbeatAgeMs = -1;
+    // OSC
+    uint64_t received = 0, accepted = 0, applied = 0, rejected = 0, dropped = 0, coalesced = 0;
+    uint64_t rejectedMalformed = 0, rejectedUnknownAddress = 0, rejectedBadType = 0, rejectedArgCount = 0,
+             rejectedNotFinite = 0, rejectedOutOfRange = 0, rejectedOversize = 0;
+    uint64_t kernelDrops = 0, ringCoalesced = 0, controlCoalesced = 0, callbackCoalesced = 0;
+    Percentiles latencySamples;  // receive -> applied, in samples (active worker)
+    std::vector<uint64_t> latencyBins;  // a coarse histogram for the live view
+    // supervisor
+    uint64_t crashCount = 0, replacements = 0, shmLeaks = 0, failovers = 0, fencings = 0, outputFailovers = 0,
+             coldStarts = 0;
+    bool spareReady = false, outputSpareReady = false, backingOff = false;
+    std::string degradedReason;  // "" when none
+    double failoverMsLast = 0, failoverMsMax = 0, rebuildMsLast = 0, rebuildMsMax = 0, detectionMsLast = 0,
+           detectionMsMax = 0;
+    // output stage (relay)
+    uint64_t fromActive = 0, fromStandby = 0, unfilled = 0, matched = 0, compared = 0, lagBlocks = 0;
+    std::vector<ProcessStatus> processes;
+    // parameters
+    double masterGain = 0;
+    std::vector<double> voiceFreq, voiceGain;
+    uint32_t activeSlot = 0;
+    bool activeRendering = false;
+};
+
+/// Reads everything from a mapped segment. Thread: any.  RT-safe: no (allocates strings).
+StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs);
+
+/// Percentiles of a histogram of `bins` plus an overflow bin (counted as the last value).
+Percentiles histogramPercentiles(const std::atomic<uint64_t>* bins, size_t count);
+
+/// The engine's health and, when not healthy, why.
+Health healthOf(const StatusSnapshot& snapshot, std::string& why);
+
+}  // namespace sustain
