@@ -9,12 +9,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <functional>
 
 #include "osc/message_validator.h"
 #include "osc/osc_packet.h"
 #include "shm/clock.h"
+#include "shm/metrics.h"
 
 namespace sustain {
 
@@ -127,6 +129,7 @@ void OscServer::run() {
         if (fds[1].revents & POLLIN) return;
         if (fds[0].revents & POLLIN) receiveBatch(monotonicNs());
         if (ready == 0) refreshKernelDrops();
+        if (!subscribers_.empty()) notifyEvents();
         if (owed || (fds[0].revents & POLLIN)) owed = router_.flushPending();
     }
 }
@@ -172,6 +175,117 @@ void OscServer::receiveBatch(uint64_t receiveNs) {
         handleDatagram(static_cast<const uint8_t*>(vectors[i].iov_base), messages[i].msg_len, truncated, receiveNs,
                        senders[i]);
     }
+}
+
+void OscServer::sendTo(const sockaddr_storage& to, const char* path, lo_message message) {
+    size_t size = lo_message_length(message, path);
+    if (size > replyBuffer_.size()) replyBuffer_.resize(size);
+    if (lo_message_serialise(message, path, replyBuffer_.data(), &size) == nullptr) return;
+    const socklen_t length = to.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    if (sendto(socket_, replyBuffer_.data(), size, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&to), length) >= 0)
+        segment_.osc.repliesSent.fetch_add(1, std::memory_order_relaxed);
+}
+
+void OscServer::notifySubscribers(const char* path, lo_message message) {
+    size_t size = lo_message_length(message, path);
+    if (size > replyBuffer_.size()) replyBuffer_.resize(size);
+    if (lo_message_serialise(message, path, replyBuffer_.data(), &size) == nullptr) return;
+    for (size_t i = 0; i < subscribers_.size();) {
+        Subscriber& subscriber = subscribers_[i];
+        const socklen_t length = subscriber.address.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+        if (sendto(socket_, replyBuffer_.data(), size, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&subscriber.address),
+                   length) >= 0) {
+            subscriber.failures = 0;
+            segment_.osc.repliesSent.fetch_add(1, std::memory_order_relaxed);
+        } else if (++subscriber.failures >= kMaxSendFailures) {
+            spdlog::warn("/engine/notify: {} failed {} sends in a row; unsubscribed", describeAddress(subscriber.address),
+                         subscriber.failures);
+            segment_.osc.subscribersDropped.fetch_add(1, std::memory_order_relaxed);
+            subscribers_.erase(subscribers_.begin() + static_cast<std::ptrdiff_t>(i));
+            continue;
+        }
+        ++i;
+    }
+}
+
+void OscServer::notifyEvents() {
+    // Failovers are sustaind's main thread's business; the OSC thread, which owns the
+    // subscribers, looks at its counters whenever it wakes (at least every 100 ms).
+    const uint64_t failovers = segment_.supervisor.failovers.load(std::memory_order_acquire);
+    const uint64_t crashes = segment_.supervisor.crashCount.load(std::memory_order_acquire);
+    if (failovers != failoversSeen_ || crashes != crashesSeen_) {
+        lo_message event = lo_message_new();
+        lo_message_add_string(event, failovers != failoversSeen_ ? "failover" : "crash");
+        lo_message_add_int32(event, static_cast<int32_t>(segment_.control.activeSlot.load(std::memory_order_acquire)));
+        lo_message_add_int32(event, static_cast<int32_t>(crashes));
+        lo_message_add_int32(event, static_cast<int32_t>(segment_.supervisor.spareReady.load(std::memory_order_acquire)));
+        notifySubscribers("/engine/event", event);
+        lo_message_free(event);
+        failoversSeen_ = failovers;
+        crashesSeen_ = crashes;
+    }
+}
+
+bool OscServer::handleEngineRequest(std::string_view path, lo_message message, const sockaddr_storage& from) {
+    if (path == "/engine/ping") {
+        lo_message reply = lo_message_new();
+        sendTo(from, "/engine/pong", reply);
+        lo_message_free(reply);
+        return true;
+    }
+    if (path == "/engine/status") {
+        // The essentials, as scsynth's /status.reply: active slot, spare ready, crash count,
+        // xruns of the active worker, received, applied, dropped, latency p99 (samples),
+        // callback load of the active worker (percent).
+        const uint32_t active = segment_.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
+        uint64_t applied = 0;
+        for (const WorkerMetrics& worker : segment_.workers) applied += worker.applied.load(std::memory_order_relaxed);
+        const Percentiles latency = histogramPercentiles(segment_.workers[active].latencyBins, kLatencyBins + 1);
+        lo_message reply = lo_message_new();
+        lo_message_add_int32(reply, static_cast<int32_t>(active));
+        lo_message_add_int32(reply, static_cast<int32_t>(segment_.supervisor.spareReady.load()));
+        lo_message_add_int32(reply, static_cast<int32_t>(segment_.supervisor.crashCount.load()));
+        lo_message_add_int32(reply, static_cast<int32_t>(segment_.slots[active].xruns.load()));
+        lo_message_add_int32(reply, static_cast<int32_t>(segment_.osc.received.load()));
+        lo_message_add_int32(reply, static_cast<int32_t>(applied));
+        lo_message_add_int32(reply, static_cast<int32_t>(segment_.osc.kernelDrops.load()));
+        lo_message_add_float(reply, static_cast<float>(latency.p99));
+        lo_message_add_float(reply, static_cast<float>(segment_.slots[active].loadPermille.load() / 10.0));
+        sendTo(from, "/engine/status.reply", reply);
+        lo_message_free(reply);
+        return true;
+    }
+    if (path == "/engine/notify") {
+        const char* types = lo_message_get_types(message);
+        lo_arg** argv = lo_message_get_argv(message);
+        const bool on = lo_message_get_argc(message) == 1 && types != nullptr &&
+                        ((types[0] == LO_INT32 && argv[0]->i != 0) || (types[0] == LO_FLOAT && argv[0]->f != 0.0f));
+        auto same = [&](const Subscriber& s) {
+            return std::memcmp(&s.address, &from, sizeof(sockaddr_storage)) == 0;
+        };
+        const auto found = std::find_if(subscribers_.begin(), subscribers_.end(), same);
+        int32_t state = on ? 1 : 0;
+        if (on && found == subscribers_.end()) {
+            if (subscribers_.size() >= kMaxSubscribers) {
+                spdlog::warn("/engine/notify: {} refused, already {} subscribers", describeAddress(from), kMaxSubscribers);
+                state = 0;
+            } else {
+                subscribers_.push_back({from, 0});
+                if (subscribers_.size() == 1) {
+                    failoversSeen_ = segment_.supervisor.failovers.load();
+                    crashesSeen_ = segment_.supervisor.crashCount.load();
+                }
+            }
+        } else if (!on && found != subscribers_.end()) {
+            subscribers_.erase(found);
+        }
+        lo_message reply = lo_message_new();
+        lo_message_add_int32(reply, state);
+        sendTo(from, "/engine/notify", reply);
+        lo_message_free(reply);
+        return true;
+    }
+    return false;
 }
 
 void OscServer::reject(RejectReason reason, const std::string& text, const sockaddr_storage& from,
@@ -228,7 +342,20 @@ void OscServer::handleMessage(const uint8_t* data, size_t size, uint64_t timetag
     }
     const char* path = lo_get_path(bytes, static_cast<ssize_t>(size));
     const std::string_view address = path != nullptr ? std::string_view(path) : std::string_view();
+    if (handleEngineRequest(address, message, from)) {
+        lo_message_free(message);
+        return;
+    }
     const ValidatedChange change = validateMessage(address, message, options_.voices, options_.sampleRate);
+    if (change.error == RejectReason::None && !subscribers_.empty()) {
+        // Subscribers hear the change as sent (same address, the validated value), so a
+        // fader on one surface follows a change made on another.
+        lo_message echo = lo_message_new();
+        lo_message_add_float(echo, static_cast<float>(change.value));
+        const std::string echoPath(address);
+        notifySubscribers(echoPath.c_str(), echo);
+        lo_message_free(echo);
+    }
     lo_message_free(message);
     if (change.error != RejectReason::None) {
         std::string shown(address.substr(0, 64));

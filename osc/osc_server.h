@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 #include <thread>
+
+#include <lo/lo.h>
 #include <vector>
 
 #include "osc/command_router.h"
@@ -53,6 +55,10 @@ private:
     void handleMessage(const uint8_t* data, size_t size, uint64_t timetag, uint64_t receiveNs,
                        const sockaddr_storage& from);
     void reject(RejectReason reason, const std::string& text, const sockaddr_storage& from, std::string_view address = {});
+    bool handleEngineRequest(std::string_view path, lo_message message, const sockaddr_storage& from);
+    void sendTo(const sockaddr_storage& to, const char* path, lo_message message);
+    void notifySubscribers(const char* path, lo_message message);
+    void notifyEvents();
 
     Segment& segment_;
     CommandRouter& router_;
@@ -64,6 +70,19 @@ private:
     std::vector<uint8_t> buffers_;  // one receive buffer per datagram of a batch, allocated once
     // Keyed by reason and address, so a flood of one bad message cannot hide another.
     RateLimitedLog<128> rejectLog_;
+
+    /// Clients that sent /engine/notify 1: they hear every accepted parameter change and
+    /// failover events. Bounded; one that fails kMaxSendFailures sends in a row is dropped.
+    struct Subscriber {
+        sockaddr_storage address;
+        uint32_t failures;
+    };
+    static constexpr size_t kMaxSubscribers = 8;
+    static constexpr uint32_t kMaxSendFailures = 5;
+    std::vector<Subscriber> subscribers_;
+    uint64_t failoversSeen_ = 0;
+    uint64_t crashesSeen_ = 0;
+    std::vector<uint8_t> replyBuffer_;
 };
 
 /// "127.0.0.1:53211" for logs.

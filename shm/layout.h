@@ -298,7 +298,8 @@ struct alignas(64) OscMetrics {  // writer: the OSC thread
     std::atomic<uint64_t> datagrams;
     std::atomic<uint64_t> ringCoalesced;     // updates folded into a later refresh because a ring was full
     std::atomic<uint64_t> receiveBufferBytes;// SO_RCVBUF as granted
-    uint64_t reserved[2];
+    std::atomic<uint64_t> repliesSent;       // /engine/status, /engine/pong, notifications
+    std::atomic<uint64_t> subscribersDropped;// /engine/notify subscribers dropped after repeated send failures
 };
 
 struct alignas(64) WorkerMetrics {

@@ -59,34 +59,6 @@ ProcessStatus readProcess(const WorkerSlot& slot, const char* kind, uint32_t ind
 
 }  // namespace
 
-Percentiles histogramPercentiles(const std::atomic<uint64_t>* bins, size_t count) {
-    Percentiles result;
-    std::vector<uint64_t> copy(count);
-    for (size_t i = 0; i < count; ++i) {
-        copy[i] = bins[i].load(std::memory_order_relaxed);
-        result.count += copy[i];
-    }
-    if (result.count == 0) return result;
-    auto at = [&](double fraction) {
-        const auto rank = static_cast<uint64_t>(fraction * static_cast<double>(result.count - 1)) + 1;
-        uint64_t seen = 0;
-        for (size_t i = 0; i < count; ++i) {
-            seen += copy[i];
-            if (seen >= rank) return static_cast<double>(i);
-        }
-        return static_cast<double>(count - 1);
-    };
-    result.p50 = at(0.50);
-    result.p95 = at(0.95);
-    result.p99 = at(0.99);
-    for (size_t i = count; i-- > 0;)
-        if (copy[i] != 0) {
-            result.max = static_cast<double>(i);
-            break;
-        }
-    return result;
-}
-
 StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     StatusSnapshot s;
     const EngineConfig& config = segment.config;

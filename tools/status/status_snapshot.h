@@ -11,16 +11,13 @@
 #include <vector>
 
 #include "shm/layout.h"
+#include "shm/metrics.h"
 
 namespace sustain {
 
 /// Health as the exit code of sustain-status says it.
 enum class Health : int { Healthy = 0, Degraded = 1, Down = 2 };
 
-struct Percentiles {
-    uint64_t count = 0;
-    double p50 = 0, p95 = 0, p99 = 0, max = 0;  // in the histogram's unit
-};
 
 struct ProcessStatus {
     std::string kind;   // "worker" or "output"
@@ -71,8 +68,6 @@ struct StatusSnapshot {
 /// Reads everything from a mapped segment. Thread: any.  RT-safe: no (allocates strings).
 StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs);
 
-/// Percentiles of a histogram of `bins` plus an overflow bin (counted as the last value).
-Percentiles histogramPercentiles(const std::atomic<uint64_t>* bins, size_t count);
 
 /// The engine's health and, when not healthy, why.
 Health healthOf(const StatusSnapshot& snapshot, std::string& why);
