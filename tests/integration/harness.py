@@ -71,6 +71,8 @@ class Paths:
         self.rt_guard = os.path.join(self.build, "tests", "rt_guard", "librtguard.so")
         self.fault_injector = os.path.join(self.build, "tests", "fault_injector", "libfaultinjector.so")
         self.osc_flood = os.path.join(self.build, "tools", "benchmark", "sustain-osc-flood")
+        self.status = os.path.join(self.build, "tools", "status", "sustain-status")
+        self.osc_query = os.path.join(self.build, "tools", "status", "sustain-osc-query")
 
 
 def jackd_running():

@@ -162,13 +162,25 @@ Health healthOf(const StatusSnapshot& s, std::string& why) {
         why = "no active worker is rendering";
         return Health::Down;
     }
-    if (s.supervisorHeartbeatAgeMs < 0 || s.supervisorHeartbeatAgeMs > 1000) {
+    // sustaind's loop ticks every 2 ms: a quarter of a second without it is a stopped or
+    // wedged supervisor (the sound goes on, but nothing would be rebuilt).
+    if (s.supervisorHeartbeatAgeMs < 0 || s.supervisorHeartbeatAgeMs > 250) {
         why = "sustaind does not respond (its loop has not run for " + std::to_string(static_cast<int>(s.supervisorHeartbeatAgeMs)) + " ms)";
         return Health::Degraded;
     }
     if (!s.degradedReason.empty()) {
         why = s.degradedReason;
         return Health::Degraded;
+    }
+    // The reader's own look: a spare whose callback stopped is no spare, whatever sustaind
+    // last wrote.
+    for (const ProcessStatus& p : s.processes) {
+        if ((p.role == "standby" || p.role == "output-standby") && p.pid != 0 && p.state == "warm" &&
+            p.heartbeatAgeMs > 100) {
+            why = p.kind + " " + std::to_string(p.slot) + " (standby) has not run for " +
+                  std::to_string(static_cast<int>(p.heartbeatAgeMs)) + " ms";
+            return Health::Degraded;
+        }
     }
     why.clear();
     return Health::Healthy;
