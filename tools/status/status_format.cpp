@@ -56,6 +56,8 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
             {"out_of_range", s.rejectedOutOfRange},
             {"oversize", s.rejectedOversize}}},
           {"dropped_by_queue", {{"kernel_receive_buffer", s.kernelDrops}}},
+          {"replies_sent", s.repliesSent},
+          {"subscribers_dropped", s.subscribersDropped},
           {"coalesced_by_stage", {{"ring_full", s.ringCoalesced}, {"control_thread", s.controlCoalesced}, {"callback", s.callbackCoalesced}}}}},
         {"latency_samples",
          {{"p50", s.latencySamples.p50}, {"p95", s.latencySamples.p95}, {"p99", s.latencySamples.p99}, {"max", s.latencySamples.max}, {"count", s.latencySamples.count}}},

@@ -85,6 +85,8 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     s.rejectedOversize = osc.rejectedOversize.load();
     s.kernelDrops = osc.kernelDrops.load();
     s.ringCoalesced = osc.ringCoalesced.load();
+    s.repliesSent = osc.repliesSent.load();
+    s.subscribersDropped = osc.subscribersDropped.load();
     s.dropped = s.kernelDrops;  // everything else coalesces; nothing is dropped after the kernel
 
     s.activeSlot = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
