@@ -26,12 +26,7 @@
 namespace sustain {
 namespace {
 
-struct OutputOptions {
-    std::string instance = "default";
-    uint32_t slot = 0;
-    int wakeFd = -1;
-    int supervisorPid = 0;
-    std::string logLevel = "info";
+struct OutputOptions : ChildOptions {
     std::string trace;  // diagnosis: write every cycle's decision to this file
 };
 
@@ -148,19 +143,11 @@ int runOutput(const OutputOptions& options) {
 int main(int argc, char** argv) {
     sustain::OutputOptions options;
     CLI::App app{"sustain-output: the output stage of sustaind's relay layout (started by sustaind only)"};
-    app.add_option("--instance", options.instance, "engine instance");
-    app.add_option("--slot", options.slot, "output slot (0 or 1)");
-    app.add_option("--wake-fd", options.wakeFd, "socketpair end (EOF = sustaind gone)");
-    app.add_option("--supervisor-pid", options.supervisorPid, "pid of sustaind");
-    app.add_option("--log-level", options.logLevel, "trace, debug, info, warn, error")
-        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+    sustain::addChildOptions(app, options);
     app.add_option("--trace", options.trace, "diagnosis: write each cycle's decision to this file");
     CLI11_PARSE(app, argc, argv);
     if (options.trace.empty() && std::getenv("SUSTAIN_OUTPUT_TRACE") != nullptr)
         options.trace = std::string(std::getenv("SUSTAIN_OUTPUT_TRACE")) + "." + std::to_string(options.slot);
-    spdlog::set_default_logger(spdlog::stderr_color_mt("output"));
-    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [" + options.instance + "/output " + std::to_string(options.slot) +
-                        "] %v");
-    spdlog::set_level(spdlog::level::from_str(options.logLevel));
+    sustain::setupChildLogging("output", options);
     return sustain::runOutput(options);
 }

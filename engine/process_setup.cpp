@@ -2,6 +2,7 @@
 
 #include <pa_jack.h>
 #include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -17,6 +18,22 @@
 #include "shm/clock.h"
 
 namespace sustain {
+
+void addChildOptions(CLI::App& app, ChildOptions& options) {
+    app.add_option("--instance", options.instance, "engine instance");
+    app.add_option("--slot", options.slot, "slot");
+    app.add_option("--wake-fd", options.wakeFd, "socketpair end (wake bytes; EOF = sustaind gone)");
+    app.add_option("--supervisor-pid", options.supervisorPid, "pid of sustaind");
+    app.add_option("--log-level", options.logLevel, "trace, debug, info, warn, error")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+}
+
+void setupChildLogging(const char* role, const ChildOptions& options) {
+    spdlog::set_default_logger(spdlog::stderr_color_mt(role));
+    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [" + options.instance + "/" + role + " " +
+                        std::to_string(options.slot) + "] %v");
+    spdlog::set_level(spdlog::level::from_str(options.logLevel));
+}
 
 int enterChildProcess(int supervisorPid) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);

@@ -4,6 +4,7 @@
 
 #include <portaudio.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -12,6 +13,21 @@
 #include "shm/layout.h"
 
 namespace sustain {
+
+/// What sustaind tells every child on its command line.
+struct ChildOptions {
+    std::string instance = "default";
+    uint32_t slot = 0;
+    int wakeFd = -1;
+    int supervisorPid = 0;
+    std::string logLevel = "info";
+};
+
+/// Declares --instance, --slot, --wake-fd, --supervisor-pid and --log-level.
+void addChildOptions(CLI::App& app, ChildOptions& options);
+
+/// Logs to stderr as "[INSTANCE/ROLE SLOT]" at the given level. Thread: main.
+void setupChildLogging(const char* role, const ChildOptions& options);
 
 /// Dies with sustaind (PR_SET_PDEATHSIG) and refuses to start if it is already gone;
 /// restores default dispositions for SIGINT/SIGTERM (a shell may have ignored them) and

@@ -29,12 +29,7 @@
 namespace sustain {
 namespace {
 
-struct WorkerOptions {
-    std::string instance = "default";
-    uint32_t slot = 0;
-    int wakeFd = -1;
-    int supervisorPid = 0;
-    std::string logLevel = "info";
+struct WorkerOptions : ChildOptions {
     bool listDevices = false;
     std::string device;
     double rate = 48000;
@@ -272,21 +267,13 @@ int runWorker(const WorkerOptions& options) {
 int main(int argc, char** argv) {
     sustain::WorkerOptions options;
     CLI::App app{"sustain-worker: renders audio for sustaind (started by sustaind only)"};
-    app.add_option("--instance", options.instance, "engine instance");
-    app.add_option("--slot", options.slot, "worker slot");
-    app.add_option("--wake-fd", options.wakeFd, "socketpair end for wake bytes");
-    app.add_option("--supervisor-pid", options.supervisorPid, "pid of sustaind");
-    app.add_option("--log-level", options.logLevel, "trace, debug, info, warn, error")
-        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+    sustain::addChildOptions(app, options);
     app.add_flag("--list-devices", options.listDevices, "list output devices and check the automatic choice plays");
     app.add_option("--device", options.device, "with --list-devices: the device to check");
     app.add_option("--rate", options.rate, "with --list-devices: sample rate to check");
     app.add_option("--frames", options.frames, "with --list-devices: period to check");
     CLI11_PARSE(app, argc, argv);
     if (options.listDevices) return sustain::listDevices(options);
-    spdlog::set_default_logger(spdlog::stderr_color_mt("worker"));
-    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [" + options.instance + "/worker " + std::to_string(options.slot) +
-                        "] %v");
-    spdlog::set_level(spdlog::level::from_str(options.logLevel));
+    sustain::setupChildLogging("worker", options);
     return sustain::runWorker(options);
 }

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "engine/rt/callback_timing.h"
 #include "engine/rt/rt_guard_hooks.h"
 #include "engine/rt/synth.h"
 #include "shm/clock.h"
@@ -211,15 +212,7 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
     published.heartbeatNs.store(endNs, std::memory_order_release);
     slot.lastBlock.store(number + 1, std::memory_order_release);
 
-    const double periodNs = static_cast<double>(frames) / context.samplesPerNs;
-    const double load = static_cast<double>(endNs - startNs) / periodNs;
-    context.loadSmoothed += 0.05 * (load - context.loadSmoothed);
-    slot.loadPermille.store(static_cast<uint32_t>(context.loadSmoothed * 1000.0), std::memory_order_relaxed);
-    const auto loadPermille = static_cast<uint32_t>(load * 1000.0);
-    if (loadPermille > slot.loadPeakPermille.load(std::memory_order_relaxed))
-        slot.loadPeakPermille.store(loadPermille, std::memory_order_relaxed);
-    slot.lastCallbackNs.store(endNs, std::memory_order_release);
-    slot.callbacks.fetch_add(1, std::memory_order_release);
+    publishCallbackEnd(slot, context.loadSmoothed, startNs, endNs, frames, context.samplesPerNs);
     context.blocks.fetch_add(1, std::memory_order_release);
 }
 

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "engine/rt/callback_timing.h"
 #include "engine/rt/rt_guard_hooks.h"
 #include "shm/clock.h"
 #include "shm/spsc_ring.h"
@@ -198,13 +199,7 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         }
     }
 
-    const uint64_t endNs = monotonicNs();
-    const double periodNs = static_cast<double>(frames) / context.samplesPerNs;
-    const double load = static_cast<double>(endNs - startNs) / periodNs;
-    context.loadSmoothed += 0.05 * (load - context.loadSmoothed);
-    me.loadPermille.store(static_cast<uint32_t>(context.loadSmoothed * 1000.0), std::memory_order_relaxed);
-    me.lastCallbackNs.store(endNs, std::memory_order_release);
-    me.callbacks.fetch_add(1, std::memory_order_release);
+    publishCallbackEnd(me, context.loadSmoothed, startNs, monotonicNs(), frames, context.samplesPerNs);
     context.blocks.fetch_add(1, std::memory_order_release);
 }
 
