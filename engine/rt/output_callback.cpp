@@ -50,16 +50,20 @@ uint64_t newestCompleted(const Segment& segment, uint32_t& slot) noexcept {
 bool lockPlayPosition(OutputContext& context, uint64_t nowNs, uint32_t frames) noexcept {
     Segment& segment = *context.segment;
     OutputMetrics& output = segment.output;
-    // Lock to the active worker while it runs: a standby may be a block ahead of it.
-    uint32_t source = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
-    uint64_t completed = segment.slots[source].lastBlock.load(std::memory_order_acquire);
+    // Lock to the active worker only, once it runs as such: a standby may be ahead of it, or
+    // (after a cold start) still count in the numbering of a process that is gone.
+    const uint32_t source = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
     if (segment.slots[source].state.load(std::memory_order_acquire) != static_cast<uint32_t>(WorkerState::Active))
-        completed = newestCompleted(segment, source);
+        return false;
+    const uint64_t completed = segment.slots[source].lastBlock.load(std::memory_order_acquire);
     if (completed < 2) return false;
+    const double periodNs = static_cast<double>(frames) / context.samplesPerNs;
+    // A worker that stopped (not yet marked dead) is no clock to lock to.
+    const uint64_t beatNs = segment.slots[source].lastCallbackNs.load(std::memory_order_acquire);
+    if (nowNs > beatNs && static_cast<double>(nowNs - beatNs) > 2.0 * periodNs) return false;
     const uint64_t newest = completed - 1;
     const AudioBlock& block = segment.audio[source].blocks[newest % kAudioRingBlocks];
     const uint64_t startedNs = block.startNs.load(std::memory_order_relaxed);
-    const double periodNs = static_cast<double>(frames) / context.samplesPerNs;
     const bool fromThisCycle = static_cast<double>(nowNs - startedNs) < 0.75 * periodNs;
     output.nextBlock.store(fromThisCycle ? newest - 1 : newest, std::memory_order_relaxed);
     output.synced.store(1, std::memory_order_release);
@@ -137,7 +141,7 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
     if (!fenced && writer == context.slot && frames <= kMaxRelayFrames && context.stopRequested.load() == 0 &&
         (output.synced.load(std::memory_order_acquire) != 0 || lockPlayPosition(context, startNs, frames))) {
         const uint64_t number = output.nextBlock.load(std::memory_order_relaxed);
-        bool holdPosition = false;
+        bool relock = false;
         uint32_t source = 2;
         const uint32_t active = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
         const uint32_t standby = (active + 1) % kWorkerSlots;
@@ -163,9 +167,10 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         } else {
             std::memset(out, 0, sizeof(float) * outSamples);
             output.unfilled.fetch_add(1, std::memory_order_relaxed);
-            // Ahead of the active (it renders block `number` later in this cycle): play it
-            // next cycle rather than never.
-            if (segment.slots[active].lastBlock.load(std::memory_order_acquire) == number) holdPosition = true;
+            // Ahead of the active (it has not rendered block `number` yet: later in this
+            // cycle, or the play position got ahead of it): wait for it rather than skip it,
+            // and never run away from the worker that renders.
+            if (segment.slots[active].lastBlock.load(std::memory_order_acquire) <= number) relock = true;
         }
         // Re-lock when the numbering moved away (a cold start renumbers from 0, or this
         // stage fell behind by more than the ring holds).
@@ -176,10 +181,10 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         const uint64_t extra = extraLatency(segment, number, startNs, frames, context.samplesPerNs);
         context.trailingCycles = extra > 0 ? context.trailingCycles + 1 : 0;
         output.lagBlocks.store(context.trailingCycles >= kTrailCycles ? extra : 0, std::memory_order_relaxed);
-        if (completed != 0 && (completed + kMaxLag < number + 1 || completed > number + 1 + kMaxLag)) {
+        if (relock || (completed != 0 && (completed + kMaxLag < number + 1 || completed > number + 1 + kMaxLag))) {
             output.synced.store(0, std::memory_order_relaxed);
             output.resyncs.fetch_add(1, std::memory_order_relaxed);
-        } else if (!holdPosition) {
+        } else {
             output.nextBlock.store(number + 1, std::memory_order_relaxed);
         }
         output.cycles.store(cycle + 1, std::memory_order_release);

@@ -179,3 +179,15 @@ TEST_CASE("relay: after a cold start the standby follows the new active's number
     CHECK(rig.workers[1].context->state.blocks <= 12);  // renumbered with the new active, not 40
     CHECK(rig.segment->output.resyncs.load() >= 1);
 }
+
+TEST_CASE("relay: a play position ahead of the active waits for it instead of running away") {
+    Rig rig(true);
+    for (int i = 0; i < 10; ++i) rig.cycle("aso");
+    OutputMetrics& m = rig.segment->output;
+    m.nextBlock.store(m.nextBlock.load() + 3);  // e.g. locked to a standby that then renumbered
+    for (int i = 0; i < 20; ++i) rig.cycle("aso");
+    const uint64_t unfilledAfterCatchUp = m.unfilled.load();
+    CHECK(unfilledAfterCatchUp <= 4);  // a few silent cycles while it waits, then sound
+    for (int i = 0; i < 40; ++i) rig.cycle(i % 2 ? "aso" : "oas");
+    CHECK(m.unfilled.load() == unfilledAfterCatchUp);  // and it stays with the active
+}
