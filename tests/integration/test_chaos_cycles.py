@@ -60,7 +60,10 @@ def test(paths):
         with Recording(paths, jack, seconds=1.0) as recording:
             recording.finish()
             report = recording.analyze("--expect", "0.02:-0.02:440:0.5")
-        check(report["damaged_samples"] == 0 and report["windows"][0]["ok"], "the engine still plays the tone cleanly")
+            engine_damage, machine_damage = recording.split_damage(report)
+        if machine_damage:
+            print(f"note: damage at JACK-reported xruns: {machine_damage}", flush=True)
+        check(not engine_damage and report["windows"][0]["ok"], "the engine still plays the tone cleanly")
         check(engine.stop() == 0, "sustaind stops cleanly")
     check(shm_names() == shm_before, "no shared memory leaked")
 
