@@ -49,7 +49,7 @@ def test(paths):
             wait_until(lambda: spare_ready_count(engine) > before, 5, f"the replacement in cycle {cycle + 1}")
         elapsed = time.monotonic() - started
         print(f"{CYCLES} kill cycles in {elapsed:.1f} s", flush=True)
-        time.sleep(0.3)
+        time.sleep(1.0)  # let JACK settle after 400 client changes
         check(fd_count(engine.process.pid) == fds_before,
               f"sustaind holds as many file descriptors as before ({fd_count(engine.process.pid)} vs {fds_before})")
         children = children_of(engine.process.pid)
