@@ -309,6 +309,11 @@ void OscServer::reject(RejectReason reason, const std::string& text, const socka
 void OscServer::handleDatagram(const uint8_t* data, size_t size, bool truncated, uint64_t receiveNs,
                                const sockaddr_storage& from) {
     segment_.osc.datagrams.fetch_add(1, std::memory_order_relaxed);
+    if (!options_.allow.allows(from)) {
+        segment_.osc.rejectedSender.fetch_add(1, std::memory_order_relaxed);
+        rejectLog_.warn(127, "OSC datagram from " + describeAddress(from) + ", which --allow does not admit; ignored");
+        return;
+    }
     if (truncated) {
         segment_.osc.received.fetch_add(1, std::memory_order_relaxed);
         reject(RejectReason::Oversize, "OSC datagram larger than " + std::to_string(kMaxDatagram) + " bytes; ignored",

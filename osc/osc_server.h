@@ -12,6 +12,7 @@
 #include <lo/lo.h>
 #include <vector>
 
+#include "osc/allow_list.h"
 #include "osc/command_router.h"
 #include "osc/param_address.h"
 #include "osc/rate_limited_log.h"
@@ -25,6 +26,7 @@ struct OscServerOptions {
     uint32_t voices = 4;
     uint32_t sampleRate = 48000;
     int receiveBufferBytes = 4 << 20;       // deliberate: a burst of ~40,000 small messages fits
+    AllowList allow;                        // empty: whoever can reach --bind
 };
 
 /// Receives OSC over UDP on one thread. Datagrams are read in batches with recvmmsg();

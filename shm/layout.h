@@ -16,7 +16,7 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 2;
+inline constexpr uint32_t kLayoutVersion = 3;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
@@ -300,6 +300,8 @@ struct alignas(64) OscMetrics {  // writer: the OSC thread
     std::atomic<uint64_t> receiveBufferBytes;// SO_RCVBUF as granted
     std::atomic<uint64_t> repliesSent;       // /engine/status, /engine/pong, notifications
     std::atomic<uint64_t> subscribersDropped;// /engine/notify subscribers dropped after repeated send failures
+    std::atomic<uint64_t> rejectedSender;    // datagrams from senders outside --allow
+    uint64_t reserved[7];                    // room to grow without moving later regions
 };
 
 struct alignas(64) WorkerMetrics {

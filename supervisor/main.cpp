@@ -30,6 +30,7 @@ namespace {
 struct Options {
     uint16_t port = 8000;
     std::string bind = "127.0.0.1";
+    std::vector<std::string> allow;
     std::string instance = "default";
     std::string device;
     uint32_t rate = 48000;
@@ -122,6 +123,15 @@ int run(const Options& options) {
     oscOptions.port = options.port;
     oscOptions.voices = options.voices;
     oscOptions.sampleRate = options.rate;
+    for (const std::string& network : options.allow) {
+        if (!oscOptions.allow.add(network, message)) {
+            spdlog::error("{}", message);
+            return 1;
+        }
+    }
+    if (options.bind != "127.0.0.1" && options.bind != "::1" && options.allow.empty())
+        spdlog::warn("OSC listens on {} and --allow is not given: anyone who can reach it controls the engine",
+                     options.bind);
     OscServer osc(segment, router, oscOptions);
     if (!osc.open(message)) {
         spdlog::error("{}", message);
@@ -165,6 +175,8 @@ int main(int argc, char** argv) {
     app.add_option("--port", options.port, "UDP port for OSC")->capture_default_str();
     app.add_option("--bind", options.bind, "address to receive OSC on (0.0.0.0 for every interface)")
         ->capture_default_str();
+    app.add_option("--allow", options.allow, "address or network (CIDR) that may send OSC; repeatable "
+                                             "(default: whoever can reach --bind)");
     app.add_option("--instance", options.instance, "engine instance name (letters, digits, _ and -)")
         ->capture_default_str();
     app.add_option("--device", options.device, "output device (name or part of it; default: JACK if running, "

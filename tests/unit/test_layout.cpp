@@ -16,8 +16,9 @@
 
 using namespace sustain;
 
-TEST_CASE("layout: sizes and offsets are pinned to layout version 2") {
-    CHECK(kLayoutVersion == 2);
+TEST_CASE("layout: sizes and offsets are pinned to layout version 3") {
+    CHECK(kLayoutVersion == 3);
+    CHECK(sizeof(OscMetrics) == 192);
     CHECK(sizeof(Command) == 48);
     CHECK(sizeof(SegmentHeader) == 128);
     CHECK(sizeof(ControlBlock) == 64);
@@ -38,7 +39,7 @@ TEST_CASE("layout: sizes and offsets are pinned to layout version 2") {
     CHECK(sizeof(AudioRing) == 16 * 8256);
     CHECK(offsetof(ControlBlock, epoch) == 8);
     CHECK(offsetof(WorkerSlot, callbacks) == 24);
-    CHECK(kSegmentSize == 1189504);
+    CHECK(kSegmentSize == 1189568);
 }
 
 namespace {

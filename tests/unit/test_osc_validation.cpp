@@ -190,3 +190,50 @@ TEST_CASE("OSC packets: bundles are walked in order with their timetag, within l
     CHECK(forEachMessage(notOsc, sizeof notOsc, count) == PacketError::NotOsc);
     CHECK(forEachMessage(notOsc, 0, count) == PacketError::NotOsc);
 }
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "osc/allow_list.h"
+
+namespace {
+sockaddr_storage ipv4(const char* text) {
+    sockaddr_storage address{};
+    auto& in = reinterpret_cast<sockaddr_in&>(address);
+    in.sin_family = AF_INET;
+    inet_pton(AF_INET, text, &in.sin_addr);
+    return address;
+}
+sockaddr_storage ipv6(const char* text) {
+    sockaddr_storage address{};
+    auto& in6 = reinterpret_cast<sockaddr_in6&>(address);
+    in6.sin6_family = AF_INET6;
+    inet_pton(AF_INET6, text, &in6.sin6_addr);
+    return address;
+}
+}  // namespace
+
+TEST_CASE("allow list: addresses and CIDR ranges, IPv4 and IPv6, nothing else") {
+    AllowList open;
+    CHECK(open.allows(ipv4("203.0.113.9")));  // empty: --bind decides
+    AllowList list;
+    std::string error;
+    REQUIRE(list.add("192.168.1.0/24", error));
+    REQUIRE(list.add("10.0.0.7", error));
+    REQUIRE(list.add("fd00::/8", error));
+    CHECK(list.allows(ipv4("192.168.1.200")));
+    CHECK_FALSE(list.allows(ipv4("192.168.2.1")));
+    CHECK(list.allows(ipv4("10.0.0.7")));
+    CHECK_FALSE(list.allows(ipv4("10.0.0.8")));
+    CHECK(list.allows(ipv6("fd12::1")));
+    CHECK_FALSE(list.allows(ipv6("fe80::1")));
+    CHECK(list.allows(ipv6("::ffff:192.168.1.5")));  // IPv4 on a dual-stack socket
+    CHECK_FALSE(list.add("192.168.1.0/33", error));
+    CHECK(error.find("prefix length") != std::string::npos);
+    CHECK_FALSE(list.add("example.org", error));
+    CHECK_FALSE(list.add("10.0.0.1/", error));
+    AllowList narrow;
+    REQUIRE(narrow.add("10.1.2.3/20", error));
+    CHECK(narrow.allows(ipv4("10.1.15.255")));
+    CHECK_FALSE(narrow.allows(ipv4("10.1.16.0")));
+}

@@ -87,6 +87,7 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     s.ringCoalesced = osc.ringCoalesced.load();
     s.repliesSent = osc.repliesSent.load();
     s.subscribersDropped = osc.subscribersDropped.load();
+    s.rejectedSender = osc.rejectedSender.load();
     s.dropped = s.kernelDrops;  // everything else coalesces; nothing is dropped after the kernel
 
     s.activeSlot = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;

@@ -46,7 +46,7 @@ struct StatusSnapshot {
     uint64_t rejectedMalformed = 0, rejectedUnknownAddress = 0, rejectedBadType = 0, rejectedArgCount = 0,
              rejectedNotFinite = 0, rejectedOutOfRange = 0, rejectedOversize = 0;
     uint64_t kernelDrops = 0, ringCoalesced = 0, controlCoalesced = 0, callbackCoalesced = 0;
-    uint64_t repliesSent = 0, subscribersDropped = 0;
+    uint64_t repliesSent = 0, subscribersDropped = 0, rejectedSender = 0;
     Percentiles latencySamples;  // receive -> applied, in samples (active worker)
     std::vector<uint64_t> latencyBins;  // a coarse histogram for the live view
     // supervisor
