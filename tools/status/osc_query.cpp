@@ -25,7 +25,7 @@ int printReply(const char* path, const char* types, lo_arg** argv, int argc, lo_
             default: args.push_back(std::string(1, types[i])); break;
         }
     }
-    std::printf("%s\n", nlohmann::json({{"path", path}, {"types", types}, {"args", args}}).dump().c_str());
+    std::printf("%s\n", nlohmann::json({{"path", path}, {"types", types}, {"args", args}}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     std::fflush(stdout);
     return 0;
 }

@@ -30,7 +30,7 @@ struct Options {
 int reportNoEngine(const Options& options, AttachError error, const std::string& detail) {
     const std::string text = describe(error, options.instance, detail);
     if (options.json) {
-        std::printf("%s\n", nlohmann::json({{"instance", options.instance}, {"health", "down"}, {"health_reason", text}}).dump().c_str());
+        std::printf("%s\n", nlohmann::json({{"instance", options.instance}, {"health", "down"}, {"health_reason", text}}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
         std::fprintf(stderr, "%s\n", text.c_str());
     }
@@ -46,7 +46,8 @@ int once(const Options& options) {
     std::string why;
     const Health health = healthOf(snapshot, why);
     if (options.json)
-        std::printf("%s\n", statusJson(snapshot, health, why).dump(2).c_str());
+        // Strings come from shared memory: never trust them to be UTF-8.
+        std::printf("%s\n", statusJson(snapshot, health, why).dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     else
         std::fputs(statusText(snapshot, health, why).c_str(), stdout);
     return static_cast<int>(health);
