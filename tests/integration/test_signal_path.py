@@ -13,6 +13,12 @@ import time
 from harness import Engine, JackServer, Recording, check, main, pid_alive, wait_until
 
 
+def step_is_machines(report, machine_damage):
+    """Whether the largest sample step lies in a period JACK played twice (its xrun)."""
+    at = report.get("max_step_s")
+    return at is not None and any(e["start_s"] - 0.002 <= at <= e["end_s"] + 0.002 for e in machine_damage)
+
+
 def test(paths):
     with JackServer() as jack, Engine(paths, jack) as engine:
         with Recording(paths, jack, seconds=4.0) as recording:
@@ -29,17 +35,23 @@ def test(paths):
             engine.send("/engine/gain", ("f", 0.5), ("f", 0.5))
             recording.finish()
             report = recording.analyze("--expect", "0.05:1.4:440:0.5", "--expect", "1.6:-0.05:660:0.5")
+            engine_damage, machine_damage = recording.split_damage(report)
 
         check(report["onset_s"] is not None and 0.1 < report["onset_s"] < 1.0, f"the tone starts when the gain "
               f"message is sent (onset {report['onset_s']} s), not before")
         for window in report["windows"]:
             check(window["ok"], f"{window['expected_freq']} Hz at amplitude {window['expected_amp']}: measured "
                   f"{window['freq_hz']:.2f} Hz, {window['amp']:.4f}")
-        check(report["damaged_samples"] == 0, f"no damaged sample (max normalised residual "
+        # A period JACK itself played twice (it reported an xrun there: the machine was late)
+        # is shown, not counted against the engine; anything else is.
+        if machine_damage:
+            print(f"note: damage at JACK-reported xruns: {machine_damage}", flush=True)
+        check(sum(e["damaged"] for e in engine_damage) == 0, f"no damaged sample (max normalised residual "
               f"{report['max_residual']:.2e})")
-        check(report["gaps"] == 0, "no gap")
+        check(sum(e["gap_samples"] for e in engine_damage) == 0, "no gap")
         bound = 0.5 * 2 * math.pi * 660 / 48000 + 0.5 / 480 + 1e-3
-        check(report["max_step"] <= bound, f"no click: largest step {report['max_step']:.4f} <= {bound:.4f}")
+        check(report["max_step"] <= bound or step_is_machines(report, machine_damage),
+              f"no click: largest step {report['max_step']:.4f} <= {bound:.4f}")
         log = engine.log()
         for needle in ['got s "loud"', "expected a finite number", "out of range", "unknown address",
                        "no such voice", "expected 1 argument"]:
@@ -52,9 +64,11 @@ def test(paths):
             code = engine.stop()
             recording.finish()
             report = recording.analyze()
+            engine_damage, machine_damage = recording.split_damage(report)
         check(code == 0, "sustaind exits 0 on SIGTERM")
-        check(report["max_step"] <= bound, f"the fade-out has no click (largest step {report['max_step']:.4f})")
-        check(report["gaps"] == 0 and report["damaged_samples"] == 0, "the fade-out is clean")
+        check(report["max_step"] <= bound or step_is_machines(report, machine_damage),
+              f"the fade-out has no click (largest step {report['max_step']:.4f})")
+        check(not engine_damage, f"the fade-out is clean ({machine_damage or 'nothing'} at JACK-reported xruns)")
         check(len(workers) == 2, "two workers ran (active and standby)")
         wait_until(lambda: not any(pid_alive(p) for p in workers), 3, "the worker to be gone")
         check(engine.shm_objects() == [], "no shared memory left behind")
