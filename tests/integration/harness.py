@@ -61,6 +61,17 @@ def pid_alive(pid):
         return False
 
 
+def active_worker_pid(log):
+    """pid of the worker sustaind last made active, read from its log."""
+    pid = None
+    for line in log.splitlines():
+        if "worker " in line and "started as active (pid " in line:
+            pid = int(line.split("(pid ")[1].split(")")[0])
+        if "failover: worker" in line:
+            pid = int(line.split("(pid ")[1].split(")")[0])
+    return pid
+
+
 class Paths:
     def __init__(self, argv):
         # meson passes: build root

@@ -11,20 +11,14 @@ import signal
 import subprocess
 import time
 
-from harness import Engine, JackServer, Recording, TestFailure, check, main, wait_until
+from harness import active_worker_pid, Engine, JackServer, Recording, TestFailure, check, main, wait_until
 
 TONE = ("--expect", "0.02:-0.02:440:0.5")
 
 
 def active_worker(engine):
     """pid of the worker sustaind last made active (from its log)."""
-    pid = None
-    for line in engine.log().splitlines():
-        if "started as active (pid " in line and "worker" in line:
-            pid = int(line.split("(pid ")[1].split(")")[0])
-        if "failover: worker" in line:
-            pid = int(line.split("(pid ")[1].split(")")[0])
-    return pid
+    return active_worker_pid(engine.log())
 
 
 def spare_ready_count(engine):

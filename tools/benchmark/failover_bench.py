@@ -19,7 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "integration"))
-from harness import Engine, JackServer, Paths, Recording, TestFailure, wait_until  # noqa: E402
+from harness import active_worker_pid as active_worker, Engine, JackServer, Paths, Recording, TestFailure, wait_until  # noqa: E402
 
 FAULTS = {
     "kill": signal.SIGKILL,        # the active worker is killed
@@ -40,14 +40,6 @@ def summary(values):
     return {"n": len(values), "p50": percentile(values, 50), "p99": percentile(values, 99), "max": max(values) if values else None}
 
 
-def active_worker(log):
-    pid = None
-    for line in log.splitlines():
-        if "worker " in line and "started as active (pid " in line:
-            pid = int(line.split("(pid ")[1].split(")")[0])
-        if "failover: worker" in line:
-            pid = int(line.split("(pid ")[1].split(")")[0])
-    return pid
 
 
 LAYOUT_ARGS = {

@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "integration"))
-from harness import Engine, JackServer, Paths, Recording, TestFailure, wait_until  # noqa: E402
+from harness import active_worker_pid as active_worker, Engine, JackServer, Paths, Recording, TestFailure, wait_until  # noqa: E402
 
 
 def rss_kb(pid):
@@ -24,14 +24,6 @@ def rss_kb(pid):
     return 0
 
 
-def active_worker(log):
-    pid = None
-    for line in log.splitlines():
-        if "worker " in line and "started as active (pid " in line:
-            pid = int(line.split("(pid ")[1].split(")")[0])
-        if "failover: worker" in line:
-            pid = int(line.split("(pid ")[1].split(")")[0])
-    return pid
 
 
 def main():
