@@ -230,6 +230,7 @@ int main(int argc, char** argv) {
             list.push_back({{"start_s", w.startS},
                             {"end_s", w.endS},
                             {"freq_hz", w.tone.valid ? nlohmann::json(w.tone.freqHz) : nlohmann::json(nullptr)},
+                            {"outlier_periods", w.tone.outlierPeriods},
                             {"amp", w.tone.amp},
                             {"expected_freq", w.expected.freqHz},
                             {"expected_amp", w.expected.amp},

@@ -211,7 +211,7 @@ void addToEvents(std::vector<DamageEvent>& events, std::size_t start, std::size_
                   event);
 }
 
-ToneEstimate estimateTone(std::span<const float> x, double sampleRate) noexcept {
+ToneEstimate estimateTone(std::span<const float> x, double sampleRate) {
     ToneEstimate tone;
     if (x.empty()) return tone;
     double peak = 0.0;
@@ -227,26 +227,44 @@ ToneEstimate estimateTone(std::span<const float> x, double sampleRate) noexcept 
     // last one, so noise around zero cannot add crossings.
     const double h = 0.1 * peak;
     bool armed = false;
-    std::size_t count = 0;
-    double first = 0.0;
-    double last = 0.0;
+    std::vector<double> crossings;
+    crossings.reserve(x.size() / 8 + 2);
     for (std::size_t i = 1; i < x.size(); ++i) {
         const double a = x[i - 1];
         const double b = x[i];
         if (a < -h) armed = true;
         if (armed && a < 0.0 && b >= 0.0) {
-            const double t = static_cast<double>(i - 1) + a / (a - b);
-            if (count == 0) first = t;
-            last = t;
-            ++count;
+            crossings.push_back(static_cast<double>(i - 1) + a / (a - b));
             armed = false;
         }
     }
-    if (count < 2 || !(last > first)) return tone;
+    if (crossings.size() < 2 || !(crossings.back() > crossings.front())) return tone;
+    const double first = crossings.front();
+    const double last = crossings.back();
+
+    // The frequency is what the tone is, not what a glitch did to it: a period the driver
+    // played twice or a silent block stretches one or two crossing intervals, which would
+    // move a plain (last - first) estimate by a few Hz. So the estimate averages only the
+    // intervals within 2 % of the median interval; damage is judged by the per-sample checks.
+    std::vector<double> intervals(crossings.size() - 1);
+    for (std::size_t i = 1; i < crossings.size(); ++i) intervals[i - 1] = crossings[i] - crossings[i - 1];
+    std::vector<double> sorted = intervals;
+    std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(sorted.size() / 2), sorted.end());
+    const double median = sorted[sorted.size() / 2];
+    double sum = 0.0;
+    std::size_t kept = 0;
+    for (double d : intervals) {
+        if (std::fabs(d - median) <= 0.02 * median) {
+            sum += d;
+            ++kept;
+        }
+    }
+    if (kept == 0 || !(sum > 0.0)) return tone;
 
     tone.valid = true;
-    tone.periods = count - 1;
-    tone.freqHz = static_cast<double>(count - 1) * sampleRate / (last - first);
+    tone.periods = crossings.size() - 1;
+    tone.outlierPeriods = tone.periods - kept;
+    tone.freqHz = static_cast<double>(kept) * sampleRate / sum;
     // Amplitude over whole periods only: a partial period biases the RMS of a sine.
     const auto begin = static_cast<std::size_t>(std::ceil(first));
     const auto end = std::min(x.size(), static_cast<std::size_t>(std::ceil(last)));

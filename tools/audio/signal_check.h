@@ -90,15 +90,16 @@ CheckReport checkSignal(std::span<const float> x, const CheckOptions& options = 
 /// Frequency and amplitude of a steady tone.
 struct ToneEstimate {
     bool valid = false;    // false: fewer than two rising zero crossings (no tone found)
-    double freqHz = 0.0;   // from interpolated rising zero crossings
+    double freqHz = 0.0;   // from interpolated rising zero crossings, glitched periods left out
     double amp = 0.0;      // RMS over the whole periods between those crossings, x sqrt(2)
     std::size_t periods = 0;
+    std::size_t outlierPeriods = 0;  // crossing intervals more than 2 % off the median
 };
 
 /// Estimates frequency (interpolated rising zero crossings, with hysteresis against noise)
 /// and amplitude of the tone in x. Without a tone, amp is the RMS of all of x times sqrt(2).
-/// Thread: any.  RT-safe: yes (no allocation), but O(n).
-ToneEstimate estimateTone(std::span<const float> x, double sampleRate) noexcept;
+/// Thread: any.  RT-safe: no (allocates the crossing list).
+ToneEstimate estimateTone(std::span<const float> x, double sampleRate);
 
 /// One `--expect START:END:FREQ:AMP` window. Times are seconds after the onset; a negative
 /// time (including -0) counts back from the end of the file.

@@ -283,6 +283,23 @@ TEST_CASE("frequency and amplitude estimates are accurate over 0.5 s") {
     CHECK(none.amp == 0.0);
 }
 
+TEST_CASE("a replayed or silent block does not move the frequency estimate") {
+    // What a late driver timer does to a recording: one 64-frame block played twice, or a
+    // block of silence. The tone is still 550 Hz; the damage is the per-sample checks' job.
+    const std::vector<float> clean = render({hold(48000, 0.5, 550.0)});
+    std::vector<float> replayed = clean;
+    replayed.insert(replayed.begin() + 43008, clean.begin() + 42944, clean.begin() + 43008);
+    std::vector<float> gap = clean;
+    gap.insert(gap.begin() + 43008, 64, 0.0f);
+    for (const std::vector<float>* x : {&replayed, &gap}) {
+        const ToneEstimate t = estimateTone(*x, kRate);
+        REQUIRE(t.valid);
+        CHECK(std::fabs(t.freqHz - 550.0) < 0.01);
+        CHECK(t.outlierPeriods >= 1);
+        CHECK(t.outlierPeriods <= 2);
+    }
+}
+
 TEST_CASE("expectations: parsing and judging windows relative to onset and end") {
     std::string error;
     const auto e = parseExpectation("0.1:-0.05:440:0.5", error);
