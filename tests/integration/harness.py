@@ -6,6 +6,7 @@ Every wait has a deadline (a hang is a failure), and every process started here 
 stopped again, whatever happens. A machine without jackd skips (exit 77), never passes.
 """
 import fcntl
+import glob
 import json
 import os
 import random
@@ -197,9 +198,12 @@ class Engine:
         self.args = [paths.sustaind, "--instance", self.instance, "--port", str(self.port),
                      "--device", "system"] + list(extra_args)
         self.env = jack.env()
+        self.log_path = tempfile.mktemp(prefix="sustaind-", suffix=".log")
+        # Every output stage writes its per-cycle decisions here, so a failure can show what
+        # the stage did at the damaged sample (where it read from, how far behind it played).
+        self.env["SUSTAIN_OUTPUT_TRACE"] = self.log_path + ".trace"
         if env_extra:
             self.env.update(env_extra)
-        self.log_path = tempfile.mktemp(prefix="sustaind-", suffix=".log")
         self.process = None
 
     def start(self, wait_ready=True):
@@ -245,10 +249,37 @@ class Engine:
     def __enter__(self):
         return self.start()
 
+    def diagnose(self):
+        """What the output stage saw: its counters, and the cycles where it had no block to
+        play (source 2) with their neighbours, from the trace."""
+        if self.process and self.process.poll() is None:
+            status = subprocess.run([self.paths.status, "--instance", self.instance, "--json", "--once"],
+                                    capture_output=True, text=True, timeout=10)
+            try:
+                print(f"--- output stage ---\n{json.dumps(json.loads(status.stdout).get('output'))}", flush=True)
+            except ValueError:
+                print(f"--- status ---\n{status.stdout}{status.stderr}", flush=True)
+        for path in sorted(glob.glob(self.env["SUSTAIN_OUTPUT_TRACE"] + ".*")):
+            with open(path) as f:
+                lines = f.readlines()
+            marks = [i for i, line in enumerate(lines) if line.split()[2:3] == ["2"]]
+            print(f"--- {os.path.basename(path)}: {len(lines)} cycles, {len(marks)} without a block "
+                  f"(cycle number source active_last standby_last active lag start_ns block_start_ns) ---")
+            shown = set()
+            for i in marks[:5]:
+                for j in range(max(0, i - 3), min(len(lines), i + 3)):
+                    if j not in shown:
+                        shown.add(j)
+                        print(lines[j], end="")
+
     def __exit__(self, *exc):
+        if exc[0] is not None:
+            self.diagnose()
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        for path in glob.glob(self.env["SUSTAIN_OUTPUT_TRACE"] + ".*"):
+            os.unlink(path)
         for pid in self.worker_pids():
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)

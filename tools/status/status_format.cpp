@@ -85,6 +85,8 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
          {{"blocks_from_active", s.fromActive},
           {"blocks_from_standby", s.fromStandby},
           {"unfilled_blocks", s.unfilled},
+          {"resyncs", s.resyncs},
+          {"takeovers", s.takeovers},
           {"standby_blocks_compared", s.compared},
           {"standby_blocks_identical", s.matched},
           {"extra_latency_periods", s.lagBlocks}}},

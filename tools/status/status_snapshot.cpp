@@ -129,6 +129,8 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     s.fromActive = out.fromActive.load();
     s.fromStandby = out.fromStandby.load();
     s.unfilled = out.unfilled.load();
+    s.resyncs = out.resyncs.load();
+    s.takeovers = out.takeovers.load();
     s.matched = out.matched.load();
     s.compared = out.compared.load();
     s.lagBlocks = out.lagBlocks.load();
