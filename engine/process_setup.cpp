@@ -52,6 +52,12 @@ int enterChildProcess(int supervisorPid) {
 }
 
 void lockMemory() {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    // A sanitizer maps terabytes of shadow memory; locking it all would exhaust the machine.
+    // Sanitizer builds are for finding bugs, not for playing to an audience.
+    spdlog::info("sanitizer build: memory is not locked");
+    return;
+#endif
     if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0)
         spdlog::warn("cannot lock memory ({}); page faults may cause xruns (raise RLIMIT_MEMLOCK)", std::strerror(errno));
 }

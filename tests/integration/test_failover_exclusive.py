@@ -30,9 +30,13 @@ def test(paths):
                 time.sleep(0.9)
             recording.finish()
             report = recording.analyze("--expect", "0.02:0.35:440:0.5", "--expect", "-0.5:-0.02:550:0.5")
+            # A period JACK itself played twice where it reported an xrun (the machine was
+            # late) is shown, not counted as one of the faults' gaps.
+            engine_events, machine_events = recording.split_damage(report)
         spans = [round((e["end_s"] - e["start_s"]) * 48000) + 1 for e in report["events"]]
-        print(f"exclusive device: {FAULTS} kills, damage/gap spans {spans} samples", flush=True)
-        check(len(spans) <= FAULTS + 1, f"one gap per fault ({len(spans)} damage events)")
+        print(f"exclusive device: {FAULTS} kills, damage/gap spans {spans} samples; of them at JACK-reported xruns: "
+              f"{machine_events or 'none'}", flush=True)
+        check(len(engine_events) <= FAULTS + 1, f"one gap per fault ({len(engine_events)} damage events not at an xrun)")
         check(all(s <= MAX_GAP_SAMPLES for s in spans), f"each gap under {MAX_GAP_SAMPLES} samples (worst {max(spans, default=0)})")
         check(all(w["ok"] for w in report["windows"]), "the tone resumes at the same pitch, and the change sent between faults applies")
         check("opened the device in" in engine.log(), "the promoted standby says how long opening the device took")

@@ -3,6 +3,7 @@
 
 SUSTAIN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SUSTAIN_BUILD="${SUSTAIN_BUILD:-$SUSTAIN_ROOT/build}"
+SUSTAIN_MESON_ARGS=()  # extra `meson setup` options for a new build directory
 
 # Debian 12 packages the project builds, runs and tests with.
 SUSTAIN_PACKAGES=(
@@ -38,7 +39,7 @@ sustain_install_packages() {
 # Configures (once) and builds into $SUSTAIN_BUILD.
 sustain_build() {
   if [ ! -f "$SUSTAIN_BUILD/build.ninja" ]; then
-    meson setup "$SUSTAIN_BUILD" "$SUSTAIN_ROOT" >/dev/null || return 1
+    meson setup "$SUSTAIN_BUILD" "$SUSTAIN_ROOT" "${SUSTAIN_MESON_ARGS[@]}" >/dev/null || return 1
   fi
   ninja -C "$SUSTAIN_BUILD" >/dev/null || ninja -C "$SUSTAIN_BUILD"
 }
