@@ -15,7 +15,10 @@ std::string describeArgument(char type, const lo_arg* arg) {
         case LO_STRING:
         case LO_SYMBOL: {
             std::string value(&arg->s);
-            if (value.size() > 32) value = value.substr(0, 32) + "...";
+            if (value.size() > 32) {
+                value.resize(32);
+                value += "...";
+            }
             for (char& c : value)
                 if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
             return std::string(1, type) + " \"" + value + "\"";

@@ -6,7 +6,9 @@
 
 #include <string>
 
-typedef struct _jack_client jack_client_t;
+// JACK's own declaration (jack/types.h), repeated so that this header does not pull in
+// JACK's headers; the reserved-looking name is JACK's.
+typedef struct _jack_client jack_client_t;  // NOLINT(bugprone-reserved-identifier)
 
 namespace sustain {
 

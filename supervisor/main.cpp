@@ -215,10 +215,11 @@ int main(int argc, char** argv) {
         std::vector<std::string> args = {worker, "--list-devices", "--rate", std::to_string(options.rate), "--frames",
                                          std::to_string(options.frames)};
         if (!options.device.empty()) {
-            args.push_back("--device");
+            args.emplace_back("--device");
             args.push_back(options.device);
         }
         std::vector<char*> argvWorker;
+        argvWorker.reserve(args.size() + 1);
         for (std::string& arg : args) argvWorker.push_back(arg.data());
         argvWorker.push_back(nullptr);
         execv(worker.c_str(), argvWorker.data());

@@ -194,7 +194,7 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
         std::memset(out, 0, sizeof(float) * outSamples);
     } else if (active || context.tookOver) {
         for (uint32_t f = 0; f < frames; ++f)
-            for (uint32_t c = 0; c < context.channels; ++c) out[f * context.channels + c] = context.scratch[f * kAudioChannels];
+            for (uint32_t c = 0; c < context.channels; ++c) out[size_t{f} * context.channels + c] = context.scratch[size_t{f} * kAudioChannels];
     } else {
         std::memset(out, 0, sizeof(float) * outSamples);  // a direct-layout standby shadows in silence
     }

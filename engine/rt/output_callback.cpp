@@ -103,14 +103,14 @@ bool readAudioBlock(const AudioRing& ring, uint64_t number, uint64_t epoch, uint
     if (before != number + 1 || block.epoch.load(std::memory_order_relaxed) != epoch || block.frames != frames)
         return false;
     for (uint32_t f = 0; f < frames; ++f) {
-        const float left = block.samples[f * kAudioChannels].load(std::memory_order_relaxed);
-        const float right = block.samples[f * kAudioChannels + 1].load(std::memory_order_relaxed);
+        const float left = block.samples[size_t{f} * kAudioChannels].load(std::memory_order_relaxed);
+        const float right = block.samples[size_t{f} * kAudioChannels + 1].load(std::memory_order_relaxed);
         if (channels == 1) {
             out[f] = left;
         } else {
-            out[f * channels] = left;
-            out[f * channels + 1] = right;
-            for (uint32_t c = 2; c < channels; ++c) out[f * channels + c] = 0.0f;
+            out[size_t{f} * channels] = left;
+            out[size_t{f} * channels + 1] = right;
+            for (uint32_t c = 2; c < channels; ++c) out[size_t{f} * channels + c] = 0.0f;
         }
     }
     std::atomic_thread_fence(std::memory_order_acquire);

@@ -24,7 +24,7 @@ inline constexpr uint32_t kRtLogCapacity = 256;
 /// An in-process ring of RtLogRecord (the audio thread produces, the control thread consumes).
 struct RtLogRing {
     RingIndices indices;
-    RtLogRecord slots[kRtLogCapacity];
+    RtLogRecord slots[kRtLogCapacity]{};  // zeroed once at construction, never in the callback
     RtLogRing() { SpscRing<RtLogRecord>::initialize(indices, kRtLogCapacity); }
     SpscRing<RtLogRecord> ring() { return SpscRing<RtLogRecord>(indices, slots); }
 };

@@ -66,7 +66,7 @@ struct Rig {
             if (*c == 's') workers[1].render();
             if (*c == 'o') {
                 renderOutputBlock(*output, played, kFrames);
-                for (uint32_t f = 0; f < kFrames; ++f) heard.push_back(played[f * 2]);
+                for (uint32_t f = 0; f < kFrames; ++f) heard.push_back(played[size_t{f} * 2]);
             }
         }
     }
@@ -128,7 +128,7 @@ TEST_CASE("relay: the active dies; the output plays the standby's blocks with no
         CHECK(m.fromStandby.load() >= 38);
         // No sample departs from a sine whose frequency glides (the ramp): the residual of
         // the recurrence stays tiny everywhere once the tone plays.
-        CHECK(worstResidual(rig.heard, 3 * kFrames, 440.0) < 0.02);
+        CHECK(worstResidual(rig.heard, size_t{3} * kFrames, 440.0) < 0.02);
         // and the command sent before the death was not lost: the standby glided to 660 Hz
         CHECK(rig.workers[1].context->state.voices[0].freq.current == doctest::Approx(660.0));
     }

@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
     if (count == 0) count = std::max<uint64_t>(1, static_cast<uint64_t>(std::llround(rate * seconds)));
 
     std::vector<std::vector<char>> messages;
+    messages.reserve(values.size());
     for (double v : values) messages.push_back(serialise(address, static_cast<float>(v)));
     const std::vector<char> last = serialise(address, static_cast<float>(finalValue));
 
