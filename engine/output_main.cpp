@@ -114,6 +114,12 @@ int runOutput(const OutputOptions& options) {
         if (stopAfterNs == 0 && segment.control.shutdownRequested.load(std::memory_order_acquire) != 0)
             stopAfterNs = monotonicNs() + 50'000'000ull;
         if (stopAfterNs != 0 && monotonicNs() > stopAfterNs) break;
+        if (stopAfterNs == 0 && streamLost(opened.stream)) {
+            // Not closed: stopping a stream whose server is gone can block for seconds.
+            if (traceFile != nullptr) std::fclose(traceFile);
+            slot.exitReason.store(static_cast<uint32_t>(WorkerExit::DeviceLost), std::memory_order_release);
+            return static_cast<int>(WorkerExit::DeviceLost);
+        }
         if (poll(fds, 2, stopAfterNs != 0 ? 5 : 50) <= 0) continue;
         if (fds[0].revents & (POLLIN | POLLHUP)) {
             char bytes[64];

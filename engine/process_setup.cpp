@@ -106,6 +106,12 @@ bool waitForFirstCallback(const std::atomic<uint64_t>& blocks) {
     return blocks.load(std::memory_order_acquire) != 0;
 }
 
+bool streamLost(PaStream* stream) {
+    if (stream == nullptr || Pa_IsStreamActive(stream) == 1) return false;
+    spdlog::error("the audio stream stopped by itself: the device is gone (unplugged, or the JACK server stopped)");
+    return true;
+}
+
 void closeStream(PaStream* stream) {
     if (stream != nullptr) {
         Pa_StopStream(stream);

@@ -58,4 +58,10 @@ bool waitForFirstCallback(const std::atomic<uint64_t>& blocks);
 /// Stops and closes the stream and terminates PortAudio. Thread: main.
 void closeStream(PaStream* stream);
 
+/// True when a stream that was playing stopped on its own: the device went away (unplugged,
+/// or the JACK server stopped; PortAudio marks its streams inactive then). Logs it once.
+/// The caller exits with WorkerExit::DeviceLost; sustaind waits for the device to return.
+/// Thread: main.
+bool streamLost(PaStream* stream);
+
 }  // namespace sustain

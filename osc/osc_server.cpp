@@ -101,8 +101,12 @@ bool OscServer::open(std::string& error) {
     boundPort_ = ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in&>(bound).sin_port
                                                   : reinterpret_cast<sockaddr_in6&>(bound).sin6_port);
     stopEvent_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (stopEvent_ < 0) {
+        error = std::string("cannot create the OSC thread's wake-up event: ") + std::strerror(errno);
+        return false;
+    }
     buffers_.assign(kBatch * kMaxDatagram, 0);
-    return stopEvent_ >= 0;
+    return true;
 }
 
 void OscServer::start() { thread_ = std::thread([this] { run(); }); }

@@ -16,7 +16,7 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 3;
+inline constexpr uint32_t kLayoutVersion = 4;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
@@ -168,7 +168,8 @@ struct alignas(64) WorkerSlot {
 static_assert(sizeof(WorkerSlot) == 384);
 
 /// Why a worker exited on purpose (the exit code says the same).
-enum class WorkerExit : uint32_t { None = 0, Clean = 1, NoDevice = 3, AttachFailed = 4, StreamFailed = 5 };
+// DeviceLost: the stream stopped on its own while playing (device unplugged, JACK server gone).
+enum class WorkerExit : uint32_t { None = 0, Clean = 1, NoDevice = 3, AttachFailed = 4, StreamFailed = 5, DeviceLost = 6 };
 
 /// One entry of the parameter state table: the authoritative desired value.
 struct alignas(16) ParamEntry {
@@ -317,7 +318,7 @@ struct alignas(64) WorkerMetrics {
     std::atomic<uint64_t> drainBins[kDrainBins + 1];      // writer: control thread; push→drained, us
 };
 
-enum class DegradedReason : uint32_t { None = 0, NoSpare = 1, BackingOff = 2, NoOutputSpare = 3, ColdStart = 4 };
+enum class DegradedReason : uint32_t { None = 0, NoSpare = 1, BackingOff = 2, NoOutputSpare = 3, ColdStart = 4, WaitingForDevice = 5 };
 
 struct alignas(64) SupervisorMetrics {  // writer: sustaind
     std::atomic<uint64_t> crashCount;        // worker and output-stage processes that died or were fenced
@@ -339,7 +340,10 @@ struct alignas(64) SupervisorMetrics {  // writer: sustaind
     std::atomic<uint64_t> rebuildUsLast;     // replacement started → warm (renders in step)
     std::atomic<uint64_t> rebuildUsMax;
     std::atomic<uint64_t> coldStarts;        // everything died at once
-    uint64_t reserved[5];
+    std::atomic<uint64_t> deviceLosses;      // times the audio device went away under a running engine
+    std::atomic<uint32_t> waitingForDevice;  // 1 while the device is gone and sustaind retries every second
+    uint32_t reserved32;
+    uint64_t reserved[3];
 };
 
 enum class RegistryKind : uint32_t { Free = 0, Segment = 1, LockFile = 2, SocketPair = 3 };

@@ -257,15 +257,19 @@ SegmentOwner::Result SegmentOwner::create(std::string_view instance, std::string
         message = "cannot create " + segmentName + ": " + std::strerror(errno);
         return Result::SystemError;
     }
-    if (fchmod(fd, 0600) != 0 || ftruncate(fd, static_cast<off_t>(kSegmentSize)) != 0) {
-        message = "cannot size " + segmentName + " to " + std::to_string(kSegmentSize) + " bytes: " + std::strerror(errno) +
-                  " (is /dev/shm full?)";
+    // posix_fallocate reserves every page now: on a full /dev/shm it fails here with ENOSPC,
+    // where ftruncate alone would succeed and the first write to a missing page would be a
+    // SIGBUS (MAP_POPULATE does not report it either).
+    int sized = fchmod(fd, 0600) == 0 ? 0 : errno;
+    if (sized == 0) sized = posix_fallocate(fd, 0, static_cast<off_t>(kSegmentSize));
+    if (sized != 0) {
+        message = "cannot reserve " + std::to_string(kSegmentSize) + " bytes for " + segmentName + ": " +
+                  std::strerror(sized) + (sized == ENOSPC ? " (/dev/shm is full: free space there or enlarge it)" : "");
         close(fd);
         shm_unlink(segmentName.c_str());
         return Result::SystemError;
     }
-    // Touch every page now (MAP_POPULATE) so that a full /dev/shm fails here, not with a
-    // SIGBUS in the middle of a performance.
+    // Fault every page in now rather than in the audio callback.
     void* base = mmap(nullptr, kSegmentSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     close(fd);
     if (base == MAP_FAILED) {

@@ -2,6 +2,7 @@
 // watches the worker. See README.md for the flags and docs/ for the design decisions.
 #include <limits.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -26,6 +27,29 @@
 
 namespace sustain {
 namespace {
+
+/// File descriptors sustaind needs at the least for itself and each child (which inherit
+/// the limit): its own ~30, and libjack's client (which crashes inside jack_client_open,
+/// rather than failing, when it runs out). Below this the engine refuses to start.
+constexpr rlim_t kMinFileDescriptors = 64;
+constexpr rlim_t kWantedFileDescriptors = 256;
+
+/// Raises the soft RLIMIT_NOFILE towards kWantedFileDescriptors (up to the hard limit), and
+/// refuses, with the fix, when even the hard limit is below kMinFileDescriptors.
+bool ensureFileDescriptors() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return true;  // cannot tell: go on
+    if (limit.rlim_cur < kWantedFileDescriptors) {
+        rlimit raised = limit;
+        raised.rlim_cur = std::min<rlim_t>(kWantedFileDescriptors, limit.rlim_max);
+        if (raised.rlim_cur > limit.rlim_cur && setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    if (limit.rlim_cur >= kMinFileDescriptors) return true;
+    spdlog::error("too few file descriptors: the limit is {} (hard {}), sustain needs at least {}; raise it "
+                  "(ulimit -n {}, or LimitNOFILE= in a systemd unit)",
+                  limit.rlim_cur, limit.rlim_max, kMinFileDescriptors, kWantedFileDescriptors);
+    return false;
+}
 
 struct Options {
     uint16_t port = 8000;
@@ -84,6 +108,8 @@ int run(const Options& options) {
         spdlog::error("--frames {}: the relay layout carries periods of at most {} frames", options.frames, kMaxRelayFrames);
         return 1;
     }
+
+    if (!ensureFileDescriptors()) return 1;
 
     SegmentOwner owner;
     std::string message;

@@ -23,6 +23,7 @@ constexpr uint64_t kTagSentinel = 0x10000;  // set for the sentinel socket, clea
 constexpr long kTickNs = 2'000'000;         // hang checks and bookkeeping every 2 ms
 constexpr uint64_t kStartupLimitNs = 10'000'000'000ull;
 constexpr uint64_t kGraphChangeGraceNs = 100'000'000;  // see graceUntilNs_
+constexpr uint64_t kDeviceRetryNs = 1'000'000'000;     // see deviceGoneSinceNs_
 
 uint64_t secondsToNs(double seconds) { return static_cast<uint64_t>(seconds * 1e9); }
 
@@ -234,7 +235,8 @@ void Supervisor::promoteStandby(uint32_t failedSlot, uint64_t noticedNs) {
     }
     // Nothing to fail over to: start from the state table (an audible gap).
     segment_.supervisor.coldStarts.fetch_add(1, std::memory_order_relaxed);
-    spdlog::error("no standby worker can take over: cold start from the state table (the sound has a gap)");
+    if (deviceGoneSinceNs_ == 0)
+        spdlog::error("no standby worker can take over: cold start from the state table (the sound has a gap)");
     segment_.control.activeSlot.store(failedSlot, std::memory_order_release);
     scheduleRespawn(Kind::Worker, failedSlot, WorkerRole::Active, monotonicNs());
 }
@@ -267,16 +269,37 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
         graph_.disconnectClient(jackClientName(kind, slot), "sustain-" + options_.instance + "-graph");
     if (!c.process.tryReap()) c.process.killAndReap();
     const std::string exit = c.process.exit().describe();
+    const auto reason = static_cast<WorkerExit>(info.exitReason.load(std::memory_order_acquire));
+    // A replacement finding no device means the same: the engine did start on it.
+    const bool deviceGone = reason == WorkerExit::DeviceLost || reason == WorkerExit::NoDevice;
     forget(kind, slot);
     graceUntilNs_ = monotonicNs() + kGraphChangeGraceNs;
-    segment_.supervisor.crashCount.fetch_add(1, std::memory_order_relaxed);
-    spdlog::error("{} (pid {}) {}{}; detected {} us after its last callback", name(kind, slot), pid,
-                  why.empty() ? "" : why + "; ", exit, detectionUs);
-
     const uint64_t now = monotonicNs();
-    const uint64_t delay = crashDelayNs(now);
+    uint64_t delay = 0;
+    if (deviceGone) {
+        // Not a crash: the device went away under every process at once. Retry each second.
+        if (deviceGoneSinceNs_ == 0) {
+            deviceGoneSinceNs_ = now;
+            segment_.supervisor.deviceLosses.fetch_add(1, std::memory_order_relaxed);
+            segment_.supervisor.waitingForDevice.store(1, std::memory_order_release);
+            spdlog::error("the audio device is gone ({} (pid {}) lost its stream): waiting for it to come back, "
+                          "trying every {} s", name(kind, slot), pid, kDeviceRetryNs / 1'000'000'000);
+        } else {
+            spdlog::debug("{} (pid {}) {}: still no audio device", name(kind, slot), pid, exit);
+        }
+        delay = kDeviceRetryNs;
+    } else {
+        segment_.supervisor.crashCount.fetch_add(1, std::memory_order_relaxed);
+        spdlog::error("{} (pid {}) {}{}; detected {} us after its last callback", name(kind, slot), pid,
+                      why.empty() ? "" : why + "; ", exit, detectionUs);
+        delay = crashDelayNs(now);
+    }
     if (kind == Kind::Worker) {
-        if (wasActiveWorker && segment_.control.activeSlot.load(std::memory_order_acquire) == slot) return;  // cold start
+        if (wasActiveWorker && segment_.control.activeSlot.load(std::memory_order_acquire) == slot) {
+            // Cold start (promoteStandby scheduled it for now); without a device, in a second.
+            if (deviceGone) scheduleRespawn(Kind::Worker, slot, WorkerRole::Active, now + delay);
+            return;
+        }
         if (options_.standby) scheduleRespawn(Kind::Worker, slot, WorkerRole::Standby, now + delay);
         return;
     }
@@ -375,7 +398,9 @@ void Supervisor::updateHealth() {
                                  static_cast<uint32_t>(WorkerState::Warm);
     segment_.supervisor.outputSpareReady.store(outputSpare ? 1 : 0, std::memory_order_release);
     DegradedReason reason = DegradedReason::None;
-    if (segment_.supervisor.backingOff.load(std::memory_order_relaxed) != 0)
+    if (deviceGoneSinceNs_ != 0)
+        reason = DegradedReason::WaitingForDevice;
+    else if (segment_.supervisor.backingOff.load(std::memory_order_relaxed) != 0)
         reason = DegradedReason::BackingOff;
     else if (options_.standby && !spare)
         reason = DegradedReason::NoSpare;
@@ -446,6 +471,15 @@ void Supervisor::tick() {
             graph_.disconnectClient(jackClientName(Kind::Worker, slot), "sustain-" + options_.instance + "-graph");
             c.detached = true;
         }
+    }
+
+    // The device is back once the active worker renders again.
+    if (deviceGoneSinceNs_ != 0 && workers_[active].process.running() && workers_[active].spawnedNs > deviceGoneSinceNs_ &&
+        segment_.slots[active].state.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerState::Active) &&
+        segment_.slots[active].callbacks.load(std::memory_order_acquire) > 0) {
+        spdlog::info("the audio device is back after {:.1f} s: playing again", (now - deviceGoneSinceNs_) / 1e9);
+        deviceGoneSinceNs_ = 0;
+        segment_.supervisor.waitingForDevice.store(0, std::memory_order_release);
     }
 
     // Rebuilds that completed: a replacement standby renders in step.

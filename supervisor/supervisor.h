@@ -104,6 +104,10 @@ private:
     // JACK reorders its graph when a client comes or goes, and may skip clients for a few
     // cycles meanwhile: no hang verdicts until this time.
     uint64_t graceUntilNs_ = 0;
+    // Since when the audio device is gone (0: it is there). While it is gone, processes
+    // that exit for want of it are not crashes: each is started again every second, no
+    // backoff, until one renders; then the wait is logged with its length.
+    uint64_t deviceGoneSinceNs_ = 0;
 };
 
 }  // namespace sustain

@@ -150,9 +150,7 @@ class JackServer:
             print("jackd is not installed: skipping", flush=True)
             sys.exit(SKIP)
         for attempt in range(2):
-            self.process = subprocess.Popen(
-                ["jackd", "-n", self.name, "-R", "-d", "dummy", "-r", str(self.rate), "-p", str(self.frames), "-m"],
-                stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.launch()
             try:
                 wait_until(self.up, 10, "the JACK dummy server")
                 return self
@@ -168,6 +166,21 @@ class JackServer:
                     continue
                 raise TestFailure(f"jackd did not start: {output[-2000:]}")
         return self
+
+    def launch(self):
+        self.process = subprocess.Popen(
+            ["jackd", "-n", self.name, "-R", "-d", "dummy", "-r", str(self.rate), "-p", str(self.frames), "-m"],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def crash(self):
+        """The server dies at once (SIGKILL), as when it crashes: no client is told first."""
+        self.process.kill()
+        self.process.wait()
+
+    def restart(self):
+        """A server of the same name comes back (after crash())."""
+        self.launch()
+        wait_until(self.up, 10, "the JACK dummy server to come back")
 
     def up(self):
         if self.process.poll() is not None:

@@ -17,7 +17,7 @@
 using namespace sustain;
 
 TEST_CASE("layout: sizes and offsets are pinned to layout version 3") {
-    CHECK(kLayoutVersion == 3);
+    CHECK(kLayoutVersion == 4);
     CHECK(sizeof(OscMetrics) == 192);
     CHECK(sizeof(Command) == 48);
     CHECK(sizeof(SegmentHeader) == 128);

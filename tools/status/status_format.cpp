@@ -73,6 +73,8 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
           {"fencings", s.fencings},
           {"output_failovers", s.outputFailovers},
           {"cold_starts", s.coldStarts},
+          {"device_losses", s.deviceLosses},
+          {"waiting_for_device", s.waitingForDevice},
           {"spare_ready", s.spareReady},
           {"output_spare_ready", s.outputSpareReady},
           {"backing_off", s.backingOff},

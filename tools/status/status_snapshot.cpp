@@ -27,6 +27,7 @@ const char* degradedName(uint32_t reason) {
         case DegradedReason::BackingOff: return "crash loop: restarts are backing off";
         case DegradedReason::NoOutputSpare: return "no spare output stage ready";
         case DegradedReason::ColdStart: return "cold start";
+        case DegradedReason::WaitingForDevice: return "the audio device is gone: waiting for it to come back";
     }
     return "unknown";
 }
@@ -114,6 +115,8 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     s.fencings = sup.fencings.load();
     s.outputFailovers = sup.outputFailovers.load();
     s.coldStarts = sup.coldStarts.load();
+    s.deviceLosses = sup.deviceLosses.load();
+    s.waitingForDevice = sup.waitingForDevice.load() != 0;
     s.spareReady = sup.spareReady.load() != 0;
     s.outputSpareReady = sup.outputSpareReady.load() != 0;
     s.backingOff = sup.backingOff.load() != 0;

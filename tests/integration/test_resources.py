@@ -1,0 +1,117 @@
+"""Running out of something, with real processes; each case gets a clear message, a
+defined state, and recovery where recovery is possible:
+
+- the JACK server dies under a running engine (SIGKILL: nobody is told): every process
+  notices its stream stopped, sustaind says the device is gone, status says "down" with
+  the reason, nothing is counted as a crash and nothing backs off; when a server of the
+  same name comes back the engine plays again within seconds, with what clients had set;
+- /dev/shm is full (a private 64 KiB tmpfs in a mount namespace of its own): sustaind
+  refuses to start, says /dev/shm is full, exits 1 (no SIGBUS later, on a missing page);
+- too few file descriptors (RLIMIT_NOFILE from 4 up, on a real JACK server): no process
+  crashes (libjack does, inside jack_client_open, when it runs out: so sustaind raises
+  its soft limit and refuses to start below 64, with the fix); it either starts and stops
+  cleanly or exits 1 saying why, and leaves no shared memory behind.
+The missing audio device at start is covered by test_lifecycle.
+"""
+import json
+import os
+import shutil
+import subprocess
+import time
+
+from harness import Engine, JackServer, Recording, check, main, wait_until
+
+
+def status_json(paths, instance):
+    result = subprocess.run([paths.status, "--instance", instance, "--json", "--once"],
+                            capture_output=True, text=True, timeout=10)
+    return result.returncode, json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+
+
+def jack_dies_and_comes_back(paths):
+    with JackServer() as jack, Engine(paths, jack) as engine:
+        engine.send("/engine/gain", ("f", 0.5))
+        engine.send("/engine/freq", ("f", 550))
+        time.sleep(0.5)
+        jack.crash()
+        wait_until(lambda: "the audio device is gone" in engine.log(), 5, "sustaind to notice the device is gone")
+        time.sleep(2.5)  # a few retries while there is no server
+        code, report = status_json(paths, engine.instance)
+        check(code == 2, f"while the device is gone, sustain-status exits 2 (down), got {code}")
+        supervisor = report.get("supervisor", {})
+        check(supervisor.get("waiting_for_device") is True and supervisor.get("device_losses") == 1,
+              f"status shows it is waiting for the device ({supervisor.get('waiting_for_device')}, "
+              f"losses {supervisor.get('device_losses')})")
+        check(supervisor.get("crash_count") == 0, f"losing the device is not a crash (crashes: {supervisor.get('crash_count')})")
+        check(not supervisor.get("backing_off"), "... and nothing backs off")
+        check(engine.process.poll() is None, "sustaind keeps running without a device")
+        lost_at = time.monotonic()
+        jack.restart()
+        wait_until(lambda: "the audio device is back" in engine.log(), 10, "the engine to play again")
+        back_s = time.monotonic() - lost_at
+        print(f"the engine played again {back_s:.2f} s after the server came back", flush=True)
+        check(back_s < 5, f"the engine plays again within 5 s of the server's return ({back_s:.2f} s)")
+        wait_until(lambda: status_json(paths, engine.instance)[0] == 0, 10, "the engine to be healthy again")
+        with Recording(paths, jack, seconds=1.0) as recording:
+            recording.finish()
+            report = recording.analyze("--expect", "0.05:-0.05:550:0.5")
+        check(report["windows"][0]["ok"], "after the return it plays what clients had set (550 Hz at 0.5)")
+        check(engine.stop() == 0, "sustaind stops cleanly")
+
+
+def shm_full(paths):
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        print("skip /dev/shm full: needs root for a private tmpfs on /dev/shm", flush=True)
+        return
+    script = ("mount -t tmpfs -o size=64k,mode=1777 tmpfs /dev/shm && exec \"$0\" --instance shmfull --port 0 "
+              "--device system")
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script, paths.sustaind], capture_output=True, text=True,
+                            timeout=30, env=dict(os.environ, JACK_DEFAULT_SERVER=f"sustain-absent-{os.getpid()}"))
+    check(result.returncode == 1, f"with /dev/shm full sustaind exits 1 (got {result.returncode})")
+    check("/dev/shm is full" in result.stderr and "No space left on device" in result.stderr,
+          "... and says /dev/shm is full")
+
+
+def few_file_descriptors(paths):
+    """sustaind under RLIMIT_NOFILE from 4 up, on a real JACK server (the workers inherit
+    the limit, so the higher limits reach PortAudio and libjack): each run either starts
+    and stops cleanly, or exits 1 with a message; never a signal, never a leftover."""
+    outcomes = []
+    with JackServer() as jack:
+        # soft:hard; a low soft limit under a high hard one is raised by sustaind itself.
+        for limit in [f"{n}:{n}" for n in range(4, 40, 3)] + ["64:64", "16:1024"]:
+            instance = f"nofile-{os.getpid()}-{limit.replace(':', '-')}"
+            process = subprocess.Popen(["prlimit", f"--nofile={limit}", paths.sustaind, "--instance", instance,
+                                        "--port", "0", "--device", "system"], stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True, env=jack.env())
+            try:
+                output, _ = process.communicate(timeout=4)
+            except subprocess.TimeoutExpired:  # it started: stop it as a user would
+                process.terminate()
+                output, _ = process.communicate(timeout=10)
+                check(process.returncode == 0 and "sustain ready" in output,
+                      f"RLIMIT_NOFILE {limit}: started, then stopped cleanly (exit {process.returncode})")
+                outcomes.append((limit, "started"))
+            else:
+                errors = [line for line in output.splitlines() if " error " in line]
+                check(process.returncode == 1, f"RLIMIT_NOFILE {limit}: sustaind exits 1, never a crash "
+                      f"(got {process.returncode}):\n{output[-1500:]}")
+                check("killed by signal" not in output, f"RLIMIT_NOFILE {limit}: no process of the engine crashed")
+                check(errors and ("too few file descriptors" in output or "Too many open files" in output),
+                      f"RLIMIT_NOFILE {limit}: says what it could not do ({errors[-1] if errors else output[-300:]})")
+                outcomes.append((limit, process.returncode))
+            check(not [n for n in os.listdir("/dev/shm") if n.startswith(f"sustain-{instance}")],
+                  f"RLIMIT_NOFILE {limit}: no shared memory left behind")
+    print(f"file descriptor limits and outcomes: {outcomes}", flush=True)
+    check(outcomes[-2][1] == "started", "with 64 descriptors the engine starts")
+    check(outcomes[-1][1] == "started", "with a soft limit of 16 under a hard one of 1024 it raises its own and starts")
+
+
+def test(paths):
+    few_file_descriptors(paths)
+    shm_full(paths)
+    jack_dies_and_comes_back(paths)
+
+
+if __name__ == "__main__":
+    main(test)
