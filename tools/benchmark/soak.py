@@ -80,7 +80,15 @@ def main():
             recording.finish()
             analysis = recording.analyze("--gap-min", "16")
             engine_damage, machine_damage = recording.split_damage(analysis)
+            # An injected fault changes JACK's graph (a client leaves, its replacement joins),
+            # and JACK reports xruns around graph changes; anything else is an xrun of quiet
+            # running. The window: 0.5 s before a fault to 2 s after it (the rebuild).
+            fault_windows = [((f["t_s"] - 0.5) * 48000, (f["t_s"] + 2.0) * 48000) for f in report["faults"]]
+            xrun_frames = recording.summary.get("xrun_frames", [])
+            outside = [x for x in xrun_frames if not any(a <= x <= b for a, b in fault_windows)]
             report["recording"] = {"xruns": recording.summary["xruns"],
+                                   "xruns_outside_faults": len(outside),
+                                   "xruns_outside_faults_s": [round(x / 48000, 3) for x in outside],
                                    "damage_events_engine": engine_damage, "damage_events_at_jack_xruns": machine_damage,
                                    "damaged_samples_engine": sum(round((e["end_s"] - e["start_s"]) * 48000) + 1 for e in engine_damage),
                                    "damaged_samples_at_xruns": sum(round((e["end_s"] - e["start_s"]) * 48000) + 1 for e in machine_damage)}
@@ -101,7 +109,8 @@ def main():
     kinds = {k: sum(1 for f in report["faults"] if f["kind"] == k) for k in ("kill", "hang", "crash", "standby")}
     print(f"soak: {args.minutes:g} min, 500 msg/s, {len(report['faults'])} faults {kinds}")
     print(f"  damaged samples: {r['damaged_samples_engine']} by the engine, {r['damaged_samples_at_xruns']} at "
-          f"{len(r['damage_events_at_jack_xruns'])} JACK-reported xruns; xruns reported to the recorder: {r['xruns']}")
+          f"{len(r['damage_events_at_jack_xruns'])} JACK-reported xruns; xruns reported to the recorder: {r['xruns']}, "
+          f"{r['xruns_outside_faults']} of them outside the 2.5 s around a fault")
     print(f"  sustaind RSS {rss[0] if rss else '?'} -> {rss[-1] if rss else '?'} kB (growth {report['rss_growth_kb']} kB); "
           f"fds {report['fd_range']}")
     print(f"  leaked segments: {len(report['leaked_segments'])}; sustaind exit {report['engine_exit']}; "
