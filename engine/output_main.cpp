@@ -83,12 +83,11 @@ int runOutput(const OutputOptions& options) {
                          static_cast<unsigned long>(r.startNs), static_cast<unsigned long>(r.blockStartNs));
     };
     const std::string clientName = "sustain-" + options.instance + "-out" + std::to_string(options.slot);
-    const OpenedStream opened = openAndStartStream(segment.config, clientName, paOutputCallback, context.get(), 2);
+    const OpenedStream opened = openAndStartStream(segment.config, clientName, paOutputCallback, context.get(), 2, context->channels);
     if (opened.stream == nullptr) {
         slot.exitReason.store(static_cast<uint32_t>(opened.failure), std::memory_order_release);
         return static_cast<int>(opened.failure);
     }
-    context->channels = static_cast<uint32_t>(opened.device.channels);
     std::snprintf(slot.deviceName, sizeof slot.deviceName, "%s", opened.device.name.c_str());
     slot.startedNs.store(monotonicNs(), std::memory_order_release);
     if (!waitForFirstCallback(context->blocks)) {

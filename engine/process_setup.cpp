@@ -63,7 +63,7 @@ void lockMemory() {
 }
 
 OpenedStream openAndStartStream(const EngineConfig& config, const std::string& clientName, PaStreamCallback* callback,
-                                void* userData, int channelsWanted) {
+                                void* userData, int channelsWanted, uint32_t& channels) {
     OpenedStream result;
     PaJack_SetClientName(clientName.c_str());
     quietAlsaErrors();
@@ -87,6 +87,8 @@ OpenedStream openAndStartStream(const EngineConfig& config, const std::string& c
     output.suggestedLatency = Pa_GetDeviceInfo(result.device.index)->defaultLowOutputLatency;
     PaError error = Pa_OpenStream(&result.stream, nullptr, &output, config.sampleRate, config.framesPerBuffer,
                                   paClipOff | paDitherOff, callback, userData);
+    // Before the start: from then on the callback reads it on its own thread.
+    channels = static_cast<uint32_t>(result.device.channels);
     if (error == paNoError) error = Pa_StartStream(result.stream);
     if (error != paNoError) {
         spdlog::error("cannot play on {} at {} Hz, {} frames: {}", result.device.name, config.sampleRate,

@@ -48,9 +48,10 @@ struct OpenedStream {
 
 /// Initialises PortAudio with the JACK client name `clientName`, chooses the device of the
 /// engine's config, opens a float32 output stream at the config's rate and period with
-/// `callback`, and starts it. Logs what failed, with the fix.  Thread: main.
+/// `callback`, and starts it; `channels` (read by the callback) is set to the stream's
+/// channel count before the start. Logs what failed, with the fix.  Thread: main.
 OpenedStream openAndStartStream(const EngineConfig& config, const std::string& clientName, PaStreamCallback* callback,
-                                void* userData, int channelsWanted);
+                                void* userData, int channelsWanted, uint32_t& channels);
 
 /// Waits up to 5 s for the callback to run once (`blocks` > 0). Thread: main.
 bool waitForFirstCallback(const std::atomic<uint64_t>& blocks);

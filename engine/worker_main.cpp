@@ -194,17 +194,16 @@ int runWorker(const WorkerOptions& options) {
     }
     const uint64_t openingNs = monotonicNs();
     const std::string clientName = "sustain-" + options.instance + "-w" + std::to_string(options.slot);
-    OpenedStream opened = openAndStartStream(config, clientName, paAudioCallback, context.get(), 2);
+    OpenedStream opened = openAndStartStream(config, clientName, paAudioCallback, context.get(), 2, context->channels);
     // An exclusive device may still be held for a moment by the process it was taken from.
     for (int attempt = 0; config.exclusiveDevice != 0 && opened.stream == nullptr &&
                           opened.failure == WorkerExit::StreamFailed && attempt < 20; ++attempt) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        opened = openAndStartStream(config, clientName, paAudioCallback, context.get(), 2);
+        opened = openAndStartStream(config, clientName, paAudioCallback, context.get(), 2, context->channels);
     }
     if (config.exclusiveDevice != 0 && opened.stream != nullptr)
         spdlog::info("opened the device in {:.1f} ms", (monotonicNs() - openingNs) / 1e6);
     if (opened.stream == nullptr) return exitWith(&segment, options.slot, opened.failure);
-    context->channels = static_cast<uint32_t>(opened.device.channels);
     std::snprintf(slot.deviceName, sizeof slot.deviceName, "%s", opened.device.name.c_str());
     slot.startedNs.store(monotonicNs(), std::memory_order_release);
     if (!waitForFirstCallback(context->blocks)) {

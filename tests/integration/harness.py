@@ -35,6 +35,22 @@ def check(condition, message):
     print(f"ok: {message}", flush=True)
 
 
+# ThreadSanitizer slows every instrumented access several times over: an audio callback
+# then overruns its 1.33 ms period now and then, and the driver plays a stale period. In
+# a TSan build (tools/test --sanitize thread sets SUSTAIN_SANITIZER) the sample-exact
+# judgements of what was heard are printed, not enforced; everything else is. The plain
+# and ASan+UBSan builds enforce them all.
+TIMING_JUDGED = os.environ.get("SUSTAIN_SANITIZER", "") != "thread"
+
+
+def check_heard(condition, message):
+    """check() for a sample-exact judgement of the recorded sound (see TIMING_JUDGED)."""
+    if condition or TIMING_JUDGED:
+        check(condition, message)
+    else:
+        print(f"not judged under TSan (would fail): {message}", flush=True)
+
+
 def wait_until(predicate, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
