@@ -174,6 +174,14 @@ int run(const Options& options) {
     supervisorOptions.logLevel = options.logLevel;
     supervisorOptions.restartLimit = options.restartLimit;
     supervisorOptions.restartWindowS = options.restartWindowS;
+#if defined(__SANITIZE_THREAD__)
+    // ThreadSanitizer stops threads for tens of milliseconds now and then (its shadow
+    // bookkeeping); at 12 cycles (16 ms) healthy workers would be fenced as hung. A TSan
+    // build looks for races, not for timing: hangs count after 5 times as many cycles.
+    supervisorOptions.hangCycles *= 5;
+    supervisorOptions.controlHangCycles *= 5;
+    spdlog::info("ThreadSanitizer build: hangs count after {} cycles", supervisorOptions.hangCycles);
+#endif
     Supervisor supervisor(segment, router, supervisorOptions);
     if (!supervisor.start(message)) {
         spdlog::error("cannot start the engine: {}", message);

@@ -41,6 +41,8 @@ def check(condition, message):
 # judgements of what was heard are printed, not enforced; everything else is. The plain
 # and ASan+UBSan builds enforce them all.
 TIMING_JUDGED = os.environ.get("SUSTAIN_SANITIZER", "") != "thread"
+# ... and waits for the engine (a replacement warm, a state reached) get 3 times as long.
+TIMEOUT_SCALE = 1 if TIMING_JUDGED else 3
 
 
 def check_heard(condition, message):
@@ -52,6 +54,7 @@ def check_heard(condition, message):
 
 
 def wait_until(predicate, timeout, what):
+    timeout *= TIMEOUT_SCALE
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
