@@ -114,10 +114,8 @@ int runOutput(const OutputOptions& options) {
             stopAfterNs = monotonicNs() + 50'000'000ull;
         if (stopAfterNs != 0 && monotonicNs() > stopAfterNs) break;
         if (stopAfterNs == 0 && streamLost(opened.stream)) {
-            // Not closed: stopping a stream whose server is gone can block for seconds.
-            if (traceFile != nullptr) std::fclose(traceFile);
-            slot.exitReason.store(static_cast<uint32_t>(WorkerExit::DeviceLost), std::memory_order_release);
-            return static_cast<int>(WorkerExit::DeviceLost);
+            drainTrace();
+            exitDeviceLost(slot);
         }
         if (poll(fds, 2, stopAfterNs != 0 ? 5 : 50) <= 0) continue;
         if (fds[0].revents & (POLLIN | POLLHUP)) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -112,6 +113,13 @@ bool streamLost(PaStream* stream) {
     if (stream == nullptr || Pa_IsStreamActive(stream) == 1) return false;
     spdlog::error("the audio stream stopped by itself: the device is gone (unplugged, or the JACK server stopped)");
     return true;
+}
+
+void exitDeviceLost(WorkerSlot& slot) {
+    slot.exitReason.store(static_cast<uint32_t>(WorkerExit::DeviceLost), std::memory_order_release);
+    spdlog::default_logger()->flush();
+    std::fflush(nullptr);
+    _exit(static_cast<int>(WorkerExit::DeviceLost));
 }
 
 void closeStream(PaStream* stream) {

@@ -61,8 +61,13 @@ void closeStream(PaStream* stream);
 
 /// True when a stream that was playing stopped on its own: the device went away (unplugged,
 /// or the JACK server stopped; PortAudio marks its streams inactive then). Logs it once.
-/// The caller exits with WorkerExit::DeviceLost; sustaind waits for the device to return.
-/// Thread: main.
+/// The caller then calls exitDeviceLost. Thread: main.
 bool streamLost(PaStream* stream);
+
+/// Records WorkerExit::DeviceLost in `slot` and ends the process at once (sustaind waits for
+/// the device to return). The stream is not closed (stopping one whose server is gone can
+/// block for seconds) and no destructor runs, so nothing the callback might still touch is
+/// freed under it; buffered output (logs, the trace) is flushed first. Thread: main.
+[[noreturn]] void exitDeviceLost(WorkerSlot& slot);
 
 }  // namespace sustain

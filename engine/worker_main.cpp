@@ -231,10 +231,7 @@ int runWorker(const WorkerOptions& options) {
             stopDeadline = monotonicNs() + 500'000'000ull;
         }
         if (stopping && (slot.fadedOut.load(std::memory_order_acquire) != 0 || monotonicNs() > stopDeadline)) break;
-        if (!stopping && streamLost(opened.stream)) {
-            // Not closed: stopping a stream whose server is gone can block for seconds.
-            return exitWith(&segment, options.slot, WorkerExit::DeviceLost);
-        }
+        if (!stopping && streamLost(opened.stream)) exitDeviceLost(slot);
         const bool warming = slot.state.load(std::memory_order_relaxed) == static_cast<uint32_t>(WorkerState::Starting);
         if (!pending && !stopping && !warming && !forwarder.ring().prepareToSleep()) continue;
         const int ready = poll(fds, 2, pending || stopping || warming ? 1 : 50);

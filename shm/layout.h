@@ -341,9 +341,7 @@ struct alignas(64) SupervisorMetrics {  // writer: sustaind
     std::atomic<uint64_t> rebuildUsMax;
     std::atomic<uint64_t> coldStarts;        // everything died at once
     std::atomic<uint64_t> deviceLosses;      // times the audio device went away under a running engine
-    std::atomic<uint32_t> waitingForDevice;  // 1 while the device is gone and sustaind retries every second
-    uint32_t reserved32;
-    uint64_t reserved[3];
+    uint64_t reserved[4];
 };
 
 enum class RegistryKind : uint32_t { Free = 0, Segment = 1, LockFile = 2, SocketPair = 3 };

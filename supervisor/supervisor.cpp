@@ -281,7 +281,6 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
         if (deviceGoneSinceNs_ == 0) {
             deviceGoneSinceNs_ = now;
             segment_.supervisor.deviceLosses.fetch_add(1, std::memory_order_relaxed);
-            segment_.supervisor.waitingForDevice.store(1, std::memory_order_release);
             spdlog::error("the audio device is gone ({} (pid {}) lost its stream): waiting for it to come back, "
                           "trying every {} s", name(kind, slot), pid, kDeviceRetryNs / 1'000'000'000);
         } else {
@@ -479,7 +478,6 @@ void Supervisor::tick() {
         segment_.slots[active].callbacks.load(std::memory_order_acquire) > 0) {
         spdlog::info("the audio device is back after {:.1f} s: playing again", (now - deviceGoneSinceNs_) / 1e9);
         deviceGoneSinceNs_ = 0;
-        segment_.supervisor.waitingForDevice.store(0, std::memory_order_release);
     }
 
     // Rebuilds that completed: a replacement standby renders in step.
