@@ -11,6 +11,7 @@ SUSTAIN_PACKAGES=(
   portaudio19-dev libasound2-dev liblo-dev liblo-tools libreaderwriterqueue-dev
   libspdlog-dev doctest-dev libcli11-dev nlohmann-json3-dev libsndfile1-dev
   jackd2 libjack-jackd2-dev libncurses-dev tmux
+  libtomlplusplus-dev libsystemd-dev libavahi-client-dev avahi-daemon avahi-utils dbus
 )
 
 say() { printf 'sustain: %s\n' "$*" >&2; }
