@@ -2,6 +2,7 @@
 #pragma once
 
 #include <array>
+#include <climits>
 #include <cstdint>
 
 #include "engine/rt/audio_callback.h"
@@ -12,6 +13,12 @@ namespace sustain {
 
 /// Drains the worker's shared ring, drops what its starting snapshot of the state table
 /// already holds, coalesces bursts per parameter, and forwards to the callback's queue.
+///
+/// Timed commands (from OSC bundles with a timetag) are never coalesced: each is held here
+/// until its frame is less than kTimedLookaheadBlocks periods away, then handed to the
+/// callback, which applies it at its sample. Held: at most kTimedHoldCapacity (the OSC
+/// thread lets at most kMaxTimedEvents wait, and re-sends those to a new worker: twice
+/// that always fits); should it ever be full, a command goes on to the callback at once.
 ///
 /// Coalescing: all commands taken in one drain pass are folded per parameter (the newest
 /// wins; the others are counted in WorkerMetrics::controlCoalesced). They would have been
@@ -31,7 +38,17 @@ public:
 
     SpscRing<Command>& ring() { return ring_; }
 
+    /// Milliseconds until a held timed command must go to the callback (for the wait in
+    /// the control loop), at most `cap`. Thread: the control thread.
+    int msUntilNextTimed(int cap) const;
+
+    static constexpr uint32_t kTimedHoldCapacity = 2 * kMaxTimedEvents;
+    static constexpr uint32_t kTimedLookaheadBlocks = 8;
+
 private:
+    void forwardDueTimed(uint64_t nowNs);
+    int64_t lookaheadFrame(uint64_t nowNs) const;
+
     Segment& segment_;
     WorkerMetrics& metrics_;
     SpscRing<Command> ring_;
@@ -41,6 +58,9 @@ private:
     std::array<bool, kParamCount> isPending_{};
     std::array<uint16_t, kParamCount> order_{};  // pending params in arrival order
     uint32_t pendingCount_ = 0;
+    std::array<Command, kTimedHoldCapacity> held_{};  // timed commands not yet handed over
+    uint32_t heldCount_ = 0;
+    int64_t earliestHeld_ = INT64_MAX;                // the smallest dueFrame in held_
 };
 
 /// Reads every parameter from the state table (sustaind seeds it with the defaults) into

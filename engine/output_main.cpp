@@ -95,7 +95,10 @@ int runOutput(const OutputOptions& options) {
         closeStream(opened.stream);
         return static_cast<int>(WorkerExit::StreamFailed);
     }
-    spdlog::info("output stage on {} ({} channels)", opened.device.name, opened.device.channels);
+    spdlog::info("output stage on {} ({} channels, output latency {} frames)", opened.device.name,
+                 opened.device.channels, opened.outputLatencyFrames);
+    // What the output stage plays was rendered one period earlier.
+    publishPlayLatency(segment, opened.outputLatencyFrames, segment.config.framesPerBuffer);
     raiseAudioPriority(*context);
 
     pollfd fds[2] = {{options.wakeFd, POLLIN, 0}, {signalFd, POLLIN, 0}};

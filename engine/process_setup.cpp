@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <chrono>
 #include <csignal>
@@ -98,8 +99,47 @@ OpenedStream openAndStartStream(const EngineConfig& config, const std::string& c
         result.stream = nullptr;
         Pa_Terminate();
         result.failure = WorkerExit::StreamFailed;
+        return result;
     }
+    if (const PaStreamInfo* info = Pa_GetStreamInfo(result.stream); info != nullptr)
+        result.outputLatencyFrames = static_cast<uint32_t>(std::lround(info->outputLatency * config.sampleRate));
     return result;
+}
+
+bool playsThroughJack(const OpenedStream& opened) {
+    if (opened.stream == nullptr || opened.device.index == paNoDevice) return false;
+    const PaDeviceInfo* device = Pa_GetDeviceInfo(opened.device.index);
+    const PaHostApiInfo* api = device != nullptr ? Pa_GetHostApiInfo(device->hostApi) : nullptr;
+    return api != nullptr && api->type == paJACK;
+}
+
+jack_client_t* openJackClock(const std::string& clientName) {
+    jack_status_t status{};
+    jack_client_t* client = jack_client_open(clientName.c_str(), JackNoStartServer, &status);
+    if (client == nullptr)
+        spdlog::warn("cannot read JACK's cycle clock (status 0x{:x}); timed bundles follow the callback's own timing",
+                     static_cast<unsigned>(status));
+    return client;
+}
+
+int64_t jackMinusMonotonicNs() {
+    int64_t best = INT64_MAX;
+    uint64_t bestSpan = UINT64_MAX;
+    for (int i = 0; i < 5; ++i) {
+        const uint64_t before = monotonicNs();
+        const auto jackNs = static_cast<int64_t>(jack_get_time()) * 1000;
+        const uint64_t after = monotonicNs();
+        if (after - before < bestSpan) {
+            bestSpan = after - before;
+            best = jackNs - static_cast<int64_t>(before + (after - before) / 2);
+        }
+    }
+    return best;
+}
+
+void publishPlayLatency(Segment& segment, uint32_t outputLatencyFrames, uint32_t extraFrames) {
+    segment.clock.reportedLatencyFrames.store(outputLatencyFrames, std::memory_order_relaxed);
+    segment.clock.playLatencyFrames.store(outputLatencyFrames + extraFrames, std::memory_order_release);
 }
 
 bool waitForFirstCallback(const std::atomic<uint64_t>& blocks) {

@@ -2,6 +2,7 @@
 // open its audio stream.
 #pragma once
 
+#include <jack/jack.h>
 #include <portaudio.h>
 
 #include <CLI/CLI.hpp>
@@ -44,7 +45,24 @@ struct OpenedStream {
     PaStream* stream = nullptr;
     DeviceChoice device;
     WorkerExit failure = WorkerExit::None;  // NoDevice or StreamFailed when stream is null
+    uint32_t outputLatencyFrames = 0;       // as PortAudio reports it for the running stream
 };
+
+/// Whether the stream plays through JACK (then the frame clock can be JACK's own).
+bool playsThroughJack(const OpenedStream& opened);
+
+/// Opens a JACK client that is never activated: the worker reads the server's cycle timer
+/// through it (jack_get_cycle_times). Null when the server cannot be reached. Thread: main.
+jack_client_t* openJackClock(const std::string& clientName);
+
+/// JACK's clock (jack_get_time) minus CLOCK_MONOTONIC, in ns: they are different clocks.
+/// The smallest of a few readings. Thread: any but the audio thread.
+int64_t jackMinusMonotonicNs();
+
+/// Publishes how long a rendered frame takes to reach the listener, for timed bundles:
+/// the stream's reported output latency plus `extraFrames` (the relay's one period).
+/// Every process that may play writes the same value. Thread: main.
+void publishPlayLatency(Segment& segment, uint32_t outputLatencyFrames, uint32_t extraFrames);
 
 /// Initialises PortAudio with the JACK client name `clientName`, chooses the device of the
 /// engine's config, opens a float32 output stream at the config's rate and period with

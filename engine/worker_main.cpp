@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -168,6 +169,7 @@ int runWorker(const WorkerOptions& options) {
     context->sampleRate = config.sampleRate;
     context->samplesPerNs = config.sampleRate / 1e9;
     context->relay = config.layout == static_cast<uint32_t>(OutputLayout::Relay);
+    context->periodFrames = config.framesPerBuffer;
     context->queue = queue.get();
     context->log = log.get();
     context->startEpoch = slot.epoch.load(std::memory_order_acquire);
@@ -211,8 +213,20 @@ int runWorker(const WorkerOptions& options) {
         closeStream(opened.stream);
         return exitWith(&segment, options.slot, WorkerExit::StreamFailed);
     }
-    spdlog::info("rendering on {} ({} Hz, {} frames, {} voices, {} layout)", opened.device.name, config.sampleRate,
-                 config.framesPerBuffer, config.voices, context->relay ? "relay" : "direct");
+    spdlog::info("rendering on {} ({} Hz, {} frames, {} voices, {} layout, output latency {} frames)",
+                 opened.device.name, config.sampleRate, config.framesPerBuffer, config.voices,
+                 context->relay ? "relay" : "direct", opened.outputLatencyFrames);
+    if (!context->relay) publishPlayLatency(segment, opened.outputLatencyFrames, 0);
+    jack_client_t* jackClock = nullptr;
+    if (playsThroughJack(opened)) {
+        jackClock = openJackClock("sustain-" + options.instance + "-clock" + std::to_string(options.slot));
+        if (jackClock != nullptr) {
+            context->jackPeriodFrames = jack_get_buffer_size(jackClock);
+            context->jackMinusMonotonicNs.store(jackMinusMonotonicNs(), std::memory_order_relaxed);
+            context->jackClock.store(jackClock, std::memory_order_release);
+        }
+    }
+    uint64_t jackOffsetRefreshNs = monotonicNs();
 
     pthread_setname_np(pthread_self(), "sustain-control");
     requestLowRealtimePriority("control thread");
@@ -226,6 +240,11 @@ int runWorker(const WorkerOptions& options) {
         const bool pending = forwarder.drainOnce();
         if (active) segment.control.drainHeartbeatNs.store(monotonicNs(), std::memory_order_release);
         drainRtLog(*log);
+        if (jackClock != nullptr && monotonicNs() - jackOffsetRefreshNs > 1'000'000'000ull) {
+            // The two clocks are slewed apart by NTP (parts per million): follow them.
+            context->jackMinusMonotonicNs.store(jackMinusMonotonicNs(), std::memory_order_relaxed);
+            jackOffsetRefreshNs = monotonicNs();
+        }
         if (!stopping && segment.control.shutdownRequested.load(std::memory_order_acquire) != 0) {
             stopping = true;
             stopDeadline = monotonicNs() + 500'000'000ull;
@@ -233,8 +252,10 @@ int runWorker(const WorkerOptions& options) {
         if (stopping && (slot.fadedOut.load(std::memory_order_acquire) != 0 || monotonicNs() > stopDeadline)) break;
         if (!stopping && streamLost(opened.stream)) exitDeviceLost(slot);
         const bool warming = slot.state.load(std::memory_order_relaxed) == static_cast<uint32_t>(WorkerState::Starting);
-        if (!pending && !stopping && !warming && !forwarder.ring().prepareToSleep()) continue;
-        const int ready = poll(fds, 2, pending || stopping || warming ? 1 : 50);
+        // Held timed commands set how long it may sleep: they must reach the callback in time.
+        const int timedMs = forwarder.msUntilNextTimed(50);
+        if (!pending && !stopping && !warming && timedMs > 0 && !forwarder.ring().prepareToSleep()) continue;
+        const int ready = poll(fds, 2, pending || stopping || warming ? 1 : std::max(timedMs, 1));
         forwarder.ring().wokeUp();
         if (ready <= 0) continue;
         if (fds[0].revents & (POLLIN | POLLHUP)) {
@@ -257,6 +278,7 @@ int runWorker(const WorkerOptions& options) {
         }
     }
     closeStream(opened.stream);
+    if (jackClock != nullptr) jack_client_close(jackClock);
     spdlog::info("stopped after {} blocks", context->blocks.load());
     return exitWith(&segment, options.slot, WorkerExit::Clean);
 }

@@ -3,7 +3,10 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "shm/clock.h"
+#include "shm/frame_clock.h"
 
 namespace sustain {
 
@@ -15,6 +18,7 @@ CommandRouter::CommandRouter(Segment& segment) : segment_(segment) {
         generation_[slot].store(0);
     }
     sequence_ = segment_.params.lastSequence.load(std::memory_order_relaxed);
+    timed_.reserve(kMaxTimedEvents);
 }
 
 void CommandRouter::beginSlot(uint32_t slot) {
@@ -23,6 +27,10 @@ void CommandRouter::beginSlot(uint32_t slot) {
         // A new worker in this slot starts from the table: old dirty marks mean nothing to it.
         dirty_[slot].reset();
         seenGeneration_[slot] = generation;
+        // Nor has it heard of the timed changes still waiting: it needs them should it
+        // ever play. (Its ring is empty and larger than kMaxTimedEvents: they fit.)
+        for (const TimedChange& change : timed_)
+            if (change.pushed) pushOrCoalesce(slot, change.command);
     }
 }
 
@@ -53,17 +61,23 @@ void CommandRouter::wakeIfSleeping(uint32_t slot, SpscRing<Command>& ring) {
     if (fd >= 0 && write(fd, &byte, 1) < 0) { /* EAGAIN: already awake-pending */ }
 }
 
-void CommandRouter::submit(uint32_t param, double value, uint64_t receiveNs, uint64_t timetag) {
-    const uint64_t sequence = ++sequence_;
+void CommandRouter::writeTable(uint32_t param, double value, uint64_t sequence) {
     ParamEntry& entry = segment_.params.entries[param];
     entry.value.store(value, std::memory_order_relaxed);
-    entry.version.store(sequence, std::memory_order_release);
+    // A timed change comes due after later plain ones may have been written: the version
+    // never goes back, so a worker starting from the table skips every command up to it.
+    const uint64_t version = entry.version.load(std::memory_order_relaxed);
+    entry.version.store(sequence > version ? sequence : version, std::memory_order_release);
+}
+
+void CommandRouter::submit(uint32_t param, double value, uint64_t receiveNs) {
+    const uint64_t sequence = ++sequence_;
+    writeTable(param, value, sequence);
     segment_.params.lastSequence.store(sequence, std::memory_order_release);
 
     Command command{};
     command.sequence = sequence;
     command.receiveNs = receiveNs;
-    command.timetag = timetag;
     command.value = value;
     command.param = static_cast<uint16_t>(param);
     for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
@@ -74,6 +88,77 @@ void CommandRouter::submit(uint32_t param, double value, uint64_t receiveNs, uin
         }
         busy_[slot].store(0, std::memory_order_release);
     }
+}
+
+bool CommandRouter::submitTimed(uint32_t param, double value, uint64_t receiveNs, int64_t heardNs) {
+    if (timed_.size() >= kMaxTimedEvents) return false;
+    const uint64_t sequence = ++sequence_;
+    segment_.params.lastSequence.store(sequence, std::memory_order_release);
+    TimedChange change{};
+    change.command.sequence = sequence;
+    change.command.receiveNs = receiveNs;
+    change.command.value = value;
+    change.command.param = static_cast<uint16_t>(param);
+    change.command.flags = kCommandFlagTimed;
+    change.heardNs = heardNs;
+    timed_.push_back(change);
+    updateNextTimed();
+    serviceTimed(monotonicNs(), [](uint32_t, double) {});
+    return true;
+}
+
+void CommandRouter::pushTimed(TimedChange& change) {
+    FrameAnchor anchor{};
+    const uint32_t latencyFrames = segment_.clock.playLatencyFrames.load(std::memory_order_acquire);
+    if (readFrameClock(segment_.clock, anchor)) {
+        const int64_t dueFrame = std::max<int64_t>(0, frameHeardAt(anchor, change.heardNs, latencyFrames));
+        change.command.dueFrame = static_cast<uint64_t>(dueFrame);
+        change.renderNs = static_cast<uint64_t>(std::max<int64_t>(0, renderStartNs(anchor, dueFrame)));
+    } else {
+        // No frame clock (nothing renders): frame 0 has passed for any worker; it applies at once.
+        change.command.dueFrame = 0;
+        change.renderNs = 0;
+    }
+    change.pushed = true;
+    for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
+        busy_[slot].store(1, std::memory_order_seq_cst);
+        if (attached_[slot].load(std::memory_order_seq_cst) != 0) {
+            beginSlot(slot);
+            // If the ring is full, this marks the parameter dirty like any change, and the
+            // refresh then carries the table's value instead: a ring of 8192 already full
+            // of a flood, whose own values win.
+            pushOrCoalesce(slot, change.command);
+        }
+        busy_[slot].store(0, std::memory_order_release);
+    }
+}
+
+void CommandRouter::updateNextTimed() {
+    nextTimedNs_ = UINT64_MAX;
+    for (const TimedChange& change : timed_) {
+        const uint64_t at = change.pushed ? change.renderNs
+                                          : static_cast<uint64_t>(std::max<int64_t>(0, change.heardNs - kTimedPushAheadNs));
+        nextTimedNs_ = std::min(nextTimedNs_, at);
+    }
+}
+
+void CommandRouter::serviceTimed(uint64_t nowNs, const std::function<void(uint32_t, double)>& onCommitted) {
+    if (nowNs < nextTimedNs_) return;
+    // In the order they were sent in: the later of two changes heard together wins, as in the audio.
+    for (TimedChange& change : timed_)
+        if (!change.pushed && change.heardNs - kTimedPushAheadNs <= static_cast<int64_t>(nowNs)) pushTimed(change);
+    std::stable_sort(timed_.begin(), timed_.end(), [](const TimedChange& a, const TimedChange& b) {
+        return a.pushed && (!b.pushed || a.command.dueFrame < b.command.dueFrame);
+    });
+    size_t done = 0;
+    while (done < timed_.size() && timed_[done].pushed && timed_[done].renderNs <= nowNs) {
+        const Command& command = timed_[done].command;
+        writeTable(command.param, command.value, command.sequence);
+        onCommitted(command.param, command.value);
+        ++done;
+    }
+    timed_.erase(timed_.begin(), timed_.begin() + static_cast<std::ptrdiff_t>(done));
+    updateNextTimed();
 }
 
 bool CommandRouter::flushPending() {

@@ -4,6 +4,8 @@
 #include <atomic>
 #include <bitset>
 #include <cstdint>
+#include <functional>
+#include <vector>
 
 #include "shm/layout.h"
 #include "shm/spsc_ring.h"
@@ -22,13 +24,37 @@ namespace sustain {
 /// marked dirty for that worker and re-sent later as a refresh carrying the table's
 /// newest value, so the worker converges to exactly the last value sent. Counted in
 /// OscMetrics::ringCoalesced.
+///
+/// Timed changes (OSC bundles with a timetag) wait here until shortly before they are heard
+/// (kTimedPushAheadNs), then go to every worker carrying the frame they apply at, computed
+/// then from the frame clock: a frame computed 200 ms ahead would carry the error of the
+/// clock's rate estimate times 200 ms (several samples); 30 ms ahead, a fraction of one.
+/// They are never coalesced. Once their frame has been rendered they are written to the
+/// state table, which holds what plays, not what will. At most kMaxTimedEvents wait: the
+/// bound on far-future bundles. A worker attached later (a rebuilt standby) is sent the
+/// timed changes already pushed and not yet rendered, so none is lost at a failover.
 class CommandRouter {
 public:
     explicit CommandRouter(Segment& segment);
 
     /// Accepts one validated change. Thread: the OSC thread.  RT-safe: no syscalls, but
     /// not meant for RT use.
-    void submit(uint32_t param, double value, uint64_t receiveNs, uint64_t timetag);
+    void submit(uint32_t param, double value, uint64_t receiveNs);
+
+    /// Accepts one timed change to be heard at `heardNs` (CLOCK_MONOTONIC). False when
+    /// kMaxTimedEvents already wait: refused, the caller counts it. Thread: the OSC thread.
+    bool submitTimed(uint32_t param, double value, uint64_t receiveNs, int64_t heardNs);
+
+    /// Pushes the timed changes heard within kTimedPushAheadNs to the workers, and writes
+    /// those rendered by `nowNs` into the state table, calling `onCommitted(param, value)`
+    /// for each. Thread: the OSC thread.
+    void serviceTimed(uint64_t nowNs, const std::function<void(uint32_t, double)>& onCommitted);
+
+    /// When serviceTimed() has work next (UINT64_MAX: none waits). Thread: the OSC thread.
+    uint64_t nextTimedNs() const { return nextTimedNs_; }
+    size_t timedWaiting() const { return timed_.size(); }
+
+    static constexpr int64_t kTimedPushAheadNs = 30'000'000;
 
     /// Re-sends dirty parameters to rings that have room again; true while any stays dirty.
     /// Thread: the OSC thread.
@@ -54,6 +80,16 @@ private:
     void pushOrCoalesce(uint32_t slot, const Command& command);
     void wakeIfSleeping(uint32_t slot, SpscRing<Command>& ring);
     void beginSlot(uint32_t slot);
+    void writeTable(uint32_t param, double value, uint64_t sequence);
+
+    struct TimedChange {
+        Command command;   // dueFrame set when pushed
+        int64_t heardNs;
+        uint64_t renderNs; // when its frame is rendered; known once pushed
+        bool pushed;
+    };
+    void pushTimed(TimedChange& change);
+    void updateNextTimed();
 
     Segment& segment_;
     std::atomic<int> wakeFd_[kWorkerSlots];
@@ -63,6 +99,8 @@ private:
     uint64_t seenGeneration_[kWorkerSlots] = {};      // OSC thread only
     std::bitset<kParamCount> dirty_[kWorkerSlots];    // OSC thread only
     uint64_t sequence_ = 0;                           // OSC thread only
+    std::vector<TimedChange> timed_;                  // OSC thread only; capacity kMaxTimedEvents, reserved
+    uint64_t nextTimedNs_ = UINT64_MAX;               // OSC thread only
 };
 
 }  // namespace sustain

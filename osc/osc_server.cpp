@@ -16,7 +16,9 @@
 #include "osc/message_validator.h"
 #include "osc/osc_packet.h"
 #include "shm/clock.h"
+#include "shm/frame_clock.h"
 #include "shm/metrics.h"
+#include "shm/seqlock.h"
 
 namespace sustain {
 
@@ -47,6 +49,7 @@ OscServer::OscServer(Segment& segment, CommandRouter& router, OscServerOptions o
 
 OscServer::~OscServer() {
     stop();
+    for (PendingSync& sync : syncs_) lo_message_free(sync.reply);
     if (socket_ >= 0) close(socket_);
     if (stopEvent_ >= 0) close(stopEvent_);
 }
@@ -106,6 +109,7 @@ bool OscServer::open(std::string& error) {
         return false;
     }
     buffers_.assign(kBatch * kMaxDatagram, 0);
+    syncs_.reserve(kMaxPendingSyncs);
     return true;
 }
 
@@ -125,7 +129,7 @@ void OscServer::run() {
     pollfd fds[2] = {{socket_, POLLIN, 0}, {stopEvent_, POLLIN, 0}};
     bool owed = false;
     for (;;) {
-        const int ready = poll(fds, 2, owed ? kFlushPollMs : kIdlePollMs);
+        const int ready = poll(fds, 2, pollTimeoutMs(owed));
         if (ready < 0 && errno != EINTR) {
             spdlog::error("OSC thread: poll failed: {}", std::strerror(errno));
             return;
@@ -133,8 +137,133 @@ void OscServer::run() {
         if (fds[1].revents & POLLIN) return;
         if (fds[0].revents & POLLIN) receiveBatch(monotonicNs());
         if (ready == 0) refreshKernelDrops();
+        const uint64_t nowNs = monotonicNs();
+        router_.serviceTimed(nowNs, [](uint32_t, double) {});
+        segment_.osc.timedPending.store(router_.timedWaiting(), std::memory_order_relaxed);
+        if (!syncs_.empty()) answerSyncs(nowNs);
         if (!subscribers_.empty()) notifyEvents();
         if (owed || (fds[0].revents & POLLIN)) owed = router_.flushPending();
+    }
+}
+
+int OscServer::pollTimeoutMs(bool owed) const {
+    if (owed || !syncs_.empty()) return kFlushPollMs;
+    const uint64_t next = router_.nextTimedNs();
+    if (next == UINT64_MAX) return kIdlePollMs;
+    const uint64_t now = monotonicNs();
+    if (next <= now) return 0;
+    return static_cast<int>(std::min<uint64_t>((next - now) / 1'000'000 + 1, kIdlePollMs));
+}
+
+void OscServer::countLate(double lateMs) {
+    OscMetrics& m = segment_.osc;
+    m.timedLate.fetch_add(1, std::memory_order_relaxed);
+    size_t bin = 0;
+    for (double edge = 1.0; bin + 1 < kLateBins && lateMs >= edge; edge *= 2.0) ++bin;
+    m.lateBins[bin].fetch_add(1, std::memory_order_relaxed);
+    worstLateMs_ = std::max(worstLateMs_, lateMs);
+}
+
+void OscServer::submitChange(uint32_t param, double value, uint64_t timetag, uint64_t receiveNs,
+                             std::string_view address) {
+    if (isImmediateTimetag(timetag)) {
+        router_.submit(param, value, receiveNs);
+        return;
+    }
+    const FrameClock& clock = segment_.clock;
+    const uint32_t latencyFrames = clock.playLatencyFrames.load(std::memory_order_acquire);
+    const auto nowNs = static_cast<int64_t>(monotonicNs());
+    // The sender's wall clock, as CLOCK_MONOTONIC: both clocks are this machine's, so the
+    // offset between them is exact to the microsecond (a client on another machine must
+    // keep its clock in step, e.g. with NTP, as for any OSC server).
+    const int64_t heardNs = ntpToUnixNs(timetag) - (static_cast<int64_t>(realtimeNs()) - nowNs);
+    FrameAnchor anchor{};
+    if (!readFrameClock(clock, anchor)) {
+        // No worker renders yet: there is no frame to aim at. Applied at once, as late.
+        countLate(0.0);
+        router_.submit(param, value, receiveNs);
+        return;
+    }
+    const int64_t dueFrame = frameHeardAt(anchor, heardNs, latencyFrames);
+    const int64_t nowFrame = frameRenderedAt(anchor, nowNs);
+    if (dueFrame < nowFrame) {
+        countLate(static_cast<double>(nowFrame - dueFrame) * anchor.nsPerFrame / 1e6);
+        router_.submit(param, value, receiveNs);
+        return;
+    }
+    if (!router_.submitTimed(param, value, receiveNs, heardNs)) {
+        OscMetrics& m = segment_.osc;
+        m.rejected.fetch_add(1, std::memory_order_relaxed);
+        m.rejectedScheduleFull.fetch_add(1, std::memory_order_relaxed);
+        rejectLog_.warn(126, std::string(address.substr(0, 64)) + ": " + std::to_string(kMaxTimedEvents) +
+                                 " timed messages already wait for their time; refused");
+        return;
+    }
+    segment_.osc.timedScheduled.fetch_add(1, std::memory_order_relaxed);
+}
+
+void OscServer::requestSync(lo_message message, const sockaddr_storage& from) {
+    // The reply carries the request's own arguments back, whatever their type (an int id
+    // as scsynth's /sync takes, or a string).
+    lo_message reply = lo_message_new();
+    const char* types = lo_message_get_types(message);
+    lo_arg** argv = lo_message_get_argv(message);
+    const int argc = lo_message_get_argc(message);
+    for (int i = 0; i < argc && i < 4 && types != nullptr; ++i) {
+        switch (types[i]) {
+            case LO_INT32: lo_message_add_int32(reply, argv[i]->i); break;
+            case LO_FLOAT: lo_message_add_float(reply, argv[i]->f); break;
+            case LO_INT64: lo_message_add_int64(reply, argv[i]->h); break;
+            case LO_STRING: lo_message_add_string(reply, &argv[i]->s); break;
+            default: break;
+        }
+    }
+    if (syncs_.size() >= kMaxPendingSyncs) {
+        segment_.osc.syncsRefused.fetch_add(1, std::memory_order_relaxed);
+        sendTo(from, "/engine/sync.failed", reply);
+        lo_message_free(reply);
+        rejectLog_.warn(125, "/engine/sync: " + std::to_string(kMaxPendingSyncs) + " requests already wait; refused (from " +
+                                 describeAddress(from) + ")");
+        return;
+    }
+    PendingSync sync{};
+    sync.from = from;
+    sync.reply = reply;
+    sync.deadlineNs = monotonicNs() + kSyncTimeoutNs;
+    for (uint32_t p = 0; p < kParamCount; ++p)
+        sync.versions[p] = segment_.params.entries[p].version.load(std::memory_order_acquire);
+    syncs_.push_back(sync);
+    answerSyncs(monotonicNs());
+}
+
+void OscServer::answerSyncs(uint64_t nowNs) {
+    // What the active worker has applied, from its published end-of-block state.
+    const uint32_t active = segment_.control.activeSlot.load(std::memory_order_acquire);
+    RenderState state{};
+    bool haveState = false;
+    if (active < kWorkerSlots) {
+        const PublishedState& published = segment_.state[active];
+        haveState = seqlockRead(published.sequence, published.words, state);
+    }
+    for (size_t i = 0; i < syncs_.size();) {
+        PendingSync& sync = syncs_[i];
+        bool done = haveState;
+        for (uint32_t p = 0; p < kParamCount && done; ++p) done = state.appliedSequence[p] >= sync.versions[p];
+        if (!done && nowNs < sync.deadlineNs) {
+            ++i;
+            continue;
+        }
+        if (done) {
+            segment_.osc.syncsAnswered.fetch_add(1, std::memory_order_relaxed);
+            sendTo(sync.from, "/engine/synced", sync.reply);
+        } else {
+            segment_.osc.syncsRefused.fetch_add(1, std::memory_order_relaxed);
+            sendTo(sync.from, "/engine/sync.failed", sync.reply);
+            spdlog::warn("/engine/sync from {}: the audio did not apply the earlier changes within {} s",
+                         describeAddress(sync.from), kSyncTimeoutNs / 1'000'000'000ull);
+        }
+        lo_message_free(sync.reply);
+        syncs_.erase(syncs_.begin() + static_cast<std::ptrdiff_t>(i));
     }
 }
 
@@ -228,6 +357,22 @@ void OscServer::notifyEvents() {
         failoversSeen_ = failovers;
         crashesSeen_ = crashes;
     }
+    // Late timed messages: those the OSC thread found late, and those a worker did.
+    const uint32_t active = segment_.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
+    const uint64_t late = segment_.osc.timedLate.load(std::memory_order_relaxed) +
+                          segment_.workers[active].timedLate.load(std::memory_order_relaxed);
+    const uint64_t nowNs = monotonicNs();
+    if (late > lateSeen_ && nowNs - lateNoticeNs_ >= kLateNoticeIntervalNs) {
+        lo_message notice = lo_message_new();
+        lo_message_add_int32(notice, static_cast<int32_t>(late - lateSeen_));
+        lo_message_add_float(notice, static_cast<float>(worstLateMs_));
+        notifySubscribers("/engine/late", notice);
+        lo_message_free(notice);
+        segment_.osc.lateNotifications.fetch_add(1, std::memory_order_relaxed);
+        lateSeen_ = late;
+        lateNoticeNs_ = nowNs;
+        worstLateMs_ = 0.0;
+    }
 }
 
 bool OscServer::handleEngineRequest(std::string_view path, lo_message message, const sockaddr_storage& from) {
@@ -259,6 +404,10 @@ bool OscServer::handleEngineRequest(std::string_view path, lo_message message, c
         lo_message_free(reply);
         return true;
     }
+    if (path == "/engine/sync") {
+        requestSync(message, from);
+        return true;
+    }
     if (path == "/engine/notify") {
         const char* types = lo_message_get_types(message);
         lo_arg** argv = lo_message_get_argv(message);
@@ -278,6 +427,9 @@ bool OscServer::handleEngineRequest(std::string_view path, lo_message message, c
                 if (subscribers_.size() == 1) {
                     failoversSeen_ = segment_.supervisor.failovers.load();
                     crashesSeen_ = segment_.supervisor.crashCount.load();
+                    lateSeen_ = segment_.osc.timedLate.load() +
+                                segment_.workers[segment_.control.activeSlot.load() % kWorkerSlots].timedLate.load();
+                    worstLateMs_ = 0.0;
                 }
             }
         } else if (!on && found != subscribers_.end()) {
@@ -374,7 +526,7 @@ void OscServer::handleMessage(const uint8_t* data, size_t size, uint64_t timetag
         return;
     }
     segment_.osc.accepted.fetch_add(1, std::memory_order_relaxed);
-    router_.submit(change.param, change.value, receiveNs, timetag);
+    submitChange(change.param, change.value, timetag, receiveNs, address);
 }
 
 }  // namespace sustain

@@ -61,6 +61,11 @@ private:
     void sendTo(const sockaddr_storage& to, const char* path, lo_message message);
     void notifySubscribers(const char* path, lo_message message);
     void notifyEvents();
+    void submitChange(uint32_t param, double value, uint64_t timetag, uint64_t receiveNs, std::string_view address);
+    void countLate(double lateMs);
+    void requestSync(lo_message message, const sockaddr_storage& from);
+    void answerSyncs(uint64_t nowNs);
+    int pollTimeoutMs(bool owed) const;
 
     Segment& segment_;
     CommandRouter& router_;
@@ -84,6 +89,26 @@ private:
     std::vector<Subscriber> subscribers_;
     uint64_t failoversSeen_ = 0;
     uint64_t crashesSeen_ = 0;
+
+    /// /engine/sync requests waiting until the audio has applied every change accepted
+    /// before them: the state table's versions then, against the active worker's
+    /// appliedSequence. Bounded; refused beyond, and answered with a timeout after a while.
+    struct PendingSync {
+        sockaddr_storage from;
+        lo_message reply;              // /engine/synced with the client's own id argument
+        uint64_t deadlineNs;
+        uint64_t versions[kParamCount];
+    };
+    static constexpr size_t kMaxPendingSyncs = 64;
+    static constexpr uint64_t kSyncTimeoutNs = 5'000'000'000ull;
+    std::vector<PendingSync> syncs_;
+
+    /// /engine/late to subscribers: at most one per kLateNoticeIntervalNs, with how many
+    /// timed messages were late since the last one and the worst lateness among them.
+    static constexpr uint64_t kLateNoticeIntervalNs = 100'000'000ull;
+    uint64_t lateSeen_ = 0;
+    uint64_t lateNoticeNs_ = 0;
+    double worstLateMs_ = 0.0;
     std::vector<uint8_t> replyBuffer_;
 };
 

@@ -16,7 +16,7 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 4;
+inline constexpr uint32_t kLayoutVersion = 5;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
@@ -29,6 +29,8 @@ inline constexpr uint32_t kLatencyBins = 4096;         // 1 sample per bin, + ov
 inline constexpr uint32_t kDrainBins = 4096;           // 1 us per bin, + overflow bin
 inline constexpr uint32_t kRegistryEntries = 16;
 inline constexpr uint32_t kInstanceNameMax = 32;       // without the terminating NUL
+inline constexpr uint32_t kMaxTimedEvents = 1024;      // timed bundle messages waiting for their time, engine-wide
+inline constexpr uint32_t kLateBins = 24;              // lateness of late bundles: bin b holds [2^(b-1), 2^b) ms
 
 static_assert((kCommandRingCapacity & (kCommandRingCapacity - 1)) == 0);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
@@ -63,13 +65,14 @@ struct Command {
     uint64_t sequence;   // per instance, from the OSC thread; orders commands
     uint64_t receiveNs;  // CLOCK_MONOTONIC when the datagram was received
     uint64_t pushNs;     // CLOCK_MONOTONIC when pushed into the worker's ring
-    uint64_t timetag;    // OSC timetag (NTP format) of the enclosing bundle; 0 = now
+    uint64_t dueFrame;   // kCommandFlagTimed: the frame (FrameClock numbering) it applies at
     double value;        // validated: finite and within the parameter's range
     uint16_t param;      // see kParamMasterGain, voiceFreqParam(), voiceGainParam()
     uint16_t flags;      // kCommandFlag*
     uint32_t reserved;
 };
 inline constexpr uint16_t kCommandFlagRefresh = 1;  // re-sent from the state table after a full ring
+inline constexpr uint16_t kCommandFlagTimed = 2;    // from a timed bundle: applies at dueFrame, to the sample
 static_assert(std::is_trivially_copyable_v<Command>);
 static_assert(sizeof(Command) == 48);
 
@@ -112,6 +115,30 @@ struct alignas(64) ControlBlock {
     uint64_t reserved[2];
 };
 static_assert(sizeof(ControlBlock) == 64);
+
+/// The audio frame clock, for timed bundles: frame `frame` (RenderState::frame numbering)
+/// began rendering at `startNs` (CLOCK_MONOTONIC) and frames follow each other every
+/// `nsPerFrame` (the device's real rate, not the nominal one); a rendered frame is heard
+/// playLatencyFrames later. The active worker's callback refreshes the anchor every block;
+/// a reader converts an OSC timetag to a frame with it (shm/frame_clock.h).
+struct FrameAnchor {
+    uint64_t frame;
+    int64_t startNs;
+    double nsPerFrame;
+    uint64_t source;  // FrameClockSource
+};
+inline constexpr size_t kFrameAnchorWords = sizeof(FrameAnchor) / 8;
+enum class FrameClockSource : uint64_t { None = 0, Jack = 1, Callback = 2 };
+
+struct alignas(64) FrameClock {
+    std::atomic<uint64_t> sequence;            // seqlock over `anchor` (shm/seqlock.h); writer: the active worker's callback
+    std::atomic<uint64_t> anchor[kFrameAnchorWords];  // a FrameAnchor
+    std::atomic<uint32_t> playLatencyFrames;   // writer: the process that plays (output stage or direct-layout worker)
+    std::atomic<uint32_t> reportedLatencyFrames;  // writer: same; PortAudio's output latency alone (without the relay's period)
+    std::atomic<uint64_t> updates;             // writer: the active worker's callback; blocks that refreshed the anchor
+    uint64_t reserved[1];
+};
+static_assert(sizeof(FrameClock) == 64);
 
 enum class OutputLayout : uint32_t { Direct = 0, Relay = 1 };
 
@@ -302,7 +329,15 @@ struct alignas(64) OscMetrics {  // writer: the OSC thread
     std::atomic<uint64_t> repliesSent;       // /engine/status, /engine/pong, notifications
     std::atomic<uint64_t> subscribersDropped;// /engine/notify subscribers dropped after repeated send failures
     std::atomic<uint64_t> rejectedSender;    // datagrams from senders outside --allow
-    uint64_t reserved[7];                    // room to grow without moving later regions
+    std::atomic<uint64_t> rejectedScheduleFull; // timed messages refused: kMaxTimedEvents already wait
+    std::atomic<uint64_t> timedScheduled;    // timed messages accepted for a future frame
+    std::atomic<uint64_t> timedLate;         // timed messages whose time had passed: applied at once
+    std::atomic<uint64_t> timedPending;      // timed messages waiting now
+    std::atomic<uint64_t> syncsAnswered;     // /engine/sync answered with /engine/synced
+    std::atomic<uint64_t> syncsRefused;      // /engine/sync refused (too many waiting) or timed out
+    std::atomic<uint64_t> lateNotifications; // /engine/late messages sent to subscribers
+    uint64_t reserved[8];                    // room to grow without moving later regions
+    std::atomic<uint64_t> lateBins[kLateBins];  // lateness of late timed messages, ms, log2 bins
 };
 
 struct alignas(64) WorkerMetrics {
@@ -313,7 +348,10 @@ struct alignas(64) WorkerMetrics {
     std::atomic<uint64_t> latencyOverflow;    // writer: callback
     std::atomic<uint64_t> latencySum;         // writer: callback; samples
     std::atomic<uint64_t> callbackCoalesced;  // writer: callback; superseded in the callback's pending set
-    uint64_t reserved[1];
+    std::atomic<uint64_t> timedApplied;       // writer: callback (active); timed commands applied at their frame
+    std::atomic<uint64_t> timedLate;          // writer: callback (active); timed commands that reached it after their frame
+    std::atomic<uint64_t> timedOverflow;      // writer: control thread; timed commands it could not hold (applied at once)
+    uint64_t reserved[5];
     std::atomic<uint64_t> latencyBins[kLatencyBins + 1];  // writer: callback; receive→applied, samples
     std::atomic<uint64_t> drainBins[kDrainBins + 1];      // writer: control thread; push→drained, us
 };
@@ -366,6 +404,7 @@ struct alignas(64) Registry {
 struct Segment {
     SegmentHeader header;
     ControlBlock control;
+    FrameClock clock;
     EngineConfig config;
     WorkerSlot slots[kWorkerSlots];
     WorkerSlot outputs[kOutputSlots];     // the output stages (relay layout); same fields

@@ -24,6 +24,15 @@ void takeQueuedCommands(CallbackContext& context) noexcept {
     uint32_t taken = 0;
     while (taken < kMaxCommandsPerBlock && context.queue->try_dequeue(command)) {
         ++taken;
+        if ((command.flags & kCommandFlagTimed) != 0) {
+            if (context.timedCount < kCallbackTimedCapacity) {
+                context.timed[context.timedCount++] = command;
+                continue;
+            }
+            // No room: it cannot wait for its sample; it applies at the start of this block.
+            metrics.timedOverflow.fetch_add(1, std::memory_order_relaxed);
+            command.flags = static_cast<uint16_t>(command.flags & ~kCommandFlagTimed);
+        }
         PendingCommand& pending = context.pending[command.param < kParamCount ? command.param : 0];
         if (pending.valid) {
             if (command.sequence <= pending.command.sequence) continue;
@@ -40,7 +49,7 @@ void takeQueuedCommands(CallbackContext& context) noexcept {
 // A standby renders each block from the active's end-of-block state, so that its block is
 // the same signal; when the active does not advance (dead, hung, or simply later in this
 // cycle) it continues from its own state.
-void followActive(CallbackContext& context, uint64_t nowNs) noexcept {
+bool followActive(CallbackContext& context, uint64_t nowNs) noexcept {
     Segment& segment = *context.segment;
     WorkerSlot& slot = segment.slots[context.slot];
     const uint32_t active = segment.control.activeSlot.load(std::memory_order_acquire);
@@ -70,7 +79,7 @@ void followActive(CallbackContext& context, uint64_t nowNs) noexcept {
         context.activeStall = 0;
         slot.syncedBlocks.fetch_add(1, std::memory_order_relaxed);
         slot.activeStall.store(0, std::memory_order_relaxed);
-        return;
+        return true;
     }
     if (context.activeStall++ == 0) slot.stallSinceNs.store(nowNs, std::memory_order_relaxed);
     slot.activeStall.store(context.activeStall, std::memory_order_relaxed);
@@ -80,6 +89,7 @@ void followActive(CallbackContext& context, uint64_t nowNs) noexcept {
         slot.takeoverNs.store(nowNs, std::memory_order_relaxed);
         slot.takeover.store(1, std::memory_order_release);
     }
+    return false;
 }
 
 // RT-safe: a loop over the fixed number of parameters.
@@ -111,6 +121,100 @@ void applyPending(CallbackContext& context, uint64_t nowNs, bool active) noexcep
         }
         if (active) pending.valid = false;
     }
+}
+
+// RT-safe: a loop over the fixed number of held timed commands.
+// A standby that just took the active's state is at the active's frame: every timed command
+// due before it is in that state already (the active applied it), so it is dropped here.
+void dropTimedBefore(CallbackContext& context, uint64_t frame) noexcept {
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < context.timedCount; ++i)
+        if (context.timed[i].dueFrame >= frame) context.timed[kept++] = context.timed[i];
+    context.timedCount = kept;
+}
+
+// RT-safe: bounded by kCallbackTimedCapacity (an insertion sort of at most that many).
+// Renders the block in pieces, applying each timed command at its own sample: the piece
+// before it is rendered with the old target, the piece after with the new. A timed command
+// whose frame has passed (it reached the callback late) applies at the first sample, unless
+// a newer value of its parameter is already in force.
+RenderStats renderTimed(CallbackContext& context, uint32_t frames, bool active) noexcept {
+    RenderState& state = context.state;
+    WorkerMetrics& metrics = context.segment->workers[context.slot];
+    const uint64_t first = state.frame;
+    const uint64_t end = first + frames;
+    uint32_t due[kCallbackTimedCapacity];
+    uint32_t dueCount = 0;
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < context.timedCount; ++i) {
+        if (context.timed[i].dueFrame < end) {
+            // Insert in order of frame, then sequence (the order they were sent in).
+            uint32_t at = dueCount++;
+            const Command& c = context.timed[i];
+            while (at > 0) {
+                const Command& before = context.timed[due[at - 1]];
+                if (before.dueFrame < c.dueFrame || (before.dueFrame == c.dueFrame && before.sequence < c.sequence)) break;
+                due[at] = due[at - 1];
+                --at;
+            }
+            due[at] = i;
+        }
+    }
+    RenderStats stats;
+    uint32_t rendered = 0;
+    for (uint32_t d = 0; d < dueCount; ++d) {
+        const Command& command = context.timed[due[d]];
+        const bool late = command.dueFrame < first;
+        const auto offset = late ? 0u : static_cast<uint32_t>(command.dueFrame - first);
+        if (offset > rendered) {
+            const RenderStats part = renderFrames(state, context.voices, context.sampleRate,
+                                                 context.scratch + size_t{rendered} * kAudioChannels, kAudioChannels,
+                                                 offset - rendered);
+            stats.clipped += part.clipped;
+            rendered = offset;
+        }
+        const uint32_t p = command.param < kParamCount ? command.param : 0;
+        if (late && command.sequence <= state.appliedSequence[p]) continue;  // a newer value is in force
+        if (!(context.fading && p == kParamMasterGain)) applyParam(state, p, command.value, context.rampSamples);
+        if (command.sequence > state.appliedSequence[p]) state.appliedSequence[p] = command.sequence;
+        if (active) (late ? metrics.timedLate : metrics.timedApplied).fetch_add(1, std::memory_order_relaxed);
+    }
+    if (frames > rendered) {
+        const RenderStats part = renderFrames(state, context.voices, context.sampleRate,
+                                             context.scratch + size_t{rendered} * kAudioChannels, kAudioChannels,
+                                             frames - rendered);
+        stats.clipped += part.clipped;
+    }
+    state.blocks += 1;
+    for (uint32_t i = 0; i < context.timedCount; ++i)
+        if (context.timed[i].dueFrame >= end) context.timed[kept++] = context.timed[i];
+    context.timedCount = kept;
+    return stats;
+}
+
+// RT-safe: jack_get_cycle_times reads the server's timer from shared memory (no lock, no
+// system call); the fallback is a bounded loop. Then a seqlock write.
+void publishFrameClock(CallbackContext& context, uint64_t frame, uint64_t startNs) noexcept {
+    FrameAnchor anchor{};
+    anchor.frame = frame;
+    jack_nframes_t cycleFrame = 0;
+    jack_time_t cycleUsecs = 0, nextUsecs = 0;
+    float periodUsecs = 0.0f;
+    jack_client_t* jackClock = context.jackClock.load(std::memory_order_acquire);
+    if (jackClock != nullptr && context.jackPeriodFrames != 0 &&
+        jack_get_cycle_times(jackClock, &cycleFrame, &cycleUsecs, &nextUsecs, &periodUsecs) == 0 &&
+        nextUsecs > cycleUsecs) {
+        anchor.startNs = static_cast<int64_t>(cycleUsecs) * 1000 - context.jackMinusMonotonicNs.load(std::memory_order_relaxed);
+        anchor.nsPerFrame = static_cast<double>(nextUsecs - cycleUsecs) * 1000.0 / context.jackPeriodFrames;
+        anchor.source = static_cast<uint64_t>(FrameClockSource::Jack);
+    } else {
+        const int64_t frameZeroNs =
+            context.clock.add(frame, static_cast<int64_t>(startNs), context.sampleRate, context.periodFrames);
+        anchor.nsPerFrame = 1e9 / context.sampleRate;
+        anchor.startNs = frameZeroNs + static_cast<int64_t>(static_cast<double>(frame) * anchor.nsPerFrame);
+        anchor.source = static_cast<uint64_t>(FrameClockSource::Callback);
+    }
+    publishFrameAnchor(context.segment->clock, anchor);
 }
 
 // RT-safe: two atomic loads.
@@ -176,13 +280,13 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
         context.blocks.fetch_add(1, std::memory_order_release);
         return;
     }
-    if (!active) followActive(context, startNs);
+    if (!active && followActive(context, startNs)) dropTimedBefore(context, context.state.frame);
     if (context.fading && context.state.master.target != 0.0) rampTo(context.state.master, 0.0, context.fadeSamples);
     applyPending(context, startNs, active);
 
     const uint64_t number = context.state.blocks;
-    const RenderStats stats =
-        renderBlock(context.state, context.voices, context.sampleRate, context.scratch, kAudioChannels, frames);
+    if (active) publishFrameClock(context, context.state.frame, startNs);
+    const RenderStats stats = renderTimed(context, frames, active);
     if (stats.clipped != 0 && active) {
         slot.clippedSamples.fetch_add(stats.clipped, std::memory_order_relaxed);
         rtLog(*context.log, slot.rtLogDropped, RtEvent::Clipped, stats.clipped);

@@ -6,6 +6,7 @@
 // RtLogRing; state and metrics go out through shared-memory atomics.
 #pragma once
 
+#include <jack/jack.h>
 #include <portaudio.h>
 #include <readerwriterqueue/readerwriterqueue.h>
 
@@ -13,12 +14,17 @@
 #include <cstdint>
 
 #include "engine/rt/rt_log.h"
+#include "shm/frame_clock.h"
 #include "shm/layout.h"
 
 namespace sustain {
 
 inline constexpr uint32_t kCallbackQueueCapacity = 1024;
 inline constexpr uint32_t kMaxCommandsPerBlock = kCallbackQueueCapacity;  // bounds the loop
+/// Timed commands the callback holds; the control thread hands them over only shortly
+/// before they are due (kTimedLookaheadBlocks), so this many due at once is a flood.
+/// Beyond it, a timed command is applied at once and counted (WorkerMetrics::timedOverflow).
+inline constexpr uint32_t kCallbackTimedCapacity = 256;
 
 using CallbackQueue = moodycamel::ReaderWriterQueue<Command>;
 
@@ -45,6 +51,18 @@ struct CallbackContext {
     RtLogRing* log = nullptr;
     RenderState state{};
     PendingCommand pending[kParamCount] = {};
+    Command timed[kCallbackTimedCapacity] = {};  // timed commands not yet applied, in arrival order
+    uint32_t timedCount = 0;
+    uint32_t periodFrames = 64;
+    // The frame clock the active publishes (shm/frame_clock.h): JACK's cycle clock through a
+    // client of our own that is never activated (it only reads the server's timer), else the
+    // callback's own start times.
+    // Set once by the main thread after the stream started (period, offset, then the client
+    // with release); the callback loads it with acquire.
+    std::atomic<jack_client_t*> jackClock{nullptr};
+    jack_nframes_t jackPeriodFrames = 0;
+    std::atomic<int64_t> jackMinusMonotonicNs{0};  // writer: the control thread, about once a second
+    FrameZeroEstimator clock;
     uint64_t syncedThrough = 0;   // the active's `blocks` at our last sync
     uint64_t syncedEpoch = 0;     // the epoch of the active process we last synced from
     uint32_t activeStall = 0;     // own cycles in a row in which the active did not advance

@@ -20,7 +20,7 @@ void initialRenderState(RenderState& state, double masterGain) noexcept {
     for (uint32_t param = 0; param < kParamCount; ++param) applyParam(state, param, defaultParamValue(param, masterGain), 0);
 }
 
-RenderStats renderBlock(RenderState& state, uint32_t voices, double sampleRate, float* out, uint32_t channels,
+RenderStats renderFrames(RenderState& state, uint32_t voices, double sampleRate, float* out, uint32_t channels,
                         uint32_t frames) noexcept {
     RenderStats stats;
     const double inverseRate = 1.0 / sampleRate;
@@ -46,6 +46,12 @@ RenderStats renderBlock(RenderState& state, uint32_t voices, double sampleRate, 
         for (uint32_t c = 0; c < channels; ++c) out[frame * channels + c] = static_cast<float>(sample);
     }
     state.frame += frames;
+    return stats;
+}
+
+RenderStats renderBlock(RenderState& state, uint32_t voices, double sampleRate, float* out, uint32_t channels,
+                        uint32_t frames) noexcept {
+    const RenderStats stats = renderFrames(state, voices, sampleRate, out, channels, frames);
     state.blocks += 1;
     return stats;
 }

@@ -48,7 +48,12 @@ struct RenderStats {
 };
 
 /// Renders `frames` frames into `out` (interleaved, `channels` channels, the same signal on
-/// each), advancing phases, ramps and the frame counter.
+/// each), advancing phases, ramps and the frame counter; a block may be rendered in several
+/// pieces (a timed change between them).
+RenderStats renderFrames(RenderState& state, uint32_t voices, double sampleRate, float* out, uint32_t channels,
+                         uint32_t frames) noexcept;
+
+/// Renders a whole block: renderFrames(), then counts the block.
 RenderStats renderBlock(RenderState& state, uint32_t voices, double sampleRate, float* out, uint32_t channels,
                         uint32_t frames) noexcept;
 

@@ -5,6 +5,8 @@ real OSC through liblo's oscsend, and a recording of what the driver itself play
 Every wait has a deadline (a hang is a failure), and every process started here is
 stopped again, whatever happens. A machine without jackd skips (exit 77), never passes.
 """
+import array
+import bisect
 import fcntl
 import glob
 import json
@@ -256,6 +258,17 @@ class Engine:
         """Every worker sustaind started, in order (not the output stages)."""
         return [int(pid) for pid in re.findall(r"worker \d started (?:as \w+ )?\(pid (\d+)\)", self.log())]
 
+    def send_raw(self, packet):
+        """Sends one datagram exactly as given (see osc_wire for building one)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(packet, ("127.0.0.1", self.port))
+
+    def status(self):
+        """sustain-status --json --once for this engine: (exit code, the JSON object)."""
+        out = subprocess.run([self.paths.status, "--instance", self.instance, "--json", "--once"],
+                             capture_output=True, text=True, timeout=10)
+        return out.returncode, json.loads(out.stdout)
+
     def send(self, address, *args):
         """Sends one OSC message with liblo's oscsend: args are (type, value) pairs."""
         command = ["oscsend", "127.0.0.1", str(self.port), address]
@@ -325,19 +338,21 @@ class Engine:
 class Recording:
     """sustain-record on system:monitor_1: what the driver itself played."""
 
-    def __init__(self, paths, jack, seconds):
+    def __init__(self, paths, jack, seconds, cycle_times=False):
         self.paths = paths
         self.jack = jack
         self.seconds = seconds
         self.directory = tempfile.mkdtemp(prefix="sustain-rec-")
         self.wav = os.path.join(self.directory, "monitor.wav")
         self.ready = os.path.join(self.directory, "ready")
+        self.cycle_times_path = os.path.join(self.directory, "cycles.json") if cycle_times else None
         self.process = None
 
     def __enter__(self):
+        extra = ["--cycle-times", self.cycle_times_path] if self.cycle_times_path else []
         self.process = subprocess.Popen(
             [self.paths.record, "--server", self.jack.name, "--port", "system:monitor_1",
-             "--seconds", str(self.seconds), "--out", self.wav, "--ready-file", self.ready, "--json"],
+             "--seconds", str(self.seconds), "--out", self.wav, "--ready-file", self.ready, "--json"] + extra,
             env=self.jack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_until(lambda: os.path.exists(self.ready) or self.process.poll() is not None, 10, "the recorder")
         if self.process.poll() is not None:
@@ -352,6 +367,34 @@ class Recording:
         check(summary["recorder_overflows"] == 0, "the recorder lost no samples itself")
         self.summary = summary
         return summary
+
+    def samples(self):
+        """The recording as a list of floats (the recorder writes 32-bit float WAV, one channel)."""
+        with open(self.wav, "rb") as f:
+            data = f.read()
+        offset = 12
+        while offset + 8 <= len(data):
+            chunk, size = data[offset:offset + 4], int.from_bytes(data[offset + 4:offset + 8], "little")
+            if chunk == b"data":
+                body = array.array("f")
+                body.frombytes(data[offset + 8:offset + 8 + size - size % 4])
+                return body
+            offset += 8 + size + (size & 1)
+        raise TestFailure("the recording has no data chunk")
+
+    def monotonic_ns_at(self, index):
+        """When the driver played sample `index` of the recording, on CLOCK_MONOTONIC: the start
+        of its JACK cycle (JACK's estimate of the driver's wake-up) plus its place in the cycle."""
+        if not hasattr(self, "cycles"):
+            with open(self.cycle_times_path) as f:
+                self.cycles = json.load(f)
+        frames, usecs = self.cycles["frame"], self.cycles["usecs"]
+        k = bisect.bisect_right(frames, index) - 1
+        if k < 0:
+            raise TestFailure(f"sample {index} lies before the first recorded cycle")
+        rate = self.cycles["sample_rate"]
+        jack_us = usecs[k] + (index - frames[k]) * 1e6 / rate
+        return (jack_us - self.cycles["jack_minus_monotonic_us"]) * 1000.0
 
     def analyze(self, *args):
         result = subprocess.run([self.paths.analyze, "--in", self.wav, "--json", "--damage-report", "10"] + list(args),

@@ -11,31 +11,7 @@ import subprocess
 import time
 
 from harness import Engine, JackServer, Recording, check, main, wait_until
-
-
-def pad(data):
-    return data + b"\0" * (4 - len(data) % 4)
-
-
-def message(address, types="", *args):
-    out = pad(address.encode()) + pad(("," + types).encode())
-    for t, v in zip(types, args):
-        if t == "f":
-            out += struct.pack(">f", v)
-        elif t == "i":
-            out += struct.pack(">i", v)
-        elif t == "d":
-            out += struct.pack(">d", v)
-        elif t == "s":
-            out += pad(v.encode())
-    return out
-
-
-def bundle(*elements, timetag=1):
-    out = b"#bundle\0" + struct.pack(">Q", timetag)
-    for e in elements:
-        out += struct.pack(">i", len(e)) + e
-    return out
+from osc_wire import bundle, message
 
 
 def status(paths, engine):

@@ -36,8 +36,8 @@ TEST_CASE("router: writes the table, then both attached workers' rings (dual wri
     CommandRouter router(*segment);
     router.attachWorker(0, -1);
     router.attachWorker(1, -1);
-    router.submit(kParamMasterGain, 0.5, 100, 0);
-    router.submit(voiceFreqParam(1), 880.0, 200, 0);
+    router.submit(kParamMasterGain, 0.5, 100);
+    router.submit(voiceFreqParam(1), 880.0, 200);
     CHECK(segment->params.entries[kParamMasterGain].value.load() == 0.5);
     CHECK(segment->params.entries[voiceFreqParam(1)].version.load() == 2);
     for (uint32_t slot = 0; slot < 2; ++slot) {
@@ -51,7 +51,7 @@ TEST_CASE("router: writes the table, then both attached workers' rings (dual wri
         CHECK_FALSE(ring.tryPop(c));
     }
     router.detachWorker(1);
-    router.submit(kParamMasterGain, 0.25, 300, 0);
+    router.submit(kParamMasterGain, 0.25, 300);
     CHECK(commandRing(*segment, 1).sizeApprox() == 0);
     CHECK(commandRing(*segment, 0).sizeApprox() == 1);
 }
@@ -60,9 +60,9 @@ TEST_CASE("router: a full ring coalesces into a refresh of the newest value, not
     auto segment = makeSegment();
     CommandRouter router(*segment);
     router.attachWorker(0, -1);
-    for (uint32_t i = 0; i < kCommandRingCapacity; ++i) router.submit(voiceFreqParam(0), 100.0 + i % 100, 1, 0);
-    router.submit(kParamMasterGain, 0.1, 1, 0);  // does not fit
-    router.submit(kParamMasterGain, 0.9, 1, 0);  // folded into the same refresh
+    for (uint32_t i = 0; i < kCommandRingCapacity; ++i) router.submit(voiceFreqParam(0), 100.0 + i % 100, 1);
+    router.submit(kParamMasterGain, 0.1, 1);  // does not fit
+    router.submit(kParamMasterGain, 0.9, 1);  // folded into the same refresh
     CHECK(segment->osc.ringCoalesced.load() == 2);
     CHECK(router.flushPending());  // still full: the refresh stays owed
     auto ring = commandRing(*segment, 0);
@@ -85,13 +85,13 @@ TEST_CASE("router: wakes a sleeping worker with one byte, a busy one with none")
     router.attachWorker(0, pair[0]);
     auto ring = commandRing(*segment, 0);
     char bytes[8];
-    router.submit(kParamMasterGain, 0.5, 1, 0);
+    router.submit(kParamMasterGain, 0.5, 1);
     CHECK(read(pair[1], bytes, sizeof bytes) < 0);  // awake: no system call spent on it
     Command c;
     REQUIRE(ring.tryPop(c));
     REQUIRE(ring.prepareToSleep());
-    router.submit(kParamMasterGain, 0.6, 1, 0);
-    router.submit(kParamMasterGain, 0.7, 1, 0);
+    router.submit(kParamMasterGain, 0.6, 1);
+    router.submit(kParamMasterGain, 0.7, 1);
     CHECK(read(pair[1], bytes, sizeof bytes) == 1);  // one byte for the sleeper, not one per message
     router.detachWorker(0);
     close(pair[0]);
@@ -104,9 +104,9 @@ TEST_CASE("control thread: coalesces a burst per parameter and keeps arrival ord
     router.attachWorker(0, -1);
     CallbackQueue queue(kCallbackQueueCapacity);
     CommandForwarder forwarder(*segment, 0, queue);
-    for (int i = 0; i < 100; ++i) router.submit(kParamMasterGain, i / 100.0, 1, 0);
-    router.submit(voiceFreqParam(2), 500.0, 1, 0);
-    router.submit(kParamMasterGain, 0.33, 1, 0);
+    for (int i = 0; i < 100; ++i) router.submit(kParamMasterGain, i / 100.0, 1);
+    router.submit(voiceFreqParam(2), 500.0, 1);
+    router.submit(kParamMasterGain, 0.33, 1);
     CHECK_FALSE(forwarder.drainOnce());
     const auto forwarded = drainAll(queue);
     REQUIRE(forwarded.size() == 2);
@@ -125,7 +125,7 @@ TEST_CASE("control thread: a full callback queue keeps commands pending, never d
     while (queue.try_enqueue(Command{})) {
     }
     CommandForwarder forwarder(*segment, 0, queue);
-    router.submit(kParamMasterGain, 0.7, 1, 0);
+    router.submit(kParamMasterGain, 0.7, 1);
     CHECK(forwarder.drainOnce());  // pending
     drainAll(queue);
     CHECK_FALSE(forwarder.drainOnce());
@@ -138,8 +138,8 @@ TEST_CASE("control thread: a new worker starts from the table and skips what it 
     auto segment = makeSegment();
     CommandRouter router(*segment);
     router.attachWorker(0, -1);
-    router.submit(kParamMasterGain, 0.4, 1, 0);
-    router.submit(voiceFreqParam(0), 300.0, 1, 0);
+    router.submit(kParamMasterGain, 0.4, 1);
+    router.submit(voiceFreqParam(0), 300.0, 1);
     RenderState state;
     initialRenderState(state, 0.0);
     CallbackQueue queue(kCallbackQueueCapacity);
@@ -147,7 +147,7 @@ TEST_CASE("control thread: a new worker starts from the table and skips what it 
     forwarder.setSnapshot(loadStateTable(*segment, state));
     CHECK(state.master.current == 0.4);
     CHECK(state.voices[0].freq.current == 300.0);
-    router.submit(kParamMasterGain, 0.8, 1, 0);  // after the snapshot: must arrive
+    router.submit(kParamMasterGain, 0.8, 1);  // after the snapshot: must arrive
     forwarder.drainOnce();
     const auto forwarded = drainAll(queue);
     REQUIRE(forwarded.size() == 1);

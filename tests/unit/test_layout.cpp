@@ -16,9 +16,9 @@
 
 using namespace sustain;
 
-TEST_CASE("layout: sizes and offsets are pinned to layout version 3") {
-    CHECK(kLayoutVersion == 4);
-    CHECK(sizeof(OscMetrics) == 192);
+TEST_CASE("layout: sizes and offsets are pinned to layout version 5") {
+    CHECK(kLayoutVersion == 5);
+    CHECK(sizeof(OscMetrics) == 448);
     CHECK(sizeof(Command) == 48);
     CHECK(sizeof(SegmentHeader) == 128);
     CHECK(sizeof(ControlBlock) == 64);
@@ -29,17 +29,19 @@ TEST_CASE("layout: sizes and offsets are pinned to layout version 3") {
     CHECK(sizeof(RingIndices) == 192);
     CHECK(sizeof(RenderState) == 1464);
     CHECK(offsetof(Segment, control) == 128);
-    CHECK(offsetof(Segment, config) == 192);
-    CHECK(offsetof(Segment, slots) == 448);
-    CHECK(offsetof(Segment, outputs) == 1216);
-    CHECK(offsetof(Segment, params) == 1984);
-    CHECK(offsetof(Segment, rings) == 2624);
-    CHECK(offsetof(Segment, state) == 789440);
-    CHECK(offsetof(Segment, audio) == 792512);
+    CHECK(offsetof(Segment, clock) == 192);
+    CHECK(sizeof(FrameClock) == 64);
+    CHECK(offsetof(Segment, config) == 256);
+    CHECK(offsetof(Segment, slots) == 512);
+    CHECK(offsetof(Segment, outputs) == 1280);
+    CHECK(offsetof(Segment, params) == 2048);
+    CHECK(offsetof(Segment, rings) == 2688);
+    CHECK(offsetof(Segment, state) == 789504);
+    CHECK(offsetof(Segment, audio) == 792576);
     CHECK(sizeof(AudioRing) == 16 * 8256);
     CHECK(offsetof(ControlBlock, epoch) == 8);
     CHECK(offsetof(WorkerSlot, callbacks) == 24);
-    CHECK(kSegmentSize == 1189568);
+    CHECK(kSegmentSize == 1190016);
 }
 
 namespace {

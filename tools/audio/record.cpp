@@ -72,6 +72,12 @@ struct Recorder {
     static constexpr std::size_t kXrunPositions = 4096;
     std::atomic<std::uint64_t> xrunAt[kXrunPositions] = {};
     std::atomic<std::uint32_t> startFrame{0};        // writer: callback (first recorded cycle)
+    // --cycle-times: when each recorded cycle began on JACK's clock (its DLL estimate of the
+    // driver's wake-up, microseconds), and at which frame of the recording. Sized before
+    // activation; the callback writes entry i before it publishes cyclesRecorded = i + 1.
+    std::vector<std::uint64_t> cycleFrame;
+    std::vector<std::uint64_t> cycleUsecs;
+    std::atomic<std::uint64_t> cyclesRecorded{0};
 };
 
 // RT-safe: atomics, jack_port_get_buffer and a ring write; no locks, allocation or logging.
@@ -86,6 +92,17 @@ int onProcess(jack_nframes_t nframes, void* arg) noexcept {
         r.buffers[c] = static_cast<const float*>(jack_port_get_buffer(r.ports[c], nframes));
     }
     if (seen == 0) r.startFrame.store(jack_last_frame_time(r.client), std::memory_order_relaxed);
+    const std::uint64_t cycle = r.cyclesRecorded.load(std::memory_order_relaxed);
+    if (cycle < r.cycleFrame.size()) {
+        jack_nframes_t currentFrames = 0;
+        jack_time_t currentUsecs = 0, nextUsecs = 0;
+        float periodUsecs = 0.0f;
+        if (jack_get_cycle_times(r.client, &currentFrames, &currentUsecs, &nextUsecs, &periodUsecs) == 0) {
+            r.cycleFrame[cycle] = seen;
+            r.cycleUsecs[cycle] = currentUsecs;
+            r.cyclesRecorded.store(cycle + 1, std::memory_order_release);
+        }
+    }
     if (!r.ring.tryWriteInterleaved(r.buffers.data(), r.buffers.size(), take)) {
         r.framesLost.fetch_add(take, std::memory_order_relaxed);
     }
@@ -145,6 +162,7 @@ int main(int argc, char** argv) {
     std::string outPath;
     std::string clientName = "sustain-record";
     std::string readyFile;
+    std::string cycleTimesPath;
     bool json = false;
     std::size_t ringFramesFlag = 0;
 
@@ -155,6 +173,9 @@ int main(int argc, char** argv) {
     app.add_option("--seconds", seconds, "duration in seconds")->required();
     app.add_option("--out", outPath, "output WAV file (32-bit float)")->required();
     app.add_option("--client-name", clientName, "JACK client name")->capture_default_str();
+    app.add_option("--cycle-times", cycleTimesPath,
+                   "write when each recorded cycle began (JSON: frame in the recording, JACK time in us, and JACK "
+                   "time minus CLOCK_MONOTONIC) to this file");
     app.add_option("--ready-file", readyFile,
                    "written (atomically) once the ports are connected and the first block is recorded");
     app.add_flag("--json", json, "print a JSON summary on stdout");
@@ -260,6 +281,11 @@ int main(int argc, char** argv) {
         ~FileCloser() { close(); }
     } fileCloser{file};
 
+    if (!cycleTimesPath.empty()) {
+        const std::uint64_t cycles = framesWanted / jack_get_buffer_size(client) + 16;
+        r.cycleFrame.assign(cycles, 0);
+        r.cycleUsecs.assign(cycles, 0);
+    }
     jack_set_process_callback(client, onProcess, &r);
     jack_set_xrun_callback(client, onXrun, &r);
     jack_on_shutdown(client, onShutdown, &r);
@@ -367,6 +393,25 @@ int main(int argc, char** argv) {
             break;
         }
         std::this_thread::sleep_for(kDrainPeriod);
+    }
+    if (!cycleTimesPath.empty() && !serverUnusable) {
+        // JACK's clock against CLOCK_MONOTONIC (the engine's), so a reader can put the two
+        // side by side; the smallest of a few readings is the one least disturbed.
+        std::int64_t offsetUs = INT64_MAX;
+        for (int i = 0; i < 5; ++i) {
+            timespec ts{};
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            const auto before = static_cast<std::int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+            const auto jack = static_cast<std::int64_t>(jack_get_time());
+            offsetUs = std::min(offsetUs, jack - before);
+        }
+        const std::uint64_t count = r.cyclesRecorded.load(std::memory_order_acquire);
+        nlohmann::json times = {{"jack_minus_monotonic_us", offsetUs},
+                                {"sample_rate", sampleRate},
+                                {"frame", std::vector<std::uint64_t>(r.cycleFrame.begin(), r.cycleFrame.begin() + static_cast<std::ptrdiff_t>(count))},
+                                {"usecs", std::vector<std::uint64_t>(r.cycleUsecs.begin(), r.cycleUsecs.begin() + static_cast<std::ptrdiff_t>(count))}};
+        if (!writeReadyFile(cycleTimesPath, times) && failure.empty())
+            failure = "cannot write --cycle-times \"" + cycleTimesPath + "\"";
     }
     if (!serverUnusable) jack_deactivate(client);
     fileCloser.close();  // finishes the WAV header, even for a failed recording

@@ -1,7 +1,9 @@
 #include "tools/status/status_snapshot.h"
 
 #include <algorithm>
+#include <cmath>
 
+#include "shm/frame_clock.h"
 #include "shm/seqlock.h"
 
 namespace sustain {
@@ -90,6 +92,37 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     s.subscribersDropped = osc.subscribersDropped.load();
     s.rejectedSender = osc.rejectedSender.load();
     s.dropped = s.kernelDrops;  // everything else coalesces; nothing is dropped after the kernel
+    s.rejectedScheduleFull = osc.rejectedScheduleFull.load();
+    s.timedScheduled = osc.timedScheduled.load();
+    s.timedLate = osc.timedLate.load();
+    s.timedPending = osc.timedPending.load();
+    s.syncsAnswered = osc.syncsAnswered.load();
+    s.syncsRefused = osc.syncsRefused.load();
+    s.lateNotifications = osc.lateNotifications.load();
+    for (uint32_t w = 0; w < kWorkerSlots; ++w) {
+        // Only the active counts applied and late ones; a failover moves the counting.
+        s.timedApplied += segment.workers[w].timedApplied.load();
+        s.timedLate += segment.workers[w].timedLate.load();
+        s.timedOverflow += segment.workers[w].timedOverflow.load();
+    }
+    {
+        // Bin b holds lateness in [2^(b-1), 2^b) ms: report each percentile as its bin's upper edge.
+        const Percentiles bins = histogramPercentiles(osc.lateBins, kLateBins);
+        auto edge = [](double bin) { return bin <= 0 ? 1.0 : std::ldexp(1.0, static_cast<int>(bin)); };
+        s.lateMs = bins;
+        s.lateMs.p50 = bins.count ? edge(bins.p50) : 0;
+        s.lateMs.p95 = bins.count ? edge(bins.p95) : 0;
+        s.lateMs.p99 = bins.count ? edge(bins.p99) : 0;
+        s.lateMs.max = bins.count ? edge(bins.max) : 0;
+    }
+    s.playLatencyFrames = segment.clock.playLatencyFrames.load();
+    s.reportedLatencyFrames = segment.clock.reportedLatencyFrames.load();
+    FrameAnchor anchor{};
+    s.frameClock = readFrameClock(segment.clock, anchor);
+    if (s.frameClock) {
+        s.frameClockSource = anchor.source == static_cast<uint64_t>(FrameClockSource::Jack) ? "jack" : "callback";
+        s.measuredRateHz = 1e9 / anchor.nsPerFrame;
+    }
 
     s.activeSlot = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
     const WorkerMetrics& active = segment.workers[s.activeSlot];

@@ -47,6 +47,15 @@ struct StatusSnapshot {
              rejectedNotFinite = 0, rejectedOutOfRange = 0, rejectedOversize = 0;
     uint64_t kernelDrops = 0, ringCoalesced = 0, controlCoalesced = 0, callbackCoalesced = 0;
     uint64_t repliesSent = 0, subscribersDropped = 0, rejectedSender = 0;
+    uint64_t rejectedScheduleFull = 0;
+    // timed bundles
+    uint64_t timedScheduled = 0, timedApplied = 0, timedLate = 0, timedPending = 0, timedOverflow = 0;
+    uint64_t syncsAnswered = 0, syncsRefused = 0, lateNotifications = 0;
+    Percentiles lateMs;           // lateness of late timed messages, upper edges of log2 bins, ms
+    uint32_t playLatencyFrames = 0, reportedLatencyFrames = 0;
+    bool frameClock = false;
+    std::string frameClockSource;  // "jack", "callback"; "" before the first block
+    double measuredRateHz = 0;     // frames per second of CLOCK_MONOTONIC, by the frame clock
     Percentiles latencySamples;  // receive -> applied, in samples (active worker)
     std::vector<uint64_t> latencyBins;  // a coarse histogram for the live view
     // supervisor

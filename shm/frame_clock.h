@@ -1,0 +1,138 @@
+// Time ↔ audio frames, for OSC bundles timed to the sample.
+//
+// An OSC timetag says when a change should be *heard*, on the sender's wall clock (NTP
+// format). The engine renders in frames. The active worker's callback publishes when a
+// frame began rendering on CLOCK_MONOTONIC and how fast frames follow each other
+// (FrameClock's anchor), the playing process how long a rendered frame takes to reach the
+// listener (playLatencyFrames); with both, the OSC thread turns a timetag into the frame
+// that must carry the change, once, so that every worker (active and standby) applies it
+// at the same sample.
+//
+// Where the anchor comes from: on JACK, JACK's own cycle clock (jack_get_cycle_times: its
+// filtered estimate of when the driver began the cycle, and the real period, which is not
+// exactly the nominal one: the dummy driver here runs a few percent slow); elsewhere the
+// callback's start times, filtered by FrameZeroEstimator at the nominal rate.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "shm/layout.h"
+#include "shm/seqlock.h"
+
+namespace sustain {
+
+/// OSC timetags that mean "now": 0 (a bare message, by our convention) and 1 ("immediately").
+constexpr bool isImmediateTimetag(uint64_t timetag) { return timetag <= 1; }
+
+/// Seconds between the NTP epoch (1900) and the Unix epoch (1970).
+inline constexpr int64_t kNtpToUnixSeconds = 2208988800LL;
+
+/// An NTP timetag (32.32 fixed point seconds since 1900) as nanoseconds since 1970 on
+/// CLOCK_REALTIME. Exact to the nanosecond (rounded down). Thread: any.  RT-safe: yes.
+constexpr int64_t ntpToUnixNs(uint64_t timetag) {
+    const auto seconds = static_cast<int64_t>(timetag >> 32) - kNtpToUnixSeconds;
+    const uint64_t fraction = timetag & 0xffffffffULL;
+    return seconds * 1'000'000'000LL + static_cast<int64_t>((fraction * 1'000'000'000ULL) >> 32);
+}
+
+/// The inverse (for clients and tests): nanoseconds since 1970 as an NTP timetag.
+constexpr uint64_t unixNsToNtp(int64_t unixNs) {
+    const int64_t seconds = unixNs / 1'000'000'000LL;
+    const auto nanos = static_cast<uint64_t>(unixNs % 1'000'000'000LL);
+    // Round up so that ntpToUnixNs(unixNsToNtp(t)) == t.
+    const uint64_t fraction = ((nanos << 32) + 999'999'999ULL) / 1'000'000'000ULL;
+    return (static_cast<uint64_t>(seconds + kNtpToUnixSeconds) << 32) | (fraction & 0xffffffffULL);
+}
+
+/// Publishes an anchor. Thread: the active worker's callback.  RT-safe: yes.
+inline void publishFrameAnchor(FrameClock& clock, const FrameAnchor& anchor) noexcept {
+    seqlockWrite(clock.sequence, clock.anchor, anchor);
+    clock.updates.fetch_add(1, std::memory_order_relaxed);
+}
+
+/// Reads the anchor; false while there is none (no worker has rendered yet). Thread: any.
+inline bool readFrameClock(const FrameClock& clock, FrameAnchor& anchor) noexcept {
+    for (int attempt = 0; attempt < 16; ++attempt)
+        if (seqlockRead(clock.sequence, clock.anchor, anchor))
+            return anchor.source != static_cast<uint64_t>(FrameClockSource::None) && anchor.nsPerFrame > 0.0;
+    return false;
+}
+
+/// When `frame` begins rendering (CLOCK_MONOTONIC). Thread: any.  RT-safe: yes.
+inline int64_t renderStartNs(const FrameAnchor& anchor, int64_t frame) noexcept {
+    const double frames = static_cast<double>(frame - static_cast<int64_t>(anchor.frame));
+    return anchor.startNs + static_cast<int64_t>(std::llround(frames * anchor.nsPerFrame));
+}
+
+/// The frame that is heard at `heardNs`. Thread: any.  RT-safe: yes.
+inline int64_t frameHeardAt(const FrameAnchor& anchor, int64_t heardNs, uint32_t playLatencyFrames) noexcept {
+    const double frames = static_cast<double>(heardNs - anchor.startNs) / anchor.nsPerFrame;
+    return static_cast<int64_t>(anchor.frame) + static_cast<int64_t>(std::llround(frames)) -
+           static_cast<int64_t>(playLatencyFrames);
+}
+
+/// The frame being rendered at `nowNs` (rounded down). Thread: any.  RT-safe: yes.
+inline int64_t frameRenderedAt(const FrameAnchor& anchor, int64_t nowNs) noexcept {
+    const double frames = static_cast<double>(nowNs - anchor.startNs) / anchor.nsPerFrame;
+    return static_cast<int64_t>(anchor.frame) + static_cast<int64_t>(std::floor(frames));
+}
+
+/// Where frame 0 lies, given that the block starting at `frame` began at `blockStartNs`.
+inline int64_t frameZeroFor(uint64_t frame, int64_t blockStartNs, double sampleRate) {
+    return blockStartNs - static_cast<int64_t>(std::llround(static_cast<double>(frame) * 1e9 / sampleRate));
+}
+
+/// Estimates where frame 0 lies from the start times of recent blocks.
+///
+/// A callback starts some microseconds after its cycle began (the driver's wake-up, the
+/// clients before it); that delay is never negative, so the smallest offset seen over a
+/// window of blocks is the closest to the cycle's true start. The clock can also step
+/// later for good: after an xrun, or when the relay layout's active worker holds back a
+/// block, frames are rendered a period later than before. kStepBlocks blocks in a row
+/// later than the estimate by more than half a period restart the window from them.
+/// Thread: the active worker's callback.  RT-safe: yes (fixed arrays, bounded loops).
+class FrameZeroEstimator {
+public:
+    static constexpr uint32_t kWindow = 64;      // about 85 ms at 64 frames / 48 kHz
+    static constexpr uint32_t kStepBlocks = 8;
+
+    /// Adds a block that started at `blockStartNs` with `frame`; returns the estimate.
+    int64_t add(uint64_t frame, int64_t blockStartNs, double sampleRate, uint32_t periodFrames) {
+        const int64_t offset = frameZeroFor(frame, blockStartNs, sampleRate);
+        const auto halfPeriodNs = static_cast<int64_t>(periodFrames * 0.5e9 / sampleRate);
+        if (count_ > 0 && offset > estimate_ + halfPeriodNs) {
+            if (++later_ >= kStepBlocks) {
+                // The clock stepped: keep only the blocks since the step (this one is added below).
+                const uint32_t keep = later_ - 1;
+                int64_t recent[kStepBlocks];
+                for (uint32_t i = 0; i < keep; ++i) recent[i] = offsets_[(next_ + kWindow - 1 - i) % kWindow];
+                count_ = next_ = 0;
+                later_ = 0;
+                for (uint32_t i = keep; i-- > 0;) push(recent[i]);
+            }
+        } else {
+            later_ = 0;
+        }
+        push(offset);
+        estimate_ = offsets_[0];
+        for (uint32_t i = 1; i < count_; ++i)
+            if (offsets_[i] < estimate_) estimate_ = offsets_[i];
+        return estimate_;
+    }
+
+private:
+    void push(int64_t offset) {
+        offsets_[next_] = offset;
+        next_ = (next_ + 1) % kWindow;
+        if (count_ < kWindow) ++count_;
+    }
+
+    int64_t offsets_[kWindow] = {};
+    int64_t estimate_ = 0;
+    uint32_t next_ = 0;
+    uint32_t count_ = 0;
+    uint32_t later_ = 0;
+};
+
+}  // namespace sustain
