@@ -24,8 +24,9 @@ struct TcpListenerOptions {
     size_t maxPacketBytes = kDefaultMaxStreamPacketBytes;
     size_t maxOutgoingBytes = 256 * 1024;   // per connection; a reply that does not fit is dropped
     int sendBufferBytes = 0;                // SO_SNDBUF of each connection; 0: the kernel's
-    // An incomplete packet that makes no progress for this long closes the connection: a
-    // peer cannot hold a slot and a packet buffer by sending half a packet and waiting.
+    // A packet still incomplete this long after its first byte closes the connection: a
+    // peer cannot hold a slot and a packet buffer by sending half a packet and waiting
+    // (or trickling the rest a byte at a time).
     uint64_t stalledPacketNs = 10'000'000'000ull;
     // A connection that sends nothing for this long is closed; 0: never (a control
     // surface may sit untouched for hours; TCP keepalive finds peers that vanished).
@@ -43,7 +44,7 @@ struct TcpCounters {
     uint64_t closedOnError = 0;    // closed by us: framing error, oversize, stall, idle, socket error
     uint64_t framingErrors = 0;    // unrecognised framing, bad SLIP escape, negative length
     uint64_t oversize = 0;         // a packet above maxPacketBytes
-    uint64_t stalled = 0;          // closed for an incomplete packet that made no progress
+    uint64_t stalled = 0;          // closed for a packet still incomplete after stalledPacketNs
     uint64_t idle = 0;             // closed for silence longer than idleNs
     uint64_t packets = 0;          // complete packets handed to the owner
     uint64_t repliesSent = 0;      // replies queued or written in full
@@ -113,7 +114,7 @@ private:
         StreamDecoder decoder;
         std::vector<uint8_t> outgoing;  // framed replies not yet taken by the socket
         uint64_t lastReceiveNs = 0;
-        uint64_t pendingSinceNs = 0;    // when the incomplete packet last grew; 0: none
+        uint64_t pendingSinceNs = 0;    // when the incomplete packet began; 0: none
         CloseReason closing = CloseReason::None;
     };
 
