@@ -16,6 +16,7 @@
 #include "osc/osc_server.h"
 #include "shm/layout.h"
 #include "shm/segment.h"
+#include "supervisor/service_notify.h"
 #include "supervisor/supervisor.h"
 
 #ifndef SUSTAIN_WORKER_BUILD_PATH
@@ -69,6 +70,7 @@ struct Options {
     bool listDevices = false;
     uint32_t restartLimit = 5;
     double restartWindowS = 10.0;
+    int notifyFd = -1;  // -1: none
 };
 
 /// A helper binary: beside sustaind when installed, else where the build put it.
@@ -94,6 +96,8 @@ int run(const Options& options) {
     sigaddset(&signals, SIGHUP);
     sigaddset(&signals, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    // Before any thread exists: it takes the watchdog variables out of the environment.
+    ServiceNotifier notifier(options.notifyFd);
 
     const std::string workerPath = findWorker();
     const std::string outputPath = findOutput();
@@ -183,8 +187,11 @@ int run(const Options& options) {
     spdlog::info("ThreadSanitizer build: hangs count after {} cycles", supervisorOptions.hangCycles);
 #endif
     Supervisor supervisor(segment, router, supervisorOptions);
+    supervisor.setServiceNotifier(&notifier);
+    notifier.status("starting: opening the audio device");
     if (!supervisor.start(message)) {
         spdlog::error("cannot start the engine: {}", message);
+        notifier.status("cannot start the engine: " + message);
         return 1;
     }
     osc.start();
@@ -242,6 +249,10 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
         ->capture_default_str();
     app.add_flag("--list-devices", options.listDevices, "list output devices, check the automatic choice plays, exit");
+    CLI::Option* notifyFd =
+        app.add_option("--notify-fd", options.notifyFd,
+                       "write a newline to this file descriptor once the engine plays with a warm spare, then close "
+                       "it (s6-style readiness; systemd's Type=notify needs no flag)");
     CLI11_PARSE(app, argc, argv);
 
     if (options.listDevices) {
@@ -263,5 +274,10 @@ int main(int argc, char** argv) {
     spdlog::set_default_logger(spdlog::stderr_color_mt("sustaind"));
     spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [" + options.instance + "/sustaind] %v");
     spdlog::set_level(spdlog::level::from_str(options.logLevel));
+    std::string error;
+    if (*notifyFd && !sustain::ServiceNotifier::checkNotifyFd(options.notifyFd, error)) {
+        spdlog::error("{}", error);
+        return 1;
+    }
     return sustain::run(options);
 }
