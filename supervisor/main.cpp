@@ -18,6 +18,7 @@
 #include "shm/segment.h"
 #include "supervisor/service_notify.h"
 #include "supervisor/supervisor.h"
+#include "supervisor/zeroconf.h"
 
 #ifndef SUSTAIN_WORKER_BUILD_PATH
 #define SUSTAIN_WORKER_BUILD_PATH ""
@@ -71,6 +72,8 @@ struct Options {
     uint32_t restartLimit = 5;
     double restartWindowS = 10.0;
     int notifyFd = -1;  // -1: none
+    bool zeroconf = false;
+    std::string zeroconfName;  // empty: "sustain (<instance>)"
 };
 
 /// A helper binary: beside sustaind when installed, else where the build put it.
@@ -114,9 +117,17 @@ int run(const Options& options) {
     }
 
     if (!ensureFileDescriptors()) return 1;
+    std::string message;
+    ZeroconfOptions zeroconfOptions;
+    zeroconfOptions.instance = options.instance;
+    zeroconfOptions.name = options.zeroconfName.empty() ? defaultZeroconfName(options.instance) : options.zeroconfName;
+    zeroconfOptions.bindAddress = options.bind;
+    if (options.zeroconf && !validZeroconfName(zeroconfOptions.name, message)) {
+        spdlog::error("{}", message);
+        return 1;
+    }
 
     SegmentOwner owner;
-    std::string message;
     switch (owner.create(options.instance, message)) {
         case SegmentOwner::Result::Created:
             if (!message.empty()) spdlog::warn("{}", message);
@@ -195,12 +206,18 @@ int run(const Options& options) {
         return 1;
     }
     osc.start();
+    // After the OSC thread runs: whoever finds the engine can control it.
+    zeroconfOptions.udpPort = osc.boundPort();
+    ZeroconfAdvertiser zeroconf(zeroconfOptions);
+    if (options.zeroconf && !zeroconf.start(message))
+        spdlog::warn("{}: not advertised; the engine runs anyway", message);
     spdlog::info("sustain ready: instance \"{}\", OSC on udp {}:{}, playing on {}, {} Hz, {} frames, {} voices, "
                  "{} layout{}, master gain {}{}",
                  options.instance, options.bind, osc.boundPort(), segment.slots[0].deviceName, options.rate,
                  options.frames, options.voices, options.layout, options.noStandby ? " without standby" : "", options.gain,
                  options.gain == 0.0 ? " (send /engine/gain to hear it)" : "");
     const int code = supervisor.run();
+    zeroconf.stop();
     osc.stop();
     owner.remove();
     spdlog::info("stopped; shared memory removed");
@@ -253,6 +270,11 @@ int main(int argc, char** argv) {
         app.add_option("--notify-fd", options.notifyFd,
                        "write a newline to this file descriptor once the engine plays with a warm spare, then close "
                        "it (s6-style readiness; systemd's Type=notify needs no flag)");
+    CLI::Option* zeroconf = app.add_flag("--zeroconf", options.zeroconf,
+                                         "advertise the OSC port with Zeroconf (_osc._udp) through avahi-daemon");
+    app.add_option("--zeroconf-name", options.zeroconfName,
+                   "Zeroconf service name (default: \"sustain (<instance>)\"; renamed \"... #2\" if taken)")
+        ->needs(zeroconf);
     CLI11_PARSE(app, argc, argv);
 
     if (options.listDevices) {
