@@ -4,7 +4,7 @@
 - with NOTIFY_SOCKET (a unix datagram socket this test listens on) and WATCHDOG_USEC set
   (WATCHDOG_PID unset: the watchdog is for whichever process reads it): READY=1 arrives
   only once the engine plays with a warm spare (the status shows it), together with the
-  --notify-fd newline; STATUS= lines follow the health (a killed standby shows, then its
+  --notify-fd newline (with --no-standby: once the active renders); STATUS= lines follow the health (a killed standby shows, then its
   replacement); WATCHDOG=1 comes every half interval and stops while sustaind is stopped;
   the workers do not inherit the watchdog variables; SIGTERM sends STOPPING=1;
 - without the system D-Bus, --zeroconf warns and the engine runs anyway;
@@ -155,8 +155,23 @@ def notify_and_watchdog(paths, jack, directory):
         os.close(read_end)
 
 
+def no_standby_ready(paths, jack, directory):
+    """--no-standby has no spare to wait for: ready once the active renders."""
+    listener = NotifyListener(tempfile.mkdtemp(dir=directory))
+    try:
+        with Engine(paths, jack, ["--no-standby", "--layout", "direct"],
+                    env_extra={"NOTIFY_SOCKET": listener.path}) as engine:
+            wait_until(lambda: listener.lines("READY"), 10, "READY=1 without a standby")
+            ready_text = [text for _, text in listener.messages if "READY=1" in text][0]
+            check("STATUS=playing without a standby (--no-standby), 0 crashes" in ready_text,
+                  f"--no-standby: READY=1 once the active renders ({ready_text!r})")
+            check(engine.stop() == 0 and listener.lines("STOPPING"), "--no-standby: STOPPING=1 at SIGTERM")
+    finally:
+        listener.close()
+
+
 def zeroconf_unavailable_reason():
-    for tool in ("dbus-daemon", "avahi-daemon", "avahi-browse", "avahi-publish"):
+    for tool in ("dbus-daemon", "avahi-daemon", "avahi-browse"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
     try:
@@ -303,6 +318,7 @@ def test(paths):
     try:
         with JackServer() as jack:
             notify_and_watchdog(paths, jack, directory)
+            no_standby_ready(paths, jack, directory)
             zeroconf(paths, jack, directory)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
