@@ -16,7 +16,9 @@
 #include "osc/osc_server.h"
 #include "shm/layout.h"
 #include "shm/segment.h"
+#include "supervisor/service_notify.h"
 #include "supervisor/supervisor.h"
+#include "supervisor/zeroconf.h"
 
 #ifndef SUSTAIN_WORKER_BUILD_PATH
 #define SUSTAIN_WORKER_BUILD_PATH ""
@@ -69,6 +71,9 @@ struct Options {
     bool listDevices = false;
     uint32_t restartLimit = 5;
     double restartWindowS = 10.0;
+    int notifyFd = -1;  // -1: none
+    bool zeroconf = false;
+    std::string zeroconfName;  // empty: "sustain (<instance>)"
 };
 
 /// A helper binary: beside sustaind when installed, else where the build put it.
@@ -94,6 +99,8 @@ int run(const Options& options) {
     sigaddset(&signals, SIGHUP);
     sigaddset(&signals, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    // Before any thread exists: it takes the watchdog variables out of the environment.
+    ServiceNotifier notifier(options.notifyFd);
 
     const std::string workerPath = findWorker();
     const std::string outputPath = findOutput();
@@ -110,9 +117,17 @@ int run(const Options& options) {
     }
 
     if (!ensureFileDescriptors()) return 1;
+    std::string message;
+    ZeroconfOptions zeroconfOptions;
+    zeroconfOptions.instance = options.instance;
+    zeroconfOptions.name = options.zeroconfName.empty() ? defaultZeroconfName(options.instance) : options.zeroconfName;
+    zeroconfOptions.bindAddress = options.bind;
+    if (options.zeroconf && !validZeroconfName(zeroconfOptions.name, message)) {
+        spdlog::error("{}", message);
+        return 1;
+    }
 
     SegmentOwner owner;
-    std::string message;
     switch (owner.create(options.instance, message)) {
         case SegmentOwner::Result::Created:
             if (!message.empty()) spdlog::warn("{}", message);
@@ -183,17 +198,26 @@ int run(const Options& options) {
     spdlog::info("ThreadSanitizer build: hangs count after {} cycles", supervisorOptions.hangCycles);
 #endif
     Supervisor supervisor(segment, router, supervisorOptions);
+    supervisor.setServiceNotifier(&notifier);
+    notifier.status("starting: opening the audio device");
     if (!supervisor.start(message)) {
         spdlog::error("cannot start the engine: {}", message);
+        notifier.status("cannot start the engine: " + message);
         return 1;
     }
     osc.start();
+    // After the OSC thread runs: whoever finds the engine can control it.
+    zeroconfOptions.udpPort = osc.boundPort();
+    ZeroconfAdvertiser zeroconf(zeroconfOptions);
+    if (options.zeroconf && !zeroconf.start(message))
+        spdlog::warn("{}: not advertised; the engine runs anyway", message);
     spdlog::info("sustain ready: instance \"{}\", OSC on udp {}:{}, playing on {}, {} Hz, {} frames, {} voices, "
                  "{} layout{}, master gain {}{}",
                  options.instance, options.bind, osc.boundPort(), segment.slots[0].deviceName, options.rate,
                  options.frames, options.voices, options.layout, options.noStandby ? " without standby" : "", options.gain,
                  options.gain == 0.0 ? " (send /engine/gain to hear it)" : "");
     const int code = supervisor.run();
+    zeroconf.stop();
     osc.stop();
     owner.remove();
     spdlog::info("stopped; shared memory removed");
@@ -242,6 +266,15 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
         ->capture_default_str();
     app.add_flag("--list-devices", options.listDevices, "list output devices, check the automatic choice plays, exit");
+    CLI::Option* notifyFd =
+        app.add_option("--notify-fd", options.notifyFd,
+                       "write a newline to this file descriptor once the engine plays with a warm spare, then close "
+                       "it (s6-style readiness; systemd's Type=notify needs no flag)");
+    CLI::Option* zeroconf = app.add_flag("--zeroconf", options.zeroconf,
+                                         "advertise the OSC port with Zeroconf (_osc._udp) through avahi-daemon");
+    app.add_option("--zeroconf-name", options.zeroconfName,
+                   "Zeroconf service name (default: \"sustain (<instance>)\"; renamed \"... #2\" if taken)")
+        ->needs(zeroconf);
     CLI11_PARSE(app, argc, argv);
 
     if (options.listDevices) {
@@ -263,5 +296,10 @@ int main(int argc, char** argv) {
     spdlog::set_default_logger(spdlog::stderr_color_mt("sustaind"));
     spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [" + options.instance + "/sustaind] %v");
     spdlog::set_level(spdlog::level::from_str(options.logLevel));
+    std::string error;
+    if (*notifyFd && !sustain::ServiceNotifier::checkNotifyFd(options.notifyFd, error)) {
+        spdlog::error("{}", error);
+        return 1;
+    }
     return sustain::run(options);
 }

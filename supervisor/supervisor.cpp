@@ -493,6 +493,11 @@ void Supervisor::tick() {
         }
     }
     updateHealth();
+    // The service manager's watchdog is answered from here: a hung loop stops the pings.
+    if (notifier_ != nullptr) {
+        notifier_->watchdog(now);
+        notifier_->report(segment_.supervisor, options_.standby, relay);
+    }
 }
 
 void Supervisor::shutdown() {
@@ -528,6 +533,7 @@ int Supervisor::run() {
                 signalfd_siginfo info{};
                 if (read(signalFd_, &info, sizeof info) == sizeof info) {
                     spdlog::info("{}: fading out and stopping", sigabbrev_np(static_cast<int>(info.ssi_signo)));
+                    if (notifier_ != nullptr) notifier_->stopping();
                     shutdown();
                     return 0;
                 }

@@ -8,6 +8,7 @@
 #include "osc/command_router.h"
 #include "shm/layout.h"
 #include "supervisor/jack_graph.h"
+#include "supervisor/service_notify.h"
 #include "supervisor/worker_process.h"
 
 namespace sustain {
@@ -45,6 +46,11 @@ public:
     /// Runs until SIGINT/SIGTERM, then fades out, stops every process and returns 0.
     /// Thread: main.
     int run();
+
+    /// Tells `notifier` (it outlives the supervisor) the engine's readiness and health and
+    /// pings its watchdog from every tick of the supervision loop, and tells it when the
+    /// engine stops. Thread: main, before run().
+    void setServiceNotifier(ServiceNotifier* notifier) { notifier_ = notifier; }
 
 private:
     enum class Kind : uint32_t { Worker = 0, Output = 1 };
@@ -108,6 +114,7 @@ private:
     // that exit for want of it are not crashes: each is started again every second, no
     // backoff, until one renders; then the wait is logged with its length.
     uint64_t deviceGoneSinceNs_ = 0;
+    ServiceNotifier* notifier_ = nullptr;  // systemd / s6 readiness, watchdog, status (optional)
 };
 
 }  // namespace sustain

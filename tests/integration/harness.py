@@ -224,8 +224,9 @@ class JackServer:
 class Engine:
     """The real sustaind (which starts the real worker)."""
 
-    def __init__(self, paths, jack, extra_args=(), env_extra=None, instance=None):
+    def __init__(self, paths, jack, extra_args=(), env_extra=None, instance=None, pass_fds=()):
         self.paths = paths
+        self.pass_fds = tuple(pass_fds)  # file descriptors sustaind inherits (e.g. for --notify-fd)
         self.jack = jack
         self.instance = instance or f"it-{os.getpid()}-{random.randrange(1 << 20)}"
         self.port = free_udp_port()
@@ -242,7 +243,8 @@ class Engine:
 
     def start(self, wait_ready=True):
         self.log_file = open(self.log_path, "w")
-        self.process = subprocess.Popen(self.args, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.args, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT,
+                                        pass_fds=self.pass_fds)
         if wait_ready:
             wait_until(lambda: "sustain ready" in self.log() or self.process.poll() is not None, 15,
                        "sustaind to say it is ready")
