@@ -110,6 +110,15 @@ bool OscServer::open(std::string& error) {
     }
     buffers_.assign(kBatch * kMaxDatagram, 0);
     syncs_.reserve(kMaxPendingSyncs);
+    if (options_.tcpPort != 0) {
+        TcpListenerOptions tcpOptions;
+        tcpOptions.allow = options_.allow;
+        tcp_ = std::make_unique<TcpListener>(tcpOptions);
+        if (!tcp_->open(options_.bindAddress, options_.tcpPort, error)) return false;
+        onTcpPacket_ = [this](const uint8_t* data, size_t size, const sockaddr_storage& peer, uint32_t connection) {
+            handleTcpPacket(data, size, peer, connection);
+        };
+    }
     return true;
 }
 
@@ -126,24 +135,56 @@ void OscServer::run() {
     // Deliberately not real-time: a flood from the network must not be able to take a core
     // away from everything else on the machine.
     pthread_setname_np(pthread_self(), "sustain-osc");
-    pollfd fds[2] = {{socket_, POLLIN, 0}, {stopEvent_, POLLIN, 0}};
     bool owed = false;
     for (;;) {
-        const int ready = poll(fds, 2, pollTimeoutMs(owed));
+        pollFds_.clear();
+        pollFds_.push_back({socket_, POLLIN, 0});
+        pollFds_.push_back({stopEvent_, POLLIN, 0});
+        if (tcp_) tcp_->addPollFds(pollFds_);
+        const int ready = poll(pollFds_.data(), pollFds_.size(), pollTimeoutMs(owed));
         if (ready < 0 && errno != EINTR) {
             spdlog::error("OSC thread: poll failed: {}", std::strerror(errno));
             return;
         }
-        if (fds[1].revents & POLLIN) return;
-        if (fds[0].revents & POLLIN) receiveBatch(monotonicNs());
+        if (pollFds_[1].revents & POLLIN) return;
+        const bool received = (pollFds_[0].revents & POLLIN) != 0;
+        if (received) receiveBatch(monotonicNs());
+        if (tcp_) {
+            tcp_->handle(pollFds_.data() + 2, pollFds_.size() - 2, onTcpPacket_);
+            publishTcpCounters();
+        }
         if (ready == 0) refreshKernelDrops();
         const uint64_t nowNs = monotonicNs();
         router_.serviceTimed(nowNs, [](uint32_t, double) {});
         segment_.osc.timedPending.store(router_.timedWaiting(), std::memory_order_relaxed);
         if (!syncs_.empty()) answerSyncs(nowNs);
         if (!subscribers_.empty()) notifyEvents();
-        if (owed || (fds[0].revents & POLLIN)) owed = router_.flushPending();
+        if (owed || received || ready > 0) owed = router_.flushPending();
     }
+}
+
+void OscServer::handleTcpPacket(const uint8_t* data, size_t size, const sockaddr_storage& peer, uint32_t connection) {
+    currentTcpConnection_ = connection;
+    currentTcpPeer_ = peer;
+    handleDatagram(data, size, false, monotonicNs(), peer);
+    currentTcpConnection_ = 0;
+}
+
+void OscServer::publishTcpCounters() {
+    const TcpCounters& c = tcp_->counters();
+    OscMetrics& m = segment_.osc;
+    m.tcpConnections.store(tcp_->connectionCount(), std::memory_order_relaxed);
+    m.tcpAccepted.store(c.accepted, std::memory_order_relaxed);
+    m.tcpRefused.store(c.refusedLimit + c.refusedSender, std::memory_order_relaxed);
+    m.tcpClosedOnError.store(c.closedOnError + c.stalled, std::memory_order_relaxed);
+    m.tcpFramingErrors.store(c.framingErrors + c.oversize, std::memory_order_relaxed);
+    m.tcpRepliesDropped.store(c.repliesDropped, std::memory_order_relaxed);
+}
+
+bool OscServer::sendPacket(const sockaddr_storage& to, uint32_t tcpConnection, const uint8_t* data, size_t size) {
+    if (tcpConnection != 0) return tcp_ && tcp_->send(tcpConnection, data, size);
+    const socklen_t length = to.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    return sendto(socket_, data, size, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&to), length) >= 0;
 }
 
 int OscServer::pollTimeoutMs(bool owed) const {
@@ -314,8 +355,9 @@ void OscServer::sendTo(const sockaddr_storage& to, const char* path, lo_message 
     size_t size = lo_message_length(message, path);
     if (size > replyBuffer_.size()) replyBuffer_.resize(size);
     if (lo_message_serialise(message, path, replyBuffer_.data(), &size) == nullptr) return;
-    const socklen_t length = to.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-    if (sendto(socket_, replyBuffer_.data(), size, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&to), length) >= 0)
+    // A reply to the TCP client whose packet is being handled goes back over its connection.
+    const bool overTcp = currentTcpConnection_ != 0 && std::memcmp(&to, &currentTcpPeer_, sizeof to) == 0;
+    if (sendPacket(to, overTcp ? currentTcpConnection_ : 0, replyBuffer_.data(), size))
         segment_.osc.repliesSent.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -325,9 +367,7 @@ void OscServer::notifySubscribers(const char* path, lo_message message) {
     if (lo_message_serialise(message, path, replyBuffer_.data(), &size) == nullptr) return;
     for (size_t i = 0; i < subscribers_.size();) {
         Subscriber& subscriber = subscribers_[i];
-        const socklen_t length = subscriber.address.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-        if (sendto(socket_, replyBuffer_.data(), size, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&subscriber.address),
-                   length) >= 0) {
+        if (sendPacket(subscriber.address, subscriber.tcpConnection, replyBuffer_.data(), size)) {
             subscriber.failures = 0;
             segment_.osc.repliesSent.fetch_add(1, std::memory_order_relaxed);
         } else if (++subscriber.failures >= kMaxSendFailures) {
@@ -423,7 +463,8 @@ bool OscServer::handleEngineRequest(std::string_view path, lo_message message, c
                 spdlog::warn("/engine/notify: {} refused, already {} subscribers", describeAddress(from), kMaxSubscribers);
                 state = 0;
             } else {
-                subscribers_.push_back({from, 0});
+                const bool overTcp = currentTcpConnection_ != 0 && std::memcmp(&from, &currentTcpPeer_, sizeof from) == 0;
+                subscribers_.push_back({from, 0, overTcp ? currentTcpConnection_ : 0});
                 if (subscribers_.size() == 1) {
                     failoversSeen_ = segment_.supervisor.failovers.load();
                     crashesSeen_ = segment_.supervisor.crashCount.load();

@@ -10,12 +10,16 @@
 #include <thread>
 
 #include <lo/lo.h>
+#include <poll.h>
+
+#include <memory>
 #include <vector>
 
 #include "osc/allow_list.h"
 #include "osc/command_router.h"
 #include "osc/param_address.h"
 #include "osc/rate_limited_log.h"
+#include "osc/tcp_listener.h"
 #include "shm/layout.h"
 
 namespace sustain {
@@ -27,6 +31,7 @@ struct OscServerOptions {
     uint32_t sampleRate = 48000;
     int receiveBufferBytes = 4 << 20;       // deliberate: a burst of ~40,000 small messages fits
     AllowList allow;                        // empty: whoever can reach --bind
+    uint16_t tcpPort = 0;                   // OSC over TCP beside UDP (docs/tcp.md); 0: off
 };
 
 /// Receives OSC over UDP on one thread. Datagrams are read in batches with recvmmsg();
@@ -47,6 +52,7 @@ public:
     void stop();
 
     uint16_t boundPort() const { return boundPort_; }
+    uint16_t tcpPort() const { return tcp_ ? tcp_->boundPort() : 0; }
 
 private:
     void run();
@@ -59,6 +65,9 @@ private:
     void reject(RejectReason reason, const std::string& text, const sockaddr_storage& from, std::string_view address = {});
     bool handleEngineRequest(std::string_view path, lo_message message, const sockaddr_storage& from);
     void sendTo(const sockaddr_storage& to, const char* path, lo_message message);
+    bool sendPacket(const sockaddr_storage& to, uint32_t tcpConnection, const uint8_t* data, size_t size);
+    void handleTcpPacket(const uint8_t* data, size_t size, const sockaddr_storage& peer, uint32_t connection);
+    void publishTcpCounters();
     void notifySubscribers(const char* path, lo_message message);
     void notifyEvents();
     void submitChange(uint32_t param, double value, uint64_t timetag, uint64_t receiveNs, std::string_view address);
@@ -83,6 +92,7 @@ private:
     struct Subscriber {
         sockaddr_storage address;
         uint32_t failures;
+        uint32_t tcpConnection;  // 0: UDP to `address`
     };
     static constexpr size_t kMaxSubscribers = 8;
     static constexpr uint32_t kMaxSendFailures = 5;
@@ -110,6 +120,14 @@ private:
     uint64_t lateNoticeNs_ = 0;
     double worstLateMs_ = 0.0;
     std::vector<uint8_t> replyBuffer_;
+
+    std::unique_ptr<TcpListener> tcp_;
+    TcpListener::PacketHandler onTcpPacket_;
+    std::vector<pollfd> pollFds_;
+    // While a TCP packet is handled: its connection, so that replies to its sender go back
+    // over it rather than as UDP datagrams to the peer's address. 0 for UDP.
+    uint32_t currentTcpConnection_ = 0;
+    sockaddr_storage currentTcpPeer_{};
 };
 
 /// "127.0.0.1:53211" for logs.

@@ -336,7 +336,13 @@ struct alignas(64) OscMetrics {  // writer: the OSC thread
     std::atomic<uint64_t> syncsAnswered;     // /engine/sync answered with /engine/synced
     std::atomic<uint64_t> syncsRefused;      // /engine/sync refused (too many waiting) or timed out
     std::atomic<uint64_t> lateNotifications; // /engine/late messages sent to subscribers
-    uint64_t reserved[8];                    // room to grow without moving later regions
+    std::atomic<uint64_t> tcpConnections;    // OSC over TCP: connections open now
+    std::atomic<uint64_t> tcpAccepted;       // ... accepted so far
+    std::atomic<uint64_t> tcpRefused;        // ... refused (connection limit, --allow)
+    std::atomic<uint64_t> tcpClosedOnError;  // ... closed: framing error, oversize, stalled packet
+    std::atomic<uint64_t> tcpFramingErrors;  // ... framing errors and oversize packets
+    std::atomic<uint64_t> tcpRepliesDropped; // ... replies dropped because a client did not read
+    uint64_t reserved[2];                    // room to grow without moving later regions
     std::atomic<uint64_t> lateBins[kLateBins];  // lateness of late timed messages, ms, log2 bins
 };
 

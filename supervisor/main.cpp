@@ -55,6 +55,7 @@ bool ensureFileDescriptors() {
 
 struct Options {
     uint16_t port = 8000;
+    uint16_t tcpPort = 0;  // 0: no TCP
     std::string bind = "127.0.0.1";
     std::vector<std::string> allow;
     std::string instance = "default";
@@ -162,6 +163,7 @@ int run(const Options& options) {
     OscServerOptions oscOptions;
     oscOptions.bindAddress = options.bind;
     oscOptions.port = options.port;
+    oscOptions.tcpPort = options.tcpPort;
     oscOptions.voices = options.voices;
     oscOptions.sampleRate = options.rate;
     for (const std::string& network : options.allow) {
@@ -208,12 +210,14 @@ int run(const Options& options) {
     osc.start();
     // After the OSC thread runs: whoever finds the engine can control it.
     zeroconfOptions.udpPort = osc.boundPort();
+    zeroconfOptions.tcpPort = osc.tcpPort();
     ZeroconfAdvertiser zeroconf(zeroconfOptions);
     if (options.zeroconf && !zeroconf.start(message))
         spdlog::warn("{}: not advertised; the engine runs anyway", message);
-    spdlog::info("sustain ready: instance \"{}\", OSC on udp {}:{}, playing on {}, {} Hz, {} frames, {} voices, "
+    const std::string tcp = osc.tcpPort() != 0 ? fmt::format(" and tcp {}:{}", options.bind, osc.tcpPort()) : "";
+    spdlog::info("sustain ready: instance \"{}\", OSC on udp {}:{}{}, playing on {}, {} Hz, {} frames, {} voices, "
                  "{} layout{}, master gain {}{}",
-                 options.instance, options.bind, osc.boundPort(), segment.slots[0].deviceName, options.rate,
+                 options.instance, options.bind, osc.boundPort(), tcp, segment.slots[0].deviceName, options.rate,
                  options.frames, options.voices, options.layout, options.noStandby ? " without standby" : "", options.gain,
                  options.gain == 0.0 ? " (send /engine/gain to hear it)" : "");
     const int code = supervisor.run();
@@ -231,6 +235,9 @@ int main(int argc, char** argv) {
     sustain::Options options;
     CLI::App app{"sustaind: the sustain audio engine (OSC in, sound out)"};
     app.add_option("--port", options.port, "UDP port for OSC")->capture_default_str();
+    app.add_option("--tcp-port", options.tcpPort,
+                   "also receive OSC over TCP on this port (OSC 1.0 length-prefix or 1.1 SLIP framing, told apart "
+                   "by the first byte; off unless given)");
     app.add_option("--bind", options.bind, "address to receive OSC on (0.0.0.0 for every interface)")
         ->capture_default_str();
     app.add_option("--allow", options.allow, "address or network (CIDR) that may send OSC; repeatable "

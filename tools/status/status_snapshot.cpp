@@ -93,6 +93,12 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     s.rejectedSender = osc.rejectedSender.load();
     s.dropped = s.kernelDrops;  // everything else coalesces; nothing is dropped after the kernel
     s.rejectedScheduleFull = osc.rejectedScheduleFull.load();
+    s.tcpConnections = osc.tcpConnections.load();
+    s.tcpAccepted = osc.tcpAccepted.load();
+    s.tcpRefused = osc.tcpRefused.load();
+    s.tcpClosedOnError = osc.tcpClosedOnError.load();
+    s.tcpFramingErrors = osc.tcpFramingErrors.load();
+    s.tcpRepliesDropped = osc.tcpRepliesDropped.load();
     s.timedScheduled = osc.timedScheduled.load();
     s.timedLate = osc.timedLate.load();
     s.timedPending = osc.timedPending.load();

@@ -48,6 +48,8 @@ struct StatusSnapshot {
     uint64_t kernelDrops = 0, ringCoalesced = 0, controlCoalesced = 0, callbackCoalesced = 0;
     uint64_t repliesSent = 0, subscribersDropped = 0, rejectedSender = 0;
     uint64_t rejectedScheduleFull = 0;
+    uint64_t tcpConnections = 0, tcpAccepted = 0, tcpRefused = 0, tcpClosedOnError = 0, tcpFramingErrors = 0,
+             tcpRepliesDropped = 0;
     // timed bundles
     uint64_t timedScheduled = 0, timedApplied = 0, timedLate = 0, timedPending = 0, timedOverflow = 0;
     uint64_t syncsAnswered = 0, syncsRefused = 0, lateNotifications = 0;
