@@ -8,8 +8,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <functional>
 
@@ -45,7 +46,9 @@ std::string describeAddress(const sockaddr_storage& address) {
 }
 
 OscServer::OscServer(Segment& segment, CommandRouter& router, OscServerOptions options)
-    : segment_(segment), router_(router), options_(std::move(options)) {}
+    : segment_(segment), router_(router), options_(std::move(options)) {
+    mapping_ = options_.mapping;
+}
 
 OscServer::~OscServer() {
     stop();
@@ -147,6 +150,12 @@ void OscServer::run() {
             return;
         }
         if (pollFds_[1].revents & POLLIN) return;
+        if (std::shared_ptr<const Mapping> next = nextMapping_.exchange(nullptr)) {
+            mapping_ = std::move(next);
+            // Surfaces of the old mapping get a snapshot in the new one.
+            for (Subscriber& subscriber : subscribers_)
+                if (subscriber.mapped) subscriber.dirty.set();
+        }
         const bool received = (pollFds_[0].revents & POLLIN) != 0;
         if (received) receiveBatch(monotonicNs());
         if (tcp_) {
@@ -155,10 +164,14 @@ void OscServer::run() {
         }
         if (ready == 0) refreshKernelDrops();
         const uint64_t nowNs = monotonicNs();
-        router_.serviceTimed(nowNs, [](uint32_t, double) {});
+        // A timed change reaches feedback when it is rendered, for every client alike.
+        router_.serviceTimed(nowNs, [this](uint32_t param, double) { changed(param, nullptr); });
         segment_.osc.timedPending.store(router_.timedWaiting(), std::memory_order_relaxed);
         if (!syncs_.empty()) answerSyncs(nowNs);
-        if (!subscribers_.empty()) notifyEvents();
+        if (!subscribers_.empty()) {
+            notifyEvents();
+            flushFeedback(nowNs);
+        }
         if (owed || received || ready > 0) owed = router_.flushPending();
     }
 }
@@ -189,6 +202,8 @@ bool OscServer::sendPacket(const sockaddr_storage& to, uint32_t tcpConnection, c
 
 int OscServer::pollTimeoutMs(bool owed) const {
     if (owed || !syncs_.empty()) return kFlushPollMs;
+    for (const Subscriber& subscriber : subscribers_)
+        if (subscriber.dirty.any()) return static_cast<int>(kFeedbackIntervalNs / 1'000'000);
     const uint64_t next = router_.nextTimedNs();
     if (next == UINT64_MAX) return kIdlePollMs;
     const uint64_t now = monotonicNs();
@@ -361,24 +376,170 @@ void OscServer::sendTo(const sockaddr_storage& to, const char* path, lo_message 
         segment_.osc.repliesSent.fetch_add(1, std::memory_order_relaxed);
 }
 
+void OscServer::dropClient(size_t index, const char* why) {
+    const Subscriber& subscriber = subscribers_[index];
+    spdlog::warn("feedback to {} {} after {} failed sends in a row; dropped", describeAddress(subscriber.address), why,
+                 subscriber.failures);
+    segment_.osc.subscribersDropped.fetch_add(1, std::memory_order_relaxed);
+    subscribers_.erase(subscribers_.begin() + static_cast<std::ptrdiff_t>(index));
+}
+
 void OscServer::notifySubscribers(const char* path, lo_message message) {
     size_t size = lo_message_length(message, path);
     if (size > replyBuffer_.size()) replyBuffer_.resize(size);
     if (lo_message_serialise(message, path, replyBuffer_.data(), &size) == nullptr) return;
     for (size_t i = 0; i < subscribers_.size();) {
         Subscriber& subscriber = subscribers_[i];
+        if (subscriber.mapped) {  // events are the engine's words: surfaces have no address for them
+            ++i;
+            continue;
+        }
         if (sendPacket(subscriber.address, subscriber.tcpConnection, replyBuffer_.data(), size)) {
             subscriber.failures = 0;
             segment_.osc.repliesSent.fetch_add(1, std::memory_order_relaxed);
         } else if (++subscriber.failures >= kMaxSendFailures) {
-            spdlog::warn("/engine/notify: {} failed {} sends in a row; unsubscribed", describeAddress(subscriber.address),
-                         subscriber.failures);
-            segment_.osc.subscribersDropped.fetch_add(1, std::memory_order_relaxed);
-            subscribers_.erase(subscribers_.begin() + static_cast<std::ptrdiff_t>(i));
+            dropClient(i, "(/engine/notify)");
             continue;
         }
         ++i;
     }
+}
+
+void OscServer::changed(uint32_t param, const sockaddr_storage* origin) {
+    for (Subscriber& subscriber : subscribers_) {
+        // Not straight back to the client that made the change.
+        if (origin != nullptr && std::memcmp(&subscriber.origin, origin, sizeof *origin) == 0) continue;
+        subscriber.dirty.set(param);
+    }
+}
+
+void OscServer::flushFeedback(uint64_t nowNs) {
+    auto tableValue = [this](uint32_t param) {
+        return segment_.params.entries[param].value.load(std::memory_order_acquire);
+    };
+    for (size_t i = 0; i < subscribers_.size();) {
+        Subscriber& subscriber = subscribers_[i];
+        if (subscriber.dirty.none() || nowNs - subscriber.lastSentNs < kFeedbackIntervalNs) {
+            ++i;
+            continue;
+        }
+        bool failed = false;
+        auto send = [&](const char* path, lo_message message) {
+            size_t size = lo_message_length(message, path);
+            if (size > replyBuffer_.size()) replyBuffer_.resize(size);
+            if (lo_message_serialise(message, path, replyBuffer_.data(), &size) == nullptr) return;
+            if (sendPacket(subscriber.address, subscriber.tcpConnection, replyBuffer_.data(), size))
+                segment_.osc.repliesSent.fetch_add(1, std::memory_order_relaxed);
+            else
+                failed = true;
+        };
+        std::bitset<kMaxMapEntries> entriesSent;
+        for (uint32_t param = 0; param < kParamCount; ++param) {
+            if (!subscriber.dirty.test(param)) continue;
+            if (param != kParamMasterGain && voiceOfParam(param) >= options_.voices) continue;
+            if (!subscriber.mapped) {
+                lo_message message = lo_message_new();
+                lo_message_add_float(message, static_cast<float>(tableValue(param)));
+                send(paramAddress(param).c_str(), message);
+                lo_message_free(message);
+                continue;
+            }
+            if (!mapping_) continue;
+            // Every control showing this parameter, with all its arguments (an xy pad moves as one).
+            for (const MapRef& ref : mapping_->showing(param)) {
+                if (ref.entry >= kMaxMapEntries || entriesSent.test(ref.entry)) continue;
+                entriesSent.set(ref.entry);
+                const MapEntry& entry = mapping_->entries()[ref.entry];
+                lo_message message = lo_message_new();
+                for (const MapTarget& target : entry.targets)
+                    lo_message_add_float(message, static_cast<float>(valueToCurve(target, tableValue(target.param))));
+                send(entry.address.c_str(), message);
+                lo_message_free(message);
+            }
+        }
+        subscriber.dirty.reset();
+        subscriber.lastSentNs = nowNs;
+        if (!failed) {
+            subscriber.failures = 0;
+        } else if (++subscriber.failures >= kMaxSendFailures) {
+            dropClient(i, subscriber.mapped ? "(control surface)" : "(/engine/notify)");
+            continue;
+        }
+        ++i;
+    }
+}
+
+void OscServer::registerSurface(const sockaddr_storage& from, uint16_t feedbackPort) {
+    for (const Subscriber& subscriber : subscribers_)
+        if (subscriber.mapped && std::memcmp(&subscriber.origin, &from, sizeof from) == 0) return;
+    const auto surfaces = static_cast<size_t>(std::count_if(subscribers_.begin(), subscribers_.end(),
+                                                            [](const Subscriber& s) { return s.mapped; }));
+    if (surfaces >= kMaxSubscribers) {
+        rejectLog_.warn(124, "control surface " + describeAddress(from) + " gets no feedback: already " +
+                                 std::to_string(kMaxSubscribers) + " surfaces");
+        return;
+    }
+    Subscriber surface{};
+    surface.origin = from;
+    surface.address = from;
+    // TouchOSC and friends listen on a port of their own (9000 by convention), not the one they send from.
+    if (feedbackPort != 0) {
+        if (surface.address.ss_family == AF_INET)
+            reinterpret_cast<sockaddr_in&>(surface.address).sin_port = htons(feedbackPort);
+        else if (surface.address.ss_family == AF_INET6)
+            reinterpret_cast<sockaddr_in6&>(surface.address).sin6_port = htons(feedbackPort);
+    }
+    const bool overTcp = currentTcpConnection_ != 0 && std::memcmp(&from, &currentTcpPeer_, sizeof from) == 0;
+    surface.tcpConnection = overTcp ? currentTcpConnection_ : 0;
+    surface.mapped = true;
+    surface.dirty.set();  // a snapshot first: the surface shows the engine as it is
+    subscribers_.push_back(surface);
+    spdlog::info("control surface {} hears feedback at {}", describeAddress(from), describeAddress(surface.address));
+}
+
+bool OscServer::handleMapped(std::string_view address, lo_message message, uint64_t timetag, uint64_t receiveNs,
+                             const sockaddr_storage& from) {
+    const MapEntry* entry = mapping_ ? mapping_->find(address) : nullptr;
+    std::optional<MapTarget> alias;
+    if (entry == nullptr) {
+        alias = normalisedAlias(address, options_.voices, options_.sampleRate);
+        if (!alias) return false;
+    }
+    const size_t wanted = entry != nullptr ? entry->targets.size() : 1;
+    const int argc = lo_message_get_argc(message);
+    const char* types = lo_message_get_types(message);
+    lo_arg** argv = lo_message_get_argv(message);
+    std::string shown(address.substr(0, 64));
+    if (static_cast<size_t>(argc) != wanted) {
+        reject(RejectReason::ArgCount, shown + ": expected " + std::to_string(wanted) + " argument(s), got " +
+                                           std::to_string(argc) + "; message ignored", from, address);
+        return true;
+    }
+    double positions[kMaxTargetsPerEntry] = {};
+    for (size_t i = 0; i < wanted; ++i) {
+        switch (types[i]) {
+            case LO_FLOAT: positions[i] = argv[i]->f; break;
+            case LO_DOUBLE: positions[i] = argv[i]->d; break;
+            case LO_INT32: positions[i] = argv[i]->i; break;
+            case LO_TRUE: positions[i] = 1.0; break;
+            case LO_FALSE: positions[i] = 0.0; break;
+            default:
+                reject(RejectReason::BadType, shown + ": expected numbers; message ignored", from, address);
+                return true;
+        }
+        if (!std::isfinite(positions[i])) {
+            reject(RejectReason::NotFinite, shown + ": expected a finite number; message ignored", from, address);
+            return true;
+        }
+    }
+    segment_.osc.accepted.fetch_add(1, std::memory_order_relaxed);
+    if (entry != nullptr) registerSurface(from, entry->feedbackPort);
+    for (size_t i = 0; i < wanted; ++i) {
+        const MapTarget& target = entry != nullptr ? entry->targets[i] : *alias;
+        submitChange(target.param, curveToValue(target, positions[i]), timetag, receiveNs, address);
+        if (isImmediateTimetag(timetag)) changed(target.param, &from);
+    }
+    return true;
 }
 
 void OscServer::notifyEvents() {
@@ -394,6 +555,8 @@ void OscServer::notifyEvents() {
         lo_message_add_int32(event, static_cast<int32_t>(segment_.supervisor.spareReady.load(std::memory_order_acquire)));
         notifySubscribers("/engine/event", event);
         lo_message_free(event);
+        // A failover is the moment a client may doubt what plays: every client gets a snapshot.
+        for (Subscriber& subscriber : subscribers_) subscriber.dirty.set();
         failoversSeen_ = failovers;
         crashesSeen_ = crashes;
     }
@@ -454,17 +617,24 @@ bool OscServer::handleEngineRequest(std::string_view path, lo_message message, c
         const bool on = lo_message_get_argc(message) == 1 && types != nullptr &&
                         ((types[0] == LO_INT32 && argv[0]->i != 0) || (types[0] == LO_FLOAT && argv[0]->f != 0.0f));
         auto same = [&](const Subscriber& s) {
-            return std::memcmp(&s.address, &from, sizeof(sockaddr_storage)) == 0;
+            return !s.mapped && std::memcmp(&s.address, &from, sizeof(sockaddr_storage)) == 0;
         };
         const auto found = std::find_if(subscribers_.begin(), subscribers_.end(), same);
         int32_t state = on ? 1 : 0;
         if (on && found == subscribers_.end()) {
-            if (subscribers_.size() >= kMaxSubscribers) {
+            const auto engineClients = static_cast<size_t>(std::count_if(
+                subscribers_.begin(), subscribers_.end(), [](const Subscriber& s) { return !s.mapped; }));
+            if (engineClients >= kMaxSubscribers) {
                 spdlog::warn("/engine/notify: {} refused, already {} subscribers", describeAddress(from), kMaxSubscribers);
                 state = 0;
             } else {
                 const bool overTcp = currentTcpConnection_ != 0 && std::memcmp(&from, &currentTcpPeer_, sizeof from) == 0;
-                subscribers_.push_back({from, 0, overTcp ? currentTcpConnection_ : 0});
+                Subscriber subscriber{};
+                subscriber.address = from;
+                subscriber.origin = from;
+                subscriber.tcpConnection = overTcp ? currentTcpConnection_ : 0;
+                subscriber.dirty.set();  // a snapshot follows the confirmation
+                subscribers_.push_back(subscriber);
                 if (subscribers_.size() == 1) {
                     failoversSeen_ = segment_.supervisor.failovers.load();
                     crashesSeen_ = segment_.supervisor.crashCount.load();
@@ -548,16 +718,11 @@ void OscServer::handleMessage(const uint8_t* data, size_t size, uint64_t timetag
         lo_message_free(message);
         return;
     }
-    const ValidatedChange change = validateMessage(address, message, options_.voices, options_.sampleRate);
-    if (change.error == RejectReason::None && !subscribers_.empty()) {
-        // Subscribers hear the change as sent (same address, the validated value), so a
-        // fader on one surface follows a change made on another.
-        lo_message echo = lo_message_new();
-        lo_message_add_float(echo, static_cast<float>(change.value));
-        const std::string echoPath(address);
-        notifySubscribers(echoPath.c_str(), echo);
-        lo_message_free(echo);
+    if (handleMapped(address, message, timetag, receiveNs, from)) {
+        lo_message_free(message);
+        return;
     }
+    const ValidatedChange change = validateMessage(address, message, options_.voices, options_.sampleRate);
     lo_message_free(message);
     if (change.error != RejectReason::None) {
         std::string shown(address.substr(0, 64));
@@ -568,6 +733,8 @@ void OscServer::handleMessage(const uint8_t* data, size_t size, uint64_t timetag
     }
     segment_.osc.accepted.fetch_add(1, std::memory_order_relaxed);
     submitChange(change.param, change.value, timetag, receiveNs, address);
+    // Feedback carries the change when it is made (a timed one: when it is rendered).
+    if (isImmediateTimetag(timetag)) changed(change.param, &from);
 }
 
 }  // namespace sustain

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <bitset>
 #include <cstdint>
 #include <string>
 #include <thread>
@@ -17,6 +18,7 @@
 
 #include "osc/allow_list.h"
 #include "osc/command_router.h"
+#include "osc/mapping.h"
 #include "osc/param_address.h"
 #include "osc/rate_limited_log.h"
 #include "osc/tcp_listener.h"
@@ -32,6 +34,7 @@ struct OscServerOptions {
     int receiveBufferBytes = 4 << 20;       // deliberate: a burst of ~40,000 small messages fits
     AllowList allow;                        // empty: whoever can reach --bind
     uint16_t tcpPort = 0;                   // OSC over TCP beside UDP (docs/tcp.md); 0: off
+    std::shared_ptr<const Mapping> mapping; // --config: control-surface addresses (docs/mapping.md); may be null
 };
 
 /// Receives OSC over UDP on one thread. Datagrams are read in batches with recvmmsg();
@@ -54,6 +57,11 @@ public:
     uint16_t boundPort() const { return boundPort_; }
     uint16_t tcpPort() const { return tcp_ ? tcp_->boundPort() : 0; }
 
+    /// Replaces the control-surface mapping as a whole (SIGHUP reload); the OSC thread
+    /// takes it before its next packet, and sends mapped clients a snapshot in the new
+    /// address space. Thread: any.
+    void setMapping(std::shared_ptr<const Mapping> mapping) { nextMapping_.store(std::move(mapping)); }
+
 private:
     void run();
     void receiveBatch(uint64_t receiveNs);
@@ -71,6 +79,12 @@ private:
     void notifySubscribers(const char* path, lo_message message);
     void notifyEvents();
     void submitChange(uint32_t param, double value, uint64_t timetag, uint64_t receiveNs, std::string_view address);
+    bool handleMapped(std::string_view address, lo_message message, uint64_t timetag, uint64_t receiveNs,
+                      const sockaddr_storage& from);
+    void changed(uint32_t param, const sockaddr_storage* origin);
+    void flushFeedback(uint64_t nowNs);
+    void registerSurface(const sockaddr_storage& from, uint16_t feedbackPort);
+    void dropClient(size_t index, const char* why);
     void countLate(double lateMs);
     void requestSync(lo_message message, const sockaddr_storage& from);
     void answerSyncs(uint64_t nowNs);
@@ -87,16 +101,29 @@ private:
     // Keyed by reason and address, so a flood of one bad message cannot hide another.
     RateLimitedLog<128> rejectLog_;
 
-    /// Clients that sent /engine/notify 1: they hear every accepted parameter change and
-    /// failover events. Bounded; one that fails kMaxSendFailures sends in a row is dropped.
+    /// Who hears parameter changes (docs/feedback.md). Engine-space clients sent
+    /// /engine/notify 1 and hear /engine/... addresses plus events (/engine/event,
+    /// /engine/late); mapped clients (a control surface) sent an address of the mapping and
+    /// hear changes in the mapping's addresses, at their feedback port. Neither hears the
+    /// change it made itself. Changes are coalesced per parameter and sent at most every
+    /// kFeedbackIntervalNs per client; a full snapshot follows a subscription, a mapping
+    /// reload and every failover. Bounded; a client that fails kMaxSendFailures sends in a
+    /// row is dropped, counted.
     struct Subscriber {
-        sockaddr_storage address;
+        sockaddr_storage address;   // where feedback goes
         uint32_t failures;
-        uint32_t tcpConnection;  // 0: UDP to `address`
+        uint32_t tcpConnection;     // 0: UDP to `address`
+        sockaddr_storage origin;    // where its changes come from (for "not back to the sender")
+        bool mapped;                // address space: the mapping's (true) or the engine's
+        std::bitset<kParamCount> dirty;
+        uint64_t lastSentNs;
     };
-    static constexpr size_t kMaxSubscribers = 8;
+    static constexpr size_t kMaxSubscribers = 8;  // of each kind
     static constexpr uint32_t kMaxSendFailures = 5;
+    static constexpr uint64_t kFeedbackIntervalNs = 20'000'000;  // 50 updates a second per client at most
     std::vector<Subscriber> subscribers_;
+    std::shared_ptr<const Mapping> mapping_;                    // OSC thread only
+    std::atomic<std::shared_ptr<const Mapping>> nextMapping_;   // set by setMapping()
     uint64_t failoversSeen_ = 0;
     uint64_t crashesSeen_ = 0;
 

@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "osc/command_router.h"
+#include "osc/mapping.h"
 #include "osc/osc_server.h"
 #include "shm/layout.h"
 #include "shm/segment.h"
@@ -56,6 +57,7 @@ bool ensureFileDescriptors() {
 struct Options {
     uint16_t port = 8000;
     uint16_t tcpPort = 0;  // 0: no TCP
+    std::string configPath;  // --config: control-surface mapping (TOML)
     std::string bind = "127.0.0.1";
     std::vector<std::string> allow;
     std::string instance = "default";
@@ -164,6 +166,15 @@ int run(const Options& options) {
     oscOptions.bindAddress = options.bind;
     oscOptions.port = options.port;
     oscOptions.tcpPort = options.tcpPort;
+    if (!options.configPath.empty()) {
+        std::optional<Mapping> mapping = Mapping::load(options.configPath, options.voices, options.rate, message);
+        if (!mapping) {
+            spdlog::error("{}", message);
+            return 1;
+        }
+        spdlog::info("mapping {}: {} addresses", options.configPath, mapping->entries().size());
+        oscOptions.mapping = std::make_shared<const Mapping>(std::move(*mapping));
+    }
     oscOptions.voices = options.voices;
     oscOptions.sampleRate = options.rate;
     for (const std::string& network : options.allow) {
@@ -220,6 +231,18 @@ int run(const Options& options) {
                  options.instance, options.bind, osc.boundPort(), tcp, segment.slots[0].deviceName, options.rate,
                  options.frames, options.voices, options.layout, options.noStandby ? " without standby" : "", options.gain,
                  options.gain == 0.0 ? " (send /engine/gain to hear it)" : "");
+    if (!options.configPath.empty()) {
+        supervisor.setReloadHandler([&] {
+            std::string error;
+            std::optional<Mapping> mapping = Mapping::load(options.configPath, options.voices, options.rate, error);
+            if (!mapping) {
+                spdlog::error("SIGHUP: {}; the previous mapping stays in force", error);
+                return;
+            }
+            spdlog::info("SIGHUP: mapping {} reloaded: {} addresses", options.configPath, mapping->entries().size());
+            osc.setMapping(std::make_shared<const Mapping>(std::move(*mapping)));
+        });
+    }
     const int code = supervisor.run();
     zeroconf.stop();
     osc.stop();
@@ -235,6 +258,8 @@ int main(int argc, char** argv) {
     sustain::Options options;
     CLI::App app{"sustaind: the sustain audio engine (OSC in, sound out)"};
     app.add_option("--port", options.port, "UDP port for OSC")->capture_default_str();
+    app.add_option("--config", options.configPath,
+                   "control-surface mapping (TOML, docs/mapping.md; examples/touchosc.toml); re-read on SIGHUP");
     app.add_option("--tcp-port", options.tcpPort,
                    "also receive OSC over TCP on this port (OSC 1.0 length-prefix or 1.1 SLIP framing, told apart "
                    "by the first byte; off unless given)");

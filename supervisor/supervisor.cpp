@@ -532,6 +532,11 @@ int Supervisor::run() {
             if (tag == kTagSignal) {
                 signalfd_siginfo info{};
                 if (read(signalFd_, &info, sizeof info) == sizeof info) {
+                    if (info.ssi_signo == SIGHUP && onReload_) {
+                        // Re-read the configuration; the audio path is not touched.
+                        onReload_();
+                        continue;
+                    }
                     spdlog::info("{}: fading out and stopping", sigabbrev_np(static_cast<int>(info.ssi_signo)));
                     if (notifier_ != nullptr) notifier_->stopping();
                     shutdown();

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 
 #include "osc/command_router.h"
@@ -46,6 +47,10 @@ public:
     /// Runs until SIGINT/SIGTERM, then fades out, stops every process and returns 0.
     /// Thread: main.
     int run();
+
+    /// Called on SIGHUP, from the supervision loop (without it, SIGHUP stops the engine
+    /// like SIGTERM). Thread: main, before run().
+    void setReloadHandler(std::function<void()> onReload) { onReload_ = std::move(onReload); }
 
     /// Tells `notifier` (it outlives the supervisor) the engine's readiness and health and
     /// pings its watchdog from every tick of the supervision loop, and tells it when the
@@ -115,6 +120,7 @@ private:
     // backoff, until one renders; then the wait is logged with its length.
     uint64_t deviceGoneSinceNs_ = 0;
     ServiceNotifier* notifier_ = nullptr;  // systemd / s6 readiness, watchdog, status (optional)
+    std::function<void()> onReload_;       // SIGHUP (optional)
 };
 
 }  // namespace sustain
