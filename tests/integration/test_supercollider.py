@@ -1,0 +1,117 @@
+"""SuperCollider's language drives the real engine: examples/supercollider/sustain.scd runs
+headless in sclang (no scsynth) against sustaind on a private JACK dummy server, and
+
+- every value it sets arrives (read back with sustain-status --json --once);
+- its timed bundles (sendBundle with a latency) are scheduled and applied on time, none
+  late: sclang stamps them with wall-clock NTP time, as the engine expects;
+- it hears /engine/pong, /engine/status.reply, /engine/synced 7 and the /engine/notify
+  feedback of its own changes (the script prints marker lines, grepped here).
+
+Without sclang, or if sclang cannot start at all on this machine, the test is skipped (77).
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from harness import SKIP, Engine, JackServer, TestFailure, check, free_udp_port, main, wait_until
+
+EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "supercollider",
+                       "sustain.scd")
+# Compiling the class library takes under a second; a slow or sanitizer-loaded machine
+# gets plenty more. A script that never quits (a parse error leaves sclang idling) is a failure.
+SCLANG_TIMEOUT_S = 60
+
+
+def sclang_env(home):
+    """A private HOME and runtime directory (sclang writes its config and caches there), no
+    display (sclang is a Qt program), and QtWebEngine's sandbox off: as root it refuses to
+    start with it on, and sclang then aborts before running anything."""
+    runtime = os.path.join(home, "run")
+    os.makedirs(runtime, mode=0o700, exist_ok=True)
+    env = dict(os.environ)
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "DISPLAY", "WAYLAND_DISPLAY"):
+        env.pop(name, None)
+    env.update(HOME=home, XDG_RUNTIME_DIR=runtime, QT_QPA_PLATFORM="offscreen", QTWEBENGINE_DISABLE_SANDBOX="1")
+    return env
+
+
+def run_sclang(script, env, cwd):
+    """sclang -D (no input from stdin) on `script`, on its own free port: (exit code, output)."""
+    command = ["sclang", "-D", "-u", str(free_udp_port()), script]
+    try:
+        out = subprocess.run(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, errors="replace", timeout=SCLANG_TIMEOUT_S)
+        return out.returncode, out.stdout
+    except subprocess.TimeoutExpired as timeout:
+        output = timeout.stdout.decode(errors="replace") if isinstance(timeout.stdout, bytes) else timeout.stdout
+        return None, output or ""
+
+
+def sclang_usable(home):
+    """Runs a one-line script; None if sclang works here, else why not."""
+    if shutil.which("sclang") is None:
+        return "sclang is not installed (Debian: supercollider-language)"
+    probe = os.path.join(home, "probe.scd")
+    with open(probe, "w") as f:
+        f.write('"SCLANG WORKS".postln;\n0.exit;\n')
+    code, output = run_sclang(probe, sclang_env(home), home)
+    if code == 0 and "SCLANG WORKS" in output:
+        return None
+    return f"sclang cannot run a script here (exit {code}):\n{output[-2000:]}"
+
+
+def test(paths):
+    home = tempfile.mkdtemp(prefix="sustain-sclang-")
+    try:
+        reason = sclang_usable(home)
+        if reason:
+            print(f"{reason}\nskipping", flush=True)
+            sys.exit(SKIP)
+        with JackServer() as jack, Engine(paths, jack) as engine:
+            wait_until(lambda: engine.status()[1]["timing"]["frame_clock"], 5, "the frame clock")
+            env = sclang_env(home)
+            env.update(SUSTAIN_PORT=str(engine.port), SUSTAIN_QUIT="1")
+            code, output = run_sclang(os.path.abspath(EXAMPLE), env, home)
+            lines = [line.strip() for line in output.splitlines()]
+            print("--- sclang, the example's lines ---\n" + "\n".join(
+                line for line in lines if line.split(" ")[0] in
+                ("PONG", "STATUS", "NOTIFY", "FEEDBACK", "SYNCED", "LATE", "EVENT", "DONE", "MISSING")), flush=True)
+            if code != 0:
+                raise TestFailure(f"sclang exited with {code} (None: still running after {SCLANG_TIMEOUT_S} s), "
+                                  f"its output:\n{output[-4000:]}")
+            check("DONE" in lines, "the script got every answer it waited for and quit")
+            for marker in ("PONG", "NOTIFY 1", "SYNCED 7", "FEEDBACK /engine/gain 0.25",
+                           "FEEDBACK /engine/voice/1/freq 330.0", "FEEDBACK /engine/voice/2/freq 550.0",
+                           "FEEDBACK /engine/voice/2/gain 0.125"):
+                check(marker in lines, f"sclang printed \"{marker}\"")
+            check(any(line.startswith("STATUS active slot") for line in lines), "sclang got /engine/status.reply")
+            check(not any(line.startswith("LATE") for line in lines), "sclang was told of no late bundle")
+
+            expected = {"master": 0.25, 0: (220.0, 0.5), 1: (330.0, 0.25), 2: (550.0, 0.125)}
+
+            def arrived():
+                params = engine.status()[1]["params"]
+                voices = params["voices"]
+                return params["master_gain"] == expected["master"] and all(
+                    (voices[v]["freq"], voices[v]["gain"]) == expected[v] for v in (0, 1, 2))
+
+            try:
+                wait_until(arrived, 2, "the values sclang set")
+            finally:
+                print(f"params: {engine.status()[1]['params']}", flush=True)
+            check(True, f"the values sclang set arrived: {expected}")
+
+            timing = engine.status()[1]["timing"]
+            # Block 5 sends one bundle of 2 messages, the tune 4 bundles of 1.
+            check(timing["scheduled"] >= 6 and timing["applied_on_time"] >= 6,
+                  f"sclang's timed bundles were scheduled and applied on time: {timing}")
+            check(timing["late"] == 0, f"none of sclang's timetags was late: {timing}")
+            check(timing["syncs_answered"] >= 1, "the engine answered the sync")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(test)
