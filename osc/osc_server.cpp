@@ -215,7 +215,11 @@ void OscServer::countLate(double lateMs) {
     OscMetrics& m = segment_.osc;
     m.timedLate.fetch_add(1, std::memory_order_relaxed);
     size_t bin = 0;
-    for (double edge = 1.0; bin + 1 < kLateBins && lateMs >= edge; edge *= 2.0) ++bin;
+    double edge = 1.0;
+    while (bin + 1 < kLateBins && lateMs >= edge) {
+        ++bin;
+        edge *= 2.0;
+    }
     m.lateBins[bin].fetch_add(1, std::memory_order_relaxed);
     worstLateMs_ = std::max(worstLateMs_, lateMs);
 }

@@ -27,7 +27,7 @@ enum class FramingError : uint8_t {
     Oversize,        // a packet larger than the decoder's maximum
 };
 
-inline constexpr size_t kDefaultMaxStreamPacketBytes = 64 * 1024;
+inline constexpr size_t kDefaultMaxStreamPacketBytes = size_t{64} * 1024;
 
 namespace slip {
 inline constexpr uint8_t kEnd = 0xC0;

@@ -16,7 +16,7 @@
 namespace sustain {
 
 namespace {
-constexpr size_t kReadBytes = 64 * 1024;
+constexpr size_t kReadBytes = size_t{64} * 1024;
 constexpr int kReadsPerTurn = 4;     // per connection and handle(): one busy peer cannot starve UDP
 constexpr int kAcceptsPerTurn = 16;
 constexpr int kBacklog = 32;

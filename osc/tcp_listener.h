@@ -22,7 +22,7 @@ struct TcpListenerOptions {
     Framing framing = Framing::Auto;        // per connection, from its first byte
     size_t maxConnections = 16;             // one more is accepted and closed at once
     size_t maxPacketBytes = kDefaultMaxStreamPacketBytes;
-    size_t maxOutgoingBytes = 256 * 1024;   // per connection; a reply that does not fit is dropped
+    size_t maxOutgoingBytes = size_t{256} * 1024;   // per connection; a reply that does not fit is dropped
     int sendBufferBytes = 0;                // SO_SNDBUF of each connection; 0: the kernel's
     // A packet still incomplete this long after its first byte closes the connection: a
     // peer cannot hold a slot and a packet buffer by sending half a packet and waiting

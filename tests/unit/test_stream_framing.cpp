@@ -482,7 +482,7 @@ TEST_CASE("tcp: a peer the allow list does not admit is closed at once, and coun
 
 TEST_CASE("tcp: a client that never reads does not block the server; its replies are dropped and counted") {
     TcpListenerOptions options;
-    options.maxOutgoingBytes = 16 * 1024;
+    options.maxOutgoingBytes = size_t{16} * 1024;
     options.sendBufferBytes = 4096;
     TcpListener listener(options);
     std::string error;
@@ -505,7 +505,7 @@ TEST_CASE("tcp: a client that never reads does not block the server; its replies
     size_t accepted = 0;
     while (accepted < 100'000 && listener.send(connection, reply.data(), reply.size())) ++accepted;
     REQUIRE(accepted < 100'000);
-    CHECK(accepted >= (16 * 1024) / reply.size());
+    CHECK(accepted >= (size_t{16} * 1024) / reply.size());
     CHECK(listener.counters().repliesDropped == 2);
     CHECK(listener.counters().repliesSent == accepted);
     CHECK_FALSE(listener.send(connection, reply.data(), reply.size()));
