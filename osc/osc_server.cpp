@@ -30,6 +30,23 @@ constexpr int kIdlePollMs = 100;
 constexpr int kFlushPollMs = 1;  // while refreshes are owed to a full ring
 }  // namespace
 
+bool sameEndpoint(const sockaddr_storage& a, const sockaddr_storage& b) {
+    // Field by field: the bytes of a sockaddr_storage past the address family's own struct
+    // are whatever the buffer held before, so two equal endpoints may differ there.
+    if (a.ss_family != b.ss_family) return false;
+    if (a.ss_family == AF_INET) {
+        const auto& x = reinterpret_cast<const sockaddr_in&>(a);
+        const auto& y = reinterpret_cast<const sockaddr_in&>(b);
+        return x.sin_port == y.sin_port && x.sin_addr.s_addr == y.sin_addr.s_addr;
+    }
+    if (a.ss_family == AF_INET6) {
+        const auto& x = reinterpret_cast<const sockaddr_in6&>(a);
+        const auto& y = reinterpret_cast<const sockaddr_in6&>(b);
+        return x.sin6_port == y.sin6_port && std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof x.sin6_addr) == 0;
+    }
+    return false;
+}
+
 std::string describeAddress(const sockaddr_storage& address) {
     char host[INET6_ADDRSTRLEN] = "?";
     uint16_t port = 0;
@@ -271,9 +288,9 @@ void OscServer::requestSync(lo_message message, const sockaddr_storage& from) {
     const int argc = lo_message_get_argc(message);
     for (int i = 0; i < argc && i < 4 && types != nullptr; ++i) {
         switch (types[i]) {
-            case LO_INT32: lo_message_add_int32(reply, argv[i]->i); break;
-            case LO_FLOAT: lo_message_add_float(reply, argv[i]->f); break;
-            case LO_INT64: lo_message_add_int64(reply, argv[i]->h); break;
+            case LO_INT32: lo_message_add_int32(reply, loArg<int32_t>(argv[i])); break;
+            case LO_FLOAT: lo_message_add_float(reply, loArg<float>(argv[i])); break;
+            case LO_INT64: lo_message_add_int64(reply, loArg<int64_t>(argv[i])); break;
             case LO_STRING: lo_message_add_string(reply, &argv[i]->s); break;
             default: break;
         }
@@ -340,7 +357,7 @@ void OscServer::refreshKernelDrops() {
 void OscServer::receiveBatch(uint64_t receiveNs) {
     mmsghdr messages[kBatch];
     iovec vectors[kBatch];
-    sockaddr_storage senders[kBatch];
+    sockaddr_storage senders[kBatch] = {};
     alignas(cmsghdr) char control[kBatch][CMSG_SPACE(sizeof(uint32_t))];
     for (unsigned i = 0; i < kBatch; ++i) {
         vectors[i] = {buffers_.data() + i * kMaxDatagram, kMaxDatagram};
@@ -375,7 +392,7 @@ void OscServer::sendTo(const sockaddr_storage& to, const char* path, lo_message 
     if (size > replyBuffer_.size()) replyBuffer_.resize(size);
     if (lo_message_serialise(message, path, replyBuffer_.data(), &size) == nullptr) return;
     // A reply to the TCP client whose packet is being handled goes back over its connection.
-    const bool overTcp = currentTcpConnection_ != 0 && std::memcmp(&to, &currentTcpPeer_, sizeof to) == 0;
+    const bool overTcp = currentTcpConnection_ != 0 && sameEndpoint(to, currentTcpPeer_);
     if (sendPacket(to, overTcp ? currentTcpConnection_ : 0, replyBuffer_.data(), size))
         segment_.osc.repliesSent.fetch_add(1, std::memory_order_relaxed);
 }
@@ -412,7 +429,7 @@ void OscServer::notifySubscribers(const char* path, lo_message message) {
 void OscServer::changed(uint32_t param, const sockaddr_storage* origin) {
     for (Subscriber& subscriber : subscribers_) {
         // Not straight back to the client that made the change.
-        if (origin != nullptr && std::memcmp(&subscriber.origin, origin, sizeof *origin) == 0) continue;
+        if (origin != nullptr && sameEndpoint(subscriber.origin, *origin)) continue;
         subscriber.dirty.set(param);
     }
 }
@@ -475,7 +492,7 @@ void OscServer::flushFeedback(uint64_t nowNs) {
 
 void OscServer::registerSurface(const sockaddr_storage& from, uint16_t feedbackPort) {
     for (const Subscriber& subscriber : subscribers_)
-        if (subscriber.mapped && std::memcmp(&subscriber.origin, &from, sizeof from) == 0) return;
+        if (subscriber.mapped && sameEndpoint(subscriber.origin, from)) return;
     const auto surfaces = static_cast<size_t>(std::count_if(subscribers_.begin(), subscribers_.end(),
                                                             [](const Subscriber& s) { return s.mapped; }));
     if (surfaces >= kMaxSubscribers) {
@@ -493,7 +510,7 @@ void OscServer::registerSurface(const sockaddr_storage& from, uint16_t feedbackP
         else if (surface.address.ss_family == AF_INET6)
             reinterpret_cast<sockaddr_in6&>(surface.address).sin6_port = htons(feedbackPort);
     }
-    const bool overTcp = currentTcpConnection_ != 0 && std::memcmp(&from, &currentTcpPeer_, sizeof from) == 0;
+    const bool overTcp = currentTcpConnection_ != 0 && sameEndpoint(from, currentTcpPeer_);
     surface.tcpConnection = overTcp ? currentTcpConnection_ : 0;
     surface.mapped = true;
     surface.dirty.set();  // a snapshot first: the surface shows the engine as it is
@@ -522,9 +539,9 @@ bool OscServer::handleMapped(std::string_view address, lo_message message, uint6
     double positions[kMaxTargetsPerEntry] = {};
     for (size_t i = 0; i < wanted; ++i) {
         switch (types[i]) {
-            case LO_FLOAT: positions[i] = argv[i]->f; break;
-            case LO_DOUBLE: positions[i] = argv[i]->d; break;
-            case LO_INT32: positions[i] = argv[i]->i; break;
+            case LO_FLOAT: positions[i] = loArg<float>(argv[i]); break;
+            case LO_DOUBLE: positions[i] = loArg<double>(argv[i]); break;
+            case LO_INT32: positions[i] = loArg<int32_t>(argv[i]); break;
             case LO_TRUE: positions[i] = 1.0; break;
             case LO_FALSE: positions[i] = 0.0; break;
             default:
@@ -619,9 +636,10 @@ bool OscServer::handleEngineRequest(std::string_view path, lo_message message, c
         const char* types = lo_message_get_types(message);
         lo_arg** argv = lo_message_get_argv(message);
         const bool on = lo_message_get_argc(message) == 1 && types != nullptr &&
-                        ((types[0] == LO_INT32 && argv[0]->i != 0) || (types[0] == LO_FLOAT && argv[0]->f != 0.0f));
+                        ((types[0] == LO_INT32 && loArg<int32_t>(argv[0]) != 0) ||
+                         (types[0] == LO_FLOAT && loArg<float>(argv[0]) != 0.0f));
         auto same = [&](const Subscriber& s) {
-            return !s.mapped && std::memcmp(&s.address, &from, sizeof(sockaddr_storage)) == 0;
+            return !s.mapped && sameEndpoint(s.address, from);
         };
         const auto found = std::find_if(subscribers_.begin(), subscribers_.end(), same);
         int32_t state = on ? 1 : 0;
@@ -632,7 +650,7 @@ bool OscServer::handleEngineRequest(std::string_view path, lo_message message, c
                 spdlog::warn("/engine/notify: {} refused, already {} subscribers", describeAddress(from), kMaxSubscribers);
                 state = 0;
             } else {
-                const bool overTcp = currentTcpConnection_ != 0 && std::memcmp(&from, &currentTcpPeer_, sizeof from) == 0;
+                const bool overTcp = currentTcpConnection_ != 0 && sameEndpoint(from, currentTcpPeer_);
                 Subscriber subscriber{};
                 subscriber.address = from;
                 subscriber.origin = from;

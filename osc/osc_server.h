@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cstring>
 #include <bitset>
 #include <cstdint>
 #include <string>
@@ -156,6 +157,18 @@ private:
     uint32_t currentTcpConnection_ = 0;
     sockaddr_storage currentTcpPeer_{};
 };
+
+/// Whether two socket addresses name the same endpoint (family, address and port).
+bool sameEndpoint(const sockaddr_storage& a, const sockaddr_storage& b);
+
+/// An argument liblo parsed, read without assuming alignment: liblo packs arguments at
+/// 4-byte boundaries, and lo_arg is an 8-byte union. Thread: any.  RT-safe: yes.
+template <typename T>
+T loArg(const lo_arg* argument) {
+    T value;
+    std::memcpy(&value, argument, sizeof value);
+    return value;
+}
 
 /// "127.0.0.1:53211" for logs.
 std::string describeAddress(const sockaddr_storage& address);

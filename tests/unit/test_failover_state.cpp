@@ -191,3 +191,79 @@ TEST_CASE("relay: a play position ahead of the active waits for it instead of ru
     for (int i = 0; i < 40; ++i) rig.cycle(i % 2 ? "aso" : "oas");
     CHECK(m.unfilled.load() == unfilledAfterCatchUp);  // and it stays with the active
 }
+
+namespace {
+void sendTimed(Rig& rig, uint32_t param, double value, uint64_t sequence, uint64_t dueFrame) {
+    Command command{};
+    command.param = static_cast<uint16_t>(param);
+    command.value = value;
+    command.sequence = sequence;
+    command.dueFrame = dueFrame;
+    command.flags = kCommandFlagTimed;
+    for (Worker& w : rig.workers) REQUIRE(w.queue->try_enqueue(command));
+}
+
+/// The first sample of `heard` (from `from` on) that is not exactly 0.
+size_t firstSound(const std::vector<float>& heard, size_t from) {
+    for (size_t i = from; i < heard.size(); ++i)
+        if (heard[i] != 0.0f) return i;
+    return heard.size();
+}
+}  // namespace
+
+TEST_CASE("timed: a change applies at its own sample, mid-block, in the active and the standby alike") {
+    for (const char* order : {"aso", "sao", "osa"}) {
+        CAPTURE(order);
+        Rig rig(true);
+        rig.send(kParamMasterGain, 0.0, 1);
+        for (int i = 0; i < 20; ++i) rig.cycle(order);  // silent now (the ramp is over)
+        const uint64_t frame = rig.workers[0].context->state.frame;
+        const uint64_t due = frame + 10 * kFrames + 37;  // 37 samples into a block
+        sendTimed(rig, kParamMasterGain, 0.5, 2, due);
+        const size_t heardBefore = rig.heard.size();
+        for (int i = 0; i < 20; ++i) rig.cycle(order);
+        // What the output plays is whole blocks, one or two behind the workers (depending on
+        // where it locked on): the change must sit at its sample within its block.
+        const size_t onset = firstSound(rig.heard, heardBefore);
+        CHECK(onset % kFrames == due % kFrames);
+        const uint64_t rendered = rig.workers[0].context->state.frame;
+        const size_t renderedIndex = rig.heard.size() - static_cast<size_t>(rendered - due);
+        CHECK(onset > renderedIndex);
+        CHECK(onset <= renderedIndex + 2 * kFrames);
+        CHECK(rig.segment->output.matched.load() == rig.segment->output.compared.load());  // standby bit-identical
+        CHECK(rig.segment->workers[0].timedApplied.load() == 1);
+        CHECK(rig.segment->workers[0].timedLate.load() == 0);
+    }
+}
+
+TEST_CASE("timed: a change waiting when the active dies is applied by the standby at the same sample") {
+    Rig rig(true);
+    rig.send(kParamMasterGain, 0.0, 1);
+    for (int i = 0; i < 20; ++i) rig.cycle("aso");
+    const uint64_t due = rig.workers[0].context->state.frame + 8 * kFrames + 5;
+    sendTimed(rig, kParamMasterGain, 0.5, 2, due);
+    for (int i = 0; i < 3; ++i) rig.cycle("aso");
+    const size_t heardBefore = rig.heard.size();
+    for (int i = 0; i < 20; ++i) rig.cycle("so");  // the active is gone
+    const size_t onset = firstSound(rig.heard, heardBefore);
+    CHECK(onset % kFrames == due % kFrames);
+    const uint64_t rendered = rig.workers[1].context->state.frame;
+    const size_t renderedIndex = rig.heard.size() - static_cast<size_t>(rendered - due);
+    CHECK(onset > renderedIndex);
+    CHECK(onset <= renderedIndex + 2 * kFrames);
+    CHECK(rig.segment->output.unfilled.load() == 0);
+}
+
+TEST_CASE("timed: a change whose frame has passed applies at once, unless a newer value is in force") {
+    Rig rig(true);
+    for (int i = 0; i < 10; ++i) rig.cycle("aso");
+    sendTimed(rig, voiceFreqParam(0), 550.0, 5, 3);  // frame 3 is long gone
+    rig.cycle("aso");
+    CHECK(rig.workers[0].context->state.voices[0].freq.target == 550.0);
+    CHECK(rig.segment->workers[0].timedLate.load() == 1);
+    rig.send(voiceFreqParam(0), 660.0, 7);
+    rig.cycle("aso");
+    sendTimed(rig, voiceFreqParam(0), 440.0, 6, 3);  // older than the 660 in force
+    rig.cycle("aso");
+    CHECK(rig.workers[0].context->state.voices[0].freq.target == 660.0);
+}

@@ -8,19 +8,28 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <string>
 
 namespace {
 
+/// liblo packs arguments at 4-byte boundaries; lo_arg is an 8-byte union: read by copying.
+template <typename T>
+T argument(const lo_arg* a) {
+    T value;
+    std::memcpy(&value, a, sizeof value);
+    return value;
+}
+
 int printReply(const char* path, const char* types, lo_arg** argv, int argc, lo_message, void*) {
     nlohmann::json args = nlohmann::json::array();
     for (int i = 0; i < argc; ++i) {
         switch (types[i]) {
-            case LO_INT32: args.push_back(argv[i]->i); break;
-            case LO_FLOAT: args.push_back(argv[i]->f); break;
-            case LO_DOUBLE: args.push_back(argv[i]->d); break;
-            case LO_INT64: args.push_back(argv[i]->h); break;
+            case LO_INT32: args.push_back(argument<int32_t>(argv[i])); break;
+            case LO_FLOAT: args.push_back(argument<float>(argv[i])); break;
+            case LO_DOUBLE: args.push_back(argument<double>(argv[i])); break;
+            case LO_INT64: args.push_back(argument<int64_t>(argv[i])); break;
             case LO_STRING: case LO_SYMBOL: args.push_back(&argv[i]->s); break;
             default: args.push_back(std::string(1, types[i])); break;
         }
