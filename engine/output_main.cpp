@@ -97,8 +97,10 @@ int runOutput(const OutputOptions& options) {
     }
     spdlog::info("output stage on {} ({} channels, output latency {} frames)", opened.device.name,
                  opened.device.channels, opened.outputLatencyFrames);
-    // What the output stage plays was rendered one period earlier.
+    // What the output stage plays was rendered one period earlier (the callback follows
+    // when that changes: followRelayDelay).
     publishPlayLatency(segment, opened.outputLatencyFrames, segment.config.framesPerBuffer);
+    context->reportedLatencyFrames.store(opened.outputLatencyFrames, std::memory_order_relaxed);
     raiseAudioPriority(*context);
 
     pollfd fds[2] = {{options.wakeFd, POLLIN, 0}, {signalFd, POLLIN, 0}};

@@ -133,7 +133,7 @@ enum class FrameClockSource : uint64_t { None = 0, Jack = 1, Callback = 2 };
 struct alignas(64) FrameClock {
     std::atomic<uint64_t> sequence;            // seqlock over `anchor` (shm/seqlock.h); writer: the active worker's callback
     std::atomic<uint64_t> anchor[kFrameAnchorWords];  // a FrameAnchor
-    std::atomic<uint32_t> playLatencyFrames;   // writer: the process that plays (output stage or direct-layout worker)
+    std::atomic<uint32_t> playLatencyFrames;   // writer: the process that plays (output stage or direct-layout worker); the playing output stage's callback follows the render-to-play delay
     std::atomic<uint32_t> reportedLatencyFrames;  // writer: same; PortAudio's output latency alone (without the relay's period)
     std::atomic<uint64_t> updates;             // writer: the active worker's callback; blocks that refreshed the anchor
     uint64_t reserved[1];

@@ -1,5 +1,6 @@
 #include "engine/rt/output_callback.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "engine/rt/callback_timing.h"
@@ -90,6 +91,22 @@ uint64_t extraLatency(const Segment& segment, uint64_t played, uint64_t nowNs, u
     return previousCycleBlock > played ? previousCycleBlock - played : 0;
 }
 
+// RT-safe: arithmetic and two atomic operations.
+// The block played now was rendered `periods` cycles ago (its start time says when).
+void followRelayDelay(OutputContext& context, uint64_t blockStartNs, uint64_t startNs, uint32_t frames) noexcept {
+    constexpr uint32_t kDelayCycles = 8;
+    const double periodNs = static_cast<double>(frames) / context.samplesPerNs;
+    const double elapsed = static_cast<double>(startNs) - static_cast<double>(blockStartNs);
+    if (elapsed < 0.0 || elapsed > periodNs * kAudioRingBlocks) return;
+    const auto periods = static_cast<uint32_t>(std::lround(elapsed / periodNs));
+    context.delayAgreeing = periods == context.delayCandidate ? context.delayAgreeing + 1 : 1;
+    context.delayCandidate = periods;
+    const uint32_t reported = context.reportedLatencyFrames.load(std::memory_order_relaxed);
+    if (context.delayAgreeing < kDelayCycles || periods == context.delayPublished || reported == 0) return;
+    context.delayPublished = periods;
+    context.segment->clock.playLatencyFrames.store(reported + periods * frames, std::memory_order_release);
+}
+
 bool blocksEqual(const float* a, const float* b, uint32_t count) noexcept {
     return std::memcmp(a, b, sizeof(float) * count) == 0;
 }
@@ -171,6 +188,11 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
             // cycle, or the play position got ahead of it): wait for it rather than skip it,
             // and never run away from the worker that renders.
             if (segment.slots[active].lastBlock.load(std::memory_order_acquire) <= number) relock = true;
+        }
+        if (source < 2) {
+            const AudioRing& ring = segment.audio[source == 0 ? active : standby];
+            followRelayDelay(context, ring.blocks[number % kAudioRingBlocks].startNs.load(std::memory_order_relaxed),
+                             startNs, frames);
         }
         // Re-lock when the numbering moved away (a cold start renumbers from 0, or this
         // stage fell behind by more than the ring holds).

@@ -43,6 +43,14 @@ struct OutputContext {
     uint64_t lastWriterCallbacks = 0;  // standby output stage: the playing one's callbacks, last seen
     uint32_t writerStall = 0;
     uint32_t trailingCycles = 0;       // cycles in a row the play position trailed by more than one period
+    // How many periods lie between a block's rendering and its playing (1 normally; 2 after
+    // some re-locks): published into FrameClock::playLatencyFrames once kDelayCycles cycles
+    // agree, so that timed bundles aim at what the listener hears. The stream's own output
+    // latency is stored by the main thread once the stream runs (0 until then).
+    std::atomic<uint32_t> reportedLatencyFrames{0};
+    uint32_t delayCandidate = 0;
+    uint32_t delayAgreeing = 0;
+    uint32_t delayPublished = 1;  // what the main thread publishes at the start
     float scratch[kMaxRelayFrames * kAudioChannels] = {};
     double loadSmoothed = 0.0;
     std::atomic<uint64_t> blocks{0};

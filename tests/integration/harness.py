@@ -428,6 +428,20 @@ class Recording:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def onsets(samples, quiet=1500):
+    """Indices where a recording leaves exact silence after at least `quiet` silent samples
+    (a tone brought in from gain 0: its first sample is not 0, the silence before is)."""
+    found, silent = [], 0
+    for i, x in enumerate(samples):
+        if x == 0.0:
+            silent += 1
+        else:
+            if silent >= quiet:
+                found.append(i)
+            silent = 0
+    return found
+
+
 def main(test):
     """Runs `test(paths)`, turning failures into exit code 1 with the reason."""
     try:

@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 
-from harness import Engine, JackServer, Recording, TestFailure, active_worker_pid, check, main, wait_until
+from harness import Engine, JackServer, Recording, TestFailure, active_worker_pid, check, main, onsets, wait_until
 from osc_wire import bundle, message, realtime_minus_monotonic_ns, timetag_of_unix_ns
 
 RATE = 48000
@@ -25,19 +25,6 @@ AHEAD_S = 0.2
 # clock and JACK's own estimate of its cycle start differ by the callback's wake-up delay
 # (tens of microseconds here), and both jitter by a few microseconds.
 TOLERANCE_SAMPLES = 2
-
-
-def onsets(samples, quiet=2000):
-    """Indices where the signal leaves exact silence after at least `quiet` silent samples."""
-    found, silent = [], 0
-    for i, x in enumerate(samples):
-        if x == 0.0:
-            silent += 1
-        else:
-            if silent >= quiet:
-                found.append(i)
-            silent = 0
-    return found
 
 
 def send_timed_gain(engine, gain, ahead_s, offset):

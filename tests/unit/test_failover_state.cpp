@@ -209,6 +209,16 @@ size_t firstSound(const std::vector<float>& heard, size_t from) {
         if (heard[i] != 0.0f) return i;
     return heard.size();
 }
+
+/// What the output plays is whole blocks, one or two behind the workers (depending on where
+/// it locked on): the sound must start at the due sample within its block.
+void checkOnsetAt(const Rig& rig, size_t heardBefore, uint64_t due, uint64_t rendered) {
+    const size_t onset = firstSound(rig.heard, heardBefore);
+    CHECK(onset % kFrames == due % kFrames);
+    const size_t renderedIndex = rig.heard.size() - static_cast<size_t>(rendered - due);
+    CHECK(onset > renderedIndex);
+    CHECK(onset <= renderedIndex + 2 * kFrames);
+}
 }  // namespace
 
 TEST_CASE("timed: a change applies at its own sample, mid-block, in the active and the standby alike") {
@@ -222,14 +232,7 @@ TEST_CASE("timed: a change applies at its own sample, mid-block, in the active a
         sendTimed(rig, kParamMasterGain, 0.5, 2, due);
         const size_t heardBefore = rig.heard.size();
         for (int i = 0; i < 20; ++i) rig.cycle(order);
-        // What the output plays is whole blocks, one or two behind the workers (depending on
-        // where it locked on): the change must sit at its sample within its block.
-        const size_t onset = firstSound(rig.heard, heardBefore);
-        CHECK(onset % kFrames == due % kFrames);
-        const uint64_t rendered = rig.workers[0].context->state.frame;
-        const size_t renderedIndex = rig.heard.size() - static_cast<size_t>(rendered - due);
-        CHECK(onset > renderedIndex);
-        CHECK(onset <= renderedIndex + 2 * kFrames);
+        checkOnsetAt(rig, heardBefore, due, rig.workers[0].context->state.frame);
         CHECK(rig.segment->output.matched.load() == rig.segment->output.compared.load());  // standby bit-identical
         CHECK(rig.segment->workers[0].timedApplied.load() == 1);
         CHECK(rig.segment->workers[0].timedLate.load() == 0);
@@ -245,12 +248,7 @@ TEST_CASE("timed: a change waiting when the active dies is applied by the standb
     for (int i = 0; i < 3; ++i) rig.cycle("aso");
     const size_t heardBefore = rig.heard.size();
     for (int i = 0; i < 20; ++i) rig.cycle("so");  // the active is gone
-    const size_t onset = firstSound(rig.heard, heardBefore);
-    CHECK(onset % kFrames == due % kFrames);
-    const uint64_t rendered = rig.workers[1].context->state.frame;
-    const size_t renderedIndex = rig.heard.size() - static_cast<size_t>(rendered - due);
-    CHECK(onset > renderedIndex);
-    CHECK(onset <= renderedIndex + 2 * kFrames);
+    checkOnsetAt(rig, heardBefore, due, rig.workers[1].context->state.frame);
     CHECK(rig.segment->output.unfilled.load() == 0);
 }
 

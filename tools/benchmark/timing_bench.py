@@ -19,7 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "integration"))
-from harness import Engine, JackServer, Paths, Recording, wait_until  # noqa: E402
+from harness import Engine, JackServer, Paths, Recording, onsets, wait_until  # noqa: E402
 from osc_wire import bundle, message, realtime_minus_monotonic_ns, timetag_of_unix_ns  # noqa: E402
 
 RATE = 48000
@@ -36,18 +36,6 @@ def percentile(values, p):
 def summary(values):
     return {"count": len(values), "p50": percentile(values, 50), "p99": percentile(values, 99),
             "max_abs": max(abs(v) for v in values), "mean": statistics.mean(values)}
-
-
-def onsets(samples, quiet=1500):
-    found, silent = [], 0
-    for i, x in enumerate(samples):
-        if x == 0.0:
-            silent += 1
-        else:
-            if silent >= quiet:
-                found.append(i)
-            silent = 0
-    return found
 
 
 def accuracy_run(paths, bundles):
