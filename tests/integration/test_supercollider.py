@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 
-from harness import SKIP, Engine, JackServer, TestFailure, check, free_udp_port, main, wait_until
+from harness import SKIP, Engine, JackServer, TestFailure, check, check_heard, free_udp_port, main, wait_until
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "supercollider",
                        "sustain.scd")
@@ -87,7 +87,8 @@ def test(paths):
                            "FEEDBACK /engine/voice/2/gain 0.125"):
                 check(marker in lines, f"sclang printed \"{marker}\"")
             check(any(line.startswith("STATUS active slot") for line in lines), "sclang got /engine/status.reply")
-            check(not any(line.startswith("LATE") for line in lines), "sclang was told of no late bundle")
+            # Lateness is timing: judged in the plain build, printed under TSan (a slow build).
+            check_heard(not any(line.startswith("LATE") for line in lines), "sclang was told of no late bundle")
 
             expected = {"master": 0.25, 0: (220.0, 0.5), 1: (330.0, 0.25), 2: (550.0, 0.125)}
 
@@ -105,9 +106,10 @@ def test(paths):
 
             timing = engine.status()[1]["timing"]
             # Block 5 sends one bundle of 2 messages, the tune 4 bundles of 1.
-            check(timing["scheduled"] >= 6 and timing["applied_on_time"] >= 6,
-                  f"sclang's timed bundles were scheduled and applied on time: {timing}")
-            check(timing["late"] == 0, f"none of sclang's timetags was late: {timing}")
+            check(timing["scheduled"] + timing["late"] >= 6, f"sclang's timed bundles arrived as timed: {timing}")
+            check_heard(timing["scheduled"] >= 6 and timing["applied_on_time"] >= 6,
+                        f"sclang's timed bundles were scheduled and applied on time: {timing}")
+            check_heard(timing["late"] == 0, f"none of sclang's timetags was late: {timing}")
             check(timing["syncs_answered"] >= 1, "the engine answered the sync")
     finally:
         shutil.rmtree(home, ignore_errors=True)
