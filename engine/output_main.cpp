@@ -101,6 +101,11 @@ int runOutput(const OutputOptions& options) {
     // when that changes: followRelayDelay).
     publishPlayLatency(segment, opened.outputLatencyFrames, segment.config.framesPerBuffer);
     context->reportedLatencyFrames.store(opened.outputLatencyFrames, std::memory_order_relaxed);
+    jack_client_t* jackClock = nullptr;
+    if (playsThroughJack(opened)) {
+        jackClock = openJackClock("sustain-" + options.instance + "-outclock" + std::to_string(options.slot));
+        context->jackClock.store(jackClock, std::memory_order_release);
+    }
     raiseAudioPriority(*context);
 
     pollfd fds[2] = {{options.wakeFd, POLLIN, 0}, {signalFd, POLLIN, 0}};
@@ -139,6 +144,7 @@ int runOutput(const OutputOptions& options) {
         }
     }
     closeStream(opened.stream);
+    if (jackClock != nullptr) jack_client_close(jackClock);
     drainTrace();
     if (traceFile != nullptr) std::fclose(traceFile);
     slot.exitReason.store(static_cast<uint32_t>(WorkerExit::Clean), std::memory_order_release);

@@ -16,7 +16,7 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 5;
+inline constexpr uint32_t kLayoutVersion = 6;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
@@ -279,7 +279,7 @@ struct alignas(64) AudioBlock {
     std::atomic<uint64_t> epoch;    // writer: the worker's callback; its start epoch
     std::atomic<uint64_t> startNs;  // writer: the worker's callback; CLOCK_MONOTONIC at its callback start
     uint32_t frames;                // written before tag
-    uint32_t reserved0;
+    std::atomic<uint32_t> jackCycleFrame;  // writer: the worker's callback; JACK's frame time at the start of the cycle it was rendered in (0: unknown)
     uint64_t reserved[4];
     std::atomic<float> samples[kMaxRelayFrames * kAudioChannels];  // interleaved
 };

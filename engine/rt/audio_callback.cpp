@@ -192,20 +192,33 @@ RenderStats renderTimed(CallbackContext& context, uint32_t frames, bool active) 
     return stats;
 }
 
+// JACK's view of the cycle being run: its frame time and when it began.
+struct JackCycle {
+    jack_nframes_t frame = 0;
+    jack_time_t usecs = 0;
+    jack_time_t nextUsecs = 0;
+    bool known = false;
+};
+
 // RT-safe: jack_get_cycle_times reads the server's timer from shared memory (no lock, no
-// system call); the fallback is a bounded loop. Then a seqlock write.
-void publishFrameClock(CallbackContext& context, uint64_t frame, uint64_t startNs) noexcept {
-    FrameAnchor anchor{};
-    anchor.frame = frame;
-    jack_nframes_t cycleFrame = 0;
-    jack_time_t cycleUsecs = 0, nextUsecs = 0;
+// system call).
+JackCycle readJackCycle(const CallbackContext& context) noexcept {
+    JackCycle cycle;
     float periodUsecs = 0.0f;
     jack_client_t* jackClock = context.jackClock.load(std::memory_order_acquire);
-    if (jackClock != nullptr && context.jackPeriodFrames != 0 &&
-        jack_get_cycle_times(jackClock, &cycleFrame, &cycleUsecs, &nextUsecs, &periodUsecs) == 0 &&
-        nextUsecs > cycleUsecs) {
-        anchor.startNs = static_cast<int64_t>(cycleUsecs) * 1000 - context.jackMinusMonotonicNs.load(std::memory_order_relaxed);
-        anchor.nsPerFrame = static_cast<double>(nextUsecs - cycleUsecs) * 1000.0 / context.jackPeriodFrames;
+    cycle.known = jackClock != nullptr && context.jackPeriodFrames != 0 &&
+                  jack_get_cycle_times(jackClock, &cycle.frame, &cycle.usecs, &cycle.nextUsecs, &periodUsecs) == 0 &&
+                  cycle.nextUsecs > cycle.usecs;
+    return cycle;
+}
+
+// RT-safe: arithmetic, or a bounded loop for the fallback; then a seqlock write.
+void publishFrameClock(CallbackContext& context, const JackCycle& cycle, uint64_t frame, uint64_t startNs) noexcept {
+    FrameAnchor anchor{};
+    anchor.frame = frame;
+    if (cycle.known) {
+        anchor.startNs = static_cast<int64_t>(cycle.usecs) * 1000 - context.jackMinusMonotonicNs.load(std::memory_order_relaxed);
+        anchor.nsPerFrame = static_cast<double>(cycle.nextUsecs - cycle.usecs) * 1000.0 / context.jackPeriodFrames;
         anchor.source = static_cast<uint64_t>(FrameClockSource::Jack);
     } else {
         const int64_t frameZeroNs =
@@ -235,13 +248,15 @@ bool holdBackForOutput(CallbackContext& context) noexcept {
 }
 
 // RT-safe: a bounded copy into the audio ring, under the block's tag protocol.
-void publishBlock(CallbackContext& context, uint64_t number, uint32_t frames, uint64_t startNs) noexcept {
+void publishBlock(CallbackContext& context, uint64_t number, uint32_t frames, uint64_t startNs,
+                  const JackCycle& cycle) noexcept {
     AudioBlock& block = context.segment->audio[context.slot].blocks[number % kAudioRingBlocks];
     block.tag.store(0, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
     block.frames = frames;
     block.epoch.store(context.startEpoch, std::memory_order_relaxed);
     block.startNs.store(startNs, std::memory_order_relaxed);
+    block.jackCycleFrame.store(cycle.known ? cycle.frame : 0, std::memory_order_relaxed);
     const uint32_t count = frames * kAudioChannels;
     for (uint32_t i = 0; i < count; ++i) block.samples[i].store(context.scratch[i], std::memory_order_relaxed);
     block.tag.store(number + 1, std::memory_order_release);
@@ -285,14 +300,15 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
     applyPending(context, startNs, active);
 
     const uint64_t number = context.state.blocks;
-    if (active) publishFrameClock(context, context.state.frame, startNs);
+    const JackCycle cycle = readJackCycle(context);
+    if (active) publishFrameClock(context, cycle, context.state.frame, startNs);
     const RenderStats stats = renderTimed(context, frames, active);
     if (stats.clipped != 0 && active) {
         slot.clippedSamples.fetch_add(stats.clipped, std::memory_order_relaxed);
         rtLog(*context.log, slot.rtLogDropped, RtEvent::Clipped, stats.clipped);
     }
     if (context.relay) {
-        publishBlock(context, number, frames, startNs);
+        publishBlock(context, number, frames, startNs, cycle);
         // The relay layout keeps every worker out of the mix: a dead worker's last
         // buffer, which JACK keeps mixing until it drops the client, is silence.
         std::memset(out, 0, sizeof(float) * outSamples);

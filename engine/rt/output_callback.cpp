@@ -91,14 +91,29 @@ uint64_t extraLatency(const Segment& segment, uint64_t played, uint64_t nowNs, u
     return previousCycleBlock > played ? previousCycleBlock - played : 0;
 }
 
-// RT-safe: arithmetic and two atomic operations.
-// The block played now was rendered `periods` cycles ago (its start time says when).
-void followRelayDelay(OutputContext& context, uint64_t blockStartNs, uint64_t startNs, uint32_t frames) noexcept {
-    constexpr uint32_t kDelayCycles = 8;
-    const double periodNs = static_cast<double>(frames) / context.samplesPerNs;
-    const double elapsed = static_cast<double>(startNs) - static_cast<double>(blockStartNs);
-    if (elapsed < 0.0 || elapsed > periodNs * kAudioRingBlocks) return;
-    const auto periods = static_cast<uint32_t>(std::lround(elapsed / periodNs));
+// RT-safe: jack_get_cycle_times reads shared memory; arithmetic and two atomic operations.
+// The block played now was rendered `periods` cycles ago: JACK's frame times of the two
+// cycles say so exactly; without them, the start times (a callback starts anywhere in its
+// cycle, so those can be off by one).
+void followRelayDelay(OutputContext& context, const AudioBlock& block, uint64_t startNs, uint32_t frames) noexcept {
+    constexpr uint32_t kDelayCycles = 4;
+    uint32_t periods = 0;
+    jack_client_t* jackClock = context.jackClock.load(std::memory_order_acquire);
+    const jack_nframes_t renderedAt = block.jackCycleFrame.load(std::memory_order_relaxed);
+    jack_nframes_t cycleFrame = 0;
+    jack_time_t usecs = 0, nextUsecs = 0;
+    float periodUsecs = 0.0f;
+    if (jackClock != nullptr && renderedAt != 0 &&
+        jack_get_cycle_times(jackClock, &cycleFrame, &usecs, &nextUsecs, &periodUsecs) == 0) {
+        const jack_nframes_t elapsed = cycleFrame - renderedAt;  // unsigned: wraps correctly
+        if (elapsed > frames * kAudioRingBlocks) return;
+        periods = (elapsed + frames / 2) / frames;
+    } else {
+        const double periodNs = static_cast<double>(frames) / context.samplesPerNs;
+        const double elapsed = static_cast<double>(startNs) - static_cast<double>(block.startNs.load(std::memory_order_relaxed));
+        if (elapsed < 0.0 || elapsed > periodNs * kAudioRingBlocks) return;
+        periods = static_cast<uint32_t>(std::lround(elapsed / periodNs));
+    }
     context.delayAgreeing = periods == context.delayCandidate ? context.delayAgreeing + 1 : 1;
     context.delayCandidate = periods;
     const uint32_t reported = context.reportedLatencyFrames.load(std::memory_order_relaxed);
@@ -191,8 +206,7 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         }
         if (source < 2) {
             const AudioRing& ring = segment.audio[source == 0 ? active : standby];
-            followRelayDelay(context, ring.blocks[number % kAudioRingBlocks].startNs.load(std::memory_order_relaxed),
-                             startNs, frames);
+            followRelayDelay(context, ring.blocks[number % kAudioRingBlocks], startNs, frames);
         }
         // Re-lock when the numbering moved away (a cold start renumbers from 0, or this
         // stage fell behind by more than the ring holds).

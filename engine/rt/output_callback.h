@@ -3,6 +3,7 @@
 // missing or fenced. Deliberately tiny: no parsing, no synthesis, nothing that can fail.
 #pragma once
 
+#include <jack/jack.h>
 #include <portaudio.h>
 
 #include <pthread.h>
@@ -48,6 +49,9 @@ struct OutputContext {
     // agree, so that timed bundles aim at what the listener hears. The stream's own output
     // latency is stored by the main thread once the stream runs (0 until then).
     std::atomic<uint32_t> reportedLatencyFrames{0};
+    // JACK's cycle clock, as the workers read it (set once by the main thread, like theirs):
+    // with it the delay is counted in JACK frames, exactly; without, from start times.
+    std::atomic<jack_client_t*> jackClock{nullptr};
     uint32_t delayCandidate = 0;
     uint32_t delayAgreeing = 0;
     uint32_t delayPublished = 1;  // what the main thread publishes at the start
