@@ -217,7 +217,7 @@ void checkOnsetAt(const Rig& rig, size_t heardBefore, uint64_t due, uint64_t ren
     CHECK(onset % kFrames == due % kFrames);
     const size_t renderedIndex = rig.heard.size() - static_cast<size_t>(rendered - due);
     CHECK(onset > renderedIndex);
-    CHECK(onset <= renderedIndex + 2 * kFrames);
+    CHECK(onset <= renderedIndex + size_t{2} * kFrames);
 }
 }  // namespace
 
@@ -228,7 +228,7 @@ TEST_CASE("timed: a change applies at its own sample, mid-block, in the active a
         rig.send(kParamMasterGain, 0.0, 1);
         for (int i = 0; i < 20; ++i) rig.cycle(order);  // silent now (the ramp is over)
         const uint64_t frame = rig.workers[0].context->state.frame;
-        const uint64_t due = frame + 10 * kFrames + 37;  // 37 samples into a block
+        const uint64_t due = frame + uint64_t{10} * kFrames + 37;  // 37 samples into a block
         sendTimed(rig, kParamMasterGain, 0.5, 2, due);
         const size_t heardBefore = rig.heard.size();
         for (int i = 0; i < 20; ++i) rig.cycle(order);
@@ -243,7 +243,7 @@ TEST_CASE("timed: a change waiting when the active dies is applied by the standb
     Rig rig(true);
     rig.send(kParamMasterGain, 0.0, 1);
     for (int i = 0; i < 20; ++i) rig.cycle("aso");
-    const uint64_t due = rig.workers[0].context->state.frame + 8 * kFrames + 5;
+    const uint64_t due = rig.workers[0].context->state.frame + uint64_t{8} * kFrames + 5;
     sendTimed(rig, kParamMasterGain, 0.5, 2, due);
     for (int i = 0; i < 3; ++i) rig.cycle("aso");
     const size_t heardBefore = rig.heard.size();
