@@ -16,7 +16,7 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 6;
+inline constexpr uint32_t kLayoutVersion = 7;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
@@ -190,7 +190,8 @@ struct alignas(64) WorkerSlot {
     std::atomic<uint64_t> stallSinceNs;    // first cycle of the current stall
     std::atomic<uint64_t> heldBlocks;      // relay, active: cycles held back so that the output stage caught up
     std::atomic<uint64_t> controlBeats;    // writer: the control thread, once per loop (it wakes at least every 50 ms)
-    uint64_t reserved[8];
+    std::atomic<uint64_t> caughtUpBlocks;  // relay: extra blocks rendered for JACK cycles this worker was not run in
+    uint64_t reserved[7];
 };
 static_assert(sizeof(WorkerSlot) == 384);
 

@@ -247,6 +247,33 @@ bool holdBackForOutput(CallbackContext& context) noexcept {
     return true;
 }
 
+// RT-safe: arithmetic.
+// JACK cycles since our previous callback in which this worker was not run (JACK skips a
+// client that is still busy when a cycle starts, which a late driver wake-up makes likely).
+// The block numbers must keep counting JACK's cycles, or the output stage, which plays one
+// period behind the active worker, would lose its margin with every skipped cycle and end
+// up with no block to play; so the relay layout renders the missed blocks now (at most
+// kMaxCatchUpBlocks: a longer absence is a hang, for sustaind to handle).
+uint32_t missedCycles(CallbackContext& context, const JackCycle& cycle) noexcept {
+    constexpr uint32_t kMaxCatchUpBlocks = 2;
+    uint32_t missed = 0;
+    if (cycle.known && context.lastCycleKnown && context.jackPeriodFrames != 0) {
+        const jack_nframes_t elapsed = cycle.frame - context.lastCycleFrame;  // unsigned: wraps correctly
+        const jack_nframes_t periods = (elapsed + context.jackPeriodFrames / 2) / context.jackPeriodFrames;
+        if (periods >= 2 && periods <= kMaxCatchUpBlocks + 1) missed = periods - 1;
+    }
+    context.lastCycleFrame = cycle.frame;
+    context.lastCycleKnown = cycle.known;
+    return missed;
+}
+
+// RT-safe: an atomic add and a log-ring push.
+void noteClipped(CallbackContext& context, WorkerSlot& slot, const RenderStats& stats, bool active) noexcept {
+    if (stats.clipped == 0 || !active) return;
+    slot.clippedSamples.fetch_add(stats.clipped, std::memory_order_relaxed);
+    rtLog(*context.log, slot.rtLogDropped, RtEvent::Clipped, stats.clipped);
+}
+
 // RT-safe: a bounded copy into the audio ring, under the block's tag protocol.
 void publishBlock(CallbackContext& context, uint64_t number, uint32_t frames, uint64_t startNs,
                   const JackCycle& cycle) noexcept {
@@ -288,6 +315,8 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
     }
     const bool active = slot.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Active);
     takeQueuedCommands(context);
+    const JackCycle cycle = readJackCycle(context);
+    const uint32_t missed = context.relay ? missedCycles(context, cycle) : 0;
     if (active && context.relay && holdBackForOutput(context)) {
         std::memset(out, 0, sizeof(float) * outSamples);
         slot.callbacks.fetch_add(1, std::memory_order_release);
@@ -299,14 +328,18 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
     if (context.fading && context.state.master.target != 0.0) rampTo(context.state.master, 0.0, context.fadeSamples);
     applyPending(context, startNs, active);
 
-    const uint64_t number = context.state.blocks;
-    const JackCycle cycle = readJackCycle(context);
-    if (active) publishFrameClock(context, cycle, context.state.frame, startNs);
-    const RenderStats stats = renderTimed(context, frames, active);
-    if (stats.clipped != 0 && active) {
-        slot.clippedSamples.fetch_add(stats.clipped, std::memory_order_relaxed);
-        rtLog(*context.log, slot.rtLogDropped, RtEvent::Clipped, stats.clipped);
+    // Blocks of the cycles JACK did not run us in, labelled with those cycles' frame times.
+    for (uint32_t m = missed; m > 0; --m) {
+        JackCycle skipped = cycle;
+        skipped.frame = cycle.frame - m * context.jackPeriodFrames;
+        const uint64_t skippedNumber = context.state.blocks;
+        noteClipped(context, slot, renderTimed(context, frames, active), active);
+        publishBlock(context, skippedNumber, frames, startNs, skipped);
+        slot.caughtUpBlocks.fetch_add(1, std::memory_order_relaxed);
     }
+    const uint64_t number = context.state.blocks;
+    if (active) publishFrameClock(context, cycle, context.state.frame, startNs);
+    noteClipped(context, slot, renderTimed(context, frames, active), active);
     if (context.relay) {
         publishBlock(context, number, frames, startNs, cycle);
         // The relay layout keeps every worker out of the mix: a dead worker's last

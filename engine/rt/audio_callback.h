@@ -68,6 +68,8 @@ struct CallbackContext {
     uint32_t activeStall = 0;     // own cycles in a row in which the active did not advance
     bool tookOver = false;        // direct layout: this standby plays instead of the active
     uint32_t holdCooldown = 0;    // relay layout: cycles before the active may hold back a block again
+    jack_nframes_t lastCycleFrame = 0;  // relay layout: JACK's frame time of our previous callback's cycle
+    bool lastCycleKnown = false;
     float scratch[kMaxRelayFrames * kAudioChannels] = {};
     bool fading = false;
     bool fadedOut = false;

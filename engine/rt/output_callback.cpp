@@ -12,6 +12,12 @@ namespace sustain {
 
 namespace {
 
+/// The JACK cycle a callback runs in (JACK's frame time at its start), when known.
+struct CurrentCycle {
+    bool known = false;
+    jack_nframes_t frame = 0;
+};
+
 /// Cycles without the playing output stage advancing after which a standby output stage
 /// plays instead (the order of clients in a cycle may flip once, never twice in a row).
 constexpr uint32_t kOutputTakeoverCycles = 2;
@@ -24,6 +30,30 @@ constexpr uint64_t kMaxLag = kAudioRingBlocks - 3;
 
 /// Cycles in a row the stage must trail before the active worker is asked to hold back.
 constexpr uint32_t kTrailCycles = 32;
+
+// RT-safe: jack_get_cycle_times reads JACK's shared memory.
+// The JACK cycle this callback runs in, when the stage has a JACK clock.
+CurrentCycle currentCycle(const OutputContext& context) noexcept {
+    CurrentCycle cycle;
+    jack_client_t* jackClock = context.jackClock.load(std::memory_order_acquire);
+    jack_time_t usecs = 0, nextUsecs = 0;
+    float periodUsecs = 0.0f;
+    cycle.known = jackClock != nullptr &&
+                  jack_get_cycle_times(jackClock, &cycle.frame, &usecs, &nextUsecs, &periodUsecs) == 0;
+    return cycle;
+}
+
+// RT-safe: arithmetic on two atomic loads.
+// Was `block` rendered in the cycle this callback runs in (rather than an earlier one)?
+// JACK's frame times say so exactly. Without them, the start times: a block started less
+// than ~3/4 of a period ago is taken as this cycle's. That guess fails when the driver
+// wakes late and starts the next cycle at once (cycles closer than a period apart), which
+// is why the frame times come first.
+bool renderedThisCycle(const AudioBlock& block, const CurrentCycle& cycle, uint64_t nowNs, double periodNs) noexcept {
+    const jack_nframes_t renderedAt = block.jackCycleFrame.load(std::memory_order_relaxed);
+    if (cycle.known && renderedAt != 0) return renderedAt == cycle.frame;
+    return static_cast<double>(nowNs - block.startNs.load(std::memory_order_relaxed)) < 0.75 * periodNs;
+}
 
 // RT-safe: a few atomic loads.
 // The newest block number + 1 completed by any live worker (a hung active stops counting;
@@ -44,11 +74,10 @@ uint64_t newestCompleted(const Segment& segment, uint32_t& slot) noexcept {
 
 // RT-safe: a few atomic loads.
 // Locks the play position one period behind the active worker: the block it completed in
-// the previous cycle is always there, whatever the order of clients in this cycle. The
-// block's start time tells whether the newest block is from this cycle (started less than
-// ~3/4 of a period ago) or from the previous one; when unsure, the older block is chosen,
-// which costs a period of latency, never a sample.
-bool lockPlayPosition(OutputContext& context, uint64_t nowNs, uint32_t frames) noexcept {
+// the previous cycle is always there, whatever the order of clients in this cycle. Whether
+// the newest block is from this cycle or the previous one: see renderedThisCycle; when
+// unsure, the older block is chosen, which costs a period of latency, never a sample.
+bool lockPlayPosition(OutputContext& context, const CurrentCycle& cycle, uint64_t nowNs, uint32_t frames) noexcept {
     Segment& segment = *context.segment;
     OutputMetrics& output = segment.output;
     // Lock to the active worker only, once it runs as such: a standby may be ahead of it, or
@@ -64,8 +93,7 @@ bool lockPlayPosition(OutputContext& context, uint64_t nowNs, uint32_t frames) n
     if (nowNs > beatNs && static_cast<double>(nowNs - beatNs) > 2.0 * periodNs) return false;
     const uint64_t newest = completed - 1;
     const AudioBlock& block = segment.audio[source].blocks[newest % kAudioRingBlocks];
-    const uint64_t startedNs = block.startNs.load(std::memory_order_relaxed);
-    const bool fromThisCycle = static_cast<double>(nowNs - startedNs) < 0.75 * periodNs;
+    const bool fromThisCycle = renderedThisCycle(block, cycle, nowNs, periodNs);
     output.nextBlock.store(fromThisCycle ? newest - 1 : newest, std::memory_order_relaxed);
     output.synced.store(1, std::memory_order_release);
     return true;
@@ -76,8 +104,8 @@ bool lockPlayPosition(OutputContext& context, uint64_t nowNs, uint32_t frames) n
 // active worker's block of the previous cycle. When this stage misses a cycle that the
 // workers did not (an xrun, a graph change when a worker starts), it trails by one more;
 // the active worker then holds back one block so that it catches up without a jump.
-uint64_t extraLatency(const Segment& segment, uint64_t played, uint64_t nowNs, uint32_t frames,
-                      double samplesPerNs) noexcept {
+uint64_t extraLatency(const Segment& segment, uint64_t played, const CurrentCycle& cycle, uint64_t nowNs,
+                      uint32_t frames, double samplesPerNs) noexcept {
     const uint32_t active = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
     if (segment.slots[active].state.load(std::memory_order_acquire) != static_cast<uint32_t>(WorkerState::Active))
         return 0;
@@ -85,27 +113,22 @@ uint64_t extraLatency(const Segment& segment, uint64_t played, uint64_t nowNs, u
     if (completed < 2) return 0;
     const AudioBlock& newest = segment.audio[active].blocks[(completed - 1) % kAudioRingBlocks];
     const double periodNs = static_cast<double>(frames) / samplesPerNs;
-    const bool ranThisCycle =
-        static_cast<double>(nowNs - newest.startNs.load(std::memory_order_relaxed)) < 0.75 * periodNs;
+    const bool ranThisCycle = renderedThisCycle(newest, cycle, nowNs, periodNs);
     const uint64_t previousCycleBlock = ranThisCycle ? completed - 2 : completed - 1;
     return previousCycleBlock > played ? previousCycleBlock - played : 0;
 }
 
-// RT-safe: jack_get_cycle_times reads shared memory; arithmetic and two atomic operations.
+// RT-safe: arithmetic and two atomic operations.
 // The block played now was rendered `periods` cycles ago: JACK's frame times of the two
 // cycles say so exactly; without them, the start times (a callback starts anywhere in its
 // cycle, so those can be off by one).
-void followRelayDelay(OutputContext& context, const AudioBlock& block, uint64_t startNs, uint32_t frames) noexcept {
+void followRelayDelay(OutputContext& context, const AudioBlock& block, const CurrentCycle& cycle, uint64_t startNs,
+                      uint32_t frames) noexcept {
     constexpr uint32_t kDelayCycles = 4;
     uint32_t periods = 0;
-    jack_client_t* jackClock = context.jackClock.load(std::memory_order_acquire);
     const jack_nframes_t renderedAt = block.jackCycleFrame.load(std::memory_order_relaxed);
-    jack_nframes_t cycleFrame = 0;
-    jack_time_t usecs = 0, nextUsecs = 0;
-    float periodUsecs = 0.0f;
-    if (jackClock != nullptr && renderedAt != 0 &&
-        jack_get_cycle_times(jackClock, &cycleFrame, &usecs, &nextUsecs, &periodUsecs) == 0) {
-        const jack_nframes_t elapsed = cycleFrame - renderedAt;  // unsigned: wraps correctly
+    if (cycle.known && renderedAt != 0) {
+        const jack_nframes_t elapsed = cycle.frame - renderedAt;  // unsigned: wraps correctly
         if (elapsed > frames * kAudioRingBlocks) return;
         periods = (elapsed + frames / 2) / frames;
     } else {
@@ -156,6 +179,7 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
     OutputMetrics& output = segment.output;
     const size_t outSamples = static_cast<size_t>(frames) * context.channels;
     std::memset(out, 0, sizeof(float) * outSamples);
+    const CurrentCycle cycleNow = currentCycle(context);
 
     const bool fenced = me.epoch.load(std::memory_order_acquire) != context.startEpoch;
     uint32_t writer = output.writerSlot.load(std::memory_order_acquire);
@@ -171,7 +195,7 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         }
     }
     if (!fenced && writer == context.slot && frames <= kMaxRelayFrames && context.stopRequested.load() == 0 &&
-        (output.synced.load(std::memory_order_acquire) != 0 || lockPlayPosition(context, startNs, frames))) {
+        (output.synced.load(std::memory_order_acquire) != 0 || lockPlayPosition(context, cycleNow, startNs, frames))) {
         const uint64_t number = output.nextBlock.load(std::memory_order_relaxed);
         bool relock = false;
         uint32_t source = 2;
@@ -206,7 +230,7 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         }
         if (source < 2) {
             const AudioRing& ring = segment.audio[source == 0 ? active : standby];
-            followRelayDelay(context, ring.blocks[number % kAudioRingBlocks], startNs, frames);
+            followRelayDelay(context, ring.blocks[number % kAudioRingBlocks], cycleNow, startNs, frames);
         }
         // Re-lock when the numbering moved away (a cold start renumbers from 0, or this
         // stage fell behind by more than the ring holds).
@@ -214,7 +238,7 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         const uint64_t completed = newestCompleted(segment, freshest);
         // Only a trail seen in many cycles in a row counts: a single late worker must not
         // make the active hold back a block it would then be missing.
-        const uint64_t extra = extraLatency(segment, number, startNs, frames, context.samplesPerNs);
+        const uint64_t extra = extraLatency(segment, number, cycleNow, startNs, frames, context.samplesPerNs);
         context.trailingCycles = extra > 0 ? context.trailingCycles + 1 : 0;
         output.lagBlocks.store(context.trailingCycles >= kTrailCycles ? extra : 0, std::memory_order_relaxed);
         if (relock || (completed != 0 && (completed + kMaxLag < number + 1 || completed > number + 1 + kMaxLag))) {

@@ -25,6 +25,7 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
                            {"state", p.state},
                            {"callbacks", p.callbacks},
                            {"xruns", p.xruns},
+                           {"caught_up_blocks", p.caughtUpBlocks},
                            {"cpu_load", p.cpuLoad},
                            {"cpu_load_peak", p.cpuLoadPeak},
                            {"heartbeat_age_ms", p.heartbeatAgeMs < 0 ? json(nullptr) : json(p.heartbeatAgeMs)},

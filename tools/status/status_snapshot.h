@@ -27,6 +27,7 @@ struct ProcessStatus {
     std::string state;  // "starting", "warm", "active", "fenced", "dead", "empty"
     uint64_t callbacks = 0;
     uint64_t xruns = 0;
+    uint64_t caughtUpBlocks = 0;  // relay: blocks rendered late for JACK cycles the worker was not run in
     double cpuLoad = 0;        // time in callback / period, smoothed (0..1)
     double cpuLoadPeak = 0;
     double heartbeatAgeMs = -1;  // since its last callback; -1: never
