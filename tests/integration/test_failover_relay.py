@@ -55,8 +55,12 @@ def judged_run(paths, jack, engine, seconds, action, label, expect=TONE):
     check_heard(damaged == 0, f"{label}: no damaged sample (max residual {report['max_residual']:.1e})")
     check_heard(silent == 0, f"{label}: no silence")
     for window in report["windows"]:
-        check(window["ok"], f"{label}: {window['expected_freq']} Hz at {window['expected_amp']} throughout "
-              f"(measured {window['freq_hz']:.3f} Hz at {window['amp']:.4f})")
+        # The pitch is judged everywhere; the level only where gaps are judged (a silent
+        # block lowers the window's level, and TSan's stalls make some).
+        check(abs(window["freq_hz"] - window["expected_freq"]) < 0.5,
+              f"{label}: {window['expected_freq']} Hz throughout (measured {window['freq_hz']:.3f} Hz)")
+        check_heard(window["ok"], f"{label}: {window['expected_freq']} Hz at {window['expected_amp']} throughout "
+                    f"(measured {window['freq_hz']:.3f} Hz at {window['amp']:.4f})")
     return report
 
 
@@ -109,7 +113,10 @@ def test(paths):
         # Both workers at once: a cold start from the state table (a gap), then the same tone.
         pids = engine.worker_pids()[-2:]
         for pid in pids:
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # fenced a moment ago (a TSan stall looks like a hang): dead already
         wait_until(lambda: "cold start" in engine.log(), 5, "a cold start")
         wait_spare(engine, spare_ready_count(engine) - 1)
         time.sleep(0.5)
