@@ -62,3 +62,28 @@ sustain_start_dummy_jack() {
   say "the JACK dummy server did not start; see ${TMPDIR:-/tmp}/sustain-jackd-$name.log"
   return 1
 }
+
+# Selects the sanitizer build for $1 (address,undefined or thread): sets SUSTAIN_BUILD and
+# SUSTAIN_MESON_ARGS, and exports the runtime options under which every process writes its
+# reports to $SUSTAIN_SANITIZER_REPORTS (emptied here).
+sustain_use_sanitizer() {
+  local sanitize="$1"
+  case "$sanitize" in
+    address,undefined|address|undefined) SUSTAIN_BUILD="$SUSTAIN_ROOT/build-asan" ;;
+    thread) SUSTAIN_BUILD="$SUSTAIN_ROOT/build-tsan" ;;
+    *) say "--sanitize: expected address,undefined or thread, got '$sanitize'"; return 2 ;;
+  esac
+  SUSTAIN_MESON_ARGS=(-Db_sanitize="$sanitize" -Db_lundef=false)
+  export SUSTAIN_SANITIZER="$sanitize"
+  export SUSTAIN_SANITIZER_REPORTS="$SUSTAIN_BUILD/sanitizer-reports"
+  rm -rf "$SUSTAIN_SANITIZER_REPORTS"
+  mkdir -p "$SUSTAIN_SANITIZER_REPORTS"
+  local reports="$SUSTAIN_SANITIZER_REPORTS" supp="$SUSTAIN_ROOT/tests/sanitizers"
+  # handle_segv=0: the chaos tests crash workers on purpose; the supervisor must see the
+  # signal, not a sanitizer's report of it. verify_asan_link_order=0: the fault injector
+  # is preloaded. Leaks are checked at every clean exit (third-party ones suppressed).
+  export ASAN_OPTIONS="log_path=$reports/asan:handle_segv=0:handle_abort=0:verify_asan_link_order=0:detect_leaks=1"
+  export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
+  export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=0"
+  export TSAN_OPTIONS="log_path=$reports/tsan:suppressions=$supp/tsan.supp:second_deadlock_stack=1:handle_segv=0:handle_abort=0"
+}
