@@ -324,12 +324,14 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
         context.blocks.fetch_add(1, std::memory_order_release);
         return;
     }
-    if (!active && followActive(context, startNs)) dropTimedBefore(context, context.state.frame);
+    const bool synced = !active && followActive(context, startNs);
+    if (synced) dropTimedBefore(context, context.state.frame);
     if (context.fading && context.state.master.target != 0.0) rampTo(context.state.master, 0.0, context.fadeSamples);
     applyPending(context, startNs, active);
 
     // Blocks of the cycles JACK did not run us in, labelled with those cycles' frame times.
-    for (uint32_t m = missed; m > 0; --m) {
+    // A standby that just took the active's state takes its numbering too: nothing to add.
+    for (uint32_t m = synced ? 0 : missed; m > 0; --m) {
         JackCycle skipped = cycle;
         skipped.frame = cycle.frame - m * context.jackPeriodFrames;
         const uint64_t skippedNumber = context.state.blocks;
