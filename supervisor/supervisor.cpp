@@ -24,6 +24,7 @@ constexpr long kTickNs = 2'000'000;         // hang checks and bookkeeping every
 constexpr uint64_t kStartupLimitNs = 10'000'000'000ull;
 constexpr uint64_t kGraphChangeGraceNs = 100'000'000;  // see graceUntilNs_
 constexpr uint64_t kDeviceRetryNs = 1'000'000'000;     // see deviceGoneSinceNs_
+constexpr uint64_t kFaultsBeforeDeviceLossNs = 1'000'000'000;  // see forgiveFaultsBeforeDeviceLoss
 
 uint64_t secondsToNs(double seconds) { return static_cast<uint64_t>(seconds * 1e9); }
 
@@ -208,6 +209,21 @@ uint64_t Supervisor::crashDelayNs(uint64_t nowNs) {
     return delay;
 }
 
+void Supervisor::forgiveFaultsBeforeDeviceLoss(uint64_t nowNs) {
+    // A device does not vanish for every process at the same instant: while a JACK server
+    // dies, one process stops being run (a "hang") or aborts inside libjack before any
+    // stream reports the loss. Faults in the second before the loss was seen are the
+    // loss's, not crashes of the engine: they leave the crash count and the crash loop.
+    size_t forgiven = 0;
+    while (!recentCrashesNs_.empty() && nowNs - recentCrashesNs_.back() <= kFaultsBeforeDeviceLossNs) {
+        recentCrashesNs_.pop_back();
+        ++forgiven;
+    }
+    if (forgiven == 0) return;
+    segment_.supervisor.crashCount.fetch_sub(forgiven, std::memory_order_relaxed);
+    spdlog::warn("{} fault(s) in the second before were the device's loss, not crashes (crash count corrected)", forgiven);
+}
+
 void Supervisor::scheduleRespawn(Kind kind, uint32_t slot, WorkerRole role, uint64_t notBeforeNs) {
     Child& c = child(kind, slot);
     c.respawnAtNs = std::max<uint64_t>(notBeforeNs, 1);
@@ -284,6 +300,7 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
             segment_.supervisor.deviceLosses.fetch_add(1, std::memory_order_relaxed);
             spdlog::error("the audio device is gone ({} (pid {}) lost its stream): waiting for it to come back, "
                           "trying every {} s", name(kind, slot), pid, kDeviceRetryNs / 1'000'000'000);
+            forgiveFaultsBeforeDeviceLoss(now);
         } else {
             spdlog::debug("{} (pid {}) {}: still no audio device", name(kind, slot), pid, exit);
         }

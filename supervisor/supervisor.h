@@ -86,6 +86,8 @@ private:
     bool spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& error);
     void scheduleRespawn(Kind kind, uint32_t slot, WorkerRole role, uint64_t notBeforeNs);
     uint64_t crashDelayNs(uint64_t nowNs);
+    /// Takes back the crashes counted in the second before a device loss was seen (they were its symptoms).
+    void forgiveFaultsBeforeDeviceLoss(uint64_t nowNs);
     void onFault(Kind kind, uint32_t slot, const std::string& why, uint64_t noticedNs);
     void promoteStandby(uint32_t failedSlot, uint64_t noticedNs);
     void tick();
