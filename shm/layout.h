@@ -386,7 +386,8 @@ struct alignas(64) SupervisorMetrics {  // writer: sustaind
     std::atomic<uint64_t> rebuildUsMax;
     std::atomic<uint64_t> coldStarts;        // everything died at once
     std::atomic<uint64_t> deviceLosses;      // times the audio device went away under a running engine
-    uint64_t reserved[4];
+    std::atomic<uint64_t> graphChangesDropped;  // port removals not asked for: the JACK server left 16 unanswered
+    uint64_t reserved[3];
 };
 
 enum class RegistryKind : uint32_t { Free = 0, Segment = 1, LockFile = 2, SocketPair = 3 };

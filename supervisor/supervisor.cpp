@@ -35,7 +35,7 @@ void recordDuration(std::atomic<uint64_t>& last, std::atomic<uint64_t>& max, uin
 }  // namespace
 
 Supervisor::Supervisor(Segment& segment, CommandRouter& router, SupervisorOptions options)
-    : segment_(segment), router_(router), options_(std::move(options)) {
+    : segment_(segment), router_(router), options_(std::move(options)), graph_("sustain-" + options_.instance + "-graph", segment.supervisor.graphChangesDropped) {
     epoll_ = epoll_create1(EPOLL_CLOEXEC);
     sigset_t signals;
     sigemptyset(&signals);
@@ -283,7 +283,7 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
     // Its ports are in the mix (direct layout, or an output stage): take them out before
     // JACK mixes its stale buffer any longer (it would until it drops the client).
     if (kind == Kind::Output || options_.layout == OutputLayout::Direct)
-        graph_.disconnectClient(jackClientName(kind, slot), "sustain-" + options_.instance + "-graph");
+        graph_.disconnectClient(jackClientName(kind, slot));
     if (!c.process.tryReap()) c.process.killAndReap();
     const std::string exit = c.process.exit().describe();
     const auto reason = static_cast<WorkerExit>(info.exitReason.load(std::memory_order_acquire));
@@ -485,7 +485,7 @@ void Supervisor::tick() {
             Child& c = workers_[slot];
             if (c.detached || !c.process.running() || segment_.slots[slot].callbacks.load(std::memory_order_acquire) == 0)
                 continue;
-            graph_.disconnectClient(jackClientName(Kind::Worker, slot), "sustain-" + options_.instance + "-graph");
+            graph_.disconnectClient(jackClientName(Kind::Worker, slot));
             c.detached = true;
         }
     }

@@ -98,6 +98,7 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
           {"output_failovers", s.outputFailovers},
           {"cold_starts", s.coldStarts},
           {"device_losses", s.deviceLosses},
+          {"graph_changes_dropped", s.graphChangesDropped},
           {"waiting_for_device", s.waitingForDevice},
           {"spare_ready", s.spareReady},
           {"output_spare_ready", s.outputSpareReady},
