@@ -62,10 +62,13 @@ void JackGraph::run(const std::shared_ptr<State>& state) {
         const uint64_t startNs = monotonicNs();
         const int removed = disconnectNow(*state, clientName);
         const uint64_t tookNs = monotonicNs() - startNs;
+        lock.lock();
+        // Given up on at shutdown: the process may be tearing down its globals (the
+        // logger among them), so touch nothing but the shared state.
+        if (state->stopping) break;
         if (tookNs > kSlowRequestNs)
             spdlog::warn("removing {}'s ports ({} connections) took the JACK server {} ms", clientName, removed,
                          tookNs / 1'000'000);
-        lock.lock();
     }
     state->done = true;
     state->finished.notify_all();

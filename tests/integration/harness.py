@@ -120,6 +120,31 @@ def jackd_running():
     return False
 
 
+def stop_stale_jackd(name):
+    """Kills a JACK server of this name whose test run is gone (the name's lock was free):
+    one a test killed without cleanup (SIGKILL) left running in its own session."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) in (b"jackd", b"jackdbus") and name.encode() in argv:
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+                print(f"note: stopped a JACK server named {name} left by an earlier run (pid {entry})", flush=True)
+            except ProcessLookupError:
+                continue
+            deadline = time.monotonic() + 2
+            while os.path.exists(f"/proc/{entry}/cmdline") and time.monotonic() < deadline:
+                with open(f"/proc/{entry}/stat") as f:
+                    if f.read().split(")")[-1].split()[0] == "Z":
+                        break  # a zombie holds nothing any more
+                time.sleep(0.01)
+
+
 def remove_stale_jack_registry():
     for name in os.listdir("/dev/shm"):
         path = os.path.join("/dev/shm", name)
@@ -153,6 +178,7 @@ class JackServer:
                 continue
             self.lock = lock
             self.name = f"sustain-test-{index}"
+            stop_stale_jackd(self.name)
             break
         if self.lock is None:
             raise TestFailure(f"all {self.POOL} test JACK server names are in use by other test runs")
@@ -444,6 +470,12 @@ def onsets(samples, quiet=1500):
 
 def main(test):
     """Runs `test(paths)`, turning failures into exit code 1 with the reason."""
+    # meson stops a test that runs out of time with SIGTERM: leave through the context
+    # managers, so that its JACK server and engine go too (a JACK server left running
+    # would keep its name from the next test that takes it).
+    def stop_on_sigterm(signum, _frame):
+        raise TestFailure(f"stopped by signal {signum} (out of time?)")
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         test(Paths(sys.argv))
     except TestFailure as failure:

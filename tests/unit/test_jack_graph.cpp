@@ -31,9 +31,12 @@ double msSince(Clock::time_point start) {
 /// A private JACK dummy server, stopped (SIGSTOP) once it accepts clients.
 struct StoppedJackServer {
     pid_t pid = -1;
-    std::string name = "sustain-unit-graph-" + std::to_string(getpid());
+    // A fixed name: JACK2 keeps few servers in its registry, and a name used once per run
+    // cannot fill it; a server of this name left by a run that was killed is stopped first.
+    std::string name = "sustain-unit-graph";
 
     StoppedJackServer() {
+        std::system("pkill -KILL -f '^jackd -n sustain-unit-graph ' >/dev/null 2>&1");  // NOLINT(cert-env33-c)
         const char* argv[] = {"jackd", "-n", name.c_str(), "-d", "dummy", "-r", "48000", "-p", "64", nullptr};
         posix_spawn_file_actions_t actions;
         posix_spawn_file_actions_init(&actions);
@@ -43,7 +46,7 @@ struct StoppedJackServer {
         REQUIRE(posix_spawnp(&pid, "jackd", &actions, nullptr, const_cast<char**>(argv), environ) == 0);
         posix_spawn_file_actions_destroy(&actions);
         setenv("JACK_DEFAULT_SERVER", name.c_str(), 1);
-        const std::string probe = "JACK_DEFAULT_SERVER=" + name + " jack_lsp >/dev/null 2>&1";
+        const std::string probe = "JACK_DEFAULT_SERVER=" + name + " timeout 5 jack_lsp >/dev/null 2>&1";
         bool up = false;
         for (int i = 0; i < 100 && !up; ++i) {
             up = std::system(probe.c_str()) == 0;  // NOLINT(cert-env33-c): a test's fixed command
