@@ -23,8 +23,11 @@ import time
 
 SKIP = 77
 # Frames around a damage event within which an xrun reported to the recorder explains it.
-# JACK tells clients about an xrun from its notification thread, a few periods late.
-XRUN_WINDOW = 512
+# JACK tells clients about an xrun from its notification thread, a few periods late; in a
+# sanitizer build that thread (the recorder's is not instrumented, but the server is busy
+# with instrumented clients that overran) has been seen later than 512 frames, so there
+# the window is 4 times as wide.
+XRUN_WINDOW = 512 if not os.environ.get("SUSTAIN_SANITIZER") else 2048
 
 
 class TestFailure(Exception):
