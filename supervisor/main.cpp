@@ -204,11 +204,11 @@ int run(const Options& options) {
     supervisorOptions.restartWindowS = options.restartWindowS;
 #if defined(__SANITIZE_THREAD__)
     // ThreadSanitizer stops threads for tens of milliseconds now and then (its shadow
-    // bookkeeping), sometimes for more than 80 ms; at 12 cycles (16 ms) healthy workers
-    // would be fenced as hung. A TSan build looks for races, not for timing: hangs count
-    // after 20 times as many cycles.
-    supervisorOptions.hangCycles *= 20;
-    supervisorOptions.controlHangCycles *= 20;
+    // bookkeeping), on this kind of machine sometimes for more than 300 ms; at 12 cycles
+    // (16 ms) healthy workers would be fenced as hung. A TSan build looks for races, not
+    // for timing: hangs count after 40 times as many cycles.
+    supervisorOptions.hangCycles *= 40;
+    supervisorOptions.controlHangCycles *= 40;
     spdlog::info("ThreadSanitizer build: hangs count after {} cycles", supervisorOptions.hangCycles);
 #endif
     Supervisor supervisor(segment, router, supervisorOptions);

@@ -7,9 +7,11 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
+#include "engine/rt/callback_timing.h"
 #include "shm/clock.h"
 #include "shm/spsc_ring.h"
 
@@ -190,6 +192,7 @@ void Supervisor::forget(Kind kind, uint32_t slot) {
     info.pid.store(0, std::memory_order_release);
     info.state.store(static_cast<uint32_t>(WorkerState::Dead), std::memory_order_release);
     c.rebuilding = false;
+    c.takenOver = false;
 }
 
 uint64_t Supervisor::crashDelayNs(uint64_t nowNs) {
@@ -336,6 +339,41 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
     if (options_.standby) scheduleRespawn(Kind::Output, slot, WorkerRole::Standby, now + delay);
 }
 
+void Supervisor::checkOutputTakeover(uint64_t nowNs) {
+    const uint32_t writer = segment_.output.writerSlot.load(std::memory_order_acquire) % kOutputSlots;
+    const uint32_t previous = (writer + 1) % kOutputSlots;
+    segment_.outputs[writer].role.store(static_cast<uint32_t>(WorkerRole::Active), std::memory_order_release);
+    Child& c = outputs_[previous];
+    WorkerSlot& info = segment_.outputs[previous];
+    if (!c.process.running()) return;  // dead: its death is handled where it is seen
+    const uint64_t callbacks = info.callbacks.load(std::memory_order_acquire);
+    if (!c.takenOver) {
+        if (info.role.load(std::memory_order_relaxed) != static_cast<uint32_t>(WorkerRole::Active)) return;
+        // The standby stage took over: the playing one did not run for kTakeoverCycles.
+        // On a loaded machine JACK now and then starts a client late; killing such a stage
+        // would change the graph (which makes JACK skip clients again) and count a crash for
+        // nothing. It is given a few cycles to run again, and then stays as the standby
+        // (it plays silence as long as it is not the writer). Its buffer is in the mix
+        // meanwhile, so the wait is short: a third of the hang limit.
+        info.role.store(static_cast<uint32_t>(WorkerRole::Standby), std::memory_order_release);
+        segment_.supervisor.outputFailovers.fetch_add(1, std::memory_order_relaxed);
+        c.takenOver = true;
+        c.callbacksAtTakeover = callbacks;
+        c.clockAtTakeover = cycleClock_;
+        return;
+    }
+    if (callbacks != c.callbacksAtTakeover) {
+        c.takenOver = false;
+        spdlog::warn("{} (pid {}) was not run for {} cycles and output stage {} took over; it runs again and "
+                     "stays, as the standby", name(Kind::Output, previous), c.process.pid(), kTakeoverCycles, writer);
+        return;
+    }
+    if (cycleClock_ - c.clockAtTakeover >= std::max<uint64_t>(options_.hangCycles / 3, 1)) {
+        c.takenOver = false;
+        onFault(Kind::Output, previous, "stopped playing; the standby output stage took over", nowNs);
+    }
+}
+
 void Supervisor::advanceCycleClock() {
     uint64_t advance = 0;
     for (Kind kind : {Kind::Worker, Kind::Output}) {
@@ -458,22 +496,9 @@ void Supervisor::tick() {
         onFault(Kind::Worker, active, "stopped rendering; the standby took over",
                 segment_.slots[standby].takeoverNs.load(std::memory_order_relaxed));
     }
-    // Relay layout: a standby output stage that took over tells that the other one failed.
-    if (relay) {
-        const uint32_t writer = segment_.output.writerSlot.load(std::memory_order_acquire) % kOutputSlots;
-        const uint32_t previous = (writer + 1) % kOutputSlots;
-        if (outputs_[previous].process.running() &&
-            segment_.outputs[previous].role.load(std::memory_order_relaxed) == static_cast<uint32_t>(WorkerRole::Active)) {
-            segment_.outputs[writer].role.store(static_cast<uint32_t>(WorkerRole::Active), std::memory_order_release);
-            segment_.supervisor.outputFailovers.fetch_add(1, std::memory_order_relaxed);
-            onFault(Kind::Output, previous, "stopped playing; the standby output stage took over", now);
-        } else {
-            segment_.outputs[writer].role.store(static_cast<uint32_t>(WorkerRole::Active), std::memory_order_release);
-        }
-    }
-
     // Hangs, counted in cycles of the audio clock.
     advanceCycleClock();
+    if (relay) checkOutputTakeover(now);
     for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) checkHang(Kind::Worker, slot, now);
     for (uint32_t slot = 0; slot < kOutputSlots; ++slot) checkHang(Kind::Output, slot, now);
 

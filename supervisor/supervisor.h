@@ -74,6 +74,10 @@ private:
         uint64_t referenceAtBeat = 0;   // the cycle clock when they last advanced
         uint64_t respawnAtNs = 0;       // 0: none scheduled
         WorkerRole respawnRole = WorkerRole::None;
+        // Relay layout, an output stage the standby stage took over from: late or failed?
+        bool takenOver = false;
+        uint64_t callbacksAtTakeover = 0;  // its callback count when the takeover was seen
+        uint64_t clockAtTakeover = 0;      // cycleClock_ then
     };
 
     Child& child(Kind kind, uint32_t slot) { return kind == Kind::Worker ? workers_[slot] : outputs_[slot]; }
@@ -92,6 +96,9 @@ private:
     void promoteStandby(uint32_t failedSlot, uint64_t noticedNs);
     void tick();
     void checkHang(Kind kind, uint32_t slot, uint64_t nowNs);
+    /// Relay layout: makes a standby output stage's takeover official, and tells an output
+    /// stage that was only late (it runs again: it stays, as the standby) from one that failed.
+    void checkOutputTakeover(uint64_t nowNs);
     void advanceCycleClock();
     void updateHealth();
     bool waitForState(Kind kind, uint32_t slot, WorkerState wanted, double seconds, std::string& error);

@@ -12,11 +12,6 @@ namespace sustain {
 
 namespace {
 
-/// Cycles without the active advancing after which a direct-layout standby plays instead.
-/// Two, because the order of clients within a JACK cycle may flip once (one cycle in which
-/// the active seems not to advance) but never twice in a row.
-constexpr uint32_t kTakeoverCycles = 2;
-
 // RT-safe: bounded by kMaxCommandsPerBlock. Keeps the newest command per parameter.
 void takeQueuedCommands(CallbackContext& context) noexcept {
     WorkerMetrics& metrics = context.segment->workers[context.slot];

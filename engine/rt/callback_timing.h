@@ -8,6 +8,19 @@
 
 namespace sustain {
 
+/// Cycles without the process it watches advancing after which a standby plays instead (a
+/// direct-layout standby worker, a standby output stage). Two, because the order of clients
+/// within a JACK cycle may flip once (one cycle in which the other seems not to advance) but
+/// never twice in a row. ThreadSanitizer stops threads for milliseconds now and then (its
+/// shadow bookkeeping): in such a build a standby waits 8 cycles, or it would take over
+/// from a healthy process every second (a TSan build looks for races, not for timing; the
+/// supervisor's hang limit is raised there for the same reason).
+#if defined(__SANITIZE_THREAD__)
+inline constexpr uint32_t kTakeoverCycles = 8;
+#else
+inline constexpr uint32_t kTakeoverCycles = 2;
+#endif
+
 /// Publishes the block's load (time in callback / period: smoothed, and the peak), the
 /// heartbeat time and the callback count. Thread: the audio thread.  RT-safe: yes.
 inline void publishCallbackEnd(WorkerSlot& slot, double& loadSmoothed, uint64_t startNs, uint64_t endNs, uint32_t frames,

@@ -18,10 +18,6 @@ struct CurrentCycle {
     jack_nframes_t frame = 0;
 };
 
-/// Cycles without the playing output stage advancing after which a standby output stage
-/// plays instead (the order of clients in a cycle may flip once, never twice in a row).
-constexpr uint32_t kOutputTakeoverCycles = 2;
-
 /// Blocks the play position may trail the newest block before it is re-locked. Generous on
 /// purpose: when this stage misses a cycle that the workers did not (a JACK xrun, a graph
 /// change), it trails by one more block; catching up would be a jump in the sound, so it
@@ -188,7 +184,7 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         const uint64_t callbacks = segment.outputs[writer].callbacks.load(std::memory_order_acquire);
         context.writerStall = callbacks == context.lastWriterCallbacks ? context.writerStall + 1 : 0;
         context.lastWriterCallbacks = callbacks;
-        if (context.writerStall >= kOutputTakeoverCycles &&
+        if (context.writerStall >= kTakeoverCycles &&
             output.writerSlot.compare_exchange_strong(writer, context.slot, std::memory_order_acq_rel)) {
             output.takeovers.fetch_add(1, std::memory_order_relaxed);
             writer = context.slot;

@@ -69,7 +69,12 @@ def test(paths):
             check_heard(all(s <= MAX_DAMAGE_AT_JACK_XRUN for s in machine_spans),
                         f"{label}: at most {MAX_DAMAGE_AT_JACK_XRUN} per xrun JACK reported "
                         f"(worst {max(machine_spans, default=0):.0f})")
-            check(all(w["ok"] for w in report["windows"]), f"{label}: the same tone before and after the faults")
+            # The pitch always; the level where sample-exact judgements are (a TSan build's
+            # stalls leave stale periods in the mix, which change a window's level).
+            for w in report["windows"]:
+                check(abs(w["freq_hz"] - w["expected_freq"]) < 0.5,
+                      f"{label}: {w['expected_freq']} Hz before and after the faults (measured {w['freq_hz']:.3f} Hz)")
+            check_heard(all(w["ok"] for w in report["windows"]), f"{label}: the same tone before and after the faults")
         check("the standby took over" in engine.log() or "hung" in engine.log(),
               "the standby's takeover is what sustaind acts on")
         check(engine.stop() == 0, "sustaind stops cleanly")

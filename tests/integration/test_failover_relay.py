@@ -3,14 +3,17 @@ the listener must hear not one damaged sample, no silence and no change of pitch
 active worker is killed, stopped, crashes inside its callback or aborts in its control
 thread, five times each; killing the standby leaves the sound untouched; an OSC flood that
 spans several kills ends with the last value sent; killing both workers recovers by cold
-start; killing the output stage is a short gap that the standby output stage ends.
+start; killing the output stage is a short gap that the standby output stage ends; an
+output stage that was only late stays, as the standby, and one that stays stopped is
+replaced.
 """
 import os
 import signal
 import subprocess
 import time
 
-from harness import check_heard, active_worker_pid, Engine, JackServer, Recording, TestFailure, check, main, wait_until
+from harness import (TIMING_JUDGED, check_heard, active_worker_pid, Engine, JackServer, Recording, TestFailure, check,
+                     main, pid_alive, wait_until)
 
 TONE = ("--expect", "0.02:-0.02:440:0.5")
 
@@ -50,6 +53,9 @@ def judged_run(paths, jack, engine, seconds, action, label, expect=TONE):
     if machine_damage:
         print(f"note: {label}: {len(machine_damage)} damage event(s) at JACK-reported xruns "
               f"({sum(e['damaged'] + e['gap_samples'] for e in machine_damage)} samples): {machine_damage}", flush=True)
+    if engine_damage:
+        print(f"{label}: damage not at a JACK-reported xrun: {engine_damage}; JACK reported "
+              f"{len(recording.summary.get('xrun_frames', []))} xruns in the recording", flush=True)
     damaged = sum(e["damaged"] for e in engine_damage)
     silent = sum(e["gap_samples"] for e in engine_damage)
     check_heard(damaged == 0, f"{label}: no damaged sample (max residual {report['max_residual']:.1e})")
@@ -62,6 +68,64 @@ def judged_run(paths, jack, engine, seconds, action, label, expect=TONE):
         check_heard(window["ok"], f"{label}: {window['expected_freq']} Hz at {window['expected_amp']} throughout "
                     f"(measured {window['freq_hz']:.3f} Hz at {window['amp']:.4f})")
     return report
+
+
+def playing_output_stage(engine):
+    """(slot, pid) of the output stage that plays, as the status says."""
+    _, status = engine.status()
+    playing = [w for w in status["workers"] if w["role"] == "output"]
+    check(len(playing) == 1, f"one output stage plays: {status['workers']}")
+    return str(playing[0]["slot"]), playing[0]["pid"]
+
+
+def late_and_stopped_output_stage(paths, jack, engine):
+    """An output stage that JACK did not run for a few cycles (here: stopped for 3 cycles,
+    then continued) stays, as the standby: the other stage took over, nothing is replaced or
+    counted as a crash. One that stays stopped is fenced and replaced."""
+    # The standby takes over after 2 cycles without the playing stage (8 in a TSan build);
+    # sustaind's verdict comes 4 cycles (160) after it sees the takeover.
+    pause = 0.004 if TIMING_JUDGED else 0.03
+    stayed = False
+    for attempt in range(5):
+        slot, pid = playing_output_stage(engine)
+        started_before = engine.log().count("started as standby")
+        stays_before = engine.log().count("runs again and stays")
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(pause)
+        os.kill(pid, signal.SIGCONT)
+        try:
+            wait_until(lambda: engine.log().count("runs again and stays") > stays_before, 1,
+                       "the late output stage to be kept")
+        except TestFailure:
+            print(f"note: attempt {attempt + 1}: no takeover, or the stage was taken for failed "
+                  f"(a stop of {pause * 1000:.0f} ms overshot on a loaded machine); again", flush=True)
+            time.sleep(0.5)
+            continue
+        check(pid_alive(pid), f"the late output stage {slot} (pid {pid}) still runs")
+        check(playing_output_stage(engine)[1] != pid, "the other output stage plays now")
+        check(engine.log().count("started as standby") == started_before, "nothing was replaced for it")
+        stayed = True
+        break
+    check(stayed, "a late output stage stays, as the standby")
+    time.sleep(0.3)
+    judged_run(paths, jack, engine, 1.0, lambda: None, "after a late output stage, the sound",
+               expect=("--expect", "0.02:-0.02:523:0.5"))
+
+    fail_output_stage(paths, jack, engine, signal.SIGSTOP, "after a stopped output stage was replaced, the sound")
+
+
+def fail_output_stage(paths, jack, engine, how, label):
+    """Sends `how` to the playing output stage: its standby takes over; sustaind handles the
+    failed one (a short gap is allowed), then the sound must be clean."""
+    slot, pid = playing_output_stage(engine)
+    handled = f"output stage {slot} (pid {pid})"
+    before = engine.log().count(handled)
+    os.kill(pid, how)
+    wait_until(lambda: engine.log().count(handled) > before, 5,
+               f"the output stage's {signal.Signals(how).name} to be handled")
+    wait_until(lambda: not pid_alive(pid), 5, "the failed output stage to be gone")
+    time.sleep(0.3)
+    judged_run(paths, jack, engine, 1.0, lambda: None, label, expect=("--expect", "0.02:-0.02:523:0.5"))
 
 
 def test(paths):
@@ -126,17 +190,9 @@ def test(paths):
         # The output stage: its standby takes over; a short gap is allowed, then clean sound.
         # Which one plays now, as the status says (a slow build may already have replaced the
         # one that started as active).
-        _, status = engine.status()
-        playing = [w for w in status["workers"] if w["role"] == "output"]
-        check(len(playing) == 1, f"one output stage plays: {status['workers']}")
-        playing_slot, playing_pid = str(playing[0]["slot"]), playing[0]["pid"]
-        handled_before = engine.log().count(f"output stage {playing_slot} (pid")
-        os.kill(playing_pid, signal.SIGKILL)
-        wait_until(lambda: engine.log().count(f"output stage {playing_slot} (pid") > handled_before, 5,
-                   "the output stage's death to be handled")
-        time.sleep(0.3)
-        judged_run(paths, jack, engine, 1.0, lambda: None, "after the output stage died, the standby output stage plays",
-                   expect=("--expect", "0.02:-0.02:523:0.5"))
+        fail_output_stage(paths, jack, engine, signal.SIGKILL,
+                          "after the output stage died, the standby output stage plays")
+        late_and_stopped_output_stage(paths, jack, engine)
         check(engine.stop() == 0, "sustaind stops cleanly")
         check(engine.shm_objects() == [], "no shared memory left")
 
