@@ -69,8 +69,10 @@ struct Recorder {
     std::atomic<std::uint64_t> xruns{0};             // writer: JACK xrun callback, while recording
     // Where in the recording each xrun was reported (frames recorded so far), so that damage
     // the machine caused can be told from damage the engine caused. Writer: the xrun callback.
-    static constexpr std::size_t kXrunPositions = 4096;
-    std::atomic<std::uint64_t> xrunAt[kXrunPositions] = {};
+    // One per cycle of the recording (JACK reports at most one xrun a cycle; a loaded
+    // machine has been seen to report 100 a second, which a fixed few thousand did not hold
+    // for a 10-minute soak). Sized before activation.
+    std::vector<std::atomic<std::uint64_t>> xrunAt;
     std::atomic<std::uint32_t> startFrame{0};        // writer: callback (first recorded cycle)
     // --cycle-times: when each recorded cycle began on JACK's clock (its DLL estimate of the
     // driver's wake-up, microseconds), and at which frame of the recording. Sized before
@@ -114,7 +116,7 @@ int onProcess(jack_nframes_t nframes, void* arg) noexcept {
 /// Positions (frames into the recording) at which JACK reported an xrun.
 nlohmann::json xrunFrames(const Recorder& r) {
     auto positions = nlohmann::json::array();
-    const std::uint64_t count = std::min<std::uint64_t>(r.xruns.load(), Recorder::kXrunPositions);
+    const std::uint64_t count = std::min<std::uint64_t>(r.xruns.load(), r.xrunAt.size());
     for (std::uint64_t i = 0; i < count; ++i) {
         const std::uint64_t at = r.xrunAt[i].load(std::memory_order_relaxed);
         if (at != 0) positions.push_back(at - 1);
@@ -127,7 +129,7 @@ int onXrun(void* arg) noexcept {
     auto& r = *static_cast<Recorder*>(arg);
     if (r.armed.load(std::memory_order_acquire) && !r.done.load(std::memory_order_acquire)) {
         const std::uint64_t index = r.xruns.fetch_add(1, std::memory_order_relaxed);
-        if (index < Recorder::kXrunPositions)
+        if (index < r.xrunAt.size())
             r.xrunAt[index].store(r.framesSeen.load(std::memory_order_acquire) + 1, std::memory_order_relaxed);
     }
     return 0;
@@ -281,8 +283,9 @@ int main(int argc, char** argv) {
         ~FileCloser() { close(); }
     } fileCloser{file};
 
+    const std::uint64_t cycles = framesWanted / jack_get_buffer_size(client) + 16;
+    r.xrunAt = std::vector<std::atomic<std::uint64_t>>(cycles);
     if (!cycleTimesPath.empty()) {
-        const std::uint64_t cycles = framesWanted / jack_get_buffer_size(client) + 16;
         r.cycleFrame.assign(cycles, 0);
         r.cycleUsecs.assign(cycles, 0);
     }
@@ -441,6 +444,7 @@ int main(int argc, char** argv) {
                                     {"channels", channels},
                                     {"ports", sources},
                                     {"xruns", xruns},
+                                    {"xrun_positions_lost", xruns - std::min<std::uint64_t>(xruns, r.xrunAt.size())},
                                     {"recorder_overflows", lost},
                                     {"file", outPath},
                                     {"valid", valid},

@@ -145,7 +145,9 @@ def judge_recording(recording, report, seconds):
     quiet_s = max(seconds - covered, 0.0)
 
     def samples_of(events):
-        return sum(round((e["end_s"] - e["start_s"]) * RATE) + 1 for e in events)
+        """Damaged plus silent samples, as the analyzer counts them."""
+        return sum(e["damaged"] + e["gap_samples"] for e in events)
+    report["xrun_positions_lost"] = recording.summary.get("xrun_positions_lost", 0)
     report["recording"] = {"xruns": len(xrun_frames), "xruns_outside_faults": len(outside),
                            "quiet_minutes": round(quiet_s / 60, 2),
                            "xruns_outside_faults_per_minute": round(len(outside) / (quiet_s / 60), 2) if quiet_s else None,
@@ -203,8 +205,11 @@ def print_summary(report, args):
     kinds = {k: sum(1 for f in report["faults"] if f["kind"] == k) for k in ("kill", "hang", "crash", "standby")}
     print(f"soak: {args.minutes:g} min, 500 msg/s, {len(report['faults'])} faults {kinds}"
           + (f", {report['sanitizer']} build" if report["sanitizer"] else ""))
-    print(f"  damaged samples: {r['damaged_samples_engine']} by the engine, {r['damaged_samples_at_xruns']} at "
-          f"{len(r['damage_events_at_jack_xruns'])} JACK-reported xruns")
+    print(f"  damaged or silent samples: {r['damaged_samples_engine']} in {len(r['damage_events_engine'])} events "
+          f"not at a JACK-reported xrun, {r['damaged_samples_at_xruns']} in "
+          f"{len(r['damage_events_at_jack_xruns'])} events at one")
+    if recording_lost := report.get("xrun_positions_lost"):
+        print(f"  (the recorder lost the positions of {recording_lost} xruns)")
     print(f"  xruns: {r['xruns']}, {r['xruns_outside_faults']} of them outside the "
           f"{sum(FAULT_WINDOW_S):g} s around a fault ({r['xruns_outside_faults_per_minute']}/min over "
           f"{r['quiet_minutes']} quiet min)")
