@@ -364,6 +364,9 @@ void Supervisor::checkOutputTakeover(uint64_t nowNs) {
     }
     if (callbacks != c.callbacksAtTakeover) {
         c.takenOver = false;
+        // A spare again at once (its own control loop says so too, within 50 ms).
+        auto playing = static_cast<uint32_t>(WorkerState::Active);
+        info.state.compare_exchange_strong(playing, static_cast<uint32_t>(WorkerState::Warm), std::memory_order_acq_rel);
         spdlog::warn("{} (pid {}) was not run for {} cycles and output stage {} took over; it runs again and "
                      "stays, as the standby", name(Kind::Output, previous), c.process.pid(), kTakeoverCycles, writer);
         return;
