@@ -58,14 +58,20 @@ def check_heard(condition, message):
         print(f"not judged under TSan (would fail): {message}", flush=True)
 
 
-def wait_until(predicate, timeout, what):
-    timeout *= TIMEOUT_SCALE
-    deadline = time.monotonic() + timeout
+def eventually(predicate, timeout):
+    """Whether `predicate` became true within `timeout` seconds (scaled as wait_until),
+    for a state the test then judges with its own message."""
+    deadline = time.monotonic() + timeout * TIMEOUT_SCALE
     while time.monotonic() < deadline:
         if predicate():
-            return
+            return True
         time.sleep(0.01)
-    raise TestFailure(f"timed out after {timeout} s waiting for {what}")
+    return False
+
+
+def wait_until(predicate, timeout, what):
+    if not eventually(predicate, timeout):
+        raise TestFailure(f"timed out after {timeout * TIMEOUT_SCALE} s waiting for {what}")
 
 
 def free_udp_port():

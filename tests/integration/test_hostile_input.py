@@ -10,7 +10,7 @@ import struct
 import subprocess
 import time
 
-from harness import Engine, JackServer, Recording, TestFailure, check, main, wait_until
+from harness import Engine, JackServer, Recording, check, eventually, main, wait_until
 from osc_wire import bundle, message
 
 
@@ -88,10 +88,7 @@ def test(paths):
         def counted():
             osc = status(paths, engine)["osc"]
             return osc["received"] + osc["dropped"] >= sent
-        try:
-            wait_until(counted, 2, "every message to be counted")
-        except TestFailure:
-            pass  # judged just below, with the figures
+        eventually(counted, 2)  # judged just below, with the figures
         s = status(paths, engine)
         check(s["osc"]["received"] + s["osc"]["dropped"] >= sent,
               f"every message reached validation or was counted ({s['osc']['received']} received, "
@@ -103,10 +100,7 @@ def test(paths):
         def healthy():
             last.update(engine.status()[1])
             return last["health"] == "healthy"
-        try:
-            wait_until(healthy, 5, "the engine to be healthy")
-        except TestFailure:
-            pass  # judged just below, with the reason
+        eventually(healthy, 5)  # judged just below, with the reason
         check(last["health"] == "healthy", f"the engine is healthy after all of it ({last['health_reason']})")
         engine.send("/engine/freq", ("f", 440))
         engine.send("/engine/voice/0/gain", ("f", 1.0))
