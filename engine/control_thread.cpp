@@ -3,8 +3,9 @@
 #include <algorithm>
 
 #include "engine/rt/synth.h"
-#include "shm/frame_clock.h"
 #include "shm/clock.h"
+#include "shm/fault_point.h"
+#include "shm/frame_clock.h"
 
 namespace sustain {
 
@@ -17,6 +18,7 @@ bool CommandForwarder::drainOnce() {
     // Bounded: at most one ring's worth per pass, so a flood cannot starve the rest of the loop.
     for (uint32_t taken = 0; taken < kCommandRingCapacity && ring_.tryPop(command); ++taken) {
         metrics_.drained.fetch_add(1, std::memory_order_relaxed);
+        SUSTAIN_FAULT_POINT(FaultPoint::ControlDrain);
         const uint64_t waitedUs = nowNs > command.pushNs ? (nowNs - command.pushNs) / 1000 : 0;
         metrics_.drainBins[waitedUs < kDrainBins ? waitedUs : kDrainBins].fetch_add(1, std::memory_order_relaxed);
         if (command.param >= kParamCount) continue;  // cannot happen: validated by the OSC thread
@@ -58,7 +60,7 @@ bool CommandForwarder::drainOnce() {
 
 int64_t CommandForwarder::lookaheadFrame(uint64_t nowNs) const {
     FrameAnchor anchor{};
-    if (!readFrameClock(segment_.clock, anchor)) return INT64_MAX;  // no clock yet: hand everything over
+    if (!readFrameClock(segment_, anchor)) return INT64_MAX;  // no clock yet: hand everything over
     return frameRenderedAt(anchor, static_cast<int64_t>(nowNs)) +
            int64_t{kTimedLookaheadBlocks} * segment_.config.framesPerBuffer;
 }

@@ -98,9 +98,12 @@ int runOutput(const OutputOptions& options) {
     spdlog::info("output stage on {} ({} channels, output latency {} frames)", opened.device.name,
                  opened.device.channels, opened.outputLatencyFrames);
     // What the output stage plays was rendered one period earlier (the callback follows
-    // when that changes: followRelayDelay).
-    publishPlayLatency(segment, opened.outputLatencyFrames, segment.config.framesPerBuffer);
+    // when that changes, and publishes at once when this stage becomes the one that plays:
+    // followRelayDelay). Only the playing stage publishes: a standby's figure would replace
+    // the playing stage's.
     context->reportedLatencyFrames.store(opened.outputLatencyFrames, std::memory_order_relaxed);
+    if (segment.output.writerSlot.load(std::memory_order_acquire) == options.slot)
+        publishPlayLatency(segment, opened.outputLatencyFrames, segment.config.framesPerBuffer);
     jack_client_t* jackClock = nullptr;
     if (playsThroughJack(opened)) {
         jackClock = openJackClock("sustain-" + options.instance + "-outclock" + std::to_string(options.slot));

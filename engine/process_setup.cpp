@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "shm/clock.h"
+#include "shm/fault_point.h"
 
 namespace sustain {
 
@@ -38,6 +39,7 @@ void setupChildLogging(const char* role, const ChildOptions& options) {
 }
 
 int enterChildProcess(int supervisorPid) {
+    installFaultPoints();  // test builds: tools/chaos arms points with a signal (shm/fault_point.h)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (supervisorPid != 0 && getppid() != supervisorPid) {
         spdlog::error("sustaind (pid {}) is gone; not starting", supervisorPid);

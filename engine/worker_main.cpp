@@ -23,6 +23,7 @@
 #include "engine/rt/audio_callback.h"
 #include "engine/rt/synth.h"
 #include "shm/clock.h"
+#include "shm/fault_point.h"
 #include "shm/realtime.h"
 #include "shm/segment.h"
 #include "shm/seqlock.h"
@@ -175,9 +176,11 @@ int runWorker(const WorkerOptions& options) {
     context->startEpoch = slot.epoch.load(std::memory_order_acquire);
     initialRenderState(context->state, 0.0);
     CommandForwarder forwarder(segment, options.slot, *queue);
+    SUSTAIN_FAULT_POINT(FaultPoint::ReplacementAttach);
     const auto snapshot = loadStateTable(segment, context->state);
     forwarder.setSnapshot(snapshot);
     for (uint32_t p = 0; p < kParamCount; ++p) context->state.appliedSequence[p] = snapshot[p];
+    SUSTAIN_FAULT_POINT(FaultPoint::ReplacementAttach);
 
     if (!context->relay && config.exclusiveDevice != 0 &&
         slot.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Standby)) {
@@ -188,12 +191,14 @@ int runWorker(const WorkerOptions& options) {
             return 0;
         }
         const uint32_t other = (options.slot + 1) % kWorkerSlots;
-        RenderState last;
-        if (seqlockRead(segment.state[other].sequence, segment.state[other].words, last) && last.blocks > 0) {
-            context->state = last;
-            spdlog::info("continuing from the failed worker's last block ({})", last.blocks);
+        PublishedRender last;
+        if (seqlockRead(segment.state[other].sequence, segment.state[other].words, last) && last.state.blocks > 0) {
+            context->state = last.state;
+            spdlog::info("continuing from the failed worker's last block ({})", last.state.blocks);
         }
     }
+    context->resumeFrameNumbering =
+        slot.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Active);
     const uint64_t openingNs = monotonicNs();
     const std::string clientName = "sustain-" + options.instance + "-w" + std::to_string(options.slot);
     OpenedStream opened = openAndStartStream(config, clientName, paAudioCallback, context.get(), 2, context->channels);
@@ -216,7 +221,8 @@ int runWorker(const WorkerOptions& options) {
     spdlog::info("rendering on {} ({} Hz, {} frames, {} voices, {} layout, output latency {} frames)",
                  opened.device.name, config.sampleRate, config.framesPerBuffer, config.voices,
                  context->relay ? "relay" : "direct", opened.outputLatencyFrames);
-    if (!context->relay) publishPlayLatency(segment, opened.outputLatencyFrames, 0);
+    if (!context->relay && slot.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Active))
+        publishPlayLatency(segment, opened.outputLatencyFrames, 0);
     jack_client_t* jackClock = nullptr;
     if (playsThroughJack(opened)) {
         jackClock = openJackClock("sustain-" + options.instance + "-clock" + std::to_string(options.slot));
@@ -252,6 +258,7 @@ int runWorker(const WorkerOptions& options) {
         if (stopping && (slot.fadedOut.load(std::memory_order_acquire) != 0 || monotonicNs() > stopDeadline)) break;
         if (!stopping && streamLost(opened.stream)) exitDeviceLost(slot);
         const bool warming = slot.state.load(std::memory_order_relaxed) == static_cast<uint32_t>(WorkerState::Starting);
+        if (warming) SUSTAIN_FAULT_POINT(FaultPoint::ReplacementAttach);
         // Held timed commands set how long it may sleep: they must reach the callback in time.
         const int timedMs = forwarder.msUntilNextTimed(50);
         if (!pending && !stopping && !warming && timedMs > 0 && !forwarder.ring().prepareToSleep()) continue;

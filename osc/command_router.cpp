@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "shm/clock.h"
+#include "shm/fault_point.h"
 #include "shm/frame_clock.h"
 
 namespace sustain {
@@ -74,6 +75,7 @@ void CommandRouter::submit(uint32_t param, double value, uint64_t receiveNs) {
     const uint64_t sequence = ++sequence_;
     writeTable(param, value, sequence);
     segment_.params.lastSequence.store(sequence, std::memory_order_release);
+    SUSTAIN_FAULT_POINT(FaultPoint::StateTableBeforeRing);
 
     Command command{};
     command.sequence = sequence;
@@ -110,7 +112,7 @@ bool CommandRouter::submitTimed(uint32_t param, double value, uint64_t receiveNs
 void CommandRouter::pushTimed(TimedChange& change) {
     FrameAnchor anchor{};
     const uint32_t latencyFrames = segment_.clock.playLatencyFrames.load(std::memory_order_acquire);
-    if (readFrameClock(segment_.clock, anchor)) {
+    if (readFrameClock(segment_, anchor)) {
         const int64_t dueFrame = std::max<int64_t>(0, frameHeardAt(anchor, change.heardNs, latencyFrames));
         change.command.dueFrame = static_cast<uint64_t>(dueFrame);
         change.renderNs = static_cast<uint64_t>(std::max<int64_t>(0, renderStartNs(anchor, dueFrame)));

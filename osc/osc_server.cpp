@@ -247,15 +247,14 @@ void OscServer::submitChange(uint32_t param, double value, uint64_t timetag, uin
         router_.submit(param, value, receiveNs);
         return;
     }
-    const FrameClock& clock = segment_.clock;
-    const uint32_t latencyFrames = clock.playLatencyFrames.load(std::memory_order_acquire);
+    const uint32_t latencyFrames = segment_.clock.playLatencyFrames.load(std::memory_order_acquire);
     const auto nowNs = static_cast<int64_t>(monotonicNs());
     // The sender's wall clock, as CLOCK_MONOTONIC: both clocks are this machine's, so the
     // offset between them is exact to the microsecond (a client on another machine must
     // keep its clock in step, e.g. with NTP, as for any OSC server).
     const int64_t heardNs = ntpToUnixNs(timetag) - (static_cast<int64_t>(realtimeNs()) - nowNs);
     FrameAnchor anchor{};
-    if (!readFrameClock(clock, anchor)) {
+    if (!readFrameClock(segment_, anchor)) {
         // No worker renders yet: there is no frame to aim at. Applied at once, as late.
         countLate(0.0);
         router_.submit(param, value, receiveNs);
@@ -316,12 +315,15 @@ void OscServer::requestSync(lo_message message, const sockaddr_storage& from) {
 void OscServer::answerSyncs(uint64_t nowNs) {
     // What the active worker has applied, from its published end-of-block state.
     const uint32_t active = segment_.control.activeSlot.load(std::memory_order_acquire);
-    RenderState state{};
+    PublishedRender published{};
     bool haveState = false;
     if (active < kWorkerSlots) {
-        const PublishedState& published = segment_.state[active];
-        haveState = seqlockRead(published.sequence, published.words, state);
+        // Only what the process now holding the active slot applied counts: a dead one's
+        // last state says nothing about what plays.
+        haveState = seqlockRead(segment_.state[active].sequence, segment_.state[active].words, published) &&
+                    published.epoch == segment_.slots[active].epoch.load(std::memory_order_acquire);
     }
+    const RenderState& state = published.state;
     for (size_t i = 0; i < syncs_.size();) {
         PendingSync& sync = syncs_[i];
         bool done = haveState;

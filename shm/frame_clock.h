@@ -2,8 +2,8 @@
 //
 // An OSC timetag says when a change should be *heard*, on the sender's wall clock (NTP
 // format). The engine renders in frames. The active worker's callback publishes when a
-// frame began rendering on CLOCK_MONOTONIC and how fast frames follow each other
-// (FrameClock's anchor), the playing process how long a rendered frame takes to reach the
+// frame began rendering on CLOCK_MONOTONIC and how fast frames follow each other (its
+// slot's anchor in FrameClock), the playing process how long a rendered frame takes to reach the
 // listener (playLatencyFrames); with both, the OSC thread turns a timetag into the frame
 // that must carry the change, once, so that every worker (active and standby) applies it
 // at the same sample.
@@ -45,18 +45,49 @@ constexpr uint64_t unixNsToNtp(int64_t unixNs) {
     return (static_cast<uint64_t>(seconds + kNtpToUnixSeconds) << 32) | (fraction & 0xffffffffULL);
 }
 
-/// Publishes an anchor. Thread: the active worker's callback.  RT-safe: yes.
-inline void publishFrameAnchor(FrameClock& clock, const FrameAnchor& anchor) noexcept {
-    seqlockWrite(clock.sequence, clock.anchor, anchor);
-    clock.updates.fetch_add(1, std::memory_order_relaxed);
+/// Publishes worker slot `slot`'s anchor. Thread: that slot's callback.  RT-safe: yes.
+inline void publishFrameAnchor(FrameClock& clock, uint32_t slot, const FrameAnchor& anchor) noexcept {
+    FrameAnchorSlot& own = clock.anchors[slot % kWorkerSlots];
+    seqlockWrite(own.sequence, own.anchor, anchor, FaultPoint::FrameClockWrite);
+    own.updates.fetch_add(1, std::memory_order_relaxed);
 }
 
-/// Reads the anchor; false while there is none (no worker has rendered yet). Thread: any.
-inline bool readFrameClock(const FrameClock& clock, FrameAnchor& anchor) noexcept {
+/// Reads one slot's anchor, of whatever epoch; false while it has none or cannot be read
+/// (its writer died mid-write and no replacement wrote since). Thread: any.  RT-safe: yes.
+inline bool readFrameAnchor(const FrameClock& clock, uint32_t slot, FrameAnchor& anchor) noexcept {
+    const FrameAnchorSlot& from = clock.anchors[slot % kWorkerSlots];
     for (int attempt = 0; attempt < 16; ++attempt)
-        if (seqlockRead(clock.sequence, clock.anchor, anchor))
+        if (seqlockRead(from.sequence, from.anchor, anchor))
             return anchor.source != static_cast<uint64_t>(FrameClockSource::None) && anchor.nsPerFrame > 0.0;
     return false;
+}
+
+/// The anchor written last by any process, live or not. Thread: any.  RT-safe: yes.
+inline bool readLatestFrameAnchor(const FrameClock& clock, FrameAnchor& anchor) noexcept {
+    bool found = false;
+    for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
+        FrameAnchor candidate{};
+        if (readFrameAnchor(clock, slot, candidate) && (!found || candidate.startNs > anchor.startNs)) {
+            anchor = candidate;
+            found = true;
+        }
+    }
+    return found;
+}
+
+/// The engine's frame clock: the active slot's anchor when the process of that slot's
+/// current epoch wrote it; otherwise (right after a failover, before the new active's
+/// first block, or while a cold start opens its stream) the anchor written last. Frame
+/// numbers continue across failovers and cold starts, so that one is still right about
+/// which frame is which; the active's own is preferred because a fenced process may run
+/// on for a moment and its anchor then says nothing about the frames that play.
+/// False while no worker has rendered yet. Thread: any.  RT-safe: yes.
+inline bool readFrameClock(const Segment& segment, FrameAnchor& anchor) noexcept {
+    const uint32_t active = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
+    if (readFrameAnchor(segment.clock, active, anchor) &&
+        anchor.epoch == segment.slots[active].epoch.load(std::memory_order_acquire))
+        return true;
+    return readLatestFrameAnchor(segment.clock, anchor);
 }
 
 /// When `frame` begins rendering (CLOCK_MONOTONIC). Thread: any.  RT-safe: yes.

@@ -16,7 +16,7 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 7;
+inline constexpr uint32_t kLayoutVersion = 8;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
@@ -119,26 +119,36 @@ static_assert(sizeof(ControlBlock) == 64);
 /// The audio frame clock, for timed bundles: frame `frame` (RenderState::frame numbering)
 /// began rendering at `startNs` (CLOCK_MONOTONIC) and frames follow each other every
 /// `nsPerFrame` (the device's real rate, not the nominal one); a rendered frame is heard
-/// playLatencyFrames later. The active worker's callback refreshes the anchor every block;
-/// a reader converts an OSC timetag to a frame with it (shm/frame_clock.h).
+/// playLatencyFrames later. The active worker's callback refreshes its slot's anchor every
+/// block; readers take the active slot's anchor when its epoch is the slot's current one,
+/// else the one written last (frame numbers continue across failovers; shm/frame_clock.h).
 struct FrameAnchor {
     uint64_t frame;
     int64_t startNs;
     double nsPerFrame;
     uint64_t source;  // FrameClockSource
+    uint64_t epoch;   // the writer's start epoch: an anchor of a fenced or dead process is not trusted
 };
 inline constexpr size_t kFrameAnchorWords = sizeof(FrameAnchor) / 8;
 enum class FrameClockSource : uint64_t { None = 0, Jack = 1, Callback = 2 };
 
-struct alignas(64) FrameClock {
-    std::atomic<uint64_t> sequence;            // seqlock over `anchor` (shm/seqlock.h); writer: the active worker's callback
+/// One worker slot's anchor, under a seqlock with a single writer: the process in that slot
+/// (a replacement starts only once the process before it is gone).
+struct alignas(64) FrameAnchorSlot {
+    std::atomic<uint64_t> sequence;                   // seqlock over `anchor` (shm/seqlock.h); writer: worker slot i's callback
     std::atomic<uint64_t> anchor[kFrameAnchorWords];  // a FrameAnchor
-    std::atomic<uint32_t> playLatencyFrames;   // writer: the process that plays (output stage or direct-layout worker); the playing output stage's callback follows the render-to-play delay
-    std::atomic<uint32_t> reportedLatencyFrames;  // writer: same; PortAudio's output latency alone (without the relay's period)
-    std::atomic<uint64_t> updates;             // writer: the active worker's callback; blocks that refreshed the anchor
+    std::atomic<uint64_t> updates;                    // writer: same; blocks that refreshed the anchor
     uint64_t reserved[1];
 };
-static_assert(sizeof(FrameClock) == 64);
+static_assert(sizeof(FrameAnchorSlot) == 64);
+
+struct alignas(64) FrameClock {
+    FrameAnchorSlot anchors[kWorkerSlots];
+    std::atomic<uint32_t> playLatencyFrames;   // writer: the process that plays (the output stage holding OutputMetrics::writerSlot, or the direct layout's active worker); the playing output stage's callback follows the render-to-play delay
+    std::atomic<uint32_t> reportedLatencyFrames;  // writer: same; PortAudio's output latency alone (without the relay's period)
+    uint64_t reserved[7];
+};
+static_assert(sizeof(FrameClock) == 192);
 
 enum class OutputLayout : uint32_t { Direct = 0, Relay = 1 };
 
@@ -262,26 +272,39 @@ static_assert(std::is_trivially_copyable_v<RenderState>);
 
 inline constexpr size_t kRenderStateWords = (sizeof(RenderState) + 7) / 8;
 
+/// What a worker publishes at the end of each block: its state and the epoch it renders
+/// in, under one seqlock, so that a reader never pairs one process's state with another's
+/// epoch (a replacement writes the same slot).
+struct PublishedRender {
+    uint64_t epoch;     // the writer's start epoch
+    RenderState state;
+};
+static_assert(std::is_trivially_copyable_v<PublishedRender>);
+inline constexpr size_t kPublishedRenderWords = (sizeof(PublishedRender) + 7) / 8;
+
 /// A worker's published end-of-block state, under a seqlock (see shm/seqlock.h).
 struct alignas(64) PublishedState {
     std::atomic<uint64_t> sequence;                      // writer: the worker's callback; odd while writing
     std::atomic<uint64_t> heartbeatNs;                   // writer: the worker's callback
-    std::atomic<uint64_t> epoch;                         // writer: the worker's callback; its start epoch
-    std::atomic<uint64_t> words[kRenderStateWords];      // a RenderState, copied word by word
+    std::atomic<uint64_t> words[kPublishedRenderWords];  // a PublishedRender, copied word by word
 };
 
-/// One period of sound in a worker's audio ring (relay layout). Protocol, like a seqlock:
-/// the writer stores tag = 0, writes the samples, then stores tag = number + 1 with
-/// release; a reader loads the tag (acquire), copies, and loads the tag again: the copy is
-/// good only if both loads gave number + 1. Samples are relaxed atomics so that a torn
-/// read is detected rather than undefined.
+/// One period of sound in a worker's audio ring (relay layout), under a seqlock: the writer
+/// makes `sequence` odd (shm/seqlock.h's seqlockBegin), stores the tag and the samples, then
+/// makes it even with release; a reader loads the sequence (acquire; even), checks the tag,
+/// copies, and loads the sequence again: the copy is good only if it did not change. The
+/// tag alone would not do: a worker may write the same number again (a standby re-renders a
+/// block from the active's newer state), and a reader would see the same tag around a
+/// copy that mixes both writes. Samples are relaxed atomics so that a torn read is detected
+/// rather than undefined.
 struct alignas(64) AudioBlock {
-    std::atomic<uint64_t> tag;      // writer: the worker's callback; block number + 1, 0 while writing
+    std::atomic<uint64_t> sequence; // writer: the worker's callback; odd while writing
+    std::atomic<uint64_t> tag;      // writer: the worker's callback; block number + 1
     std::atomic<uint64_t> epoch;    // writer: the worker's callback; its start epoch
     std::atomic<uint64_t> startNs;  // writer: the worker's callback; CLOCK_MONOTONIC at its callback start
     uint32_t frames;                // written before tag
     std::atomic<uint32_t> jackCycleFrame;  // writer: the worker's callback; JACK's frame time at the start of the cycle it was rendered in (0: unknown)
-    uint64_t reserved[4];
+    uint64_t reserved[3];
     std::atomic<float> samples[kMaxRelayFrames * kAudioChannels];  // interleaved
 };
 static_assert(std::atomic<float>::is_always_lock_free);

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "shm/fault_point.h"
 #include "shm/layout.h"
 
 namespace sustain {
@@ -50,6 +51,7 @@ public:
             return false;
         }
         slots_[write & mask_] = record;
+        SUSTAIN_FAULT_POINT(FaultPoint::RingPush);
         indices_.writeIndex.store(write + 1, std::memory_order_release);
         return true;
     }

@@ -15,6 +15,7 @@
 #include "osc/command_router.h"
 #include "osc/mapping.h"
 #include "osc/osc_server.h"
+#include "shm/fault_point.h"
 #include "shm/layout.h"
 #include "shm/segment.h"
 #include "supervisor/service_notify.h"
@@ -256,6 +257,7 @@ int run(const Options& options) {
 }  // namespace sustain
 
 int main(int argc, char** argv) {
+    sustain::installFaultPoints();  // test builds: tools/chaos arms points with a signal (shm/fault_point.h)
     sustain::Options options;
     CLI::App app{"sustaind: the sustain audio engine (OSC in, sound out)"};
     app.add_option("--port", options.port, "UDP port for OSC")->capture_default_str();

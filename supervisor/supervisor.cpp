@@ -13,6 +13,7 @@
 
 #include "engine/rt/callback_timing.h"
 #include "shm/clock.h"
+#include "shm/fault_point.h"
 #include "shm/spsc_ring.h"
 
 namespace sustain {
@@ -280,6 +281,7 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
         kind == Kind::Worker && segment_.control.activeSlot.load(std::memory_order_acquire) == slot;
     const bool wasPlayingOutput =
         kind == Kind::Output && segment_.output.writerSlot.load(std::memory_order_acquire) == slot;
+    SUSTAIN_FAULT_POINT(FaultPoint::FenceBeforeSwitch);
     // Switch before the kill: tearing down a process with locked memory and a JACK client
     // takes milliseconds, and the switch must not wait for it.
     if (wasActiveWorker) promoteStandby(slot, noticedNs);

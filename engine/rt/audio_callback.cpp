@@ -6,6 +6,8 @@
 #include "engine/rt/rt_guard_hooks.h"
 #include "engine/rt/synth.h"
 #include "shm/clock.h"
+#include "shm/fault_point.h"
+#include "shm/frame_clock.h"
 #include "shm/seqlock.h"
 
 namespace sustain {
@@ -51,22 +53,25 @@ bool followActive(CallbackContext& context, uint64_t nowNs) noexcept {
     bool advanced = false;
     if (active < kWorkerSlots && active != context.slot) {
         const PublishedState& published = segment.state[active];
-        RenderState candidate;
-        const uint64_t epoch = published.epoch.load(std::memory_order_acquire);
-        // Another active process (a failover, a cold start) numbers its blocks its own way:
-        // what we synced from before says nothing about it.
-        if (epoch != context.syncedEpoch) context.syncedThrough = 0;
+        PublishedRender candidate;
+        // The epoch is read inside the seqlock, with the state it qualifies: a state is
+        // taken only from the process that holds the active slot now.
         if (seqlockRead(published.sequence, published.words, candidate) &&
-            epoch == segment.slots[active].epoch.load(std::memory_order_acquire) &&
-            candidate.blocks > context.syncedThrough) {
-            context.syncedEpoch = epoch;
-            context.state = candidate;
-            context.syncedThrough = candidate.blocks;
-            advanced = true;
-            // Commands the active has applied are confirmed: no need to hold them any more.
-            for (uint32_t p = 0; p < kParamCount; ++p) {
-                PendingCommand& pending = context.pending[p];
-                if (pending.valid && pending.command.sequence <= candidate.appliedSequence[p]) pending.valid = false;
+            candidate.epoch == segment.slots[active].epoch.load(std::memory_order_acquire)) {
+            // Another active process (a failover, a cold start) numbers its blocks its own
+            // way: what we synced from before says nothing about it.
+            if (candidate.epoch != context.syncedEpoch) context.syncedThrough = 0;
+            if (candidate.state.blocks > context.syncedThrough) {
+                context.syncedEpoch = candidate.epoch;
+                context.state = candidate.state;
+                context.syncedThrough = candidate.state.blocks;
+                advanced = true;
+                // Commands the active has applied are confirmed: no need to hold them any more.
+                for (uint32_t p = 0; p < kParamCount; ++p) {
+                    PendingCommand& pending = context.pending[p];
+                    if (pending.valid && pending.command.sequence <= candidate.state.appliedSequence[p])
+                        pending.valid = false;
+                }
             }
         }
     }
@@ -211,6 +216,7 @@ JackCycle readJackCycle(const CallbackContext& context) noexcept {
 void publishFrameClock(CallbackContext& context, const JackCycle& cycle, uint64_t frame, uint64_t startNs) noexcept {
     FrameAnchor anchor{};
     anchor.frame = frame;
+    anchor.epoch = context.startEpoch;
     if (cycle.known) {
         anchor.startNs = static_cast<int64_t>(cycle.usecs) * 1000 - context.jackMinusMonotonicNs.load(std::memory_order_relaxed);
         anchor.nsPerFrame = static_cast<double>(cycle.nextUsecs - cycle.usecs) * 1000.0 / context.jackPeriodFrames;
@@ -222,7 +228,23 @@ void publishFrameClock(CallbackContext& context, const JackCycle& cycle, uint64_
         anchor.startNs = frameZeroNs + static_cast<int64_t>(static_cast<double>(frame) * anchor.nsPerFrame);
         anchor.source = static_cast<uint64_t>(FrameClockSource::Callback);
     }
-    publishFrameAnchor(context.segment->clock, anchor);
+    publishFrameAnchor(context.segment->clock, context.slot, anchor);
+}
+
+// RT-safe: bounded seqlock reads and arithmetic.
+// A worker that starts as the active (a cold start after both workers died, a promoted
+// exclusive-device standby) takes up the frame numbering where the anchor published last
+// says it is at this cycle's start: timed changes already turned into frames, waiting in
+// the OSC thread or in this worker's ring, keep their time instead of waiting as long as
+// the dead worker had run.
+void resumeFrameNumbering(CallbackContext& context, const JackCycle& cycle, uint64_t startNs) noexcept {
+    FrameAnchor last{};
+    if (!readLatestFrameAnchor(context.segment->clock, last)) return;  // the engine's first start
+    const int64_t beganNs = cycle.known ? static_cast<int64_t>(cycle.usecs) * 1000 -
+                                              context.jackMinusMonotonicNs.load(std::memory_order_relaxed)
+                                        : static_cast<int64_t>(startNs);
+    const int64_t frame = frameHeardAt(last, beganNs, 0);
+    if (frame > static_cast<int64_t>(context.state.frame)) context.state.frame = static_cast<uint64_t>(frame);
 }
 
 // RT-safe: two atomic loads.
@@ -269,24 +291,30 @@ void noteClipped(CallbackContext& context, WorkerSlot& slot, const RenderStats& 
     rtLog(*context.log, slot.rtLogDropped, RtEvent::Clipped, stats.clipped);
 }
 
-// RT-safe: a bounded copy into the audio ring, under the block's tag protocol.
+// RT-safe: a bounded copy into the audio ring, under the block's seqlock (shm/layout.h).
 void publishBlock(CallbackContext& context, uint64_t number, uint32_t frames, uint64_t startNs,
                   const JackCycle& cycle) noexcept {
     AudioBlock& block = context.segment->audio[context.slot].blocks[number % kAudioRingBlocks];
-    block.tag.store(0, std::memory_order_relaxed);
+    const uint64_t begin = seqlockBegin(block.sequence.load(std::memory_order_relaxed));
+    block.sequence.store(begin, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
+    block.tag.store(number + 1, std::memory_order_relaxed);
     block.frames = frames;
     block.epoch.store(context.startEpoch, std::memory_order_relaxed);
     block.startNs.store(startNs, std::memory_order_relaxed);
     block.jackCycleFrame.store(cycle.known ? cycle.frame : 0, std::memory_order_relaxed);
     const uint32_t count = frames * kAudioChannels;
-    for (uint32_t i = 0; i < count; ++i) block.samples[i].store(context.scratch[i], std::memory_order_relaxed);
-    block.tag.store(number + 1, std::memory_order_release);
+    for (uint32_t i = 0; i < count; ++i) {
+        if (i == count / 2) SUSTAIN_FAULT_POINT(FaultPoint::AudioBlockWrite);
+        block.samples[i].store(context.scratch[i], std::memory_order_relaxed);
+    }
+    block.sequence.store(begin + 1, std::memory_order_release);
 }
 
 }  // namespace
 
 void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, bool underflow) noexcept {
+    SUSTAIN_FAULT_POINT(FaultPoint::CallbackEntry);
     const uint64_t startNs = monotonicNs();
     Segment& segment = *context.segment;
     WorkerSlot& slot = segment.slots[context.slot];
@@ -334,6 +362,10 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
         publishBlock(context, skippedNumber, frames, startNs, skipped);
         slot.caughtUpBlocks.fetch_add(1, std::memory_order_relaxed);
     }
+    if (context.resumeFrameNumbering && active) {
+        context.resumeFrameNumbering = false;
+        resumeFrameNumbering(context, cycle, startNs);
+    }
     const uint64_t number = context.state.blocks;
     if (active) publishFrameClock(context, cycle, context.state.frame, startNs);
     noteClipped(context, slot, renderTimed(context, frames, active), active);
@@ -356,8 +388,8 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
 
     // Publish the end-of-block state for the standby and for the status monitor.
     PublishedState& published = segment.state[context.slot];
-    published.epoch.store(context.startEpoch, std::memory_order_relaxed);
-    seqlockWrite(published.sequence, published.words, context.state);
+    const PublishedRender render{context.startEpoch, context.state};
+    seqlockWrite(published.sequence, published.words, render, FaultPoint::PublishedStateWrite);
     const uint64_t endNs = monotonicNs();
     published.heartbeatNs.store(endNs, std::memory_order_release);
     slot.lastBlock.store(number + 1, std::memory_order_release);

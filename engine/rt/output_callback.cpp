@@ -6,6 +6,7 @@
 #include "engine/rt/callback_timing.h"
 #include "engine/rt/rt_guard_hooks.h"
 #include "shm/clock.h"
+#include "shm/fault_point.h"
 #include "shm/spsc_ring.h"
 
 namespace sustain {
@@ -138,6 +139,7 @@ void followRelayDelay(OutputContext& context, const AudioBlock& block, const Cur
     const uint32_t reported = context.reportedLatencyFrames.load(std::memory_order_relaxed);
     if (context.delayAgreeing < kDelayCycles || periods == context.delayPublished || reported == 0) return;
     context.delayPublished = periods;
+    context.segment->clock.reportedLatencyFrames.store(reported, std::memory_order_relaxed);
     context.segment->clock.playLatencyFrames.store(reported + periods * frames, std::memory_order_release);
 }
 
@@ -150,10 +152,12 @@ bool blocksEqual(const float* a, const float* b, uint32_t count) noexcept {
 bool readAudioBlock(const AudioRing& ring, uint64_t number, uint64_t epoch, uint32_t frames, float* out,
                     uint32_t channels) noexcept {
     const AudioBlock& block = ring.blocks[number % kAudioRingBlocks];
-    const uint64_t before = block.tag.load(std::memory_order_acquire);
-    if (before != number + 1 || block.epoch.load(std::memory_order_relaxed) != epoch || block.frames != frames)
+    const uint64_t before = block.sequence.load(std::memory_order_acquire);
+    if ((before & 1) != 0 || block.tag.load(std::memory_order_relaxed) != number + 1 ||
+        block.epoch.load(std::memory_order_relaxed) != epoch || block.frames != frames)
         return false;
     for (uint32_t f = 0; f < frames; ++f) {
+        if (f == frames / 2) SUSTAIN_FAULT_POINT(FaultPoint::OutputChoice);
         const float left = block.samples[size_t{f} * kAudioChannels].load(std::memory_order_relaxed);
         const float right = block.samples[size_t{f} * kAudioChannels + 1].load(std::memory_order_relaxed);
         if (channels == 1) {
@@ -165,7 +169,7 @@ bool readAudioBlock(const AudioRing& ring, uint64_t number, uint64_t epoch, uint
         }
     }
     std::atomic_thread_fence(std::memory_order_acquire);
-    return block.tag.load(std::memory_order_relaxed) == before;
+    return block.sequence.load(std::memory_order_relaxed) == before;
 }
 
 void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noexcept {
@@ -190,6 +194,9 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
             writer = context.slot;
         }
     }
+    // A stage that does not play has published nothing that holds: when it plays again it
+    // publishes its own delay as soon as it has measured it.
+    if (writer != context.slot) context.delayPublished = kDelayUnpublished;
     if (!fenced && writer == context.slot && frames <= kMaxRelayFrames && context.stopRequested.load() == 0 &&
         (output.synced.load(std::memory_order_acquire) != 0 || lockPlayPosition(context, cycleNow, startNs, frames))) {
         const uint64_t number = output.nextBlock.load(std::memory_order_relaxed);

@@ -34,6 +34,10 @@ struct OutputTrace {
     OutputTraceRecord slots[kOutputTraceCapacity];
 };
 
+/// OutputContext::delayPublished while this stage has published nothing since it last
+/// became the stage that plays.
+inline constexpr uint32_t kDelayUnpublished = UINT32_MAX;
+
 /// What the output callback owns. Built before the stream starts.
 struct OutputContext {
     Segment* segment = nullptr;
@@ -54,7 +58,7 @@ struct OutputContext {
     std::atomic<jack_client_t*> jackClock{nullptr};
     uint32_t delayCandidate = 0;
     uint32_t delayAgreeing = 0;
-    uint32_t delayPublished = 1;  // what the main thread publishes at the start
+    uint32_t delayPublished = kDelayUnpublished;  // periods last published while this stage played
     float scratch[kMaxRelayFrames * kAudioChannels] = {};
     double loadSmoothed = 0.0;
     std::atomic<uint64_t> blocks{0};

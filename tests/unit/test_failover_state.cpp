@@ -5,13 +5,18 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <chrono>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "engine/rt/audio_callback.h"
 #include "engine/rt/callback_timing.h"
 #include "engine/rt/output_callback.h"
 #include "engine/rt/synth.h"
+#include "shm/clock.h"
+#include "shm/frame_clock.h"
+#include "shm/seqlock.h"
 #include "shm/segment.h"
 
 using namespace sustain;
@@ -268,4 +273,111 @@ TEST_CASE("timed: a change whose frame has passed applies at once, unless a newe
     sendTimed(rig, voiceFreqParam(0), 440.0, 6, 3);  // older than the 660 in force
     rig.cycle("aso");
     CHECK(rig.workers[0].context->state.voices[0].freq.target == 660.0);
+}
+
+TEST_CASE("relay: a cold start continues the frame numbering, so timed changes keep their time") {
+    Rig rig(true);
+    for (int i = 0; i < 30; ++i) rig.cycle("aso");
+    const uint64_t lastFrame = rig.workers[0].context->state.frame;
+    REQUIRE(lastFrame >= 30 * kFrames);
+    // Both workers die; 20 ms later a fresh active starts from the table (blocks from 0
+    // again) and takes up the frame numbering where the last anchor says it is now.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    rig.segment->slots[0].epoch.store(60);
+    CallbackContext& fresh = *rig.workers[0].context;
+    fresh.startEpoch = 60;
+    fresh.resumeFrameNumbering = true;
+    initialRenderState(fresh.state, 0.5);
+    rig.cycle("ao");
+    CHECK(fresh.state.blocks == 1);
+    FrameAnchor anchor{};
+    REQUIRE(readFrameClock(*rig.segment, anchor));
+    CHECK(anchor.epoch == 60);
+    // At least the 20 ms (960 frames) past the dead worker's last block, not frame 0.
+    CHECK(anchor.frame >= lastFrame - kFrames + 900);
+}
+
+TEST_CASE("frame clock: the active slot's anchor of its current epoch, else the one written last") {
+    Rig rig(true);
+    for (int i = 0; i < 5; ++i) rig.cycle("aso");
+    FrameAnchor anchor{};
+    REQUIRE(readFrameClock(*rig.segment, anchor));
+    CHECK(anchor.epoch == 10);
+    // Failover: the standby is active now but has not rendered as such yet; the old active's
+    // anchor (same numbering) is still the clock.
+    rig.segment->slots[0].epoch.store(99);  // fenced
+    rig.segment->slots[1].role.store(static_cast<uint32_t>(WorkerRole::Active));
+    rig.segment->control.activeSlot.store(1);
+    REQUIRE(readFrameClock(*rig.segment, anchor));
+    CHECK(anchor.epoch == 10);
+    rig.cycle("so");
+    REQUIRE(readFrameClock(*rig.segment, anchor));
+    CHECK(anchor.epoch == 11);
+    // The fenced process runs on for a moment: its anchor, in its own slot, is not used.
+    rig.cycle("aso");
+    REQUIRE(readFrameClock(*rig.segment, anchor));
+    CHECK(anchor.epoch == 11);
+}
+
+TEST_CASE("relay: an active killed mid-write of its state is never followed into a torn state") {
+    Rig rig(true);
+    for (int i = 0; i < 20; ++i) rig.cycle("aso");
+    const size_t heardBefore = rig.heard.size();
+    const uint64_t synced = rig.segment->slots[1].syncedBlocks.load();
+    // The active dies inside its seqlock write: sequence odd, some words garbage.
+    PublishedState& published = rig.segment->state[0];
+    published.sequence.store(seqlockBegin(published.sequence.load()));
+    for (size_t w = 0; w < kPublishedRenderWords / 2; ++w) published.words[w].store(0x7ff8dead0000beefull);
+    for (int i = 0; i < 10; ++i) rig.cycle("so");
+    CHECK(rig.segment->slots[1].syncedBlocks.load() == synced);  // nothing taken from the dead writer
+    CHECK(worstResidual(rig.heard, heardBefore - 2, 440.0) < 1e-4);
+    // A replacement in that slot writes: the parity is right again and it is followed.
+    rig.segment->slots[0].epoch.store(70);
+    CallbackContext& fresh = *rig.workers[0].context;
+    fresh.startEpoch = 70;
+    initialRenderState(fresh.state, 0.5);
+    for (int i = 0; i < 5; ++i) rig.cycle("aso");
+    CHECK(published.sequence.load() % 2 == 0);
+    CHECK(rig.workers[1].context->syncedEpoch == 70);
+    CHECK(rig.segment->slots[1].syncedBlocks.load() > synced);
+}
+
+TEST_CASE("relay: a block rewritten under the same number while it is read is never taken torn") {
+    // A standby may write a block number again (from the active's newer state) while the
+    // output stage copies it; the tag is the same before and after such a copy.
+    auto segment = std::make_unique<Segment>();
+    initializeSegment(*segment, getpid());
+    AudioRing& ring = segment->audio[0];
+    std::atomic<bool> stop{false};
+    std::thread writer([&] {
+        uint64_t round = 0;
+        while (!stop.load(std::memory_order_relaxed)) {
+            AudioBlock& block = ring.blocks[5];
+            const float value = (round++ % 2) == 0 ? 0.25f : 0.5f;
+            const uint64_t begin = seqlockBegin(block.sequence.load(std::memory_order_relaxed));
+            block.sequence.store(begin, std::memory_order_relaxed);
+            std::atomic_thread_fence(std::memory_order_release);
+            block.tag.store(6, std::memory_order_relaxed);
+            block.epoch.store(3, std::memory_order_relaxed);
+            block.frames = kFrames;
+            for (uint32_t i = 0; i < kFrames * 2; ++i) block.samples[i].store(value, std::memory_order_relaxed);
+            block.sequence.store(begin + 1, std::memory_order_release);
+        }
+    });
+    float out[kFrames * 2];
+    uint64_t taken = 0, torn = 0;
+    const uint64_t until = monotonicNs() + 200'000'000;
+    while (monotonicNs() < until) {
+        if (!readAudioBlock(ring, 5, 3, kFrames, out, 2)) continue;
+        ++taken;
+        for (uint32_t i = 1; i < kFrames * 2; ++i)
+            if (out[i] != out[0]) {
+                ++torn;
+                break;
+            }
+    }
+    stop.store(true);
+    writer.join();
+    CHECK(taken > 0);
+    CHECK(torn == 0);
 }

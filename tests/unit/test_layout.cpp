@@ -17,7 +17,7 @@
 using namespace sustain;
 
 TEST_CASE("layout: sizes and offsets are pinned to layout version 6") {
-    CHECK(kLayoutVersion == 7);
+    CHECK(kLayoutVersion == 8);
     CHECK(sizeof(OscMetrics) == 448);
     CHECK(sizeof(Command) == 48);
     CHECK(sizeof(SegmentHeader) == 128);
@@ -30,18 +30,18 @@ TEST_CASE("layout: sizes and offsets are pinned to layout version 6") {
     CHECK(sizeof(RenderState) == 1464);
     CHECK(offsetof(Segment, control) == 128);
     CHECK(offsetof(Segment, clock) == 192);
-    CHECK(sizeof(FrameClock) == 64);
-    CHECK(offsetof(Segment, config) == 256);
-    CHECK(offsetof(Segment, slots) == 512);
-    CHECK(offsetof(Segment, outputs) == 1280);
-    CHECK(offsetof(Segment, params) == 2048);
-    CHECK(offsetof(Segment, rings) == 2688);
-    CHECK(offsetof(Segment, state) == 789504);
-    CHECK(offsetof(Segment, audio) == 792576);
+    CHECK(sizeof(FrameClock) == 192);
+    CHECK(offsetof(Segment, config) == 384);
+    CHECK(offsetof(Segment, slots) == 640);
+    CHECK(offsetof(Segment, outputs) == 1408);
+    CHECK(offsetof(Segment, params) == 2176);
+    CHECK(offsetof(Segment, rings) == 2816);
+    CHECK(offsetof(Segment, state) == 789632);
+    CHECK(offsetof(Segment, audio) == 792704);
     CHECK(sizeof(AudioRing) == 16 * 8256);
     CHECK(offsetof(ControlBlock, epoch) == 8);
     CHECK(offsetof(WorkerSlot, callbacks) == 24);
-    CHECK(kSegmentSize == 1190016);
+    CHECK(kSegmentSize == 1190144);
 }
 
 namespace {
@@ -150,4 +150,41 @@ TEST_CASE("seqlock: a reader gets the value written, never a torn one") {
     CHECK(read.voices[3].phase == 0.25);
     sequence.store(sequence.load() + 1);  // a writer in the middle of a write
     CHECK_FALSE(seqlockRead(sequence, words, read, 4));
+}
+
+TEST_CASE("seqlock: a writer that died mid-write leaves nothing readable, and the next writer restores the parity") {
+    std::atomic<uint64_t> sequence{0};
+    std::atomic<uint64_t> words[kRenderStateWords];
+    RenderState first{};
+    first.frame = 1;
+    seqlockWrite(sequence, words, first);
+    // The writer dies between its two sequence stores, half of the words new.
+    const uint64_t dead = seqlockBegin(sequence.load());
+    sequence.store(dead);
+    words[0].store(999);
+    RenderState read{};
+    CHECK_FALSE(seqlockRead(sequence, words, read, 4));  // never the torn value
+    // The replacement writes: the sequence moves on from the odd value to an even one.
+    RenderState second{};
+    second.frame = 2;
+    seqlockWrite(sequence, words, second);
+    CHECK(sequence.load() % 2 == 0);
+    CHECK(sequence.load() > dead);
+    REQUIRE(seqlockRead(sequence, words, read));
+    CHECK(read.frame == 2);
+    // And the parity holds for good: the next write is readable too, and a write in
+    // progress is not.
+    second.frame = 3;
+    seqlockWrite(sequence, words, second);
+    REQUIRE(seqlockRead(sequence, words, read));
+    CHECK(read.frame == 3);
+    sequence.store(seqlockBegin(sequence.load()));
+    CHECK_FALSE(seqlockRead(sequence, words, read, 4));
+}
+
+TEST_CASE("seqlockBegin: always odd, always past what it found") {
+    for (uint64_t found : {0ull, 1ull, 2ull, 3ull, 1000ull, 1001ull}) {
+        CHECK(seqlockBegin(found) % 2 == 1);
+        CHECK(seqlockBegin(found) > found);
+    }
 }

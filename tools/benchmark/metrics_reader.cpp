@@ -158,8 +158,9 @@ MetricsSnapshot readSnapshot(const Segment& segment, std::string_view instance) 
         s.params[param] = segment.params.entries[param].value.load(relaxed);
     }
 
-    RenderState state{};
-    s.renderedValid = seqlockRead(segment.state[0].sequence, segment.state[0].words, state);
+    PublishedRender published{};
+    s.renderedValid = seqlockRead(segment.state[0].sequence, segment.state[0].words, published);
+    const RenderState& state = published.state;
     if (s.renderedValid) {
         s.renderedTargets.resize(kParamCount);
         s.renderedTargets[kParamMasterGain] = state.master.target;

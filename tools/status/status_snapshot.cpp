@@ -125,7 +125,7 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     s.playLatencyFrames = segment.clock.playLatencyFrames.load();
     s.reportedLatencyFrames = segment.clock.reportedLatencyFrames.load();
     FrameAnchor anchor{};
-    s.frameClock = readFrameClock(segment.clock, anchor);
+    s.frameClock = readFrameClock(segment, anchor);
     if (s.frameClock) {
         s.frameClockSource = anchor.source == static_cast<uint64_t>(FrameClockSource::Jack) ? "jack" : "callback";
         s.measuredRateHz = 1e9 / anchor.nsPerFrame;
@@ -188,8 +188,11 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     }
 
     // Parameters as the active worker renders them (its targets), else the state table.
-    RenderState state;
-    const bool haveState = seqlockRead(segment.state[s.activeSlot].sequence, segment.state[s.activeSlot].words, state);
+    PublishedRender published;
+    const uint32_t activeSlot = s.activeSlot % kWorkerSlots;
+    const bool haveState = seqlockRead(segment.state[activeSlot].sequence, segment.state[activeSlot].words, published) &&
+                           published.epoch == segment.slots[activeSlot].epoch.load(std::memory_order_acquire);
+    const RenderState& state = published.state;
     auto param = [&](uint32_t index, const Ramp& ramp) {
         return haveState ? ramp.target : segment.params.entries[index].value.load(std::memory_order_relaxed);
     };
