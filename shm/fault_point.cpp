@@ -16,7 +16,11 @@ void onArmSignal(int /*signal*/, siginfo_t* info, void* /*context*/) {
     const auto value = static_cast<uint32_t>(info->si_value.sival_int);
     const uint32_t point = value >> 8;
     const uint32_t kind = value & 0xff;
-    if (point == 0 || point >= static_cast<uint32_t>(FaultPoint::Count) || kind >= static_cast<uint32_t>(FaultKind::Count))
+    if (point == 0) {
+        gArmedFault.store(0, std::memory_order_relaxed);  // disarm (a point that was never passed)
+        return;
+    }
+    if (point >= static_cast<uint32_t>(FaultPoint::Count) || kind >= static_cast<uint32_t>(FaultKind::Count))
         return;  // not a fault this build knows: ignored
     gArmedFault.store(value, std::memory_order_relaxed);
 }

@@ -69,8 +69,8 @@ constexpr std::string_view faultKindName(FaultKind kind) {
     return "unknown";
 }
 
-/// The signal that arms a point: sigqueue(pid, armFaultSignal(), {point << 8 | kind}).
-/// Thread: any.
+/// The signal that arms a point: sigqueue(pid, armFaultSignal(), {point << 8 | kind});
+/// the value 0 disarms. Thread: any.
 int armFaultSignal();
 
 /// The signal value that arms `point` with `kind`.

@@ -1,0 +1,48 @@
+"""The chaos explorer's short fixed schedule (tools/chaos --quick runs the same): faults at
+named points of every kind of process, every kind of fault, a fixed seed; after each, the
+invariants tools/benchmark/chaos.py checks from outside (failovers per fault, no healthy
+process taken down, the spare warm again, a change and a timed bundle after the fault
+applied, the status consistent, no damage at the driver's output not at a JACK-reported
+xrun for worker and sustaind faults, nothing leaked at the end). Any violation fails it.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from harness import SKIP, check, main
+
+SEED = 20261203
+FAULTS = 16
+
+
+def test(paths):
+    explorer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "benchmark", "chaos.py")
+    out = tempfile.mktemp(prefix="chaos-", suffix=".json")
+    try:
+        result = subprocess.run([sys.executable, explorer, paths.build, "--faults", str(FAULTS), "--seed", str(SEED),
+                                 "--recording-seconds", "40", "--out", out], capture_output=True, text=True, timeout=240)
+        print(result.stdout[-6000:], flush=True)
+        if "this build has no fault points" in result.stderr:
+            print("skipped: this build has no fault points (meson option fault_points)", flush=True)
+            sys.exit(SKIP)
+        if result.returncode not in (0, 1):
+            print(result.stderr[-6000:], flush=True)
+        check(os.path.exists(out), "the explorer wrote its figures")
+        with open(out) as f:
+            report = json.load(f)
+        check(report["faults_injected"] >= FAULTS - 2,
+              f"{report['faults_injected']} of {FAULTS} faults took effect at their points")
+        check(report["failovers"] == report["failovers_expected"],
+              f"{report['failovers']} failovers for {report['failovers_expected']} faults that call for one")
+        check(report["damaged_samples_engine_worker_faults"]["total"] == 0,
+              "no damage at the driver's output for worker and sustaind faults, except at JACK-reported xruns")
+        check(not report["violations"], f"no invariant violated: {report['violations']}")
+    finally:
+        if os.path.exists(out):
+            os.unlink(out)
+
+
+if __name__ == "__main__":
+    main(test)
