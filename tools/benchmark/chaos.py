@@ -46,6 +46,7 @@ import osc_wire  # noqa: E402
 RATE = 48000
 STOP_S = 0.3                 # how long a SIGSTOPped process stays stopped before SIGCONT
 FAULT_WINDOW_S = 1.0         # damage this soon after a fault is the fault's
+DIRECT_DAMAGE_TARGET = 320   # direct layout: damaged samples per worker fault at most (five periods)
 SPARE_WARM_TARGET_MS = 200   # the spare must be warm again this soon after the fault took effect
 ARM_SIGNAL = signal.SIGRTMIN + 5  # shm/fault_point.cpp: armFaultSignal()
 
@@ -291,6 +292,9 @@ class Explorer:
             if point == "control_drain":
                 trigger = lambda: self.change(self.rng.uniform(300, 900))  # noqa: E731
         record["pid"] = target
+        if target is None:
+            record["missed"] = f"no {role} process in the status"
+            return record
         arm(target, point, kind)
         fired_at = time.monotonic()
         # The fault took effect once the process is gone or stopped (an endless loop: once
@@ -422,9 +426,13 @@ class Explorer:
                     continue
                 owner[key] += samples
                 owner.setdefault("events", []).append(event)
+        # The relay layout hides every worker fault: no damage at all. The direct layout has
+        # the failed worker's ports in the mix until sustaind takes them out: a bound per fault.
+        bound = 0 if self.args.layout == "relay" else DIRECT_DAMAGE_TARGET
         for r in batch:
-            if r["damage_samples"] and r["role"] != "output":
-                r.setdefault("problems", []).append(f"{r['damage_samples']} damaged samples not at a JACK-reported xrun")
+            if r["damage_samples"] > bound and r["role"] != "output":
+                r.setdefault("problems", []).append(f"{r['damage_samples']} damaged samples not at a JACK-reported xrun"
+                                                    + (f" (bound {bound})" if bound else ""))
                 self.report_fault(r)
 
 
@@ -438,11 +446,18 @@ def coverage(faults):
     return table
 
 
-def build_schedule(rng, count):
+def cells_for(layout):
+    """The cells a layout has: the direct layout has no output stages and no audio ring."""
+    if layout == "relay":
+        return list(CELLS)
+    return [c for c in CELLS if c[0] != "output" and c[1] != "audio_block_write"]
+
+
+def build_schedule(rng, count, layout):
     """`count` cells: whole shuffled decks of every cell, so that each is covered evenly."""
     schedule = []
     while len(schedule) < count:
-        deck = list(CELLS)
+        deck = cells_for(layout)
         rng.shuffle(deck)
         schedule.extend(deck)
     return schedule[:count]
@@ -481,9 +496,10 @@ def main():
         with explorer.watch:
             if args.minutes:
                 while time.monotonic() - started < args.minutes * 60:
-                    explorer.run(build_schedule(rng, len(CELLS)), args.recording_seconds)
+                    explorer.run(build_schedule(rng, len(cells_for(args.layout)), args.layout), args.recording_seconds)
             else:
-                explorer.run(build_schedule(rng, args.faults or 3 * len(CELLS)), args.recording_seconds)
+                explorer.run(build_schedule(rng, args.faults or 3 * len(cells_for(args.layout)), args.layout),
+                             args.recording_seconds)
         elapsed = time.monotonic() - started
         time.sleep(1.0)
         fds_after = len(os.listdir(f"/proc/{engine.process.pid}/fd"))
