@@ -272,6 +272,9 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
     // may neither publish a block nor consume a command.
     info.state.store(static_cast<uint32_t>(WorkerState::Fenced), std::memory_order_release);
     info.epoch.store(segment_.control.epoch.fetch_add(1, std::memory_order_acq_rel) + 1, std::memory_order_release);
+    // A fenced worker has no role any more: from this instant the status shows one active
+    // worker at most (the standby, once promoted), never the failed one beside it.
+    if (kind == Kind::Worker) info.role.store(static_cast<uint32_t>(WorkerRole::None), std::memory_order_release);
     segment_.supervisor.fencings.fetch_add(1, std::memory_order_relaxed);
     const uint64_t lastBeatNs = info.lastCallbackNs.load(std::memory_order_acquire);
     const uint64_t detectionUs = lastBeatNs != 0 && lastBeatNs < noticedNs ? (noticedNs - lastBeatNs) / 1000 : 0;

@@ -164,6 +164,46 @@ def test(paths):
         check(code == 1 and "degraded" in out, "the text report says degraded too")
         check(engine.stop() == 0, "sustaind stops cleanly")
 
+    # Across replacements (the active killed, then both workers: a cold start), polled as
+    # fast as the monitor answers: a pid is never 0, a slot without a process says
+    # "replacing" with pid null, at most one worker is active and the active's pid is a
+    # process that ran, the counters never go back.
+    with JackServer() as jack, Engine(paths, jack, ["--restart-limit", "1000"]) as engine:
+        wait_until(lambda: "spare ready" in engine.log(), 5, "the standby")
+        seen, problems, replacing, last = set(), [], 0, {}
+
+        def poll(seconds):
+            nonlocal replacing
+            until = time.monotonic() + seconds
+            while time.monotonic() < until:
+                s = status_json(paths, engine.instance)[1]
+                for w in s["workers"]:
+                    if w["pid"] == 0:
+                        problems.append(f"pid 0: {w}")
+                    if w["pid"] is None:
+                        replacing += 1
+                        if w["state"] != "replacing":
+                            problems.append(f"pid null but state {w['state']}")
+                actives = [w["pid"] for w in s["workers"] if w["role"] == "active" and w["pid"]]
+                if len(actives) > 1:
+                    problems.append(f"{len(actives)} active workers: {actives}")
+                seen.update(actives)
+                for key in ("failovers", "crash_count", "replacements"):
+                    if s["supervisor"][key] < last.get(key, 0):
+                        problems.append(f"{key} went back")
+                    last[key] = s["supervisor"][key]
+        for _ in range(3):
+            os.kill(active_worker(engine), signal.SIGKILL)
+            poll(0.4)
+        for pid in engine.worker_pids()[-2:]:
+            os.kill(pid, signal.SIGKILL)
+        poll(1.0)
+        check(not problems, f"status consistent across replacements: {problems[:5]}")
+        started = set(engine.worker_pids())
+        check(seen <= started, f"every pid shown as active is a worker sustaind started ({sorted(seen - started)})")
+        print(f"{replacing} worker rows seen as replacing (pid null)", flush=True)
+        check(engine.stop() == 0, "sustaind stops cleanly")
+
 
 if __name__ == "__main__":
     main(test)

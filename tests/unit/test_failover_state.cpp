@@ -362,6 +362,8 @@ TEST_CASE("relay: a block rewritten under the same number while it is read is ne
             block.frames = kFrames;
             for (uint32_t i = 0; i < kFrames * 2; ++i) block.samples[i].store(value, std::memory_order_relaxed);
             block.sequence.store(begin + 1, std::memory_order_release);
+            // Now and then a pause, so that some copies also find the block at rest.
+            if (round % 64 == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
         }
     });
     float out[kFrames * 2];

@@ -20,7 +20,7 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
     for (const ProcessStatus& p : s.processes) {
         workers.push_back({{"slot", p.slot},
                            {"kind", p.kind},
-                           {"pid", p.pid},
+                           {"pid", p.pid == 0 ? json(nullptr) : json(p.pid)},
                            {"role", p.role},
                            {"state", p.state},
                            {"callbacks", p.callbacks},
@@ -133,7 +133,8 @@ std::string statusText(const StatusSnapshot& s, Health health, const std::string
     add("uptime %.0f s, %u Hz, %u frames, %s layout, sustaind pid %d\n", s.uptimeS, s.sampleRate, s.framesPerBuffer,
         s.layout.c_str(), s.supervisorPid);
     for (const ProcessStatus& p : s.processes)
-        add("  %-6s %u  pid %-7d %-15s %-8s load %5.1f %%  xruns %-4llu heartbeat %s\n", p.kind.c_str(), p.slot, p.pid,
+        add("  %-6s %u  pid %-7s %-15s %-9s load %5.1f %%  xruns %-4llu heartbeat %s\n", p.kind.c_str(), p.slot,
+            p.pid == 0 ? "-" : std::to_string(p.pid).c_str(),
             p.role.c_str(), p.state.c_str(), p.cpuLoad * 100.0, static_cast<unsigned long long>(p.xruns),
             p.heartbeatAgeMs < 0 ? "never" : (std::to_string(static_cast<int>(p.heartbeatAgeMs)) + " ms ago").c_str());
     add("supervisor: crashes %llu, replacements %llu, spare %s, failover %.3f ms (max %.3f), rebuild %.1f ms (max %.1f), shm leaks %llu\n",

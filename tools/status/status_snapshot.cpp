@@ -49,7 +49,9 @@ ProcessStatus readProcess(const WorkerSlot& slot, const char* kind, uint32_t ind
         p.role = playing ? "output" : "output-standby";
     else
         p.role = role == WorkerRole::Active ? "active" : role == WorkerRole::Standby ? "standby" : "none";
-    p.state = stateName(slot.state.load(std::memory_order_acquire));
+    // No process in the slot (between a death and the replacement's fork): its pid is
+    // reported as null and its state as "replacing", never as a pid 0 a script could kill.
+    p.state = p.pid == 0 ? "replacing" : stateName(slot.state.load(std::memory_order_acquire));
     p.callbacks = slot.callbacks.load(std::memory_order_acquire);
     p.xruns = slot.xruns.load(std::memory_order_relaxed);
     p.caughtUpBlocks = slot.caughtUpBlocks.load(std::memory_order_relaxed);

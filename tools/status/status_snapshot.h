@@ -24,7 +24,7 @@ struct ProcessStatus {
     uint32_t slot = 0;
     int32_t pid = 0;
     std::string role;   // "active", "standby", "output" (playing), "output-standby", "none"
-    std::string state;  // "starting", "warm", "active", "fenced", "dead", "empty"
+    std::string state;  // "starting", "warm", "active", "fenced", "dead", "empty"; "replacing" while no process is in the slot (pid 0, shown as null)
     uint64_t callbacks = 0;
     uint64_t xruns = 0;
     uint64_t caughtUpBlocks = 0;  // relay: blocks rendered late for JACK cycles the worker was not run in
