@@ -21,6 +21,7 @@
 #include "engine/control_thread.h"
 #include "engine/process_setup.h"
 #include "engine/rt/audio_callback.h"
+#include "engine/rt/callback_timing.h"
 #include "engine/rt/synth.h"
 #include "shm/clock.h"
 #include "shm/fault_point.h"
@@ -76,8 +77,8 @@ void drainRtLog(RtLogRing& log) {
 }
 
 /// A worker is `active` once its callback runs in the active role; a standby is `warm` only
-/// once it renders in step: kWarmBlocks blocks in a row started from the active's state.
-constexpr uint64_t kWarmBlocks = 16;
+/// once it renders in step: kWarmBlocks (engine/rt/callback_timing.h) blocks in a row
+/// started from the active's state.
 
 void updateState(WorkerSlot& slot, bool active) {
     const auto state = static_cast<WorkerState>(slot.state.load(std::memory_order_acquire));

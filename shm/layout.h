@@ -201,7 +201,9 @@ struct alignas(64) WorkerSlot {
     std::atomic<uint64_t> heldBlocks;      // relay, active: cycles held back so that the output stage caught up
     std::atomic<uint64_t> controlBeats;    // writer: the control thread, once per loop (it wakes at least every 50 ms)
     std::atomic<uint64_t> caughtUpBlocks;  // relay: extra blocks rendered for JACK cycles this worker was not run in
-    uint64_t reserved[7];
+    std::atomic<uint64_t> handbackFrame;   // direct layout, a standby that took over: the JACK frame from which the active plays again (0: none yet)
+    std::atomic<uint64_t> handbacks;       // direct layout: takeovers handed back because the active ran again (it was late, not dead)
+    uint64_t reserved[5];
 };
 static_assert(sizeof(WorkerSlot) == 384);
 

@@ -28,6 +28,7 @@ constexpr uint64_t kStartupLimitNs = 10'000'000'000ull;
 constexpr uint64_t kGraphChangeGraceNs = 100'000'000;  // see graceUntilNs_
 constexpr uint64_t kDeviceRetryNs = 1'000'000'000;     // see deviceGoneSinceNs_
 constexpr uint64_t kFaultsBeforeDeviceLossNs = 1'000'000'000;  // see forgiveFaultsBeforeDeviceLoss
+constexpr uint64_t kConfirmTakeoverCycles = 3;  // direct layout: see tick()
 
 uint64_t secondsToNs(double seconds) { return static_cast<uint64_t>(seconds * 1e9); }
 
@@ -497,12 +498,32 @@ void Supervisor::tick() {
 
     const uint32_t active = segment_.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
     const uint32_t standby = (active + 1) % kWorkerSlots;
-    // Direct layout: the standby counted the cycles and already plays; sustaind's part is
-    // to take the failed worker out of the mix and to make the switch official.
-    if (!relay && workers_[standby].process.running() && segment_.slots[standby].takeover.load(std::memory_order_acquire) != 0 &&
-        workers_[active].process.running()) {
-        onFault(Kind::Worker, active, "stopped rendering; the standby took over",
-                segment_.slots[standby].takeoverNs.load(std::memory_order_relaxed));
+    // Direct layout: the standby counted two cycles without the active advancing and plays
+    // instead. That alone does not tell a dead or hung active from one JACK merely did not
+    // run for a cycle or two (a late wake-up, a graph change): the active's own callback
+    // count does. If it moves again the standby hands back by itself and nothing is fenced;
+    // if it stays still for kConfirmTakeoverCycles more cycles of the engine's clock, the
+    // active is taken out of the mix and the switch made official. (A death is seen sooner
+    // through the pidfd.)
+    if (!relay && workers_[standby].process.running() && workers_[active].process.running() &&
+        segment_.slots[standby].takeover.load(std::memory_order_acquire) != 0) {
+        Child& a = workers_[active];
+        const uint64_t callbacks = segment_.slots[active].callbacks.load(std::memory_order_acquire);
+        if (!a.takenOver) {
+            a.takenOver = true;
+            a.callbacksAtTakeover = callbacks;
+            a.clockAtTakeover = cycleClock_;
+        } else if (callbacks != a.callbacksAtTakeover) {
+            a.takenOver = false;
+            spdlog::info("worker {} (pid {}) was not run for a few cycles and the standby played meanwhile; it runs "
+                         "again and plays on", active, a.process.pid());
+        } else if (cycleClock_ - a.clockAtTakeover >= kConfirmTakeoverCycles) {
+            a.takenOver = false;
+            onFault(Kind::Worker, active, "stopped rendering; the standby took over",
+                    segment_.slots[standby].takeoverNs.load(std::memory_order_relaxed));
+        }
+    } else {
+        workers_[active].takenOver = false;
     }
     // Hangs, counted in cycles of the audio clock.
     advanceCycleClock();

@@ -76,6 +76,8 @@ bool followActive(CallbackContext& context, uint64_t nowNs) noexcept {
         }
     }
     if (advanced) {
+        if (context.activeStall > 0) context.syncedRun = 0;
+        ++context.syncedRun;
         context.activeStall = 0;
         slot.syncedBlocks.fetch_add(1, std::memory_order_relaxed);
         slot.activeStall.store(0, std::memory_order_relaxed);
@@ -84,7 +86,10 @@ bool followActive(CallbackContext& context, uint64_t nowNs) noexcept {
     if (context.activeStall++ == 0) slot.stallSinceNs.store(nowNs, std::memory_order_relaxed);
     slot.activeStall.store(context.activeStall, std::memory_order_relaxed);
     slot.ownBlocks.fetch_add(1, std::memory_order_relaxed);
-    if (!context.relay && !context.tookOver && context.activeStall >= kTakeoverCycles) {
+    // Only a standby in step takes over: one that has just joined the graph sees the active
+    // skipped while JACK reorders it, and its blocks would not continue the active's anyway.
+    if (!context.relay && !context.tookOver && context.activeStall >= kTakeoverCycles &&
+        context.syncedRun >= kWarmBlocks) {
         context.tookOver = true;
         slot.takeoverNs.store(nowNs, std::memory_order_relaxed);
         slot.takeover.store(1, std::memory_order_release);
@@ -284,6 +289,68 @@ uint32_t missedCycles(CallbackContext& context, const JackCycle& cycle) noexcept
     return missed;
 }
 
+// RT-safe: arithmetic. Has JACK's frame time `now` reached `at` (32-bit, wrapping)?
+bool frameReached(jack_nframes_t now, uint64_t at) noexcept {
+    return static_cast<int32_t>(now - static_cast<jack_nframes_t>(at)) >= 0;
+}
+
+// RT-safe: a bounded seqlock read and a copy.
+// Direct layout, the active: while the standby plays for it (JACK did not run it for a few
+// cycles: it was late, or dead), the standby's blocks are what was heard; it continues from
+// the standby's state, so that its first block after the handback continues the sound.
+bool adoptStandbyState(CallbackContext& context) noexcept {
+    const Segment& segment = *context.segment;
+    const uint32_t other = (context.slot + 1) % kWorkerSlots;
+    const WorkerSlot& standby = segment.slots[other];
+    if (standby.takeover.load(std::memory_order_acquire) == 0) return false;
+    PublishedRender render;
+    if (!seqlockRead(segment.state[other].sequence, segment.state[other].words, render) ||
+        render.epoch != standby.epoch.load(std::memory_order_acquire) || render.state.blocks <= context.state.blocks)
+        return false;
+    context.state = render.state;
+    return true;
+}
+
+// RT-safe: atomic loads and stores, arithmetic.
+// Direct layout: does this worker's stream carry its block in this cycle? Exactly one worker
+// plays in every cycle: the active, unless its standby took over and has not handed back; a
+// standby that took over, until the cycle it hands back from. A standby hands back when the
+// active runs again (JACK merely did not run it for a few cycles), from the next cycle on.
+// Both sides decide by JACK's frame time of the cycle, not by when they run in it, so that
+// no cycle has both or neither, in whatever order (or in parallel) JACK runs them.
+bool playsDirect(CallbackContext& context, const JackCycle& cycle, bool active, bool synced) noexcept {
+    Segment& segment = *context.segment;
+    WorkerSlot& slot = segment.slots[context.slot];
+    if (active) {
+        if (context.tookOver) {  // promoted: the takeover is official now
+            context.tookOver = false;
+            context.handbackFrame = 0;
+            slot.handbackFrame.store(0, std::memory_order_relaxed);
+            slot.takeover.store(0, std::memory_order_release);
+        }
+        const WorkerSlot& standby = segment.slots[(context.slot + 1) % kWorkerSlots];
+        if (standby.takeover.load(std::memory_order_acquire) == 0) return true;
+        const uint64_t handback = standby.handbackFrame.load(std::memory_order_acquire);
+        return handback != 0 && cycle.known && frameReached(cycle.frame, handback);
+    }
+    if (!context.tookOver) return false;
+    if (synced && context.handbackFrame == 0) {
+        // The active ran again: it was late, not dead. It plays from the next cycle on.
+        context.handbackFrame = cycle.known ? (uint64_t{1} << 32) | static_cast<jack_nframes_t>(cycle.frame + context.jackPeriodFrames)
+                                            : 1;
+        slot.handbackFrame.store(context.handbackFrame, std::memory_order_release);
+        slot.handbacks.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (context.handbackFrame != 0 && (!cycle.known || frameReached(cycle.frame, context.handbackFrame))) {
+        context.tookOver = false;
+        context.handbackFrame = 0;
+        slot.handbackFrame.store(0, std::memory_order_relaxed);
+        slot.takeover.store(0, std::memory_order_release);
+        return false;
+    }
+    return true;
+}
+
 // RT-safe: an atomic add and a log-ring push.
 void noteClipped(CallbackContext& context, WorkerSlot& slot, const RenderStats& stats, bool active) noexcept {
     if (stats.clipped == 0 || !active) return;
@@ -348,7 +415,9 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
         return;
     }
     const bool synced = !active && followActive(context, startNs);
-    if (synced) dropTimedBefore(context, context.state.frame);
+    const bool adopted = active && !context.relay && adoptStandbyState(context);
+    if (synced || adopted) dropTimedBefore(context, context.state.frame);
+    const bool plays = !context.relay && playsDirect(context, cycle, active, synced);
     if (context.fading && context.state.master.target != 0.0) rampTo(context.state.master, 0.0, context.fadeSamples);
     applyPending(context, startNs, active);
 
@@ -374,7 +443,7 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
         // The relay layout keeps every worker out of the mix: a dead worker's last
         // buffer, which JACK keeps mixing until it drops the client, is silence.
         std::memset(out, 0, sizeof(float) * outSamples);
-    } else if (active || context.tookOver) {
+    } else if (plays) {
         for (uint32_t f = 0; f < frames; ++f)
             for (uint32_t c = 0; c < context.channels; ++c) out[size_t{f} * context.channels + c] = context.scratch[size_t{f} * kAudioChannels];
     } else {

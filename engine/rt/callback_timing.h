@@ -21,6 +21,11 @@ inline constexpr uint32_t kTakeoverCycles = 8;
 inline constexpr uint32_t kTakeoverCycles = 2;
 #endif
 
+/// A standby is in step once it has rendered this many blocks in a row from the active's
+/// state (the worker's `warm` state); only a standby in step may take over (direct layout):
+/// one that has just joined JACK's graph sees the active skipped while JACK reorders it.
+inline constexpr uint64_t kWarmBlocks = 16;
+
 /// Publishes the block's load (time in callback / period: smoothed, and the peak), the
 /// heartbeat time and the callback count. Thread: the audio thread.  RT-safe: yes.
 inline void publishCallbackEnd(WorkerSlot& slot, double& loadSmoothed, uint64_t startNs, uint64_t endNs, uint32_t frames,

@@ -214,6 +214,7 @@ class Explorer:
         self.client = OscClient(engine.port)
         self.faults, self.violations = [], []
         self.quiet_damage_at_xruns = 0  # damage at JACK-reported xruns away from any fault: the machine's
+        self.baseline = None  # sustaind's fds and children after the first fault
 
     def status(self):
         return self.watch.status()
@@ -384,6 +385,13 @@ class Explorer:
                 while done < len(schedule) and time.monotonic() - started < recording_seconds - 6:
                     record = self.inject(done + 1, schedule[done])
                     done += 1
+                    if self.baseline is None:
+                        # sustaind opens its JACK graph client at the first graph change it
+                        # makes (in the direct layout, the first fault): what it holds after
+                        # the first fault is what it must hold at the end.
+                        time.sleep(0.5)
+                        self.baseline = (len(os.listdir(f"/proc/{self.engine.process.pid}/fd")),
+                                         len(children_of(self.engine.process.pid)))
                     batch.append(record)
                     self.report_fault(record)
                     time.sleep(0.2)
@@ -490,8 +498,6 @@ def main():
         if not handler_installed(engine.process.pid):
             raise TestFailure("this build has no fault points (meson option fault_points is off)")
         time.sleep(0.5)
-        fds_before = len(os.listdir(f"/proc/{engine.process.pid}/fd"))
-        children_before = len(children_of(engine.process.pid))
         started = time.monotonic()
         with explorer.watch:
             if args.minutes:
@@ -504,6 +510,9 @@ def main():
         time.sleep(1.0)
         fds_after = len(os.listdir(f"/proc/{engine.process.pid}/fd"))
         children_after = len(children_of(engine.process.pid))
+        fds_before, children_before = explorer.baseline or (fds_after, children_after)
+        final = explorer.status()
+        result["handbacks"] = sum(w.get("handbacks", 0) for w in final["workers"])
         known = engine.worker_pids()
         exit_code = engine.stop()
     time.sleep(0.3)
@@ -514,9 +523,9 @@ def main():
         for p in f.get("problems", []):
             violations.append(f"fault {f['n']} ({f['role']} {f['point']} {f['kind']}): {p}")
     if fds_after != fds_before:
-        violations.append(f"sustaind holds {fds_after} file descriptors, {fds_before} before the faults")
+        violations.append(f"sustaind holds {fds_after} file descriptors, {fds_before} after the first fault")
     if children_after != children_before:
-        violations.append(f"sustaind has {children_after} children, {children_before} before the faults")
+        violations.append(f"sustaind has {children_after} children, {children_before} after the first fault")
     if leftovers:
         violations.append(f"processes left running after sustaind stopped: {leftovers}")
     leaked = [n for n in shm_after if n not in shm_before]

@@ -22,6 +22,7 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
                            {"kind", p.kind},
                            {"pid", p.pid == 0 ? json(nullptr) : json(p.pid)},
                            {"role", p.role},
+                           {"handbacks", p.handbacks},
                            {"state", p.state},
                            {"callbacks", p.callbacks},
                            {"xruns", p.xruns},

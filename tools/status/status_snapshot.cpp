@@ -55,6 +55,7 @@ ProcessStatus readProcess(const WorkerSlot& slot, const char* kind, uint32_t ind
     p.callbacks = slot.callbacks.load(std::memory_order_acquire);
     p.xruns = slot.xruns.load(std::memory_order_relaxed);
     p.caughtUpBlocks = slot.caughtUpBlocks.load(std::memory_order_relaxed);
+    p.handbacks = slot.handbacks.load(std::memory_order_relaxed);
     p.cpuLoad = slot.loadPermille.load(std::memory_order_relaxed) / 1000.0;
     p.cpuLoadPeak = slot.loadPeakPermille.load(std::memory_order_relaxed) / 1000.0;
     p.heartbeatAgeMs = ageMs(nowNs, slot.lastCallbackNs.load(std::memory_order_acquire));

@@ -26,6 +26,7 @@ struct ProcessStatus {
     std::string role;   // "active", "standby", "output" (playing), "output-standby", "none"
     std::string state;  // "starting", "warm", "active", "fenced", "dead", "empty"; "replacing" while no process is in the slot (pid 0, shown as null)
     uint64_t callbacks = 0;
+    uint64_t handbacks = 0;  // direct layout: takeovers handed back because the active ran again
     uint64_t xruns = 0;
     uint64_t caughtUpBlocks = 0;  // relay: blocks rendered late for JACK cycles the worker was not run in
     double cpuLoad = 0;        // time in callback / period, smoothed (0..1)
