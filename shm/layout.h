@@ -203,7 +203,8 @@ struct alignas(64) WorkerSlot {
     std::atomic<uint64_t> caughtUpBlocks;  // relay: extra blocks rendered for JACK cycles this worker was not run in
     std::atomic<uint64_t> handbackFrame;   // direct layout, a standby that took over: the JACK frame from which the active plays again (0: none yet)
     std::atomic<uint64_t> handbacks;       // direct layout: takeovers handed back because the active ran again (it was late, not dead)
-    uint64_t reserved[5];
+    std::atomic<uint64_t> lastCycleFrame;  // writer: the worker's callback; 1 << 32 | JACK's frame time of the cycle its last block was rendered in (0: unknown)
+    uint64_t reserved[4];
 };
 static_assert(sizeof(WorkerSlot) == 384);
 

@@ -51,7 +51,9 @@ bool followActive(CallbackContext& context, uint64_t nowNs) noexcept {
     WorkerSlot& slot = segment.slots[context.slot];
     const uint32_t active = segment.control.activeSlot.load(std::memory_order_acquire);
     bool advanced = false;
-    if (active < kWorkerSlots && active != context.slot) {
+    // A standby that plays for the active keeps the time itself: it renders on from its own
+    // state until it hands back (the active aligns to it meanwhile: adoptStandbyState).
+    if (active < kWorkerSlots && active != context.slot && !context.tookOver) {
         const PublishedState& published = segment.state[active];
         PublishedRender candidate;
         // The epoch is read inside the seqlock, with the state it qualifies: a state is
@@ -76,7 +78,8 @@ bool followActive(CallbackContext& context, uint64_t nowNs) noexcept {
         }
     }
     if (advanced) {
-        if (context.activeStall > 0) context.syncedRun = 0;
+        // A missed look or two is an order flip in the cycle; a longer stall ends the run.
+        if (context.activeStall >= kTakeoverCycles) context.syncedRun = 0;
         ++context.syncedRun;
         context.activeStall = 0;
         slot.syncedBlocks.fetch_add(1, std::memory_order_relaxed);
@@ -91,6 +94,7 @@ bool followActive(CallbackContext& context, uint64_t nowNs) noexcept {
     if (!context.relay && !context.tookOver && context.activeStall >= kTakeoverCycles &&
         context.syncedRun >= kWarmBlocks) {
         context.tookOver = true;
+        context.activeCallbacksAtTakeover = segment.slots[active % kWorkerSlots].callbacks.load(std::memory_order_acquire);
         slot.takeoverNs.store(nowNs, std::memory_order_relaxed);
         slot.takeover.store(1, std::memory_order_release);
     }
@@ -214,6 +218,11 @@ JackCycle readJackCycle(const CallbackContext& context) noexcept {
     cycle.known = jackClock != nullptr && context.jackPeriodFrames != 0 &&
                   jack_get_cycle_times(jackClock, &cycle.frame, &cycle.usecs, &cycle.nextUsecs, &periodUsecs) == 0 &&
                   cycle.nextUsecs > cycle.usecs;
+    if (!cycle.known && context.fakeCycleFrame != 0) {
+        cycle.frame = static_cast<jack_nframes_t>(context.fakeCycleFrame);
+        cycle.known = true;  // the frame only: with no times (usecs 0) no frame-clock anchor is built from it
+        cycle.nextUsecs = 0;
+    }
     return cycle;
 }
 
@@ -222,7 +231,7 @@ void publishFrameClock(CallbackContext& context, const JackCycle& cycle, uint64_
     FrameAnchor anchor{};
     anchor.frame = frame;
     anchor.epoch = context.startEpoch;
-    if (cycle.known) {
+    if (cycle.known && cycle.nextUsecs > cycle.usecs) {
         anchor.startNs = static_cast<int64_t>(cycle.usecs) * 1000 - context.jackMinusMonotonicNs.load(std::memory_order_relaxed);
         anchor.nsPerFrame = static_cast<double>(cycle.nextUsecs - cycle.usecs) * 1000.0 / context.jackPeriodFrames;
         anchor.source = static_cast<uint64_t>(FrameClockSource::Jack);
@@ -245,7 +254,7 @@ void publishFrameClock(CallbackContext& context, const JackCycle& cycle, uint64_
 void resumeFrameNumbering(CallbackContext& context, const JackCycle& cycle, uint64_t startNs) noexcept {
     FrameAnchor last{};
     if (!readLatestFrameAnchor(context.segment->clock, last)) return;  // the engine's first start
-    const int64_t beganNs = cycle.known ? static_cast<int64_t>(cycle.usecs) * 1000 -
+    const int64_t beganNs = cycle.known && cycle.nextUsecs > cycle.usecs ? static_cast<int64_t>(cycle.usecs) * 1000 -
                                               context.jackMinusMonotonicNs.load(std::memory_order_relaxed)
                                         : static_cast<int64_t>(startNs);
     const int64_t frame = frameHeardAt(last, beganNs, 0);
@@ -294,21 +303,29 @@ bool frameReached(jack_nframes_t now, uint64_t at) noexcept {
     return static_cast<int32_t>(now - static_cast<jack_nframes_t>(at)) >= 0;
 }
 
+// What the active does this cycle while its standby plays for it (direct layout).
+enum class Alignment { None, RenderAligned, AlreadyRendered };
+
 // RT-safe: a bounded seqlock read and a copy.
 // Direct layout, the active: while the standby plays for it (JACK did not run it for a few
-// cycles: it was late, or dead), the standby's blocks are what was heard; it continues from
-// the standby's state, so that its first block after the handback continues the sound.
-bool adoptStandbyState(CallbackContext& context) noexcept {
+// cycles: it was late, or is dead), the standby keeps the time and its blocks are what is
+// heard; the active takes the standby's state so that it renders the same block in the same
+// cycle, and plays on seamlessly once the standby hands back. If the standby has already
+// rendered this cycle's block, the active takes its state after it and renders nothing in
+// this cycle (its block would be the next cycle's).
+Alignment adoptStandbyState(CallbackContext& context, const JackCycle& cycle) noexcept {
     const Segment& segment = *context.segment;
     const uint32_t other = (context.slot + 1) % kWorkerSlots;
     const WorkerSlot& standby = segment.slots[other];
-    if (standby.takeover.load(std::memory_order_acquire) == 0) return false;
+    if (standby.takeover.load(std::memory_order_acquire) == 0) return Alignment::None;
     PublishedRender render;
     if (!seqlockRead(segment.state[other].sequence, segment.state[other].words, render) ||
-        render.epoch != standby.epoch.load(std::memory_order_acquire) || render.state.blocks <= context.state.blocks)
-        return false;
+        render.epoch != standby.epoch.load(std::memory_order_acquire))
+        return Alignment::None;
     context.state = render.state;
-    return true;
+    const uint64_t renderedIn = standby.lastCycleFrame.load(std::memory_order_acquire);
+    const bool already = cycle.known && renderedIn == ((uint64_t{1} << 32) | cycle.frame);
+    return already ? Alignment::AlreadyRendered : Alignment::RenderAligned;
 }
 
 // RT-safe: atomic loads and stores, arithmetic.
@@ -318,7 +335,7 @@ bool adoptStandbyState(CallbackContext& context) noexcept {
 // active runs again (JACK merely did not run it for a few cycles), from the next cycle on.
 // Both sides decide by JACK's frame time of the cycle, not by when they run in it, so that
 // no cycle has both or neither, in whatever order (or in parallel) JACK runs them.
-bool playsDirect(CallbackContext& context, const JackCycle& cycle, bool active, bool synced) noexcept {
+bool playsDirect(CallbackContext& context, const JackCycle& cycle, bool active) noexcept {
     Segment& segment = *context.segment;
     WorkerSlot& slot = segment.slots[context.slot];
     if (active) {
@@ -334,7 +351,10 @@ bool playsDirect(CallbackContext& context, const JackCycle& cycle, bool active, 
         return handback != 0 && cycle.known && frameReached(cycle.frame, handback);
     }
     if (!context.tookOver) return false;
-    if (synced && context.handbackFrame == 0) {
+    const uint32_t activeSlot = (context.slot + 1) % kWorkerSlots;
+    const bool activeRuns =
+        segment.slots[activeSlot].callbacks.load(std::memory_order_acquire) != context.activeCallbacksAtTakeover;
+    if (activeRuns && context.handbackFrame == 0) {
         // The active ran again: it was late, not dead. It plays from the next cycle on.
         context.handbackFrame = cycle.known ? (uint64_t{1} << 32) | static_cast<jack_nframes_t>(cycle.frame + context.jackPeriodFrames)
                                             : 1;
@@ -415,9 +435,16 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
         return;
     }
     const bool synced = !active && followActive(context, startNs);
-    const bool adopted = active && !context.relay && adoptStandbyState(context);
-    if (synced || adopted) dropTimedBefore(context, context.state.frame);
-    const bool plays = !context.relay && playsDirect(context, cycle, active, synced);
+    const Alignment aligned = active && !context.relay ? adoptStandbyState(context, cycle) : Alignment::None;
+    if (synced || aligned != Alignment::None) dropTimedBefore(context, context.state.frame);
+    const bool plays = !context.relay && playsDirect(context, cycle, active);
+    if (aligned == Alignment::AlreadyRendered) {
+        // This cycle's block is the standby's (it plays it): nothing to render or play here.
+        std::memset(out, 0, sizeof(float) * outSamples);
+        publishCallbackEnd(slot, context.loadSmoothed, startNs, monotonicNs(), frames, context.samplesPerNs);
+        context.blocks.fetch_add(1, std::memory_order_release);
+        return;
+    }
     if (context.fading && context.state.master.target != 0.0) rampTo(context.state.master, 0.0, context.fadeSamples);
     applyPending(context, startNs, active);
 
@@ -462,6 +489,7 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
     const uint64_t endNs = monotonicNs();
     published.heartbeatNs.store(endNs, std::memory_order_release);
     slot.lastBlock.store(number + 1, std::memory_order_release);
+    slot.lastCycleFrame.store(cycle.known ? (uint64_t{1} << 32) | cycle.frame : 0, std::memory_order_release);
 
     publishCallbackEnd(slot, context.loadSmoothed, startNs, endNs, frames, context.samplesPerNs);
     context.blocks.fetch_add(1, std::memory_order_release);

@@ -159,7 +159,7 @@ TEST_CASE("relay: a command reaches the standby before the active: held until th
 
 TEST_CASE("direct: the standby shadows in silence and takes over after two cycles without the active") {
     Rig rig(false);
-    for (int i = 0; i < 10; ++i) rig.cycle(i % 2 ? "as" : "sa");
+    for (int i = 0; i < 40; ++i) rig.cycle(i % 2 ? "as" : "sa");
     for (float s : rig.workers[1].out) CHECK(s == 0.0f);
     CHECK(rig.segment->slots[1].takeover.load() == 0);
     // One missed cycle can be an order flip (a ThreadSanitizer build waits longer).
@@ -382,4 +382,54 @@ TEST_CASE("relay: a block rewritten under the same number while it is read is ne
     writer.join();
     CHECK(taken > 0);
     CHECK(torn == 0);
+}
+
+TEST_CASE("direct: a standby not yet in step never takes over (it has just joined the graph)") {
+    Rig rig(false);
+    for (int i = 0; i < 5; ++i) rig.cycle("as");
+    for (int i = 0; i < 10; ++i) rig.cycle("s");
+    CHECK(rig.segment->slots[1].takeover.load() == 0);
+    for (float s : rig.workers[1].out) CHECK(s == 0.0f);
+}
+
+namespace {
+/// Direct layout: what the two workers put in the mix this cycle, summed as JACK does.
+std::vector<float> mixed(Rig& rig) {
+    std::vector<float> sum(kFrames);
+    for (uint32_t f = 0; f < kFrames; ++f) sum[f] = rig.workers[0].out[size_t{f} * 2] + rig.workers[1].out[size_t{f} * 2];
+    return sum;
+}
+}  // namespace
+
+TEST_CASE("direct: an active JACK did not run for a few cycles gets the sound back, with no cycle doubled or silent") {
+    Rig rig(false);
+    jack_nframes_t frame = 1000;
+    // Both workers read the JACK frame time of the cycle through this fake clock.
+    for (Worker& w : rig.workers) w.context->jackPeriodFrames = kFrames;
+    std::vector<float> heard;
+    auto cycle = [&](const char* order) {
+        for (Worker& w : rig.workers) w.context->fakeCycleFrame = frame;
+        for (Worker& w : rig.workers) std::fill(std::begin(w.out), std::end(w.out), 0.0f);
+        rig.cycle(order);
+        const std::vector<float> sum = mixed(rig);
+        heard.insert(heard.end(), sum.begin(), sum.end());
+        frame += kFrames;
+    };
+    for (int i = 0; i < 40; ++i) cycle("as");
+    const size_t before = heard.size();
+    for (int i = 0; i < 3; ++i) cycle("s");  // the active is late: not run
+    CHECK(rig.segment->slots[1].takeover.load() == 1);
+    for (int i = 0; i < 4; ++i) cycle(i % 2 ? "as" : "sa");  // it runs again, in either order
+    CHECK(rig.segment->slots[1].takeover.load() == 0);
+    CHECK(rig.segment->slots[1].handbacks.load() == 1);
+    for (int i = 0; i < 10; ++i) cycle("as");
+    // One voice at gain 1, master 0.5: never louder (doubled). The cycles before the takeover
+    // carry nothing from either worker (in a real graph: the late active's stale buffer);
+    // from the takeover on, the sound continues sample for sample through the handback.
+    float peak = 0.0f;
+    for (size_t i = before; i < heard.size(); ++i) peak = std::max(peak, std::fabs(heard[i]));
+    CHECK(peak <= 0.5001f);
+    const size_t takeover = before + size_t{kTakeoverCycles - 1} * kFrames;
+    for (size_t i = before; i < takeover; ++i) CHECK(heard[i] == 0.0f);
+    CHECK(worstResidual(heard, takeover + 2, 440.0) < 1e-4);
 }
