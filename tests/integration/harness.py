@@ -391,7 +391,11 @@ class Recording:
             [self.paths.record, "--server", self.jack.name, "--port", "system:monitor_1",
              "--seconds", str(self.seconds), "--out", self.wav, "--ready-file", self.ready, "--json"] + extra,
             env=self.jack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        wait_until(lambda: os.path.exists(self.ready) or self.process.poll() is not None, 10, "the recorder")
+        try:
+            wait_until(lambda: os.path.exists(self.ready) or self.process.poll() is not None, 10, "the recorder")
+        except TestFailure:
+            self.__exit__(None, None, None)  # a recorder left running would hold the server's name
+            raise
         if self.process.poll() is not None:
             raise TestFailure(f"recorder failed: {self.process.stderr.read()}")
         return self
