@@ -396,7 +396,7 @@ namespace {
 /// Direct layout: what the two workers put in the mix this cycle, summed as JACK does.
 std::vector<float> mixed(Rig& rig) {
     std::vector<float> sum(kFrames);
-    for (uint32_t f = 0; f < kFrames; ++f) sum[f] = rig.workers[0].out[size_t{f} * 2] + rig.workers[1].out[size_t{f} * 2];
+    for (size_t f = 0; f < kFrames; ++f) sum[f] = rig.workers[0].out[f * 2] + rig.workers[1].out[f * 2];
     return sum;
 }
 }  // namespace
