@@ -92,6 +92,21 @@ def pid_alive(pid):
         return False
 
 
+def children_of(pid):
+    """The live (not zombie) child processes of `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid and fields[0] not in "ZX":
+                    found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
 def active_worker_pid(log):
     """pid of the worker sustaind last made active, read from its log."""
     pid = None

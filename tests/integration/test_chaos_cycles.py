@@ -6,24 +6,10 @@ import os
 import signal
 import time
 
-from harness import Engine, JackServer, Recording, check, main, pid_alive, wait_until
+from harness import Engine, JackServer, Recording, check, children_of, main, pid_alive, wait_until
 from test_failover_relay import active_worker, spare_ready_count
 
 CYCLES = 200
-
-
-def children_of(pid):
-    result = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                if int(fields[1]) == pid and fields[0] != "Z":
-                    result.append(int(entry))
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                pass
-    return result
 
 
 def fd_count(pid):
