@@ -463,10 +463,20 @@ class Recording:
         return report
 
     def split_damage(self, report, window=XRUN_WINDOW):
-        """Splits the analyzer's damage events into those at an xrun JACK reported to the
-        recorder (the machine missed a deadline: the driver played a stale period) and the
-        rest, which the engine must answer for. Returns (engine_events, xrun_events)."""
-        xruns = self.summary.get("xrun_frames", []) if hasattr(self, "summary") else []
+        """Splits the analyzer's damage events into those the machine explains and the rest,
+        which the engine must answer for. Returns (engine_events, machine_events); each of
+        the latter has a "cause":
+        - "recording": the event lies exactly at the recorder's cycle jumps (cycle_jumps:
+          JACK skipped the recorder for a cycle, or ran it after the driver had begun the
+          next one), at most 3 damaged samples per boundary, no silence. The recording is
+          not continuous there, whatever was played; the positions are exact, so the test
+          is too.
+        - "xrun": within `window` frames of an xrun JACK reported to the recorder (the driver
+          played a stale period because a client was late; the report itself comes late)."""
+        summary = self.summary if hasattr(self, "summary") else {}
+        xruns = summary.get("xrun_frames", [])
+        jumps = sorted(at for at, _ in summary.get("cycle_jumps", []))
+        period = self.jack.frames
         rate = report.get("sample_rate", 48000)
         engine, machine = [], []
         for event in report.get("events", []):
@@ -475,8 +485,34 @@ class Recording:
             # Where the nearest reported xrun was (frames from the event's start), for the
             # record when an event is judged the engine's.
             event["nearest_xrun"] = min((x - start for x in xruns), key=abs, default=None)
-            (machine if near else engine).append(event)
+            if event["gap_samples"] == 0 and self._at_cycle_jumps(jumps, round(start), round(end), event["damaged"], period):
+                event["cause"] = "recording"
+                machine.append(event)
+            elif near:
+                event["cause"] = "xrun"
+                machine.append(event)
+            else:
+                engine.append(event)
         return engine, machine
+
+    @staticmethod
+    def _at_cycle_jumps(jumps, start, end, damaged, period):
+        """Do the damaged samples [start, end] lie at boundaries a cycle jump of the recording
+        makes suspect? A jump at frame p (the recorder's cycle there was not the one after
+        its previous cycle, by JACK's timer) breaks the recording at p or, since the timer
+        and the port buffer are not read at one instant, at p + period. A break between
+        samples n-1 and n breaks the sine recurrence at n and n+1: the event must start at
+        such a boundary, end within 2 samples of one in the same run of boundaries at most a
+        period apart, and have at most 3 damaged samples per boundary it spans."""
+        boundaries = sorted({b for p in jumps for b in (p, p + period)})
+        first = bisect.bisect_left(boundaries, start - 2)
+        if first == len(boundaries) or boundaries[first] > start:
+            return False
+        last = first
+        while (last + 1 < len(boundaries) and boundaries[last + 1] - boundaries[last] <= period
+               and boundaries[last] + 2 < end):
+            last += 1
+        return end <= boundaries[last] + 2 and damaged <= 3 * (last - first + 1)
 
     def __exit__(self, *exc):
         if self.process and self.process.poll() is None:

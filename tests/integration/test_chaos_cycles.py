@@ -48,7 +48,7 @@ def test(paths):
             report = recording.analyze("--expect", "0.02:-0.02:440:0.5")
             engine_damage, machine_damage = recording.split_damage(report)
         if machine_damage:
-            print(f"note: damage at JACK-reported xruns: {machine_damage}", flush=True)
+            print(f"note: damage the machine explains (at JACK-reported xruns or cycle jumps of the recording): {machine_damage}", flush=True)
         check(not engine_damage and report["windows"][0]["ok"], "the engine still plays the tone cleanly")
         check(engine.stop() == 0, "sustaind stops cleanly")
     check(shm_names() == shm_before, "no shared memory leaked")

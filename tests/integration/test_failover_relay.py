@@ -48,23 +48,19 @@ def judged_run(paths, jack, engine, seconds, action, label, expect=TONE):
         report = recording.analyze(*expect)
         engine_damage, machine_damage = recording.split_damage(report)
     # Damage right at an xrun JACK reported is the machine's (the driver played a stale
-    # period because a client was late, which client changes adds to on this small VM); it
-    # is reported, not excused silently. Anything else is the engine's, and must be none.
-    if machine_damage:
-        print(f"note: {label}: {len(machine_damage)} damage event(s) at JACK-reported xruns "
-              f"({sum(e['damaged'] + e['gap_samples'] for e in machine_damage)} samples): {machine_damage}", flush=True)
+    # period because a client was late, which client changes adds to on this small VM), and
+    # damage exactly where the recorder's own cycles were not consecutive JACK cycles is the
+    # recording's (see Recording.split_damage); both are reported, not excused silently.
+    # Anything else is the engine's, and must be none.
+    for cause in ("xrun", "recording"):
+        events = [e for e in machine_damage if e["cause"] == cause]
+        if events:
+            print(f"note: {label}: {len(events)} damage event(s) at {'JACK-reported xruns' if cause == 'xrun' else 'cycle jumps of the recording'} "
+                  f"({sum(e['damaged'] + e['gap_samples'] for e in events)} samples): {events}", flush=True)
     if engine_damage:
-        print(f"{label}: damage not at a JACK-reported xrun: {engine_damage}; JACK reported "
-              f"{len(recording.summary.get('xrun_frames', []))} xruns in the recording", flush=True)
-    # One discontinuity at one block boundary (at most 4 samples, no silence) with no xrun
-    # reported near it is tolerated, and printed: on a machine whose JACK server reports a
-    # hundred xruns a second such events occur without a fault nearby (the soak found 3 in
-    # 10 minutes, 25 to 250 ms from the nearest reported xrun; not explained yet). Anything
-    # more is the engine's.
-    if len(engine_damage) == 1 and engine_damage[0]["damaged"] <= 4 and engine_damage[0]["gap_samples"] == 0:
-        print(f"note: {label}: tolerated, one block-boundary discontinuity far from a reported xrun: "
-              f"{engine_damage[0]}", flush=True)
-        engine_damage = []
+        print(f"{label}: damage not at a JACK-reported xrun nor a cycle jump of the recording: {engine_damage}; "
+              f"JACK reported {len(recording.summary.get('xrun_frames', []))} xruns, the recording has "
+              f"{len(recording.summary.get('cycle_jumps', []))} cycle jumps", flush=True)
     damaged = sum(e["damaged"] for e in engine_damage)
     silent = sum(e["gap_samples"] for e in engine_damage)
     check_heard(damaged == 0, f"{label}: no damaged sample (max residual {report['max_residual']:.1e})")

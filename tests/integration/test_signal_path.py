@@ -45,7 +45,7 @@ def test(paths):
         # A period JACK itself played twice (it reported an xrun there: the machine was late)
         # is shown, not counted against the engine; anything else is.
         if machine_damage:
-            print(f"note: damage at JACK-reported xruns: {machine_damage}", flush=True)
+            print(f"note: damage the machine explains (at JACK-reported xruns or cycle jumps of the recording): {machine_damage}", flush=True)
         check_heard(sum(e["damaged"] for e in engine_damage) == 0, f"no damaged sample (max normalised residual "
                     f"{report['max_residual']:.2e}; not at a JACK-reported xrun: {engine_damage})")
         check_heard(sum(e["gap_samples"] for e in engine_damage) == 0, "no gap")

@@ -5,6 +5,14 @@
 // (ring full) is counted and makes the recording invalid: a test must never judge a
 // hole the recorder made as if the engine had made it.
 //
+// JACK runs the recorder once per cycle only as long as the machine keeps up: now and then it
+// skips the recorder for a cycle, or runs it so late that the driver has already begun the
+// next cycle and refilled the monitor port (that period is then recorded twice, the one
+// before it not at all), often with no xrun reported near. The recording is then not
+// continuous at that frame, whatever was played. So every recorded cycle's JACK frame time
+// is checked against the previous one's, and each place where they are not one period apart
+// is reported (cycle_jumps): damage there is the recording's, not what the listener heard.
+//
 // Exit 0: complete, valid recording; 1: recording failed or invalid (overflow, no audio for
 // 5 s, server gone, interrupted); 2: usage or setup error (flags, no server, no port, file).
 #include <jack/jack.h>
@@ -74,6 +82,14 @@ struct Recorder {
     // for a 10-minute soak). Sized before activation.
     std::vector<std::atomic<std::uint64_t>> xrunAt;
     std::atomic<std::uint32_t> startFrame{0};        // writer: callback (first recorded cycle)
+    // Where the recorded cycles are not consecutive JACK cycles: the frame in the recording
+    // and JACK frames since the previous recorded cycle (not one period). At most one per
+    // recorded cycle; sized before activation. The callback writes entry i, then publishes
+    // jumps = i + 1 (release); the main thread reads entries below jumps (acquire).
+    std::vector<std::uint64_t> jumpAt;
+    std::vector<std::int64_t> jumpFrames;
+    std::atomic<std::uint64_t> jumps{0};
+    jack_nframes_t lastCycleFrame = 0;               // callback only: the previous recorded cycle's
     // --cycle-times: when each recorded cycle began on JACK's clock (its DLL estimate of the
     // driver's wake-up, microseconds), and at which frame of the recording. Sized before
     // activation; the callback writes entry i before it publishes cyclesRecorded = i + 1.
@@ -93,17 +109,28 @@ int onProcess(jack_nframes_t nframes, void* arg) noexcept {
     for (std::size_t c = 0; c < r.ports.size(); ++c) {
         r.buffers[c] = static_cast<const float*>(jack_port_get_buffer(r.ports[c], nframes));
     }
-    if (seen == 0) r.startFrame.store(jack_last_frame_time(r.client), std::memory_order_relaxed);
-    const std::uint64_t cycle = r.cyclesRecorded.load(std::memory_order_relaxed);
-    if (cycle < r.cycleFrame.size()) {
-        jack_nframes_t currentFrames = 0;
-        jack_time_t currentUsecs = 0, nextUsecs = 0;
-        float periodUsecs = 0.0f;
-        if (jack_get_cycle_times(r.client, &currentFrames, &currentUsecs, &nextUsecs, &periodUsecs) == 0) {
-            r.cycleFrame[cycle] = seen;
-            r.cycleUsecs[cycle] = currentUsecs;
-            r.cyclesRecorded.store(cycle + 1, std::memory_order_release);
+    // One reading of JACK's timer serves both the cycle times and the continuity check.
+    jack_nframes_t currentFrames = 0;
+    jack_time_t currentUsecs = 0, nextUsecs = 0;
+    float periodUsecs = 0.0f;
+    const bool timed = jack_get_cycle_times(r.client, &currentFrames, &currentUsecs, &nextUsecs, &periodUsecs) == 0;
+    if (!timed) currentFrames = jack_last_frame_time(r.client);
+    if (seen == 0) {
+        r.startFrame.store(currentFrames, std::memory_order_relaxed);
+    } else if (currentFrames - r.lastCycleFrame != nframes) {  // unsigned: wraps correctly
+        const std::uint64_t jump = r.jumps.load(std::memory_order_relaxed);
+        if (jump < r.jumpAt.size()) {
+            r.jumpAt[jump] = seen;
+            r.jumpFrames[jump] = static_cast<std::int32_t>(currentFrames - r.lastCycleFrame);
+            r.jumps.store(jump + 1, std::memory_order_release);
         }
+    }
+    r.lastCycleFrame = currentFrames;
+    const std::uint64_t cycle = r.cyclesRecorded.load(std::memory_order_relaxed);
+    if (timed && cycle < r.cycleFrame.size()) {
+        r.cycleFrame[cycle] = seen;
+        r.cycleUsecs[cycle] = currentUsecs;
+        r.cyclesRecorded.store(cycle + 1, std::memory_order_release);
     }
     if (!r.ring.tryWriteInterleaved(r.buffers.data(), r.buffers.size(), take)) {
         r.framesLost.fetch_add(take, std::memory_order_relaxed);
@@ -122,6 +149,15 @@ nlohmann::json xrunFrames(const Recorder& r) {
         if (at != 0) positions.push_back(at - 1);
     }
     return positions;
+}
+
+/// [frame in the recording, JACK frames since the previous recorded cycle] wherever the
+/// recorded cycles were not consecutive JACK cycles.
+nlohmann::json cycleJumps(const Recorder& r) {
+    auto jumps = nlohmann::json::array();
+    const std::uint64_t count = r.jumps.load(std::memory_order_acquire);
+    for (std::uint64_t i = 0; i < count; ++i) jumps.push_back({r.jumpAt[i], r.jumpFrames[i]});
+    return jumps;
 }
 
 // Thread: JACK's notification thread. Counts only xruns while recording.
@@ -285,6 +321,8 @@ int main(int argc, char** argv) {
 
     const std::uint64_t cycles = framesWanted / jack_get_buffer_size(client) + 16;
     r.xrunAt = std::vector<std::atomic<std::uint64_t>>(cycles);
+    r.jumpAt.assign(cycles, 0);
+    r.jumpFrames.assign(cycles, 0);
     if (!cycleTimesPath.empty()) {
         r.cycleFrame.assign(cycles, 0);
         r.cycleUsecs.assign(cycles, 0);
@@ -431,10 +469,10 @@ int main(int argc, char** argv) {
     for (const std::string& s : sources) portList += (portList.empty() ? "" : ",") + s;
     std::fprintf(stderr,
                  "sustain-record: %llu frames (%.3f s, %zu ch, %.0f Hz) from %s to %s; xruns %llu, recorder "
-                 "overflows %llu; recording began %.1f ms after start: %s%s\n",
+                 "overflows %llu, cycle jumps %llu; recording began %.1f ms after start: %s%s\n",
                  static_cast<unsigned long long>(framesWritten), static_cast<double>(framesWritten) / rate, channels,
                  rate, portList.c_str(), outPath.c_str(), static_cast<unsigned long long>(xruns),
-                 static_cast<unsigned long long>(lost), readyAfterMs, valid ? "valid" : "INVALID: ",
+                 static_cast<unsigned long long>(lost), static_cast<unsigned long long>(r.jumps.load()), readyAfterMs, valid ? "valid" : "INVALID: ",
                  failure.c_str());
     if (json) {
         const nlohmann::json out = {{"frames", framesWritten},
@@ -445,6 +483,7 @@ int main(int argc, char** argv) {
                                     {"ports", sources},
                                     {"xruns", xruns},
                                     {"xrun_positions_lost", xruns - std::min<std::uint64_t>(xruns, r.xrunAt.size())},
+                                    {"cycle_jumps", cycleJumps(r)},
                                     {"recorder_overflows", lost},
                                     {"file", outPath},
                                     {"valid", valid},

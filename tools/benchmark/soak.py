@@ -130,6 +130,8 @@ def soak_engine(paths, jack, args, report):
 def judge_recording(recording, report, seconds):
     analysis = recording.analyze("--gap-min", "16")
     engine_damage, machine_damage = recording.split_damage(analysis)
+    at_xruns = [e for e in machine_damage if e["cause"] == "xrun"]
+    at_jumps = [e for e in machine_damage if e["cause"] == "recording"]
     # An injected fault changes JACK's graph (a client leaves, its replacement joins), and
     # JACK reports xruns around graph changes; anything else is an xrun of quiet running.
     windows = [((f["t_s"] - FAULT_WINDOW_S[0]) * RATE, (f["t_s"] + FAULT_WINDOW_S[1]) * RATE) for f in report["faults"]]
@@ -152,9 +154,12 @@ def judge_recording(recording, report, seconds):
                            "quiet_minutes": round(quiet_s / 60, 2),
                            "xruns_outside_faults_per_minute": round(len(outside) / (quiet_s / 60), 2) if quiet_s else None,
                            "xruns_outside_faults_s": [round(x / RATE, 3) for x in outside],
-                           "damage_events_engine": engine_damage, "damage_events_at_jack_xruns": machine_damage,
+                           "recording_cycle_jumps": len(recording.summary.get("cycle_jumps", [])),
+                           "damage_events_engine": engine_damage, "damage_events_at_jack_xruns": at_xruns,
+                           "damage_events_at_recording_jumps": at_jumps,
                            "damaged_samples_engine": samples_of(engine_damage),
-                           "damaged_samples_at_xruns": samples_of(machine_damage)}
+                           "damaged_samples_at_xruns": samples_of(at_xruns),
+                           "damaged_samples_at_recording_jumps": samples_of(at_jumps)}
 
 
 def sanitizer_findings(reports_dir):
@@ -206,8 +211,10 @@ def print_summary(report, args):
     print(f"soak: {args.minutes:g} min, 500 msg/s, {len(report['faults'])} faults {kinds}"
           + (f", {report['sanitizer']} build" if report["sanitizer"] else ""))
     print(f"  damaged or silent samples: {r['damaged_samples_engine']} in {len(r['damage_events_engine'])} events "
-          f"not at a JACK-reported xrun, {r['damaged_samples_at_xruns']} in "
-          f"{len(r['damage_events_at_jack_xruns'])} events at one")
+          f"the engine answers for, {r['damaged_samples_at_xruns']} in "
+          f"{len(r['damage_events_at_jack_xruns'])} events at JACK-reported xruns, "
+          f"{r['damaged_samples_at_recording_jumps']} in {len(r['damage_events_at_recording_jumps'])} events at "
+          f"the recording's {r['recording_cycle_jumps']} cycle jumps")
     if recording_lost := report.get("xrun_positions_lost"):
         print(f"  (the recorder lost the positions of {recording_lost} xruns)")
     print(f"  xruns: {r['xruns']}, {r['xruns_outside_faults']} of them outside the "
