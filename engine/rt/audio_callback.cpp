@@ -220,18 +220,26 @@ JackCycle readJackCycle(const CallbackContext& context) noexcept {
                   cycle.nextUsecs > cycle.usecs;
     if (!cycle.known && context.fakeCycleFrame != 0) {
         cycle.frame = static_cast<jack_nframes_t>(context.fakeCycleFrame);
-        cycle.known = true;  // the frame only: with no times (usecs 0) no frame-clock anchor is built from it
+        cycle.known = true;  // the frame only: cycleTimesKnown() stays false
         cycle.nextUsecs = 0;
     }
     return cycle;
 }
+
+// RT-safe: arithmetic. JACK said when the cycle began and when the next one will (not only
+// its frame time): an anchor can be built from it.
+bool cycleTimesKnown(const JackCycle& cycle) noexcept { return cycle.known && cycle.nextUsecs > cycle.usecs; }
+
+// RT-safe: arithmetic. A JACK frame time stored in a 64-bit field where 0 means "none":
+// 1 << 32 | frame, so that frame 0 is a value too.
+uint64_t storedFrame(jack_nframes_t frame) noexcept { return (uint64_t{1} << 32) | frame; }
 
 // RT-safe: arithmetic, or a bounded loop for the fallback; then a seqlock write.
 void publishFrameClock(CallbackContext& context, const JackCycle& cycle, uint64_t frame, uint64_t startNs) noexcept {
     FrameAnchor anchor{};
     anchor.frame = frame;
     anchor.epoch = context.startEpoch;
-    if (cycle.known && cycle.nextUsecs > cycle.usecs) {
+    if (cycleTimesKnown(cycle)) {
         anchor.startNs = static_cast<int64_t>(cycle.usecs) * 1000 - context.jackMinusMonotonicNs.load(std::memory_order_relaxed);
         anchor.nsPerFrame = static_cast<double>(cycle.nextUsecs - cycle.usecs) * 1000.0 / context.jackPeriodFrames;
         anchor.source = static_cast<uint64_t>(FrameClockSource::Jack);
@@ -254,9 +262,9 @@ void publishFrameClock(CallbackContext& context, const JackCycle& cycle, uint64_
 void resumeFrameNumbering(CallbackContext& context, const JackCycle& cycle, uint64_t startNs) noexcept {
     FrameAnchor last{};
     if (!readLatestFrameAnchor(context.segment->clock, last)) return;  // the engine's first start
-    const int64_t beganNs = cycle.known && cycle.nextUsecs > cycle.usecs ? static_cast<int64_t>(cycle.usecs) * 1000 -
-                                              context.jackMinusMonotonicNs.load(std::memory_order_relaxed)
-                                        : static_cast<int64_t>(startNs);
+    const int64_t beganNs = cycleTimesKnown(cycle) ? static_cast<int64_t>(cycle.usecs) * 1000 -
+                                                         context.jackMinusMonotonicNs.load(std::memory_order_relaxed)
+                                                   : static_cast<int64_t>(startNs);
     const int64_t frame = frameHeardAt(last, beganNs, 0);
     if (frame > static_cast<int64_t>(context.state.frame)) context.state.frame = static_cast<uint64_t>(frame);
 }
@@ -324,7 +332,7 @@ Alignment adoptStandbyState(CallbackContext& context, const JackCycle& cycle) no
         return Alignment::None;
     context.state = render.state;
     const uint64_t renderedIn = standby.lastCycleFrame.load(std::memory_order_acquire);
-    const bool already = cycle.known && renderedIn == ((uint64_t{1} << 32) | cycle.frame);
+    const bool already = cycle.known && renderedIn == storedFrame(cycle.frame);
     return already ? Alignment::AlreadyRendered : Alignment::RenderAligned;
 }
 
@@ -356,8 +364,7 @@ bool playsDirect(CallbackContext& context, const JackCycle& cycle, bool active) 
         segment.slots[activeSlot].callbacks.load(std::memory_order_acquire) != context.activeCallbacksAtTakeover;
     if (activeRuns && context.handbackFrame == 0) {
         // The active ran again: it was late, not dead. It plays from the next cycle on.
-        context.handbackFrame = cycle.known ? (uint64_t{1} << 32) | static_cast<jack_nframes_t>(cycle.frame + context.jackPeriodFrames)
-                                            : 1;
+        context.handbackFrame = cycle.known ? storedFrame(cycle.frame + context.jackPeriodFrames) : 1;
         slot.handbackFrame.store(context.handbackFrame, std::memory_order_release);
         slot.handbacks.fetch_add(1, std::memory_order_relaxed);
     }
@@ -489,7 +496,7 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
     const uint64_t endNs = monotonicNs();
     published.heartbeatNs.store(endNs, std::memory_order_release);
     slot.lastBlock.store(number + 1, std::memory_order_release);
-    slot.lastCycleFrame.store(cycle.known ? (uint64_t{1} << 32) | cycle.frame : 0, std::memory_order_release);
+    slot.lastCycleFrame.store(cycle.known ? storedFrame(cycle.frame) : 0, std::memory_order_release);
 
     publishCallbackEnd(slot, context.loadSmoothed, startNs, endNs, frames, context.samplesPerNs);
     context.blocks.fetch_add(1, std::memory_order_release);
