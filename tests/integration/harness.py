@@ -390,7 +390,8 @@ class Engine:
 class Recording:
     """sustain-record on system:monitor_1: what the driver itself played."""
 
-    def __init__(self, paths, jack, seconds, cycle_times=False):
+    def __init__(self, paths, jack, seconds, cycle_times=False, keep=False):
+        self.keep = keep  # leaves the recording's directory in place (its path is printed)
         self.paths = paths
         self.jack = jack
         self.seconds = seconds
@@ -518,7 +519,10 @@ class Recording:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self.keep:
+            print(f"recording kept: {self.directory}", flush=True)
+        else:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def onsets(samples, quiet=1500):

@@ -60,7 +60,8 @@ def test(paths):
         # Shutdown: record across SIGTERM, the fade must be click-free and end in silence.
         with Recording(paths, jack, seconds=1.0) as recording:
             time.sleep(0.4)
-            workers = engine.worker_pids()
+            _, status = engine.status()
+            workers = [w["pid"] for w in status["workers"] if w["role"] in ("active", "standby")]
             code = engine.stop()
             recording.finish()
             report = recording.analyze()
@@ -70,7 +71,7 @@ def test(paths):
               f"the fade-out has no click (largest step {report['max_step']:.4f})")
         check_heard(not engine_damage, f"the fade-out is clean (not at a JACK-reported xrun: {engine_damage}; "
                     f"at them: {machine_damage or 'nothing'})")
-        check(len(workers) == 2, "two workers ran (active and standby)")
+        check(len(workers) == 2 and all(workers), f"two workers ran, an active and a standby (status: {workers})")
         wait_until(lambda: not any(pid_alive(p) for p in workers), 3, "the worker to be gone")
         check(engine.shm_objects() == [], "no shared memory left behind")
 

@@ -357,7 +357,10 @@ class Explorer:
         if abs(heard - timed_value) > 0.01:
             problems.append(f"a timed bundle sent after the fault did not apply ({heard} Hz, sent {timed_value})")
         if final["timing"]["late"] != late_before:
-            problems.append("a timed bundle sent after the fault was counted late")
+            by_osc = final["timing"]["late_ms"]["count"] - after["timing"]["late_ms"]["count"]
+            problems.append(f"a timed bundle sent after the fault was counted late (by the OSC thread: {by_osc}, "
+                            f"by the active worker: {final['timing']['late'] - late_before - by_osc}; "
+                            f"frame clock {final['timing']['frame_clock_source']})")
         record["problems"] = problems
         return record
 
@@ -365,7 +368,8 @@ class Explorer:
         """Runs `schedule` (cells) in recordings of at most recording_seconds each."""
         done = 0
         while done < len(schedule):
-            with Recording(self.paths, self.jack, seconds=recording_seconds, cycle_times=True) as recording:
+            with Recording(self.paths, self.jack, seconds=recording_seconds, cycle_times=True,
+                           keep=self.args.keep_recordings) as recording:
                 time.sleep(0.3)
                 batch = []
                 started = time.monotonic()
@@ -444,11 +448,12 @@ def coverage(faults):
 
 
 EXCLUDED = set()  # points left out with --exclude
+ONLY = set()      # with --only: the points kept (for replaying one finding)
 
 
 def cells_for(layout):
     """The cells a layout has: the direct layout has no output stages and no audio ring."""
-    cells = [c for c in CELLS if c[1] not in EXCLUDED]
+    cells = [c for c in CELLS if c[1] not in EXCLUDED and (not ONLY or c[1] in ONLY)]
     if layout == "relay":
         return cells
     return [c for c in cells if c[0] != "output" and c[1] != "audio_block_write"]
@@ -476,8 +481,13 @@ def main():
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--exclude", action="append", default=[], choices=list(POINTS),
                         help="leave this fault point out (repeatable)")
+    parser.add_argument("--only", action="append", default=[], choices=list(POINTS),
+                        help="inject at this fault point only (repeatable)")
+    parser.add_argument("--keep-recordings", action="store_true",
+                        help="keep the recordings of the driver's output (their paths are printed)")
     args = parser.parse_args()
     EXCLUDED.update(args.exclude)
+    ONLY.update(args.only)
     paths = Paths([None, args.build])
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
     print(f"chaos: seed {seed} (tools/chaos --seed {seed} replays this run)", flush=True)
