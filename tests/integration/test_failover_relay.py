@@ -50,12 +50,15 @@ def judged_run(paths, jack, engine, seconds, action, label, expect=TONE):
     # Damage right at an xrun JACK reported is the machine's (the driver played a stale
     # period because a client was late, which client changes adds to on this small VM), and
     # damage exactly where the recorder's own cycles were not consecutive JACK cycles is the
-    # recording's (see Recording.split_damage); both are reported, not excused silently.
+    # recording's, damage at a cycle the driver began a period late is the driver's timer's
+    # (see Recording.split_damage); all are reported, not excused silently.
     # Anything else is the engine's, and must be none.
-    for cause in ("xrun", "recording"):
+    where = {"xrun": "JACK-reported xruns", "recording": "cycle jumps of the recording",
+             "late_wake": "cycles the driver began a period late"}
+    for cause in ("xrun", "recording", "late_wake"):
         events = [e for e in machine_damage if e["cause"] == cause]
         if events:
-            print(f"note: {label}: {len(events)} damage event(s) at {'JACK-reported xruns' if cause == 'xrun' else 'cycle jumps of the recording'} "
+            print(f"note: {label}: {len(events)} damage event(s) at {where[cause]} "
                   f"({sum(e['damaged'] + e['gap_samples'] for e in events)} samples): {events}", flush=True)
     if engine_damage:
         print(f"{label}: damage not at a JACK-reported xrun nor a cycle jump of the recording: {engine_damage}; "

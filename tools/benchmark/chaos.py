@@ -202,6 +202,7 @@ class Explorer:
         self.quiet_damage_at_xruns = 0  # damage at JACK-reported xruns away from any fault: the machine's
         self.baseline = None  # sustaind's fds and children after the first fault
         self.quiet_damage_engine = []  # damage not at a JACK-reported xrun, away from any fault
+        self.late_wakes = 0  # cycles the driver began a period or more late, in every recording
 
     def status(self):
         return self.watch.status()
@@ -388,6 +389,7 @@ class Explorer:
                     time.sleep(0.2)
                 recording.finish()
                 self.judge_recording(recording, batch)
+                self.late_wakes += len(recording.late_wakes())
             self.faults.extend(batch)
 
     def report_fault(self, r):
@@ -549,7 +551,10 @@ def main():
         "failovers": sum(f["failovers"] for f in injected),
         "failovers_expected": sum(1 for f in injected if f["role"] == "active" or f["point"] == "fence_before_switch"),
         "damaged_samples_engine_worker_faults": {"total": sum(worker_damage), "max": max(worker_damage, default=0)},
+        # The machine's: at a JACK-reported xrun, a cycle the driver began a period late or a
+        # cycle jump of the recording (Recording.split_damage).
         "damaged_samples_at_jack_xruns": sum(f["damage_at_xruns"] for f in injected),
+        "driver_late_wakes": explorer.late_wakes,
         "damaged_samples_at_jack_xruns_quiet_running": explorer.quiet_damage_at_xruns,
         "quiet_running_damage_events_not_at_xruns": explorer.quiet_damage_engine,
         "damaged_samples_output_faults": {"p50": percentile(output_damage, 50), "p99": percentile(output_damage, 99),
@@ -572,8 +577,9 @@ def print_summary(r, args):
           f"({r['faults_missed']} not taken: the point was not reached)")
     print(f"  failovers {r['failovers']} for {r['failovers_expected']} faults that call for one")
     d = r["damaged_samples_engine_worker_faults"]
-    print(f"  damaged samples not at a JACK-reported xrun, worker and sustaind faults: {d['total']} (max {d['max']} "
-          f"per fault); at JACK-reported xruns: {r['damaged_samples_at_jack_xruns']} near faults, "
+    print(f"  damaged samples the engine answers for, worker and sustaind faults: {d['total']} (max {d['max']} "
+          f"per fault); the machine's (at JACK-reported xruns, at {r['driver_late_wakes']} cycles the driver "
+          f"began a period late, at the recording's cycle jumps): {r['damaged_samples_at_jack_xruns']} near faults, "
           f"{r['damaged_samples_at_jack_xruns_quiet_running']} in quiet running")
     q = r["quiet_running_damage_events_not_at_xruns"]
     print(f"  away from any fault, not at a JACK-reported xrun: {len(q)} damage events "

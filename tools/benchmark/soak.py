@@ -132,6 +132,7 @@ def judge_recording(recording, report, seconds):
     engine_damage, machine_damage = recording.split_damage(analysis)
     at_xruns = [e for e in machine_damage if e["cause"] == "xrun"]
     at_jumps = [e for e in machine_damage if e["cause"] == "recording"]
+    at_late_wakes = [e for e in machine_damage if e["cause"] == "late_wake"]
     # An injected fault changes JACK's graph (a client leaves, its replacement joins), and
     # JACK reports xruns around graph changes; anything else is an xrun of quiet running.
     windows = [((f["t_s"] - FAULT_WINDOW_S[0]) * RATE, (f["t_s"] + FAULT_WINDOW_S[1]) * RATE) for f in report["faults"]]
@@ -157,6 +158,9 @@ def judge_recording(recording, report, seconds):
                            "recording_cycle_jumps": len(recording.summary.get("cycle_jumps", [])),
                            "damage_events_engine": engine_damage, "damage_events_at_jack_xruns": at_xruns,
                            "damage_events_at_recording_jumps": at_jumps,
+                           "driver_late_wakes": len(recording.late_wakes()),
+                           "damage_events_at_driver_late_wakes": at_late_wakes,
+                           "damaged_samples_at_driver_late_wakes": samples_of(at_late_wakes),
                            "damaged_samples_engine": samples_of(engine_damage),
                            "damaged_samples_at_xruns": samples_of(at_xruns),
                            "damaged_samples_at_recording_jumps": samples_of(at_jumps)}
