@@ -69,8 +69,8 @@ struct CallbackContext {
     bool tookOver = false;        // direct layout: this standby plays instead of the active
     uint64_t syncedRun = 0;       // blocks in a row started from the active's state, up to the current stall
     uint64_t fakeCycleFrame = 0;  // unit tests without a JACK server: the JACK frame time of the cycle (0: none)
-    uint64_t handbackFrame = 0;
-    uint64_t activeCallbacksAtTakeover = 0;  // direct layout, a standby that took over: the active's callbacks then   // direct layout, a standby that plays: the JACK frame from which the active plays again (0: none)
+    uint64_t handbackFrame = 0;  // direct layout, a standby that plays: the JACK frame from which the active plays again (0: none)
+    uint64_t activeCallbacksAtTakeover = 0;  // direct layout, a standby that took over: the active's callbacks then
     bool resumeFrameNumbering = false;  // started as the active: continue the last anchor's frame numbers (first block)
     uint32_t holdCooldown = 0;    // relay layout: cycles before the active may hold back a block again
     jack_nframes_t lastCycleFrame = 0;  // relay layout: JACK's frame time of our previous callback's cycle
