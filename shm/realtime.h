@@ -5,21 +5,31 @@
 #include <sched.h>
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <cstring>
 
 namespace sustain {
 
-/// Puts the calling thread at SCHED_FIFO priority 1: above every normal thread (so a wake
-/// byte is acted on in tens of microseconds, not whenever the scheduler gets to it), below
-/// every audio thread (JACK's and PortAudio's run at higher real-time priorities, so this
-/// thread can never delay a callback). Without permission it stays where it is and says so.
-/// Thread: the thread itself.  RT-safe: no.
-inline void requestLowRealtimePriority(const char* what) {
+/// SCHED_FIFO priorities below the audio threads (JACK's and PortAudio's run higher, so
+/// none of these can delay a callback), above every normal thread.
+inline constexpr int kControlThreadPriority = 1;  // workers' control threads: wake bytes acted on at once
+/// sustaind's supervision loop: a watchdog must outrank what it judges hung, or a child's
+/// control thread spinning at its priority keeps it from ever noticing (seen: a fault not
+/// detected for 3 s on a 2-core machine).
+inline constexpr int kSupervisorPriority = 2;
+
+/// Puts the calling thread at SCHED_FIFO `priority`; with SCHED_RESET_ON_FORK, so that the
+/// processes it starts begin as normal ones and choose their own. Without permission it
+/// stays where it is and says so. Thread: the thread itself.  RT-safe: no.
+inline void requestRealtimePriority(int priority, const char* what) {
     sched_param param{};
-    param.sched_priority = 1;
-    if (const int error = pthread_setschedparam(pthread_self(), SCHED_FIFO, &param); error != 0)
-        spdlog::info("{}: no real-time priority ({}); commands may wait for the scheduler under load", what,
-                     std::strerror(error));
+    param.sched_priority = priority;
+    if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &param) != 0)
+        spdlog::info("{}: no real-time priority ({}); it may wait for the scheduler under load", what,
+                     std::strerror(errno));
 }
+
+/// A worker's control thread: see kControlThreadPriority.
+inline void requestLowRealtimePriority(const char* what) { requestRealtimePriority(kControlThreadPriority, what); }
 
 }  // namespace sustain

@@ -14,6 +14,7 @@
 #include "engine/rt/callback_timing.h"
 #include "shm/clock.h"
 #include "shm/fault_point.h"
+#include "shm/realtime.h"
 #include "shm/spsc_ring.h"
 
 namespace sustain {
@@ -24,7 +25,9 @@ constexpr uint64_t kTagTimer = 2;
 constexpr uint64_t kTagChild = 0x1000;      // | kind << 8 | slot
 constexpr uint64_t kTagSentinel = 0x10000;  // set for the sentinel socket, clear for the pidfd
 constexpr long kTickNs = 2'000'000;         // hang checks and bookkeeping every 2 ms
-constexpr uint64_t kStartupLimitNs = 10'000'000'000ull;
+constexpr uint64_t kStartupLimitNs = 10'000'000'000ull;    // see startupLimitNs()
+constexpr uint64_t kMinStartupLimitNs = 1'000'000'000ull;  // see startupLimitNs()
+constexpr uint64_t kStartupSlack = 5;                      // see startupLimitNs()
 constexpr uint64_t kGraphChangeGraceNs = 100'000'000;  // see graceUntilNs_
 constexpr uint64_t kDeviceRetryNs = 1'000'000'000;     // see deviceGoneSinceNs_
 constexpr uint64_t kFaultsBeforeDeviceLossNs = 1'000'000'000;  // see forgiveFaultsBeforeDeviceLoss
@@ -138,6 +141,7 @@ bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& e
     c.lastBeats = 0;
     c.referenceAtBeat = 0;
     c.respawnAtNs = 0;
+    c.startTimed = false;
     spdlog::info("{} started as {} (pid {})", name(kind, slot), role == WorkerRole::Active ? "active" : "standby",
                  c.process.pid());
     return true;
@@ -397,6 +401,15 @@ void Supervisor::advanceCycleClock() {
     cycleClock_ += advance;
 }
 
+uint64_t Supervisor::startupLimitNs() const {
+    // A process that takes far longer to start than any start seen so far is hung (stopped,
+    // or looping before its stream runs), not slow: kStartupSlack times the slowest start,
+    // at least kMinStartupLimitNs. The first start has nothing to compare with: the fixed
+    // limit. A slow machine or a sanitizer build makes every start slow, and so the limit.
+    if (slowestStartNs_ == 0) return kStartupLimitNs;
+    return std::clamp(kStartupSlack * slowestStartNs_, kMinStartupLimitNs, kStartupLimitNs);
+}
+
 void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t nowNs) {
     Child& c = child(kind, slot);
     if (!c.process.running()) return;
@@ -423,8 +436,14 @@ void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t nowNs) {
     const bool waitingForDevice = kind == Kind::Worker && options_.exclusiveDevice &&
                                   info.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Standby);
     if (callbacks == 0 && !waitingForDevice) {
-        if (nowNs - c.spawnedNs > kStartupLimitNs) onFault(kind, slot, "never started rendering", nowNs);
+        const uint64_t limitNs = startupLimitNs();
+        if (nowNs - c.spawnedNs > limitNs)
+            onFault(kind, slot, fmt::format("never started rendering ({:.1f} s after its start)", limitNs / 1e9), nowNs);
         return;
+    }
+    if (callbacks != 0 && !c.startTimed) {
+        c.startTimed = true;
+        slowestStartNs_ = std::max(slowestStartNs_, nowNs - c.spawnedNs);
     }
     if (waitingForDevice) {
         // No stream, so no callbacks to count: only its control thread shows it is alive.
@@ -595,6 +614,8 @@ void Supervisor::shutdown() {
 }
 
 int Supervisor::run() {
+    // This thread only: the OSC and graph threads started before keep normal priority.
+    requestRealtimePriority(kSupervisorPriority, "supervision loop");
     epoll_event events[16];
     for (;;) {
         const int count = epoll_wait(epoll_, events, 16, 100);

@@ -73,6 +73,7 @@ private:
         uint64_t lastBeats = 0;         // its control thread's beats at the last check
         uint64_t referenceAtBeat = 0;   // the cycle clock when they last advanced
         uint64_t respawnAtNs = 0;       // 0: none scheduled
+        bool startTimed = false;        // its start (spawn to first callback) is in slowestStartNs_
         WorkerRole respawnRole = WorkerRole::None;
         // Relay layout, an output stage the standby stage took over from: late or failed?
         bool takenOver = false;
@@ -121,6 +122,9 @@ private:
     // Cycles of the audio clock as seen by sustaind: advanced by the fastest running
     // process, so a hung process does not stop it and a replaced one does not reset it.
     uint64_t cycleClock_ = 0;
+    uint64_t slowestStartNs_ = 0;  // the longest any process took from spawn to its first callback
+    /// How long a process may take from spawn to its first callback before it counts as hung.
+    uint64_t startupLimitNs() const;
     // JACK reorders its graph when a client comes or goes, and may skip clients for a few
     // cycles meanwhile: no hang verdicts until this time.
     uint64_t graceUntilNs_ = 0;

@@ -248,7 +248,13 @@ class Explorer:
 
     def inject(self, number, cell):
         role, point, kind = cell
-        before = self.status()
+        # One fault at a time: a fault while the spare is still being rebuilt (after a fault
+        # that was not taken, say) is a double fault, which no failover can hide.
+        warm_s, before = self.wait_spare()
+        if warm_s is None:
+            return {"n": number, "role": role, "point": point, "kind": kind, "t": time.monotonic(),
+                    "missed": "the spare was not warm before the fault",
+                    "problems": ["the spare was not warm within 5 s before this fault"]}
         record = {"n": number, "role": role, "point": point, "kind": kind, "t": time.monotonic()}
         expected_failovers, expected_deaths = 0, 1
         trigger = None
@@ -361,7 +367,8 @@ class Explorer:
             by_osc = final["timing"]["late_ms"]["count"] - after["timing"]["late_ms"]["count"]
             problems.append(f"a timed bundle sent after the fault was counted late (by the OSC thread: {by_osc}, "
                             f"by the active worker: {final['timing']['late'] - late_before - by_osc}; "
-                            f"frame clock {final['timing']['frame_clock_source']})")
+                            f"frame clock {final['timing']['frame_clock_source']}, play latency "
+                            f"{final['timing']['play_latency_frames']} frames)")
         record["problems"] = problems
         return record
 
@@ -375,7 +382,7 @@ class Explorer:
                 batch = []
                 started = time.monotonic()
                 while done < len(schedule) and time.monotonic() - started < recording_seconds - 6:
-                    record = self.inject(done + 1, schedule[done])
+                    record = self.inject(len(self.faults) + len(batch) + 1, schedule[done])
                     done += 1
                     if self.baseline is None:
                         # sustaind opens its JACK graph client at the first graph change it

@@ -1,0 +1,54 @@
+"""A replacement that hangs during its start (stopped, or in an endless loop, before its
+stream runs) is found and replaced within a few times the slowest start seen so far, not
+after the fixed 10 s limit that only the engine's first start has (supervisor:
+startupLimitNs):
+
+- the standby is killed; its replacement is stopped (SIGSTOP) the moment it exists, before
+  it has opened its stream;
+- sustaind counts it as hung and starts another within 3 s, which becomes the warm spare;
+- the active played on: one crash per process taken down, no failover.
+"""
+import os
+import signal
+import sys
+import time
+
+from harness import Engine, JackServer, check, children_of, eventually, main
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "benchmark"))
+from chaos import process_state  # noqa: E402
+
+
+def spare_warm(status):
+    return status["supervisor"].get("spare_ready") and status.get("health") == "healthy"
+
+
+def test(paths):
+    with JackServer() as jack, Engine(paths, jack, ["--gain", "0.5"]) as engine:
+        check(eventually(lambda: spare_warm(engine.status()[1]), 10), "the spare is warm after the start")
+        _, before = engine.status()
+        standby = [w["pid"] for w in before["workers"] if w["role"] == "standby"][0]
+        known = set(children_of(engine.process.pid))
+        os.kill(standby, signal.SIGKILL)
+        replacement = None
+        deadline = time.monotonic() + 5
+        while replacement is None and time.monotonic() < deadline:
+            replacement = next((p for p in children_of(engine.process.pid) if p not in known), None)
+        check(replacement is not None, "sustaind starts a replacement")
+        os.kill(replacement, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        _, during = engine.status()
+        slot = [w for w in during["workers"] if w["pid"] == replacement]
+        check(not slot or slot[0]["callbacks"] == 0, f"the replacement was stopped before its stream ran: {slot}")
+        check(eventually(lambda: process_state(replacement) == "gone", 3),
+              f"sustaind takes the stopped replacement for hung within 3 s "
+              f"({time.monotonic() - stopped_at:.2f} s; 10 s is the limit of the engine's first start)")
+        check(eventually(lambda: spare_warm(engine.status()[1]), 5), "another replacement is the warm spare")
+        _, after = engine.status()
+        check(after["supervisor"]["failovers"] == before["supervisor"]["failovers"], "no failover: the active played on")
+        check(after["supervisor"]["crash_count"] == before["supervisor"]["crash_count"] + 2,
+              f"a crash counted for each process taken down: {after['supervisor']['crash_count'] - before['supervisor']['crash_count']}")
+
+
+if __name__ == "__main__":
+    main(test)
