@@ -12,7 +12,7 @@ import signal
 import subprocess
 import time
 
-from harness import (TIMING_JUDGED, check_heard, active_worker_pid, Engine, JackServer, Recording, TestFailure, check,
+from harness import (TSAN_BUILD, check_heard, active_worker_pid, Engine, JackServer, Recording, TestFailure, check,
                      eventually, main, pid_alive, wait_until)
 
 TONE = ("--expect", "0.02:-0.02:440:0.5")
@@ -92,7 +92,7 @@ def late_and_stopped_output_stage(paths, jack, engine):
     counted as a crash. One that stays stopped is fenced and replaced."""
     # The standby takes over after 2 cycles without the playing stage (8 in a TSan build);
     # sustaind's verdict comes 4 cycles (160) after it sees the takeover.
-    pause = 0.004 if TIMING_JUDGED else 0.03
+    pause = 0.03 if TSAN_BUILD else 0.004
     stayed = False
     for attempt in range(5):
         slot, pid = playing_output_stage(engine)
