@@ -384,7 +384,8 @@ struct alignas(64) WorkerMetrics {
     std::atomic<uint64_t> timedApplied;       // writer: callback (active); timed commands applied at their frame
     std::atomic<uint64_t> timedLate;          // writer: callback (active); timed commands that reached it after their frame
     std::atomic<uint64_t> timedOverflow;      // writer: control thread; timed commands it could not hold (applied at once)
-    uint64_t reserved[5];
+    std::atomic<uint64_t> timedLateFramesLast;  // writer: callback (active); how many frames late the last late one was
+    uint64_t reserved[4];
     std::atomic<uint64_t> latencyBins[kLatencyBins + 1];  // writer: callback; receive→applied, samples
     std::atomic<uint64_t> drainBins[kDrainBins + 1];      // writer: control thread; push→drained, us
 };

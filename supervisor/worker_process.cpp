@@ -59,6 +59,10 @@ bool WorkerProcess::spawn(const std::string& path, const std::vector<std::string
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(1);  // sustaind died before the line above took effect
         if (dup2(pair[1], 3) < 0) _exit(1);  // dup2 clears close-on-exec on fd 3
+        // Nothing else of sustaind's goes along: libjack's server connection and avahi's
+        // sockets are opened without close-on-exec, and a child holding them keeps them
+        // open after sustaind has closed them (or died).
+        close_range(4, ~0U, 0);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -187,6 +187,7 @@ RenderStats renderTimed(CallbackContext& context, uint32_t frames, bool active) 
         if (!(context.fading && p == kParamMasterGain)) applyParam(state, p, command.value, context.rampSamples);
         if (command.sequence > state.appliedSequence[p]) state.appliedSequence[p] = command.sequence;
         if (active) (late ? metrics.timedLate : metrics.timedApplied).fetch_add(1, std::memory_order_relaxed);
+        if (active && late) metrics.timedLateFramesLast.store(first - command.dueFrame, std::memory_order_relaxed);
     }
     if (frames > rendered) {
         const RenderStats part = renderFrames(state, context.voices, context.sampleRate,

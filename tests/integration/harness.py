@@ -479,7 +479,7 @@ class Recording:
           late, a period or more after the one before (JACK's own cycle times, recorded for
           every cycle): the driver then runs two cycles back to back and plays the second
           before the graph has filled it. The dummy driver's timer does this on a loaded VM
-          (about 170 a minute here); a single JACK client playing a sine is damaged at the
+          (140 to 340 a minute here); a single JACK client playing a sine is damaged at the
           same places (39 of its 40 damage events in 45 s; docs/quality.md). Exact, not a window.
         - "xrun": within `window` frames of an xrun JACK reported to the recorder (the driver
           played a stale period because a client was late; the report itself comes late)."""

@@ -11,15 +11,18 @@ defined state, and recovery where recovery is possible:
   crashes (libjack does, inside jack_client_open, when it runs out: so sustaind raises
   its soft limit and refuses to start below 64, with the fix); it either starts and stops
   cleanly or exits 1 saying why, and leaves no shared memory behind.
+- sustaind's own file descriptors (libjack's server connection, the instance lock) are
+  not inherited by the processes it starts: a replacement holds none of them.
 The missing audio device at start is covered by test_lifecycle.
 """
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 
-from harness import Engine, JackServer, Recording, check, main, wait_until
+from harness import Engine, JackServer, Recording, check, children_of, main, wait_until
 
 
 def status_json(paths, instance):
@@ -118,7 +121,36 @@ def few_file_descriptors(paths):
     check(outcomes[-1][1] == "started", "with a soft limit of 16 under a hard one of 1024 it raises its own and starts")
 
 
+def open_files(pid):
+    """What each open fd of `pid` points to ("socket:[123]", a path, ...)."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return found
+
+
+def nothing_inherited(paths):
+    with JackServer() as jack, Engine(paths, jack, ["--gain", "0.5"]) as engine:
+        ready = lambda: engine.status()[1]["supervisor"].get("spare_ready")  # noqa: E731
+        wait_until(ready, 10, "the spare to be warm")
+        # sustaind opens its JACK client for graph changes once the workers run: a process
+        # started after that (a replacement) is the one that could inherit it.
+        standby = [w["pid"] for w in engine.status()[1]["workers"] if w["role"] == "standby"][0]
+        os.kill(standby, signal.SIGKILL)
+        time.sleep(0.3)
+        wait_until(ready, 5, "the replacement to be warm")
+        ours = {f for f in open_files(engine.process.pid) if f.startswith("socket:") or ".lock" in f}
+        check(any(f.startswith("socket:") for f in ours), "sustaind holds sockets (its JACK client among them)")
+        for child in children_of(engine.process.pid):
+            shared = ours & open_files(child)
+            check(not shared, f"process {child} holds none of sustaind's sockets or its lock: {sorted(shared)}")
+
+
 def test(paths):
+    nothing_inherited(paths)
     few_file_descriptors(paths)
     shm_full(paths)
     jack_dies_and_comes_back(paths)

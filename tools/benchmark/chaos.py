@@ -367,6 +367,7 @@ class Explorer:
             by_osc = final["timing"]["late_ms"]["count"] - after["timing"]["late_ms"]["count"]
             problems.append(f"a timed bundle sent after the fault was counted late (by the OSC thread: {by_osc}, "
                             f"by the active worker: {final['timing']['late'] - late_before - by_osc}; "
+                            f"{final['timing']['late_frames_last']} frames late; "
                             f"frame clock {final['timing']['frame_clock_source']}, play latency "
                             f"{final['timing']['play_latency_frames']} frames)")
         record["problems"] = problems

@@ -74,6 +74,7 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
          {{"scheduled", s.timedScheduled},
           {"applied_on_time", s.timedApplied},
           {"late", s.timedLate},
+          {"late_frames_last", s.timedLateFramesLast},
           {"pending", s.timedPending},
           {"overflow", s.timedOverflow},
           {"late_ms", {{"p50", s.lateMs.p50}, {"p99", s.lateMs.p99}, {"max", s.lateMs.max}, {"count", s.lateMs.count}}},

@@ -115,6 +115,8 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
         s.timedLate += segment.workers[w].timedLate.load();
         s.timedOverflow += segment.workers[w].timedOverflow.load();
     }
+    s.timedLateFramesLast =
+        segment.workers[segment.control.activeSlot.load() % kWorkerSlots].timedLateFramesLast.load();
     {
         // Bin b holds lateness in [2^(b-1), 2^b) ms: report each percentile as its bin's upper edge.
         const Percentiles bins = histogramPercentiles(osc.lateBins, kLateBins);

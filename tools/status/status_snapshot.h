@@ -54,6 +54,7 @@ struct StatusSnapshot {
              tcpRepliesDropped = 0;
     // timed bundles
     uint64_t timedScheduled = 0, timedApplied = 0, timedLate = 0, timedPending = 0, timedOverflow = 0;
+    uint64_t timedLateFramesLast = 0;  // the active's last late timed command: frames after its frame
     uint64_t syncsAnswered = 0, syncsRefused = 0, lateNotifications = 0;
     Percentiles lateMs;           // lateness of late timed messages, upper edges of log2 bins, ms
     uint32_t playLatencyFrames = 0, reportedLatencyFrames = 0;
