@@ -218,7 +218,9 @@ def print_summary(report, args):
           f"the engine answers for, {r['damaged_samples_at_xruns']} in "
           f"{len(r['damage_events_at_jack_xruns'])} events at JACK-reported xruns, "
           f"{r['damaged_samples_at_recording_jumps']} in {len(r['damage_events_at_recording_jumps'])} events at "
-          f"the recording's {r['recording_cycle_jumps']} cycle jumps")
+          f"the recording's {r['recording_cycle_jumps']} cycle jumps, "
+          f"{r['damaged_samples_at_driver_late_wakes']} in {len(r['damage_events_at_driver_late_wakes'])} events "
+          f"at the {r['driver_late_wakes']} cycles the driver began a period late")
     if recording_lost := report.get("xrun_positions_lost"):
         print(f"  (the recorder lost the positions of {recording_lost} xruns)")
     print(f"  xruns: {r['xruns']}, {r['xruns_outside_faults']} of them outside the "
