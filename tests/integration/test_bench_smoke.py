@@ -1,0 +1,39 @@
+"""Every benchmark runs, in a seconds-long smoke mode, against this build, and writes its
+JSON: the figures are not judged here (tests check behaviour, benchmarks speed), but a
+benchmark that no longer runs fails the suite instead of rotting until someone needs it.
+The chaos explorer's smoke run is the `chaos` test; tools/bench (shell) is run by hand.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from harness import check, main
+
+BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "benchmark")
+
+# (script, smoke arguments)
+SMOKE = [
+    ("failover_bench.py", ["--faults", "1", "--batch", "1", "--layouts", "relay"]),
+    ("status_bench.py", ["--runs", "1", "--seconds", "1", "--calls", "5"]),
+    ("timing_bench.py", ["--runs", "1", "--bundles", "10", "--seconds", "1"]),
+    ("soak.py", ["--minutes", "0.15", "--fault-every", "3", "--baseline-minutes", "0.05"]),
+]
+
+
+def test(paths):
+    with tempfile.TemporaryDirectory(prefix="sustain-bench-smoke-") as work:
+        for script, args in SMOKE:
+            out = os.path.join(work, script.replace(".py", ".json"))
+            result = subprocess.run([sys.executable, os.path.join(BENCH, script), paths.build, "--out", out] + args,
+                                    capture_output=True, text=True, timeout=240)
+            if result.returncode != 0:
+                print(result.stdout[-3000:], result.stderr[-3000:], flush=True)
+            check(result.returncode == 0 and os.path.exists(out), f"{script} ran ({result.returncode}) and wrote its figures")
+            with open(out) as f:
+                check(isinstance(json.load(f), dict), f"{script}: its figures are JSON")
+
+
+if __name__ == "__main__":
+    main(test)
