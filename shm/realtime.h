@@ -14,8 +14,7 @@ namespace sustain {
 /// none of these can delay a callback), above every normal thread.
 inline constexpr int kControlThreadPriority = 1;  // workers' control threads: wake bytes acted on at once
 /// sustaind's supervision loop: a watchdog must outrank what it judges hung, or a child's
-/// control thread spinning at its priority keeps it from ever noticing (seen: a fault not
-/// detected for 3 s on a 2-core machine).
+/// control thread spinning at its priority can keep it off the CPU for seconds.
 inline constexpr int kSupervisorPriority = 2;
 
 /// Puts the calling thread at SCHED_FIFO `priority`; with SCHED_RESET_ON_FORK, so that the
