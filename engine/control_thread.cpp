@@ -9,8 +9,13 @@
 
 namespace sustain {
 
-CommandForwarder::CommandForwarder(Segment& segment, uint32_t slot, CallbackQueue& queue)
-    : segment_(segment), metrics_(segment.workers[slot]), ring_(commandRing(segment, slot)), queue_(queue) {}
+CommandForwarder::CommandForwarder(Segment& segment, uint32_t slot, CallbackQueue& queue,
+                                   const std::atomic<uint64_t>& callbackFrame)
+    : segment_(segment),
+      metrics_(segment.workers[slot]),
+      ring_(commandRing(segment, slot)),
+      queue_(queue),
+      callbackFrame_(callbackFrame) {}
 
 bool CommandForwarder::drainOnce() {
     Command command;
@@ -59,10 +64,12 @@ bool CommandForwarder::drainOnce() {
 }
 
 int64_t CommandForwarder::lookaheadFrame(uint64_t nowNs) const {
+    const int64_t lookahead = int64_t{kTimedLookaheadBlocks} * segment_.config.framesPerBuffer;
+    const uint64_t rendered = callbackFrame_.load(std::memory_order_acquire);
+    if (rendered != 0) return static_cast<int64_t>(rendered) + lookahead;
     FrameAnchor anchor{};
     if (!readFrameClock(segment_, anchor)) return INT64_MAX;  // no clock yet: hand everything over
-    return frameRenderedAt(anchor, static_cast<int64_t>(nowNs)) +
-           int64_t{kTimedLookaheadBlocks} * segment_.config.framesPerBuffer;
+    return frameRenderedAt(anchor, static_cast<int64_t>(nowNs)) + lookahead;
 }
 
 void CommandForwarder::forwardDueTimed(uint64_t nowNs) {

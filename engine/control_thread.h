@@ -2,6 +2,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <climits>
 #include <cstdint>
 
@@ -15,8 +16,14 @@ namespace sustain {
 /// already holds, coalesces bursts per parameter, and forwards to the callback's queue.
 ///
 /// Timed commands (from OSC bundles with a timetag) are never coalesced: each is held here
-/// until its frame is less than kTimedLookaheadBlocks periods away, then handed to the
-/// callback, which applies it at its sample. Held: at most kTimedHoldCapacity (the OSC
+/// until its frame is less than kTimedLookaheadBlocks periods ahead of the frame the
+/// callback renders next, then handed to the callback, which applies it at its sample.
+/// "Ahead of the callback" is judged by the callback's own frame (`callbackFrame`), not by
+/// the engine's frame clock: that clock maps time to frames through JACK's cycle timer,
+/// which runs up to 20 ms off for a while after a disturbance (a late wake, a client that
+/// joined or died), and a clock that is behind holds a command until after its frame. Only
+/// before the callback rendered anything (a stream still opening, an exclusive-device
+/// standby waiting for the device) is the frame clock all there is. Held: at most kTimedHoldCapacity (the OSC
 /// thread lets at most kMaxTimedEvents wait, and re-sends those to a new worker: twice
 /// that always fits); should it ever be full, a command goes on to the callback at once.
 ///
@@ -27,7 +34,9 @@ namespace sustain {
 /// stays pending (and keeps coalescing) until there is room; nothing is dropped.
 class CommandForwarder {
 public:
-    CommandForwarder(Segment& segment, uint32_t slot, CallbackQueue& queue);
+    /// `callbackFrame`: the frame after the last block this process's callback rendered, 0
+    /// before the first (CallbackContext::renderedThrough).
+    CommandForwarder(Segment& segment, uint32_t slot, CallbackQueue& queue, const std::atomic<uint64_t>& callbackFrame);
 
     /// The table versions the callback's initial state was built from.
     void setSnapshot(const std::array<uint64_t, kParamCount>& versions) { snapshot_ = versions; }
@@ -53,6 +62,7 @@ private:
     WorkerMetrics& metrics_;
     SpscRing<Command> ring_;
     CallbackQueue& queue_;
+    const std::atomic<uint64_t>& callbackFrame_;
     std::array<uint64_t, kParamCount> snapshot_{};
     std::array<Command, kParamCount> pending_{};
     std::array<bool, kParamCount> isPending_{};

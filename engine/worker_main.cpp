@@ -176,7 +176,7 @@ int runWorker(const WorkerOptions& options) {
     context->log = log.get();
     context->startEpoch = slot.epoch.load(std::memory_order_acquire);
     initialRenderState(context->state, 0.0);
-    CommandForwarder forwarder(segment, options.slot, *queue);
+    CommandForwarder forwarder(segment, options.slot, *queue, context->renderedThrough);
     SUSTAIN_FAULT_POINT(FaultPoint::ReplacementAttach);
     const auto snapshot = loadStateTable(segment, context->state);
     forwarder.setSnapshot(snapshot);

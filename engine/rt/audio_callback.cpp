@@ -241,7 +241,11 @@ void publishFrameClock(CallbackContext& context, const JackCycle& cycle, uint64_
     anchor.frame = frame;
     anchor.epoch = context.startEpoch;
     if (cycleTimesKnown(cycle)) {
-        anchor.startNs = static_cast<int64_t>(cycle.usecs) * 1000 - context.jackMinusMonotonicNs.load(std::memory_order_relaxed);
+        // The cycle began before this callback did. JACK's timer, which is a filtered estimate,
+        // was measured up to 7 ms in the future after a disturbance; then the callback's own start is nearer.
+        anchor.startNs = std::min(static_cast<int64_t>(cycle.usecs) * 1000 -
+                                      context.jackMinusMonotonicNs.load(std::memory_order_relaxed),
+                                  static_cast<int64_t>(startNs));
         anchor.nsPerFrame = static_cast<double>(cycle.nextUsecs - cycle.usecs) * 1000.0 / context.jackPeriodFrames;
         anchor.source = static_cast<uint64_t>(FrameClockSource::Jack);
     } else {
@@ -473,6 +477,7 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
     const uint64_t number = context.state.blocks;
     if (active) publishFrameClock(context, cycle, context.state.frame, startNs);
     noteClipped(context, slot, renderTimed(context, frames, active), active);
+    context.renderedThrough.store(context.state.frame, std::memory_order_release);
     if (context.relay) {
         publishBlock(context, number, frames, startNs, cycle);
         // The relay layout keeps every worker out of the mix: a dead worker's last

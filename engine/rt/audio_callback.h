@@ -80,6 +80,9 @@ struct CallbackContext {
     bool fadedOut = false;
     double loadSmoothed = 0.0;
     std::atomic<uint64_t> blocks{0};         // for the control thread (same process)
+    // The frame after the last block rendered (0: none yet), for the control thread's
+    // timed-command horizon (engine/control_thread.h).
+    std::atomic<uint64_t> renderedThrough{0};
     std::atomic<uint32_t> stopRequested{0};  // set by the control thread on a signal: fade out like a shutdown
 };
 

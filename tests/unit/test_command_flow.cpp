@@ -1,6 +1,7 @@
 // From the OSC thread's router through the shared ring to the callback's queue: dual
 // write, coalescing when a ring is full, coalescing per parameter in the control thread,
-// and a replacement worker skipping what its table snapshot already holds.
+// a replacement worker skipping what its table snapshot already holds, and timed commands
+// held until the callback's own frame comes near.
 #include <doctest/doctest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,6 +12,8 @@
 #include "engine/control_thread.h"
 #include "engine/rt/synth.h"
 #include "osc/command_router.h"
+#include "shm/clock.h"
+#include "shm/frame_clock.h"
 #include "shm/segment.h"
 #include "shm/spsc_ring.h"
 
@@ -103,7 +106,8 @@ TEST_CASE("control thread: coalesces a burst per parameter and keeps arrival ord
     CommandRouter router(*segment);
     router.attachWorker(0, -1);
     CallbackQueue queue(kCallbackQueueCapacity);
-    CommandForwarder forwarder(*segment, 0, queue);
+    const std::atomic<uint64_t> noBlockYet{0};
+    CommandForwarder forwarder(*segment, 0, queue, noBlockYet);
     for (int i = 0; i < 100; ++i) router.submit(kParamMasterGain, i / 100.0, 1);
     router.submit(voiceFreqParam(2), 500.0, 1);
     router.submit(kParamMasterGain, 0.33, 1);
@@ -124,7 +128,8 @@ TEST_CASE("control thread: a full callback queue keeps commands pending, never d
     CallbackQueue queue(1);  // moodycamel rounds up; fill whatever it holds
     while (queue.try_enqueue(Command{})) {
     }
-    CommandForwarder forwarder(*segment, 0, queue);
+    const std::atomic<uint64_t> noBlockYet{0};
+    CommandForwarder forwarder(*segment, 0, queue, noBlockYet);
     router.submit(kParamMasterGain, 0.7, 1);
     CHECK(forwarder.drainOnce());  // pending
     drainAll(queue);
@@ -143,7 +148,8 @@ TEST_CASE("control thread: a new worker starts from the table and skips what it 
     RenderState state;
     initialRenderState(state, 0.0);
     CallbackQueue queue(kCallbackQueueCapacity);
-    CommandForwarder forwarder(*segment, 0, queue);
+    const std::atomic<uint64_t> noBlockYet{0};
+    CommandForwarder forwarder(*segment, 0, queue, noBlockYet);
     forwarder.setSnapshot(loadStateTable(*segment, state));
     CHECK(state.master.current == 0.4);
     CHECK(state.voices[0].freq.current == 300.0);
@@ -153,4 +159,46 @@ TEST_CASE("control thread: a new worker starts from the table and skips what it 
     REQUIRE(forwarded.size() == 1);
     CHECK(forwarded[0].value == 0.8);
     CHECK(segment->workers[0].staleEpochSkips.load() == 2);
+}
+
+TEST_CASE("control thread: a timed command waits for the callback's own frame, not for a frame clock that is off") {
+    auto segment = makeSegment();
+    segment->config.framesPerBuffer = 64;
+    segment->config.sampleRate = 48000;
+    // The frame clock says frame 0 renders now (JACK's timer far off after a disturbance);
+    // the callback has in fact rendered up to frame 100000.
+    FrameAnchor anchor{};
+    anchor.frame = 0;
+    anchor.startNs = static_cast<int64_t>(monotonicNs());
+    anchor.nsPerFrame = 1e9 / 48000;
+    anchor.epoch = segment->slots[0].epoch.load();
+    anchor.source = static_cast<uint64_t>(FrameClockSource::Jack);
+    publishFrameAnchor(segment->clock, 0, anchor);
+    std::atomic<uint64_t> callbackFrame{100000};
+    CallbackQueue queue(kCallbackQueueCapacity);
+    CommandForwarder forwarder(*segment, 0, queue, callbackFrame);
+    const uint64_t lookahead = uint64_t{CommandForwarder::kTimedLookaheadBlocks} * 64;
+    SpscRing<Command> ring = commandRing(*segment, 0);
+    auto timed = [](uint64_t sequence, uint64_t dueFrame) {
+        Command command{};
+        command.sequence = sequence;
+        command.param = kParamMasterGain;
+        command.value = 0.5;
+        command.flags = kCommandFlagTimed;
+        command.dueFrame = dueFrame;
+        return command;
+    };
+    REQUIRE(ring.tryPush(timed(1, 100000 + lookahead - 64)));  // within the lookahead: goes now
+    REQUIRE(ring.tryPush(timed(2, 100000 + lookahead + 64)));  // beyond it: held
+    forwarder.drainOnce();
+    auto forwarded = drainAll(queue);
+    REQUIRE(forwarded.size() == 1);
+    CHECK(forwarded[0].sequence == 1);
+    CHECK(forwarder.msUntilNextTimed(50) <= 2);  // a period and a bit away
+    callbackFrame.store(100000 + 128);           // two more blocks rendered
+    forwarder.drainOnce();
+    forwarded = drainAll(queue);
+    REQUIRE(forwarded.size() == 1);
+    CHECK(forwarded[0].sequence == 2);
+    CHECK(forwarder.msUntilNextTimed(50) == 50);  // nothing held
 }
