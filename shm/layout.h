@@ -16,7 +16,7 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 8;
+inline constexpr uint32_t kLayoutVersion = 9;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
@@ -204,7 +204,12 @@ struct alignas(64) WorkerSlot {
     std::atomic<uint64_t> handbackFrame;   // direct layout, a standby that took over: the JACK frame from which the active plays again (0: none yet)
     std::atomic<uint64_t> handbacks;       // direct layout: takeovers handed back because the active ran again (it was late, not dead)
     std::atomic<uint64_t> lastCycleFrame;  // writer: the worker's callback; 1 << 32 | JACK's frame time of the cycle its last block was rendered in (0: unknown)
-    uint64_t reserved[4];
+    // Output stages: what the last callback returned to JACK, for the stage that takes over
+    // to cancel should this one die (engine/rt/output_callback.cpp). 0: silence; else
+    // (block number + 1) << 1 | the worker slot whose audio ring held it. One word, so that a
+    // stage killed between two stores never leaves a pair that does not belong together.
+    std::atomic<uint64_t> lastOutput;      // writer: the output stage's callback
+    uint64_t reserved[3];
 };
 static_assert(sizeof(WorkerSlot) == 384);
 
@@ -334,7 +339,8 @@ struct alignas(64) OutputMetrics {
     std::atomic<uint64_t> lastFromStandbyCycle;
     std::atomic<uint64_t> takeovers;         // times a standby output stage took over
     std::atomic<uint64_t> lagBlocks;         // periods of latency beyond the relay's one (writer: output; the active worker clears it when it holds back)
-    uint64_t reserved[2];
+    std::atomic<uint64_t> staleCancellations;   // takeovers that cancelled the stage's last buffer JACK kept mixing
+    std::atomic<uint64_t> staleCancelledCycles; // cycles in which the stage that plays subtracted that buffer
 };
 
 /// Counters and histograms. Each has one writer; readers compute rates and percentiles.

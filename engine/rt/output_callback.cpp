@@ -143,6 +143,95 @@ void followRelayDelay(OutputContext& context, const AudioBlock& block, const Cur
     context.segment->clock.playLatencyFrames.store(reported + periods * frames, std::memory_order_release);
 }
 
+// RT-safe: atomic loads and arithmetic.
+// Has the playing stage missed kTakeoverCycles - 1 cycles in a row (dead, stopped, or not
+// run by JACK)? JACK's frame times say so exactly, whatever order the two stages run in
+// within a cycle: the playing stage stamps each cycle it ran in (WorkerSlot::lastCycleFrame),
+// and one that did not run in the previous cycle has missed it. So a dead stage is
+// replaced in the first cycle after the one it missed, the least damage JACK's physics allow
+// (that cycle mixed its stale buffer alone). Without JACK's frame times: its callback count
+// has not moved in kTakeoverCycles of this stage's callbacks in a row.
+bool writerMissedCycles(OutputContext& context, uint32_t writer, const CurrentCycle& cycle, uint32_t frames) noexcept {
+    const WorkerSlot& playing = context.segment->outputs[writer];
+    const uint64_t callbacks = playing.callbacks.load(std::memory_order_acquire);
+    context.writerStall = callbacks == context.lastWriterCallbacks ? context.writerStall + 1 : 0;
+    context.lastWriterCallbacks = callbacks;
+    const uint64_t stamped = playing.lastCycleFrame.load(std::memory_order_acquire);
+    if (cycle.known && stamped != 0) {
+        const jack_nframes_t since = cycle.frame - static_cast<jack_nframes_t>(stamped);  // unsigned: wraps correctly
+        return since >= kTakeoverCycles * frames && since < (uint32_t{1} << 31);
+    }
+    return context.writerStall >= kTakeoverCycles;
+}
+
+// Cycles a stale buffer is cancelled at most: JACK drops a dead client within 8-17 ms (and
+// sustaind disconnects its ports sooner), so this bound is only reached if something is
+// wrong; then subtracting no more is the safer error.
+constexpr uint32_t kMaxCancelCycles = 256;
+
+// RT-safe: atomic loads and the copy of one block.
+// This stage just took over from `previous`. JACK keeps mixing the last buffer `previous`
+// returned until its ports leave the graph (JACK drops the dead client, or sustaind
+// disconnects it): from this cycle on, subtract that buffer while it is mixed, so that the
+// sum is exactly the block that should be heard. Its last buffer is known from
+// WorkerSlot::lastOutput and the audio ring. When anything is unknown (no JACK ports to
+// watch, the block rewritten since), nothing is subtracted: a subtraction of a buffer that
+// is not mixed would be a full-scale click, a stale buffer left alone is what JACK does anyway.
+void beginCancelling(OutputContext& context, uint32_t previous, uint32_t frames) noexcept {
+    const Segment& segment = *context.segment;
+    const WorkerSlot& peer = segment.outputs[previous];
+    context.cancelling = false;
+    const int32_t pid = peer.pid.load(std::memory_order_acquire);
+    if (pid <= 0 || context.peerPortsPid.load(std::memory_order_acquire) != pid) return;
+    const uint64_t last = peer.lastOutput.load(std::memory_order_acquire);
+    if (last == 0) return;  // it returned silence: there is nothing to cancel
+    const uint64_t number = (last >> 1) - 1;
+    const AudioRing& ring = segment.audio[last & 1];
+    const uint64_t epoch = ring.blocks[number % kAudioRingBlocks].epoch.load(std::memory_order_relaxed);
+    context.staleChannels = context.channels < kAudioChannels ? context.channels : kAudioChannels;
+    if (!readAudioBlock(ring, number, epoch, frames, context.stale, context.staleChannels)) return;
+    context.cancelling = true;
+    context.cancelFrom = previous;
+    context.cancelPid = pid;
+    context.cancelFromCallbacks = peer.callbacks.load(std::memory_order_acquire);
+    context.cancelCycles = 0;
+    context.segment->output.staleCancellations.fetch_add(1, std::memory_order_relaxed);
+}
+
+// RT-safe: jack_port_connected reads the server's graph in shared memory (no lock, no
+// system call; in a JACK process thread it never waits for a pending graph change).
+// Subtracts the stale buffer, channel by channel, from `out` while that channel's port is
+// still connected. Measured with JACK2 1.9.21: the connection count a client reads in its
+// process callback is the one with which JACK mixes that cycle's buffers, so the switch back
+// to the plain block falls on the exact cycle (docs/failover.md). Ends for good once no port
+// is connected, once the other stage runs again (it was late, not dead, and returns
+// silence now), when its ports were looked up for another process, or after kMaxCancelCycles.
+void cancelStale(OutputContext& context, float* out, uint32_t frames) noexcept {
+    if (!context.cancelling) return;
+    const Segment& segment = *context.segment;
+    const WorkerSlot& peer = segment.outputs[context.cancelFrom];
+    if (peer.callbacks.load(std::memory_order_acquire) != context.cancelFromCallbacks ||
+        context.peerPortsPid.load(std::memory_order_acquire) != context.cancelPid ||
+        context.cancelCycles >= kMaxCancelCycles) {
+        context.cancelling = false;
+        return;
+    }
+    bool anyConnected = false;
+    for (uint32_t c = 0; c < context.staleChannels; ++c) {
+        jack_port_t* port = context.peerPorts[c].load(std::memory_order_acquire);
+        if (port == nullptr || jack_port_connected(port) <= 0) continue;
+        anyConnected = true;
+        for (uint32_t f = 0; f < frames; ++f)
+            out[size_t{f} * context.channels + c] -= context.stale[size_t{f} * context.staleChannels + c];
+    }
+    if (!anyConnected) {
+        context.cancelling = false;
+        return;
+    }
+    ++context.cancelCycles;
+    context.segment->output.staleCancelledCycles.fetch_add(1, std::memory_order_relaxed);
+}
+
 bool blocksEqual(const float* a, const float* b, uint32_t count) noexcept {
     return std::memcmp(a, b, sizeof(float) * count) == 0;
 }
@@ -180,20 +269,23 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
     const size_t outSamples = static_cast<size_t>(frames) * context.channels;
     std::memset(out, 0, sizeof(float) * outSamples);
     const CurrentCycle cycleNow = currentCycle(context);
+    uint64_t returned = 0;  // for WorkerSlot::lastOutput: silence unless a block is played
 
     const bool fenced = me.epoch.load(std::memory_order_acquire) != context.startEpoch;
     uint32_t writer = output.writerSlot.load(std::memory_order_acquire);
     if (!fenced && writer != context.slot && writer < kOutputSlots) {
         // A standby output stage: watch the playing one; take over when it stops running.
-        const uint64_t callbacks = segment.outputs[writer].callbacks.load(std::memory_order_acquire);
-        context.writerStall = callbacks == context.lastWriterCallbacks ? context.writerStall + 1 : 0;
-        context.lastWriterCallbacks = callbacks;
-        if (context.writerStall >= kTakeoverCycles &&
+        if (writerMissedCycles(context, writer, cycleNow, frames) &&
             output.writerSlot.compare_exchange_strong(writer, context.slot, std::memory_order_acq_rel)) {
             output.takeovers.fetch_add(1, std::memory_order_relaxed);
             writer = context.slot;
         }
     }
+    // Playing from this cycle on, whoever decided it (this stage above, or sustaind when the
+    // other stage died): cancel what that stage left in JACK's mix.
+    if (!fenced && writer == context.slot && context.lastWriter != context.slot && context.lastWriter < kOutputSlots)
+        beginCancelling(context, context.lastWriter, frames);
+    context.lastWriter = writer;
     // A stage that does not play has published nothing that holds: when it plays again it
     // publishes its own delay as soon as it has measured it.
     if (writer != context.slot) context.delayPublished = kDelayUnpublished;
@@ -231,6 +323,8 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
             // and never run away from the worker that renders.
             if (segment.slots[active].lastBlock.load(std::memory_order_acquire) <= number) relock = true;
         }
+        cancelStale(context, out, frames);
+        if (source < 2) returned = ((number + 1) << 1) | (source == 0 ? active : standby);
         if (source < 2) {
             const AudioRing& ring = segment.audio[source == 0 ? active : standby];
             followRelayDelay(context, ring.blocks[number % kAudioRingBlocks], cycleNow, startNs, frames);
@@ -267,6 +361,8 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         }
     }
 
+    me.lastOutput.store(returned, std::memory_order_release);
+    if (cycleNow.known) me.lastCycleFrame.store((uint64_t{1} << 32) | cycleNow.frame, std::memory_order_release);
     publishCallbackEnd(me, context.loadSmoothed, startNs, monotonicNs(), frames, context.samplesPerNs);
     context.blocks.fetch_add(1, std::memory_order_release);
 }

@@ -47,6 +47,7 @@ struct OutputContext {
     double samplesPerNs = 48000.0 / 1e9;
     uint64_t lastWriterCallbacks = 0;  // standby output stage: the playing one's callbacks, last seen
     uint32_t writerStall = 0;
+    uint32_t lastWriter = kOutputSlots;  // the playing stage in this stage's previous cycle (kOutputSlots: none yet)
     uint32_t trailingCycles = 0;       // cycles in a row the play position trailed by more than one period
     // How many periods lie between a block's rendering and its playing (1 normally; 2 after
     // some re-locks): published into FrameClock::playLatencyFrames once kDelayCycles cycles
@@ -64,6 +65,18 @@ struct OutputContext {
     std::atomic<uint64_t> blocks{0};
     std::atomic<uint32_t> stopRequested{0};
     OutputTrace* trace = nullptr;  // diagnosis only; null in normal use
+    // Cancelling a dead stage's stale buffer (renderOutputBlock). The other stage's JACK
+    // ports, looked up by the main thread for the process `peerPortsPid` (ports first, then
+    // the pid with release); null when it has none yet or there is no JACK.
+    std::atomic<jack_port_t*> peerPorts[kAudioChannels] = {};
+    std::atomic<int32_t> peerPortsPid{0};
+    bool cancelling = false;             // subtracting `stale` from what this stage plays
+    uint32_t cancelFrom = 0;             // the output slot whose buffer is cancelled
+    int32_t cancelPid = 0;               // its process
+    uint64_t cancelFromCallbacks = 0;    // its callbacks when this stage took over
+    uint32_t cancelCycles = 0;
+    float stale[kMaxRelayFrames * kAudioChannels] = {};  // its last buffer, `staleChannels` interleaved
+    uint32_t staleChannels = 0;
     pthread_t audioThread{};        // written once by the first callback (pthread_self: no system call)
     std::atomic<bool> audioThreadKnown{false};
 };

@@ -1,7 +1,9 @@
 """The audio callback is sacred: with the real-time guard preloaded into the real worker
 (LD_PRELOAD), the engine plays and takes an OSC flood of parameter changes, then stops
 cleanly; the worker's report must show thousands of guarded callbacks and not one call
-to malloc, free, a lock, a sleep or an I/O system call from inside them.
+to malloc, free, a lock, a sleep or an I/O system call from inside them. The playing output
+stage is then SIGKILLed, so that the other one takes over and cancels the dead stage's
+buffer (jack_port_connected every cycle) under the guard too.
 
 The guard's own self-test (tests/rt_guard/test_rt_guard.cpp) proves it does catch such
 calls, so a zero here is a real zero.
@@ -13,7 +15,9 @@ import subprocess
 import tempfile
 import time
 
-from harness import Engine, JackServer, check, main
+import signal
+
+from harness import Engine, JackServer, check, main, wait_until
 
 
 def test(paths):
@@ -33,6 +37,12 @@ def test(paths):
             subprocess.run(["oscsend", "127.0.0.1", str(engine.port), address, types, value], check=True)
             if time.monotonic() - started > 4:
                 break
+        time.sleep(0.5)
+        playing = [w for w in engine.status()[1]["workers"] if w["role"] == "output"]
+        check(len(playing) == 1, "one output stage plays")
+        os.kill(playing[0]["pid"], signal.SIGKILL)
+        wait_until(lambda: engine.status()[1]["output"]["stale_cancelled_cycles"] > 0, 5,
+                   "the other output stage to cancel the dead one's buffer")
         time.sleep(0.5)
         check(engine.stop() == 0, "sustaind stops cleanly")
 

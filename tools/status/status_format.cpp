@@ -116,6 +116,8 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
           {"unfilled_blocks", s.unfilled},
           {"resyncs", s.resyncs},
           {"takeovers", s.takeovers},
+          {"stale_cancellations", s.staleCancellations},
+          {"stale_cancelled_cycles", s.staleCancelledCycles},
           {"standby_blocks_compared", s.compared},
           {"standby_blocks_identical", s.matched},
           {"extra_latency_periods", s.lagBlocks}}},

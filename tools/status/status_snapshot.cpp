@@ -180,6 +180,8 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     s.unfilled = out.unfilled.load();
     s.resyncs = out.resyncs.load();
     s.takeovers = out.takeovers.load();
+    s.staleCancellations = out.staleCancellations.load();
+    s.staleCancelledCycles = out.staleCancelledCycles.load();
     s.matched = out.matched.load();
     s.compared = out.compared.load();
     s.lagBlocks = out.lagBlocks.load();

@@ -73,6 +73,7 @@ struct StatusSnapshot {
            detectionMsMax = 0;
     // output stage (relay)
     uint64_t fromActive = 0, fromStandby = 0, unfilled = 0, resyncs = 0, takeovers = 0, matched = 0, compared = 0, lagBlocks = 0;
+    uint64_t staleCancellations = 0, staleCancelledCycles = 0;
     std::vector<ProcessStatus> processes;
     // parameters
     double masterGain = 0;
