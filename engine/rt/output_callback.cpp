@@ -144,13 +144,15 @@ void followRelayDelay(OutputContext& context, const AudioBlock& block, const Cur
 }
 
 // RT-safe: atomic loads and arithmetic.
-// Has the playing stage missed kTakeoverCycles - 1 cycles in a row (dead, stopped, or not
-// run by JACK)? JACK's frame times say so exactly, whatever order the two stages run in
-// within a cycle: the playing stage stamps each cycle it ran in (WorkerSlot::lastCycleFrame),
-// and one that did not run in the previous cycle has missed it. So a dead stage is
-// replaced in the first cycle after the one it missed, the least damage JACK's physics allow
-// (that cycle mixed its stale buffer alone). Without JACK's frame times: its callback count
-// has not moved in kTakeoverCycles of this stage's callbacks in a row.
+// Has the playing stage missed kTakeoverCycles cycles in a row (dead, stopped, or not run
+// by JACK)? JACK's frame times say so exactly, whatever order the two stages run in within
+// a cycle: the playing stage stamps each cycle it ran in (WorkerSlot::lastCycleFrame).
+// Not one missed cycle: JACK skips a late client for a cycle about once a second on a
+// loaded machine, and a takeover from a stage that is alive costs more than that cycle (the
+// two may disagree for a cycle on who plays and who cancels: measured, samples up to twice
+// the tone's peak). So a dead stage's stale buffer is heard alone for two cycles.
+// Without JACK's frame times: its callback count has not moved in kTakeoverCycles of this
+// stage's callbacks in a row.
 bool writerMissedCycles(OutputContext& context, uint32_t writer, const CurrentCycle& cycle, uint32_t frames) noexcept {
     const WorkerSlot& playing = context.segment->outputs[writer];
     const uint64_t callbacks = playing.callbacks.load(std::memory_order_acquire);
@@ -159,7 +161,7 @@ bool writerMissedCycles(OutputContext& context, uint32_t writer, const CurrentCy
     const uint64_t stamped = playing.lastCycleFrame.load(std::memory_order_acquire);
     if (cycle.known && stamped != 0) {
         const jack_nframes_t since = cycle.frame - static_cast<jack_nframes_t>(stamped);  // unsigned: wraps correctly
-        return since >= kTakeoverCycles * frames && since < (uint32_t{1} << 31);
+        return since >= (kTakeoverCycles + 1) * frames && since < (uint32_t{1} << 31);
     }
     return context.writerStall >= kTakeoverCycles;
 }
@@ -181,8 +183,10 @@ void beginCancelling(OutputContext& context, uint32_t previous, uint32_t frames)
     const Segment& segment = *context.segment;
     const WorkerSlot& peer = segment.outputs[previous];
     context.cancelling = false;
-    const int32_t pid = peer.pid.load(std::memory_order_acquire);
-    if (pid <= 0 || context.peerPortsPid.load(std::memory_order_acquire) != pid) return;
+    // The ports of the last process seen running in that slot: the one that played (sustaind
+    // may already have reset the slot for a replacement, which is not looked up before it runs).
+    const int32_t pid = context.peerPortsPid.load(std::memory_order_acquire);
+    if (pid <= 0) return;
     const uint64_t last = peer.lastOutput.load(std::memory_order_acquire);
     if (last == 0) return;  // it returned silence: there is nothing to cancel
     const uint64_t number = (last >> 1) - 1;
@@ -193,6 +197,7 @@ void beginCancelling(OutputContext& context, uint32_t previous, uint32_t frames)
     context.cancelling = true;
     context.cancelFrom = previous;
     context.cancelPid = pid;
+    context.cancelFromEpoch = peer.epoch.load(std::memory_order_acquire);
     context.cancelFromCallbacks = peer.callbacks.load(std::memory_order_acquire);
     context.cancelCycles = 0;
     context.segment->output.staleCancellations.fetch_add(1, std::memory_order_relaxed);
@@ -210,8 +215,11 @@ void cancelStale(OutputContext& context, float* out, uint32_t frames) noexcept {
     if (!context.cancelling) return;
     const Segment& segment = *context.segment;
     const WorkerSlot& peer = segment.outputs[context.cancelFrom];
-    if (peer.callbacks.load(std::memory_order_acquire) != context.cancelFromCallbacks ||
-        context.peerPortsPid.load(std::memory_order_acquire) != context.cancelPid ||
+    // The same process ran again: the same epoch (sustaind gives every process a new one, and
+    // resets the slot's counters for a replacement) and its callback count moved.
+    const bool ranAgain = peer.epoch.load(std::memory_order_acquire) == context.cancelFromEpoch &&
+                          peer.callbacks.load(std::memory_order_acquire) != context.cancelFromCallbacks;
+    if (ranAgain || context.peerPortsPid.load(std::memory_order_acquire) != context.cancelPid ||
         context.cancelCycles >= kMaxCancelCycles) {
         context.cancelling = false;
         return;

@@ -73,7 +73,8 @@ struct OutputContext {
     bool cancelling = false;             // subtracting `stale` from what this stage plays
     uint32_t cancelFrom = 0;             // the output slot whose buffer is cancelled
     int32_t cancelPid = 0;               // its process
-    uint64_t cancelFromCallbacks = 0;    // its callbacks when this stage took over
+    uint64_t cancelFromEpoch = 0;        // its slot's epoch and callbacks when this stage took over
+    uint64_t cancelFromCallbacks = 0;
     uint32_t cancelCycles = 0;
     float stale[kMaxRelayFrames * kAudioChannels] = {};  // its last buffer, `staleChannels` interleaved
     uint32_t staleChannels = 0;

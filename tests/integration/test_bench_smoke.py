@@ -16,6 +16,7 @@ BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "to
 # (script, smoke arguments)
 SMOKE = [
     ("failover_bench.py", ["--faults", "1", "--batch", "1", "--layouts", "relay"]),
+    ("failover_bench.py", ["--faults", "1", "--batch", "1", "--target", "output"]),
     ("status_bench.py", ["--runs", "1", "--seconds", "1", "--calls", "5"]),
     ("timing_bench.py", ["--runs", "1", "--bundles", "10", "--seconds", "1"]),
     ("soak.py", ["--minutes", "0.15", "--fault-every", "3", "--baseline-minutes", "0.05"]),
@@ -25,7 +26,7 @@ SMOKE = [
 def test(paths):
     with tempfile.TemporaryDirectory(prefix="sustain-bench-smoke-") as work:
         for script, args in SMOKE:
-            out = os.path.join(work, script.replace(".py", ".json"))
+            out = os.path.join(work, script.replace(".py", "") + "-".join([""] + args[-1:]) + ".json")
             result = subprocess.run([sys.executable, os.path.join(BENCH, script), paths.build, "--out", out] + args,
                                     capture_output=True, text=True, timeout=240)
             if result.returncode != 0:

@@ -8,6 +8,11 @@ failover time (noticed -> standby made active), rebuild time (replacement starte
 renders in step). For the relay layout also the latency it adds: output callback start
 minus the start of the callback that rendered the block it plays, from the output stage's
 trace.
+
+With --target output (relay layout) the faults go to the output stage that plays instead,
+a process in JACK's mix (SIGKILL, and SIGSEGV inside its callback): the damage is what the
+stage that takes over could not cancel (docs/failover.md), and every recording is checked
+for a sample louder than the tone's own peak (a subtraction too many would be one).
 """
 import argparse
 import json
@@ -50,8 +55,22 @@ LAYOUT_ARGS = {
 }
 
 
-def run_layout(paths, layout, faults_per_kind, batch):
+OUTPUT_FAULTS = {"kill": signal.SIGKILL, "crash": signal.SIGUSR1}
+
+
+def playing_output_stage(engine):
+    return [w for w in engine.status()[1]["workers"] if w["role"] == "output"][0]["pid"]
+
+
+def output_spare_ready(engine, failed_pid):
+    status = engine.status()[1]
+    pids = [w["pid"] for w in status["workers"] if w["role"] in ("output", "output-standby")]
+    return status["supervisor"]["output_spare_ready"] and failed_pid not in pids
+
+
+def run_layout(paths, layout, faults_per_kind, batch, target="active"):
     results = {}
+    louder = []
     slow_rebuilds = []
     trace_prefix = f"/tmp/sustain-output-trace-{os.getpid()}"
     env = {"LD_PRELOAD": paths.fault_injector, "SUSTAIN_OUTPUT_TRACE": trace_prefix}
@@ -63,6 +82,8 @@ def run_layout(paths, layout, faults_per_kind, batch):
         # An exclusive-device fault costs a stream start; a hang there is found only by the
         # wall clock (nothing else renders to count cycles by): kills and crashes only.
         faults = {k: v for k, v in FAULTS.items() if not (exclusive and k == "hang")}
+        if target == "output":
+            faults = OUTPUT_FAULTS
         interval = 1.0 if exclusive else 0.5
         for name, how in faults.items():
             damage, xrun_damage = [], []
@@ -75,17 +96,25 @@ def run_layout(paths, layout, faults_per_kind, batch):
                     times = []
                     for _ in range(count):
                         before = engine.log().count(ready_marker)
+                        victim = playing_output_stage(engine) if target == "output" else active_worker(engine.log())
                         times.append(time.monotonic() - started)
-                        os.kill(active_worker(engine.log()), how)
+                        os.kill(victim, how)
+                        if target == "output":
+                            ready = lambda: output_spare_ready(engine, victim)  # noqa: E731
+                        else:
+                            ready = lambda: engine.log().count(ready_marker) > before  # noqa: E731
                         try:
-                            wait_until(lambda: engine.log().count(ready_marker) > before, 5, "the replacement")
+                            wait_until(ready, 5, "the replacement")
                         except TestFailure:
                             # Reported, not fatal: the next fault waits for a spare again.
                             slow_rebuilds.append(name)
-                            wait_until(lambda: engine.log().count(ready_marker) > before, 30, "the replacement")
+                            wait_until(ready, 30, "the replacement")
                         time.sleep(max(0.0, interval - (time.monotonic() - started - times[-1])))
                     recording.finish()
                     report = recording.analyze("--gap-min", "16")
+                    samples = recording.samples()
+                    peak = max(abs(v) for v in samples[:int(0.25 * 48000)])
+                    louder.append(sum(1 for v in samples if abs(v) > peak * 1.001))
                 events = report.get("events", [])
                 engine_events, machine_events = recording.split_damage(report)
                 for t in times:
@@ -105,6 +134,11 @@ def run_layout(paths, layout, faults_per_kind, batch):
         opened = [float(m) for m in re.findall(r"opened the device in ([0-9.]+) ms", log)]
         detection = [int(m) / 1000.0 for m in re.findall(r"detected (\d+) us after", log) if int(m) > 0]
         results["rebuilds_over_5_s"] = slow_rebuilds
+        results["samples_louder_than_the_tone"] = sum(louder)
+        status = engine.status()[1]
+        results["stale_cancellations"] = status["output"]["stale_cancellations"]
+        results["stale_cancelled_cycles"] = status["output"]["stale_cancelled_cycles"]
+        results["output_takeovers"] = status["output"]["takeovers"]
         results["timings"] = {"failover_ms": summary(failover), "rebuild_ms": summary(rebuild),
                               "detection_ms": summary(detection), "device_open_ms": summary(opened)}
         engine.stop()
@@ -145,21 +179,25 @@ def main():
     parser.add_argument("--faults", type=int, default=30)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--layouts", default="relay,direct,exclusive")
+    parser.add_argument("--target", choices=("active", "output"), default="active",
+                        help="the process faulted: the active worker, or the output stage that plays (relay)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    if args.target == "output":
+        args.layouts = "relay"
     paths = Paths([None, args.build])
-    report = {"benchmark": "failover", "faults_per_kind": args.faults, "rate": 48000, "frames": 64,
+    report = {"benchmark": "failover", "target": args.target, "faults_per_kind": args.faults, "rate": 48000, "frames": 64,
               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "nproc": os.cpu_count(), "layouts": {}}
     for layout in args.layouts.split(","):
         print(f"layout {layout}: {args.faults} faults of each kind ...", flush=True)
-        report["layouts"][layout] = run_layout(paths, layout, args.faults, args.batch)
+        report["layouts"][layout] = run_layout(paths, layout, args.faults, args.batch, args.target)
     print()
-    print(f"failover benchmark, {args.faults} faults per kind and layout, 48 kHz / 64 frames")
+    print(f"failover benchmark ({args.target}), {args.faults} faults per kind and layout, 48 kHz / 64 frames")
     for layout, results in report["layouts"].items():
         print(f"\n  {layout}")
         print(f"    {'fault':8} {'damaged samples p50':>20} {'p99':>8} {'max':>8}   {'at JACK xruns: max':>20} {'faults hit':>10}"
               f"   {'all damage p50':>14} {'p99':>6} {'max':>6}")
-        for name in [k for k in FAULTS if k in results]:
+        for name in [k for k in dict.fromkeys(list(FAULTS) + list(OUTPUT_FAULTS)) if k in results]:
             d = results[name]["damaged_samples"]
             x = results[name]["damage_at_jack_xruns"]
             hit = sum(1 for v in results[name]["per_fault_at_xruns"] if v)
@@ -168,6 +206,9 @@ def main():
             t = results[name]["all_damage"]
             print(f"    {name:8} {d['p50']:>20} {d['p99']:>8} {d['max']:>8}   {x['max']:>20} {hit:>10}"
                   f"   {t['p50']:>14} {t['p99']:>6} {t['max']:>6}")
+        print(f"    samples louder than the tone's own peak: {results['samples_louder_than_the_tone']}; "
+              f"output takeovers {results['output_takeovers']}, stale buffers cancelled {results['stale_cancellations']} "
+              f"({results['stale_cancelled_cycles']} cycles)")
         t = results["timings"]
         for key, label in (("detection_ms", "detection"), ("failover_ms", "failover"), ("rebuild_ms", "rebuild"),
                            ("device_open_ms", "dev. open")):
