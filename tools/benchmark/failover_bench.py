@@ -86,7 +86,7 @@ def run_layout(paths, layout, faults_per_kind, batch, target="active"):
             faults = OUTPUT_FAULTS
         interval = 1.0 if exclusive else 0.5
         for name, how in faults.items():
-            damage, xrun_damage = [], []
+            damage, xrun_damage, damaged_count = [], [], []
             done = 0
             while done < faults_per_kind:
                 count = min(batch, faults_per_kind - done)
@@ -124,9 +124,13 @@ def run_layout(paths, layout, faults_per_kind, batch, target="active"):
                     damage.append(sum(round((e["end_s"] - e["start_s"]) * 48000) + 1 for e in near))
                     at_xrun = [e for e in machine_events if t - 0.15 <= e["start_s"] <= t + interval - 0.15]
                     xrun_damage.append(sum(round((e["end_s"] - e["start_s"]) * 48000) + 1 for e in at_xrun))
+                    # The damaged and silent samples themselves, whoever answers for them (a
+                    # span counts the clean samples between a takeover and the switch back too).
+                    damaged_count.append(sum(e["damaged"] + e["gap_samples"] for e in near + at_xrun))
                 done += count
             results[name] = {"damaged_samples": summary(damage), "per_fault": damage,
-                             "damage_at_jack_xruns": summary(xrun_damage), "per_fault_at_xruns": xrun_damage}
+                             "damage_at_jack_xruns": summary(xrun_damage), "per_fault_at_xruns": xrun_damage,
+                             "damaged_samples_counted": summary(damaged_count), "per_fault_counted": damaged_count}
         # Timings logged by sustaind for every failover and rebuild.
         log = engine.log()
         failover = [int(m) / 1000.0 for m in re.findall(r"switched (\d+) us after", log)]
@@ -204,8 +208,10 @@ def main():
             total = [a + b for a, b in zip(results[name]["per_fault"], results[name]["per_fault_at_xruns"])]
             results[name]["all_damage"] = summary(total)
             t = results[name]["all_damage"]
+            c = results[name]["damaged_samples_counted"]
             print(f"    {name:8} {d['p50']:>20} {d['p99']:>8} {d['max']:>8}   {x['max']:>20} {hit:>10}"
-                  f"   {t['p50']:>14} {t['p99']:>6} {t['max']:>6}")
+                  f"   {t['p50']:>14} {t['p99']:>6} {t['max']:>6}   (damaged samples themselves, all causes: "
+                  f"p50 {c['p50']} p99 {c['p99']} max {c['max']})")
         print(f"    samples louder than the tone's own peak: {results['samples_louder_than_the_tone']}; "
               f"output takeovers {results['output_takeovers']}, stale buffers cancelled {results['stale_cancellations']} "
               f"({results['stale_cancelled_cycles']} cycles)")
