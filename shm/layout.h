@@ -209,7 +209,11 @@ struct alignas(64) WorkerSlot {
     // (block number + 1) << 1 | the worker slot whose audio ring held it. One word, so that a
     // stage killed between two stores never leaves a pair that does not belong together.
     std::atomic<uint64_t> lastOutput;      // writer: the output stage's callback
-    uint64_t reserved[3];
+    // Output stages: 1 << 32 | JACK's frame time of the cycle in which this stage, having
+    // played in its previous callback, found the other one playing and returned its last
+    // buffer once more (0: none since it started).
+    std::atomic<uint64_t> yieldedCycleFrame; // writer: the output stage's callback
+    uint64_t reserved[2];
 };
 static_assert(sizeof(WorkerSlot) == 384);
 
@@ -341,6 +345,12 @@ struct alignas(64) OutputMetrics {
     std::atomic<uint64_t> lagBlocks;         // periods of latency beyond the relay's one (writer: output; the active worker clears it when it holds back)
     std::atomic<uint64_t> staleCancellations;   // takeovers that cancelled the stage's last buffer JACK kept mixing
     std::atomic<uint64_t> staleCancelledCycles; // cycles in which the stage that plays subtracted that buffer
+    // Which output stage plays the JACK cycle with this frame time: 1 << 33 | frame << 1 |
+    // output slot, claimed by CAS at the start of each callback (engine/rt/output_callback.cpp),
+    // so that exactly one stage plays any cycle even when a takeover and a late stage's
+    // return fall into the same cycle. 0: none yet.
+    std::atomic<uint64_t> playClaim;         // writer: the output stages' callbacks (CAS)
+    uint64_t reserved[7];
 };
 
 /// Counters and histograms. Each has one writer; readers compute rates and percentiles.

@@ -105,6 +105,7 @@ bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& e
     info.heldBlocks.store(0, std::memory_order_relaxed);
     info.caughtUpBlocks.store(0, std::memory_order_relaxed);
     info.controlBeats.store(0, std::memory_order_relaxed);
+    info.yieldedCycleFrame.store(0, std::memory_order_relaxed);
     info.role.store(static_cast<uint32_t>(role), std::memory_order_relaxed);
     // A fresh epoch per process: whatever an earlier process of this slot might still
     // write carries another epoch and is ignored.

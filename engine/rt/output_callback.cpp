@@ -144,15 +144,14 @@ void followRelayDelay(OutputContext& context, const AudioBlock& block, const Cur
 }
 
 // RT-safe: atomic loads and arithmetic.
-// Has the playing stage missed kTakeoverCycles cycles in a row (dead, stopped, or not run
-// by JACK)? JACK's frame times say so exactly, whatever order the two stages run in within
-// a cycle: the playing stage stamps each cycle it ran in (WorkerSlot::lastCycleFrame).
-// Not one missed cycle: JACK skips a late client for a cycle about once a second on a
-// loaded machine, and a takeover from a stage that is alive costs more than that cycle (the
-// two may disagree for a cycle on who plays and who cancels: measured, samples up to twice
-// the tone's peak). So a dead stage's stale buffer is heard alone for two cycles.
-// Without JACK's frame times: its callback count has not moved in kTakeoverCycles of this
-// stage's callbacks in a row.
+// Has the playing stage missed kTakeoverCycles - 1 cycles in a row (dead, stopped, or not
+// run by JACK)? JACK's frame times say so exactly, whatever order the two stages run in
+// within a cycle: the playing stage stamps each cycle it ran in (WorkerSlot::lastCycleFrame).
+// So a dead stage is replaced in the first cycle after the one it missed, the least JACK's
+// physics allow (that cycle mixed its stale buffer alone). A stage that was only late (JACK
+// skips a late client for a cycle about once a second on a loaded machine) hands over
+// without a wrong sample: see yieldPlayedBuffer. Without JACK's frame times: its callback
+// count has not moved in kTakeoverCycles of this stage's callbacks in a row.
 bool writerMissedCycles(OutputContext& context, uint32_t writer, const CurrentCycle& cycle, uint32_t frames) noexcept {
     const WorkerSlot& playing = context.segment->outputs[writer];
     const uint64_t callbacks = playing.callbacks.load(std::memory_order_acquire);
@@ -161,9 +160,29 @@ bool writerMissedCycles(OutputContext& context, uint32_t writer, const CurrentCy
     const uint64_t stamped = playing.lastCycleFrame.load(std::memory_order_acquire);
     if (cycle.known && stamped != 0) {
         const jack_nframes_t since = cycle.frame - static_cast<jack_nframes_t>(stamped);  // unsigned: wraps correctly
-        return since >= (kTakeoverCycles + 1) * frames && since < (uint32_t{1} << 31);
+        return since >= kTakeoverCycles * frames && since < (uint32_t{1} << 31);
     }
     return context.writerStall >= kTakeoverCycles;
+}
+
+// RT-safe: atomic loads and one CAS.
+// Claims the JACK cycle this callback runs in for this stage (OutputMetrics::playClaim):
+// true if this stage plays it. The playing stage claims every cycle it runs in unless the
+// other has claimed it already (then it took over); a stage taking over claims a cycle only
+// if nobody has yet (`takingOver`), so that a late playing stage that does run in this
+// cycle keeps it. Either way exactly one stage plays a cycle, whatever their order.
+// Without JACK's frame times there is nothing to claim by: the role alone decides. Bounded:
+// the word changes at most once per cycle per stage, so a few attempts always settle it;
+// should they not, the role decides (the playing stage plays, a takeover waits).
+bool claimCycle(OutputMetrics& output, const CurrentCycle& cycle, uint32_t slot, bool takingOver) noexcept {
+    if (!cycle.known) return true;
+    const uint64_t mine = (uint64_t{1} << 33) | (uint64_t{cycle.frame} << 1) | slot;
+    uint64_t claim = output.playClaim.load(std::memory_order_acquire);
+    for (int attempt = 0; attempt < 4; ++attempt) {
+        if (claim != 0 && static_cast<jack_nframes_t>(claim >> 1) == cycle.frame) return claim == mine;
+        if (output.playClaim.compare_exchange_strong(claim, mine, std::memory_order_acq_rel)) return true;
+    }
+    return !takingOver;
 }
 
 // Cycles a stale buffer is cancelled at most: JACK drops a dead client within 8-17 ms (and
@@ -199,6 +218,7 @@ void beginCancelling(OutputContext& context, uint32_t previous, uint32_t frames)
     context.cancelPid = pid;
     context.cancelFromEpoch = peer.epoch.load(std::memory_order_acquire);
     context.cancelFromCallbacks = peer.callbacks.load(std::memory_order_acquire);
+    context.cancelFromYielded = peer.yieldedCycleFrame.load(std::memory_order_acquire);
     context.cancelCycles = 0;
     context.segment->output.staleCancellations.fetch_add(1, std::memory_order_relaxed);
 }
@@ -209,16 +229,26 @@ void beginCancelling(OutputContext& context, uint32_t previous, uint32_t frames)
 // still connected. Measured with JACK2 1.9.21: the connection count a client reads in its
 // process callback is the one with which JACK mixes that cycle's buffers, so the switch back
 // to the plain block falls on the exact cycle (docs/failover.md). Ends for good once no port
-// is connected, once the other stage runs again (it was late, not dead, and returns
-// silence now), when its ports were looked up for another process, or after kMaxCancelCycles.
-void cancelStale(OutputContext& context, float* out, uint32_t frames) noexcept {
+// is connected, in the cycle after the one in which the other stage ran again (it was late,
+// not dead: in that cycle it returned its last buffer once more, from the next on silence;
+// see yieldPlayedBuffer), when its ports were looked up for another process, or after
+// kMaxCancelCycles.
+void cancelStale(OutputContext& context, float* out, uint32_t frames, const CurrentCycle& cycle) noexcept {
     if (!context.cancelling) return;
     const Segment& segment = *context.segment;
     const WorkerSlot& peer = segment.outputs[context.cancelFrom];
-    // The same process ran again: the same epoch (sustaind gives every process a new one, and
-    // resets the slot's counters for a replacement) and its callback count moved.
-    const bool ranAgain = peer.epoch.load(std::memory_order_acquire) == context.cancelFromEpoch &&
-                          peer.callbacks.load(std::memory_order_acquire) != context.cancelFromCallbacks;
+    bool ranAgain = false;
+    const uint64_t yielded = peer.yieldedCycleFrame.load(std::memory_order_acquire);
+    if (cycle.known) {
+        // Stamped in an earlier cycle than this one: this cycle it returns silence.
+        const jack_nframes_t since = cycle.frame - static_cast<jack_nframes_t>(yielded);  // unsigned: wraps correctly
+        ranAgain = yielded != 0 && yielded != context.cancelFromYielded && since != 0 && since < (uint32_t{1} << 31);
+    } else {
+        // The same process ran again: the same epoch (sustaind gives every process a new
+        // one, and resets the slot's counters for a replacement) and its callback count moved.
+        ranAgain = peer.epoch.load(std::memory_order_acquire) == context.cancelFromEpoch &&
+                   peer.callbacks.load(std::memory_order_acquire) != context.cancelFromCallbacks;
+    }
     if (ranAgain || context.peerPortsPid.load(std::memory_order_acquire) != context.cancelPid ||
         context.cancelCycles >= kMaxCancelCycles) {
         context.cancelling = false;
@@ -238,6 +268,28 @@ void cancelStale(OutputContext& context, float* out, uint32_t frames) noexcept {
     }
     ++context.cancelCycles;
     context.segment->output.staleCancelledCycles.fetch_add(1, std::memory_order_relaxed);
+}
+
+// RT-safe: a copy of one block and an atomic store.
+// This stage played in its previous callback and the other one plays now (it took over
+// because this one missed cycles; this one was late, not dead). The other stage subtracts
+// this one's last buffer in every cycle up to and including the one this stamp names, so
+// this stage returns that very buffer once more in this cycle (the sum is then the block
+// that should be heard) and silence from the next, when the other one has seen the stamp.
+void yieldPlayedBuffer(OutputContext& context, WorkerSlot& me, float* out, uint32_t frames,
+                       const CurrentCycle& cycle) noexcept {
+    for (uint32_t f = 0; f < frames; ++f)
+        for (uint32_t c = 0; c < context.returnedChannels; ++c)
+            out[size_t{f} * context.channels + c] = context.returnedSamples[size_t{f} * context.returnedChannels + c];
+    if (cycle.known) me.yieldedCycleFrame.store((uint64_t{1} << 32) | cycle.frame, std::memory_order_release);
+}
+
+// RT-safe: a copy of one block. What this stage returned, for yieldPlayedBuffer.
+void keepReturnedBuffer(OutputContext& context, const float* out, uint32_t frames) noexcept {
+    context.returnedChannels = context.channels < kAudioChannels ? context.channels : kAudioChannels;
+    for (uint32_t f = 0; f < frames; ++f)
+        for (uint32_t c = 0; c < context.returnedChannels; ++c)
+            context.returnedSamples[size_t{f} * context.returnedChannels + c] = out[size_t{f} * context.channels + c];
 }
 
 bool blocksEqual(const float* a, const float* b, uint32_t count) noexcept {
@@ -283,16 +335,22 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
     uint32_t writer = output.writerSlot.load(std::memory_order_acquire);
     if (!fenced && writer != context.slot && writer < kOutputSlots) {
         // A standby output stage: watch the playing one; take over when it stops running.
-        if (writerMissedCycles(context, writer, cycleNow, frames) &&
+        // The claim of this cycle first: the playing stage may be running this very cycle
+        // after all (it missed the previous one only), and then it keeps it.
+        if (writerMissedCycles(context, writer, cycleNow, frames) && claimCycle(output, cycleNow, context.slot, true) &&
             output.writerSlot.compare_exchange_strong(writer, context.slot, std::memory_order_acq_rel)) {
             output.takeovers.fetch_add(1, std::memory_order_relaxed);
             writer = context.slot;
         }
+    } else if (!fenced && writer == context.slot && !claimCycle(output, cycleNow, context.slot, false)) {
+        writer = (context.slot + 1) % kOutputSlots;  // the other stage took this cycle over: it plays it
     }
     // Playing from this cycle on, whoever decided it (this stage above, or sustaind when the
     // other stage died): cancel what that stage left in JACK's mix.
     if (!fenced && writer == context.slot && context.lastWriter != context.slot && context.lastWriter < kOutputSlots)
         beginCancelling(context, context.lastWriter, frames);
+    const bool yielding = context.lastWriter == context.slot && writer != context.slot && context.lastReturned != 0 &&
+                          frames <= kMaxRelayFrames;
     context.lastWriter = writer;
     // A stage that does not play has published nothing that holds: when it plays again it
     // publishes its own delay as soon as it has measured it.
@@ -331,7 +389,7 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
             // and never run away from the worker that renders.
             if (segment.slots[active].lastBlock.load(std::memory_order_acquire) <= number) relock = true;
         }
-        cancelStale(context, out, frames);
+        cancelStale(context, out, frames, cycleNow);
         if (source < 2) returned = ((number + 1) << 1) | (source == 0 ? active : standby);
         if (source < 2) {
             const AudioRing& ring = segment.audio[source == 0 ? active : standby];
@@ -369,6 +427,13 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         }
     }
 
+    if (yielding) {
+        yieldPlayedBuffer(context, me, out, frames, cycleNow);
+        returned = context.lastReturned;  // the same buffer as before
+    } else if (returned != 0) {
+        keepReturnedBuffer(context, out, frames);
+    }
+    context.lastReturned = returned;
     me.lastOutput.store(returned, std::memory_order_release);
     if (cycleNow.known) me.lastCycleFrame.store((uint64_t{1} << 32) | cycleNow.frame, std::memory_order_release);
     publishCallbackEnd(me, context.loadSmoothed, startNs, monotonicNs(), frames, context.samplesPerNs);

@@ -75,6 +75,11 @@ struct OutputContext {
     int32_t cancelPid = 0;               // its process
     uint64_t cancelFromEpoch = 0;        // its slot's epoch and callbacks when this stage took over
     uint64_t cancelFromCallbacks = 0;
+    uint64_t cancelFromYielded = 0;      // its yieldedCycleFrame then (a newer one says it ran again)
+    // What this stage returned last (yieldPlayedBuffer): the lastOutput word and the buffer.
+    uint64_t lastReturned = 0;
+    float returnedSamples[kMaxRelayFrames * kAudioChannels] = {};
+    uint32_t returnedChannels = 0;
     uint32_t cancelCycles = 0;
     float stale[kMaxRelayFrames * kAudioChannels] = {};  // its last buffer, `staleChannels` interleaved
     uint32_t staleChannels = 0;

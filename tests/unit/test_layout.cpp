@@ -25,7 +25,7 @@ TEST_CASE("layout: sizes and offsets are pinned to layout version 6") {
     CHECK(sizeof(EngineConfig) == 256);
     CHECK(sizeof(WorkerSlot) == 384);
     CHECK(sizeof(AudioBlock) == 8256);
-    CHECK(sizeof(OutputMetrics) == 128);
+    CHECK(sizeof(OutputMetrics) == 192);
     CHECK(sizeof(RingIndices) == 192);
     CHECK(sizeof(RenderState) == 1464);
     CHECK(offsetof(Segment, control) == 128);
@@ -41,7 +41,7 @@ TEST_CASE("layout: sizes and offsets are pinned to layout version 6") {
     CHECK(sizeof(AudioRing) == 16 * 8256);
     CHECK(offsetof(ControlBlock, epoch) == 8);
     CHECK(offsetof(WorkerSlot, callbacks) == 24);
-    CHECK(kSegmentSize == 1190144);
+    CHECK(kSegmentSize == 1190208);
 }
 
 namespace {
