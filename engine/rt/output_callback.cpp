@@ -198,7 +198,7 @@ constexpr uint32_t kMaxCancelCycles = 256;
 // WorkerSlot::lastOutput and the audio ring. When anything is unknown (no JACK ports to
 // watch, the block rewritten since), nothing is subtracted: a subtraction of a buffer that
 // is not mixed would be a full-scale click, a stale buffer left alone is what JACK does anyway.
-void beginCancelling(OutputContext& context, uint32_t previous, uint32_t frames) noexcept {
+void beginCancelling(OutputContext& context, uint32_t previous, uint32_t frames, const CurrentCycle& cycle) noexcept {
     const Segment& segment = *context.segment;
     const WorkerSlot& peer = segment.outputs[previous];
     context.cancelling = false;
@@ -218,7 +218,7 @@ void beginCancelling(OutputContext& context, uint32_t previous, uint32_t frames)
     context.cancelPid = pid;
     context.cancelFromEpoch = peer.epoch.load(std::memory_order_acquire);
     context.cancelFromCallbacks = peer.callbacks.load(std::memory_order_acquire);
-    context.cancelFromYielded = peer.yieldedCycleFrame.load(std::memory_order_acquire);
+    context.cancelFromFrame = cycle.frame;
     context.cancelCycles = 0;
     context.segment->output.staleCancellations.fetch_add(1, std::memory_order_relaxed);
 }
@@ -240,9 +240,14 @@ void cancelStale(OutputContext& context, float* out, uint32_t frames, const Curr
     bool ranAgain = false;
     const uint64_t yielded = peer.yieldedCycleFrame.load(std::memory_order_acquire);
     if (cycle.known) {
-        // Stamped in an earlier cycle than this one: this cycle it returns silence.
-        const jack_nframes_t since = cycle.frame - static_cast<jack_nframes_t>(yielded);  // unsigned: wraps correctly
-        ranAgain = yielded != 0 && yielded != context.cancelFromYielded && since != 0 && since < (uint32_t{1} << 31);
+        // A yield stamped in the takeover's cycle or later (it may come in that very cycle,
+        // before or after this stage read it), and in an earlier cycle than this one: this
+        // cycle it returns silence. Frames are unsigned and wrap: differences are compared.
+        const auto yieldFrame = static_cast<jack_nframes_t>(yielded);
+        const jack_nframes_t sinceTakeover = yieldFrame - context.cancelFromFrame;
+        const jack_nframes_t sinceYield = cycle.frame - yieldFrame;
+        ranAgain = yielded != 0 && sinceTakeover < (uint32_t{1} << 31) && sinceYield != 0 &&
+                   sinceYield < (uint32_t{1} << 31);
     } else {
         // The same process ran again: the same epoch (sustaind gives every process a new
         // one, and resets the slot's counters for a replacement) and its callback count moved.
@@ -348,7 +353,7 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
     // Playing from this cycle on, whoever decided it (this stage above, or sustaind when the
     // other stage died): cancel what that stage left in JACK's mix.
     if (!fenced && writer == context.slot && context.lastWriter != context.slot && context.lastWriter < kOutputSlots)
-        beginCancelling(context, context.lastWriter, frames);
+        beginCancelling(context, context.lastWriter, frames, cycleNow);
     const bool yielding = context.lastWriter == context.slot && writer != context.slot && context.lastReturned != 0 &&
                           frames <= kMaxRelayFrames;
     context.lastWriter = writer;

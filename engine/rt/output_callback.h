@@ -75,7 +75,7 @@ struct OutputContext {
     int32_t cancelPid = 0;               // its process
     uint64_t cancelFromEpoch = 0;        // its slot's epoch and callbacks when this stage took over
     uint64_t cancelFromCallbacks = 0;
-    uint64_t cancelFromYielded = 0;      // its yieldedCycleFrame then (a newer one says it ran again)
+    jack_nframes_t cancelFromFrame = 0;  // JACK's frame time of the takeover's cycle
     // What this stage returned last (yieldPlayedBuffer): the lastOutput word and the buffer.
     uint64_t lastReturned = 0;
     float returnedSamples[kMaxRelayFrames * kAudioChannels] = {};
