@@ -231,9 +231,6 @@ JackCycle readJackCycle(const CallbackContext& context) noexcept {
 // its frame time): an anchor can be built from it.
 bool cycleTimesKnown(const JackCycle& cycle) noexcept { return cycle.known && cycle.nextUsecs > cycle.usecs; }
 
-// RT-safe: arithmetic. A JACK frame time stored in a 64-bit field where 0 means "none":
-// 1 << 32 | frame, so that frame 0 is a value too.
-uint64_t storedFrame(jack_nframes_t frame) noexcept { return (uint64_t{1} << 32) | frame; }
 
 // RT-safe: arithmetic, or a bounded loop for the fallback; then a seqlock write.
 void publishFrameClock(CallbackContext& context, const JackCycle& cycle, uint64_t frame, uint64_t startNs) noexcept {
@@ -241,8 +238,8 @@ void publishFrameClock(CallbackContext& context, const JackCycle& cycle, uint64_
     anchor.frame = frame;
     anchor.epoch = context.startEpoch;
     if (cycleTimesKnown(cycle)) {
-        // The cycle began before this callback did. JACK's timer, which is a filtered estimate,
-        // was measured up to 7 ms in the future after a disturbance; then the callback's own start is nearer.
+        // The cycle began before this callback did. JACK's timer is a filtered estimate and can
+        // lie ahead of the callback after a disturbance; then the callback's own start is nearer.
         anchor.startNs = std::min(static_cast<int64_t>(cycle.usecs) * 1000 -
                                       context.jackMinusMonotonicNs.load(std::memory_order_relaxed),
                                   static_cast<int64_t>(startNs));

@@ -9,9 +9,11 @@
 namespace sustain {
 
 /// Cycles without the process it watches advancing after which a standby plays instead (a
-/// direct-layout standby worker, a standby output stage). Two, because the order of clients
-/// within a JACK cycle may flip once (one cycle in which the other seems not to advance) but
-/// never twice in a row. ThreadSanitizer stops threads for milliseconds now and then (its
+/// direct-layout standby worker, a standby output stage), when judged by callback counts:
+/// two, because the order of clients within a JACK cycle may flip once (one cycle in which
+/// the other seems not to advance) but never twice in a row. Judged by JACK's frame times
+/// (output stages), order does not matter: kTakeoverCycles periods since the last cycle the
+/// other ran in, i.e. kTakeoverCycles - 1 cycles missed. ThreadSanitizer stops threads for milliseconds now and then (its
 /// shadow bookkeeping): in such a build a standby waits 8 cycles, or it would take over
 /// from a healthy process every second (a TSan build looks for races, not for timing; the
 /// supervisor's hang limit is raised there for the same reason).
@@ -20,6 +22,17 @@ inline constexpr uint32_t kTakeoverCycles = 8;
 #else
 inline constexpr uint32_t kTakeoverCycles = 2;
 #endif
+
+/// A JACK frame time in a 64-bit field where 0 means "none": 1 << 32 | frame, so that frame
+/// 0 is a value too. RT-safe: arithmetic.
+inline uint64_t storedFrame(uint32_t frame) noexcept { return (uint64_t{1} << 32) | frame; }
+
+/// Whether JACK frame time `later` is `earlier` or after it, on JACK's 32-bit clock, which
+/// wraps (about a day at 48 kHz): the difference is taken unsigned and must be under half
+/// the range. RT-safe: arithmetic.
+inline bool frameAtOrAfter(uint32_t later, uint32_t earlier) noexcept {
+    return static_cast<uint32_t>(later - earlier) < (uint32_t{1} << 31);
+}
 
 /// A standby is in step once it has rendered this many blocks in a row from the active's
 /// state (the worker's `warm` state); only a standby in step may take over (direct layout):

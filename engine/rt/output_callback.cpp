@@ -159,8 +159,8 @@ bool writerMissedCycles(OutputContext& context, uint32_t writer, const CurrentCy
     context.lastWriterCallbacks = callbacks;
     const uint64_t stamped = playing.lastCycleFrame.load(std::memory_order_acquire);
     if (cycle.known && stamped != 0) {
-        const jack_nframes_t since = cycle.frame - static_cast<jack_nframes_t>(stamped);  // unsigned: wraps correctly
-        return since >= kTakeoverCycles * frames && since < (uint32_t{1} << 31);
+        const auto ranIn = static_cast<jack_nframes_t>(stamped);
+        return frameAtOrAfter(cycle.frame, ranIn + kTakeoverCycles * frames);
     }
     return context.writerStall >= kTakeoverCycles;
 }
@@ -176,13 +176,19 @@ bool writerMissedCycles(OutputContext& context, uint32_t writer, const CurrentCy
 // should they not, the role decides (the playing stage plays, a takeover waits).
 bool claimCycle(OutputMetrics& output, const CurrentCycle& cycle, uint32_t slot, bool takingOver) noexcept {
     if (!cycle.known) return true;
-    const uint64_t mine = (uint64_t{1} << 33) | (uint64_t{cycle.frame} << 1) | slot;
+    const uint64_t mine = (storedFrame(cycle.frame) << 1) | slot;
     uint64_t claim = output.playClaim.load(std::memory_order_acquire);
     for (int attempt = 0; attempt < 4; ++attempt) {
         if (claim != 0 && static_cast<jack_nframes_t>(claim >> 1) == cycle.frame) return claim == mine;
         if (output.playClaim.compare_exchange_strong(claim, mine, std::memory_order_acq_rel)) return true;
     }
     return !takingOver;
+}
+
+// RT-safe: arithmetic. The channels a stage's kept buffers hold (`stale`, `returnedSamples`):
+// the two the workers render; a device's further channels are always silent.
+uint32_t keptChannels(const OutputContext& context) noexcept {
+    return context.channels < kAudioChannels ? context.channels : kAudioChannels;
 }
 
 // Cycles a stale buffer is cancelled at most: JACK drops a dead client within 8-17 ms (and
@@ -211,13 +217,10 @@ void beginCancelling(OutputContext& context, uint32_t previous, uint32_t frames,
     const uint64_t number = (last >> 1) - 1;
     const AudioRing& ring = segment.audio[last & 1];
     const uint64_t epoch = ring.blocks[number % kAudioRingBlocks].epoch.load(std::memory_order_relaxed);
-    context.staleChannels = context.channels < kAudioChannels ? context.channels : kAudioChannels;
-    if (!readAudioBlock(ring, number, epoch, frames, context.stale, context.staleChannels)) return;
+    if (!cycle.known || !readAudioBlock(ring, number, epoch, frames, context.stale, keptChannels(context))) return;
     context.cancelling = true;
     context.cancelFrom = previous;
     context.cancelPid = pid;
-    context.cancelFromEpoch = peer.epoch.load(std::memory_order_acquire);
-    context.cancelFromCallbacks = peer.callbacks.load(std::memory_order_acquire);
     context.cancelFromFrame = cycle.frame;
     context.cancelCycles = 0;
     context.segment->output.staleCancellations.fetch_add(1, std::memory_order_relaxed);
@@ -231,41 +234,30 @@ void beginCancelling(OutputContext& context, uint32_t previous, uint32_t frames,
 // to the plain block falls on the exact cycle (docs/failover.md). Ends for good once no port
 // is connected, in the cycle after the one in which the other stage ran again (it was late,
 // not dead: in that cycle it returned its last buffer once more, from the next on silence;
-// see yieldPlayedBuffer), when its ports were looked up for another process, or after
-// kMaxCancelCycles.
+// see yieldPlayedBuffer), when its ports were looked up for another process, after
+// kMaxCancelCycles, or in a cycle without JACK's frame time (nothing then tells a yield).
 void cancelStale(OutputContext& context, float* out, uint32_t frames, const CurrentCycle& cycle) noexcept {
     if (!context.cancelling) return;
-    const Segment& segment = *context.segment;
-    const WorkerSlot& peer = segment.outputs[context.cancelFrom];
-    bool ranAgain = false;
+    const WorkerSlot& peer = context.segment->outputs[context.cancelFrom];
+    // A yield stamped in the takeover's cycle or later (it may come in that very cycle,
+    // before or after this stage read it), and in an earlier cycle than this one.
     const uint64_t yielded = peer.yieldedCycleFrame.load(std::memory_order_acquire);
-    if (cycle.known) {
-        // A yield stamped in the takeover's cycle or later (it may come in that very cycle,
-        // before or after this stage read it), and in an earlier cycle than this one: this
-        // cycle it returns silence. Frames are unsigned and wrap: differences are compared.
-        const auto yieldFrame = static_cast<jack_nframes_t>(yielded);
-        const jack_nframes_t sinceTakeover = yieldFrame - context.cancelFromFrame;
-        const jack_nframes_t sinceYield = cycle.frame - yieldFrame;
-        ranAgain = yielded != 0 && sinceTakeover < (uint32_t{1} << 31) && sinceYield != 0 &&
-                   sinceYield < (uint32_t{1} << 31);
-    } else {
-        // The same process ran again: the same epoch (sustaind gives every process a new
-        // one, and resets the slot's counters for a replacement) and its callback count moved.
-        ranAgain = peer.epoch.load(std::memory_order_acquire) == context.cancelFromEpoch &&
-                   peer.callbacks.load(std::memory_order_acquire) != context.cancelFromCallbacks;
-    }
-    if (ranAgain || context.peerPortsPid.load(std::memory_order_acquire) != context.cancelPid ||
+    const auto yieldFrame = static_cast<jack_nframes_t>(yielded);
+    const bool ranAgain = yielded != 0 && frameAtOrAfter(yieldFrame, context.cancelFromFrame) &&
+                          cycle.frame != yieldFrame && frameAtOrAfter(cycle.frame, yieldFrame);
+    if (!cycle.known || ranAgain || context.peerPortsPid.load(std::memory_order_acquire) != context.cancelPid ||
         context.cancelCycles >= kMaxCancelCycles) {
         context.cancelling = false;
         return;
     }
     bool anyConnected = false;
-    for (uint32_t c = 0; c < context.staleChannels; ++c) {
+    const uint32_t kept = keptChannels(context);
+    for (uint32_t c = 0; c < kept; ++c) {
         jack_port_t* port = context.peerPorts[c].load(std::memory_order_acquire);
         if (port == nullptr || jack_port_connected(port) <= 0) continue;
         anyConnected = true;
         for (uint32_t f = 0; f < frames; ++f)
-            out[size_t{f} * context.channels + c] -= context.stale[size_t{f} * context.staleChannels + c];
+            out[size_t{f} * context.channels + c] -= context.stale[size_t{f} * kept + c];
     }
     if (!anyConnected) {
         context.cancelling = false;
@@ -283,18 +275,17 @@ void cancelStale(OutputContext& context, float* out, uint32_t frames, const Curr
 // that should be heard) and silence from the next, when the other one has seen the stamp.
 void yieldPlayedBuffer(OutputContext& context, WorkerSlot& me, float* out, uint32_t frames,
                        const CurrentCycle& cycle) noexcept {
+    const uint32_t kept = keptChannels(context);
     for (uint32_t f = 0; f < frames; ++f)
-        for (uint32_t c = 0; c < context.returnedChannels; ++c)
-            out[size_t{f} * context.channels + c] = context.returnedSamples[size_t{f} * context.returnedChannels + c];
-    if (cycle.known) me.yieldedCycleFrame.store((uint64_t{1} << 32) | cycle.frame, std::memory_order_release);
+        for (uint32_t c = 0; c < kept; ++c) out[size_t{f} * context.channels + c] = context.returnedSamples[size_t{f} * kept + c];
+    if (cycle.known) me.yieldedCycleFrame.store(storedFrame(cycle.frame), std::memory_order_release);
 }
 
 // RT-safe: a copy of one block. What this stage returned, for yieldPlayedBuffer.
 void keepReturnedBuffer(OutputContext& context, const float* out, uint32_t frames) noexcept {
-    context.returnedChannels = context.channels < kAudioChannels ? context.channels : kAudioChannels;
+    const uint32_t kept = keptChannels(context);
     for (uint32_t f = 0; f < frames; ++f)
-        for (uint32_t c = 0; c < context.returnedChannels; ++c)
-            context.returnedSamples[size_t{f} * context.returnedChannels + c] = out[size_t{f} * context.channels + c];
+        for (uint32_t c = 0; c < kept; ++c) context.returnedSamples[size_t{f} * kept + c] = out[size_t{f} * context.channels + c];
 }
 
 bool blocksEqual(const float* a, const float* b, uint32_t count) noexcept {
@@ -354,7 +345,9 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
     // other stage died): cancel what that stage left in JACK's mix.
     if (!fenced && writer == context.slot && context.lastWriter != context.slot && context.lastWriter < kOutputSlots)
         beginCancelling(context, context.lastWriter, frames, cycleNow);
-    const bool yielding = context.lastWriter == context.slot && writer != context.slot && context.lastReturned != 0 &&
+    // What this stage returned in its previous callback (it writes its own lastOutput only).
+    const uint64_t returnedBefore = me.lastOutput.load(std::memory_order_relaxed);
+    const bool yielding = context.lastWriter == context.slot && writer != context.slot && returnedBefore != 0 &&
                           frames <= kMaxRelayFrames;
     context.lastWriter = writer;
     // A stage that does not play has published nothing that holds: when it plays again it
@@ -395,8 +388,8 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
             if (segment.slots[active].lastBlock.load(std::memory_order_acquire) <= number) relock = true;
         }
         cancelStale(context, out, frames, cycleNow);
-        if (source < 2) returned = ((number + 1) << 1) | (source == 0 ? active : standby);
         if (source < 2) {
+            returned = ((number + 1) << 1) | (source == 0 ? active : standby);
             const AudioRing& ring = segment.audio[source == 0 ? active : standby];
             followRelayDelay(context, ring.blocks[number % kAudioRingBlocks], cycleNow, startNs, frames);
         }
@@ -434,13 +427,12 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
 
     if (yielding) {
         yieldPlayedBuffer(context, me, out, frames, cycleNow);
-        returned = context.lastReturned;  // the same buffer as before
+        returned = returnedBefore;  // the same buffer as before
     } else if (returned != 0) {
         keepReturnedBuffer(context, out, frames);
     }
-    context.lastReturned = returned;
     me.lastOutput.store(returned, std::memory_order_release);
-    if (cycleNow.known) me.lastCycleFrame.store((uint64_t{1} << 32) | cycleNow.frame, std::memory_order_release);
+    me.lastCycleFrame.store(cycleNow.known ? storedFrame(cycleNow.frame) : 0, std::memory_order_release);
     publishCallbackEnd(me, context.loadSmoothed, startNs, monotonicNs(), frames, context.samplesPerNs);
     context.blocks.fetch_add(1, std::memory_order_release);
 }

@@ -73,16 +73,11 @@ struct OutputContext {
     bool cancelling = false;             // subtracting `stale` from what this stage plays
     uint32_t cancelFrom = 0;             // the output slot whose buffer is cancelled
     int32_t cancelPid = 0;               // its process
-    uint64_t cancelFromEpoch = 0;        // its slot's epoch and callbacks when this stage took over
-    uint64_t cancelFromCallbacks = 0;
     jack_nframes_t cancelFromFrame = 0;  // JACK's frame time of the takeover's cycle
-    // What this stage returned last (yieldPlayedBuffer): the lastOutput word and the buffer.
-    uint64_t lastReturned = 0;
-    float returnedSamples[kMaxRelayFrames * kAudioChannels] = {};
-    uint32_t returnedChannels = 0;
     uint32_t cancelCycles = 0;
-    float stale[kMaxRelayFrames * kAudioChannels] = {};  // its last buffer, `staleChannels` interleaved
-    uint32_t staleChannels = 0;
+    float stale[kMaxRelayFrames * kAudioChannels] = {};  // its last buffer, two channels at most, interleaved
+    // What this stage returned last, for yieldPlayedBuffer (WorkerSlot::lastOutput names it).
+    float returnedSamples[kMaxRelayFrames * kAudioChannels] = {};
     pthread_t audioThread{};        // written once by the first callback (pthread_self: no system call)
     std::atomic<bool> audioThreadKnown{false};
 };

@@ -121,6 +121,14 @@ def active_worker_pid(log):
     return pid
 
 
+def playing_output_stage(engine):
+    """(slot, pid) of the output stage that plays, as the status says (relay layout)."""
+    _, status = engine.status()
+    playing = [w for w in status["workers"] if w["role"] == "output"]
+    check(len(playing) == 1, f"one output stage plays: {status['workers']}")
+    return str(playing[0]["slot"]), playing[0]["pid"]
+
+
 class Paths:
     def __init__(self, argv):
         # meson passes: build root

@@ -13,7 +13,7 @@ import subprocess
 import time
 
 from harness import (TSAN_BUILD, check_heard, active_worker_pid, Engine, JackServer, Recording, TestFailure, check,
-                     eventually, main, pid_alive, wait_until)
+                     eventually, main, pid_alive, playing_output_stage, wait_until)
 
 TONE = ("--expect", "0.02:-0.02:440:0.5")
 
@@ -76,14 +76,6 @@ def judged_run(paths, jack, engine, seconds, action, label, expect=TONE):
         check_heard(window["ok"], f"{label}: {window['expected_freq']} Hz at {window['expected_amp']} throughout "
                     f"(measured {window['freq_hz']:.3f} Hz at {window['amp']:.4f})")
     return report
-
-
-def playing_output_stage(engine):
-    """(slot, pid) of the output stage that plays, as the status says."""
-    _, status = engine.status()
-    playing = [w for w in status["workers"] if w["role"] == "output"]
-    check(len(playing) == 1, f"one output stage plays: {status['workers']}")
-    return str(playing[0]["slot"]), playing[0]["pid"]
 
 
 def late_and_stopped_output_stage(paths, jack, engine):

@@ -24,7 +24,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "integration"))
-from harness import active_worker_pid as active_worker, Engine, JackServer, Paths, Recording, TestFailure, wait_until  # noqa: E402
+from harness import (active_worker_pid as active_worker, Engine, JackServer, Paths, Recording, TestFailure,  # noqa: E402
+                     playing_output_stage, wait_until)
 
 FAULTS = {
     "kill": signal.SIGKILL,        # the active worker is killed
@@ -56,10 +57,6 @@ LAYOUT_ARGS = {
 
 
 OUTPUT_FAULTS = {"kill": signal.SIGKILL, "crash": signal.SIGUSR1}
-
-
-def playing_output_stage(engine):
-    return [w for w in engine.status()[1]["workers"] if w["role"] == "output"][0]["pid"]
 
 
 def output_spare_ready(engine, failed_pid):
@@ -96,7 +93,7 @@ def run_layout(paths, layout, faults_per_kind, batch, target="active"):
                     times = []
                     for _ in range(count):
                         before = engine.log().count(ready_marker)
-                        victim = playing_output_stage(engine) if target == "output" else active_worker(engine.log())
+                        victim = playing_output_stage(engine)[1] if target == "output" else active_worker(engine.log())
                         times.append(time.monotonic() - started)
                         os.kill(victim, how)
                         if target == "output":
