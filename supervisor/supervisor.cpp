@@ -467,6 +467,15 @@ void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t nowNs) {
     }
     // The control thread (commands, logging, shutdown) can hang on its own: it loops at
     // least every 50 ms, so many cycles without a loop mean a deadlock or an endless loop.
+    // Until its first loop it is still starting (after the first callback it opens its
+    // JACK clock client, hundreds of milliseconds on a loaded machine or in a sanitizer
+    // build): judged by the startup limit, as a process before its first callback.
+    if (beats == 0) {
+        if (nowNs - c.spawnedNs > startupLimitNs())
+            onFault(kind, slot, fmt::format("its control thread never looped ({:.1f} s after its start)",
+                                            startupLimitNs() / 1e9), nowNs);
+        return;
+    }
     const uint64_t silentBeats = reference - c.referenceAtBeat;
     if (silentBeats >= options_.controlHangCycles)
         onFault(kind, slot, "its control thread missed " + std::to_string(silentBeats) + " cycles: hung", nowNs);
