@@ -44,30 +44,6 @@ void raiseAudioPriority(const OutputContext& context) {
         spdlog::info("cannot raise the output stage's priority: {}", std::strerror(error));
 }
 
-/// Looks up the other output stage's JACK ports whenever a new process holds its slot, for
-/// the callback to watch should that stage die while it plays (cancelStale in
-/// engine/rt/output_callback.cpp). Ports first, then the pid they belong to (release). Only
-/// once that stage runs (warm or active): its stream, and so its client, exists then, and a
-/// dead predecessor of the same name is long gone (JACK drops it within 20 ms; a new stage
-/// takes longer than that to start).
-/// Thread: the main thread (jack_port_by_name reads the server's shared memory).
-void lookUpPeerPorts(OutputContext& context, const WorkerSlot& peer, jack_client_t* jackClock,
-                     const std::string& peerClient) {
-    const int32_t pid = peer.pid.load(std::memory_order_acquire);
-    const auto state = static_cast<WorkerState>(peer.state.load(std::memory_order_acquire));
-    if (pid <= 0 || pid == context.peerPortsPid.load(std::memory_order_relaxed) ||
-        (state != WorkerState::Warm && state != WorkerState::Active))
-        return;
-    jack_port_t* ports[kAudioChannels] = {};
-    for (uint32_t c = 0; c < kAudioChannels; ++c) {
-        ports[c] = jack_port_by_name(jackClock, (peerClient + ":out_" + std::to_string(c)).c_str());
-        if (ports[c] == nullptr && c == 0) return;  // not registered yet (a mono stage has out_0 only)
-    }
-    context.peerPortsPid.store(0, std::memory_order_release);
-    for (uint32_t c = 0; c < kAudioChannels; ++c) context.peerPorts[c].store(ports[c], std::memory_order_release);
-    context.peerPortsPid.store(pid, std::memory_order_release);
-}
-
 int runOutput(const OutputOptions& options) {
     const int signalFd = enterChildProcess(options.supervisorPid);
     if (signalFd < 0) return 1;
@@ -142,7 +118,7 @@ int runOutput(const OutputOptions& options) {
     for (;;) {
         slot.controlBeats.fetch_add(1, std::memory_order_release);
         drainTrace();
-        if (jackClock != nullptr) lookUpPeerPorts(*context, segment.outputs[peer], jackClock, peerClient);
+        if (jackClock != nullptr) lookUpPeerPorts(context->stale, segment.outputs[peer], jackClock, peerClient);
         // Active while it holds the writer role; warm while it waits to take over.
         const bool playing = segment.output.writerSlot.load(std::memory_order_acquire) == options.slot;
         auto expected = slot.state.load(std::memory_order_acquire);

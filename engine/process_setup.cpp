@@ -172,4 +172,20 @@ void closeStream(PaStream* stream) {
     Pa_Terminate();
 }
 
+void lookUpPeerPorts(StaleBuffer& stale, const WorkerSlot& peer, jack_client_t* jackClock, const std::string& client) {
+    const int32_t pid = peer.pid.load(std::memory_order_acquire);
+    const auto state = static_cast<WorkerState>(peer.state.load(std::memory_order_acquire));
+    if (pid <= 0 || pid == stale.peerPortsPid.load(std::memory_order_relaxed) ||
+        (state != WorkerState::Warm && state != WorkerState::Active))
+        return;
+    jack_port_t* ports[kAudioChannels] = {};
+    for (uint32_t c = 0; c < kAudioChannels; ++c) {
+        ports[c] = jack_port_by_name(jackClock, (client + ":out_" + std::to_string(c)).c_str());
+        if (ports[c] == nullptr && c == 0) return;  // not registered yet (a mono stream has out_0 only)
+    }
+    stale.peerPortsPid.store(0, std::memory_order_release);
+    for (uint32_t c = 0; c < kAudioChannels; ++c) stale.peerPorts[c].store(ports[c], std::memory_order_release);
+    stale.peerPortsPid.store(pid, std::memory_order_release);
+}
+
 }  // namespace sustain

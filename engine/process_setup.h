@@ -11,6 +11,7 @@
 #include <string>
 
 #include "engine/audio_device.h"
+#include "engine/rt/stale_buffer.h"
 #include "shm/layout.h"
 
 namespace sustain {
@@ -87,5 +88,14 @@ bool streamLost(PaStream* stream);
 /// block for seconds) and no destructor runs, so nothing the callback might still touch is
 /// freed under it; buffered output (logs, the trace) is flushed first. Thread: main.
 [[noreturn]] void exitDeviceLost(WorkerSlot& slot);
+
+/// Looks up the JACK ports (`client`:out_0, out_1) of the process now in `peer` whenever a
+/// new process holds that slot, for the audio thread to watch should that process die while
+/// it plays (cancelStale, engine/rt/stale_buffer.h). Ports first, then the pid they belong
+/// to (release). Only once that process runs (warm or active): its stream, and so its
+/// client, exists then, and a dead predecessor of the same name is long gone (JACK drops it
+/// within 20 ms; a new process takes longer than that to start).
+/// Thread: a non-real-time thread (jack_port_by_name reads the server's shared memory).
+void lookUpPeerPorts(StaleBuffer& stale, const WorkerSlot& peer, jack_client_t* jackClock, const std::string& client);
 
 }  // namespace sustain

@@ -240,8 +240,12 @@ int runWorker(const WorkerOptions& options) {
     pollfd fds[2] = {{options.wakeFd, POLLIN, 0}, {signalFd, POLLIN, 0}};
     bool stopping = false;
     uint64_t stopDeadline = 0;
+    const uint32_t peer = (options.slot + 1) % kWorkerSlots;
+    const std::string peerClient = "sustain-" + options.instance + "-w" + std::to_string(peer);
     for (;;) {
         slot.controlBeats.fetch_add(1, std::memory_order_release);
+        // Direct layout: the other worker's ports, to cancel its stale buffer should it die while it plays.
+        if (jackClock != nullptr && !context->relay) lookUpPeerPorts(context->stale, segment.slots[peer], jackClock, peerClient);
         const bool active = slot.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Active);
         updateState(slot, active);
         const bool pending = forwarder.drainOnce();

@@ -46,7 +46,7 @@ void takeQueuedCommands(CallbackContext& context) noexcept {
 // A standby renders each block from the active's end-of-block state, so that its block is
 // the same signal; when the active does not advance (dead, hung, or simply later in this
 // cycle) it continues from its own state.
-bool followActive(CallbackContext& context, uint64_t nowNs) noexcept {
+bool followActive(CallbackContext& context, uint64_t nowNs, const CurrentCycle& cycle, uint32_t frames) noexcept {
     Segment& segment = *context.segment;
     WorkerSlot& slot = segment.slots[context.slot];
     const uint32_t active = segment.control.activeSlot.load(std::memory_order_acquire);
@@ -94,9 +94,15 @@ bool followActive(CallbackContext& context, uint64_t nowNs) noexcept {
     if (!context.relay && !context.tookOver && context.activeStall >= kTakeoverCycles &&
         context.syncedRun >= kWarmBlocks) {
         context.tookOver = true;
-        context.activeCallbacksAtTakeover = segment.slots[active % kWorkerSlots].callbacks.load(std::memory_order_acquire);
+        const WorkerSlot& activeSlot = segment.slots[active % kWorkerSlots];
+        context.activeCallbacksAtTakeover = activeSlot.callbacks.load(std::memory_order_acquire);
         slot.takeoverNs.store(nowNs, std::memory_order_relaxed);
-        slot.takeover.store(1, std::memory_order_release);
+        // The active's last buffer stays in JACK's mix while its ports are connected: cancelled
+        // from now on when it can be (engine/rt/stale_buffer.h), and announced with the
+        // takeover in one store, so that an active that runs again hands it over only then.
+        const bool cancels = beginCancelling(context.stale, segment, activeSlot, frames, context.channels, cycle);
+        if (cancels) segment.output.staleCancellations.fetch_add(1, std::memory_order_relaxed);
+        slot.takeover.store(cancels ? kTakeoverCancelling : kTakeoverPlain, std::memory_order_release);
     }
     return false;
 }
@@ -216,9 +222,11 @@ JackCycle readJackCycle(const CallbackContext& context) noexcept {
     JackCycle cycle;
     float periodUsecs = 0.0f;
     jack_client_t* jackClock = context.jackClock.load(std::memory_order_acquire);
+    // The frame time is known whenever JACK answers; its times only when they are sane
+    // (cycleTimesKnown): after a disturbance JACK's filtered timer can say that the next
+    // cycle begins before this one, while the frame time is still this cycle's.
     cycle.known = jackClock != nullptr && context.jackPeriodFrames != 0 &&
-                  jack_get_cycle_times(jackClock, &cycle.frame, &cycle.usecs, &cycle.nextUsecs, &periodUsecs) == 0 &&
-                  cycle.nextUsecs > cycle.usecs;
+                  jack_get_cycle_times(jackClock, &cycle.frame, &cycle.usecs, &cycle.nextUsecs, &periodUsecs) == 0;
     if (!cycle.known && context.fakeCycleFrame != 0) {
         cycle.frame = static_cast<jack_nframes_t>(context.fakeCycleFrame);
         cycle.known = true;  // the frame only: cycleTimesKnown() stays false
@@ -407,6 +415,42 @@ void publishBlock(CallbackContext& context, uint64_t number, uint32_t frames, ui
     block.sequence.store(begin + 1, std::memory_order_release);
 }
 
+// RT-safe: copies of one block, atomic loads and stores, jack_port_connected.
+// Direct layout: what this worker's stream carries in this cycle, and the record of it for
+// the other worker (WorkerSlot::lastOutput, with the block in this worker's audio ring). The
+// worker that plays returns its block, minus the active's stale buffer after a takeover that
+// cancels it (followActive). A worker that played in its previous callback and does not
+// now, because the standby took over and cancels its buffer (it was late, or is fenced, not
+// dead), returns that buffer once more, which the standby cancels through this cycle. A
+// handback at the frame both agreed on is exact by itself: the standby stops, the active
+// resumes. Silence otherwise.
+void playDirect(CallbackContext& context, WorkerSlot& slot, float* out, uint32_t frames, bool plays, uint64_t number,
+                const JackCycle& jackCycle) noexcept {
+    Segment& segment = *context.segment;
+    const WorkerSlot& other = segment.slots[(context.slot + 1) % kWorkerSlots];
+    const CurrentCycle cycle{jackCycle.known, jackCycle.frame};
+    const uint64_t returnedBefore = slot.lastOutput.load(std::memory_order_relaxed);
+    uint64_t returned = 0;
+    if (plays && frames <= kMaxRelayFrames) {
+        for (uint32_t f = 0; f < frames; ++f)
+            for (uint32_t c = 0; c < context.channels; ++c)
+                out[size_t{f} * context.channels + c] = context.scratch[size_t{f} * kAudioChannels];
+        if (cancelStale(context.stale, other, out, frames, context.channels, cycle))
+            segment.output.staleCancelledCycles.fetch_add(1, std::memory_order_relaxed);
+        keepReturnedBuffer(context.stale, out, frames, context.channels);
+        returned = ((number + 1) << 1) | context.slot;
+    } else if (context.playedLast && returnedBefore != 0 && frames <= kMaxRelayFrames &&
+               other.takeover.load(std::memory_order_acquire) == kTakeoverCancelling) {
+        yieldReturnedBuffer(context.stale, slot, out, frames, context.channels, cycle);
+        returned = returnedBefore;  // the same buffer as before
+    } else {
+        std::memset(out, 0, sizeof(float) * size_t{frames} * context.channels);
+    }
+    if (!plays) context.stale.cancelling = false;
+    context.playedLast = plays;
+    slot.lastOutput.store(returned, std::memory_order_release);
+}
+
 }  // namespace
 
 void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, bool underflow) noexcept {
@@ -424,6 +468,10 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
     // neither consume commands nor produce sound, even for one block.
     if (slot.epoch.load(std::memory_order_acquire) != context.startEpoch || frames > kMaxRelayFrames) {
         std::memset(out, 0, sizeof(float) * outSamples);
+        // Direct layout: a fenced worker that played hands its last buffer over once (the
+        // standby that took over cancels it through this cycle). Its slot is still its own:
+        // sustaind resets it for a replacement only once this process is gone.
+        if (!context.relay && context.playedLast) playDirect(context, slot, out, frames, false, 0, readJackCycle(context));
         return;
     }
 
@@ -443,13 +491,13 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
         context.blocks.fetch_add(1, std::memory_order_release);
         return;
     }
-    const bool synced = !active && followActive(context, startNs);
+    const bool synced = !active && followActive(context, startNs, CurrentCycle{cycle.known, cycle.frame}, frames);
     const Alignment aligned = active && !context.relay ? adoptStandbyState(context, cycle) : Alignment::None;
     if (synced || aligned != Alignment::None) dropTimedBefore(context, context.state.frame);
     const bool plays = !context.relay && playsDirect(context, cycle, active);
     if (aligned == Alignment::AlreadyRendered) {
         // This cycle's block is the standby's (it plays it): nothing to render or play here.
-        std::memset(out, 0, sizeof(float) * outSamples);
+        playDirect(context, slot, out, frames, false, 0, cycle);
         publishCallbackEnd(slot, context.loadSmoothed, startNs, monotonicNs(), frames, context.samplesPerNs);
         context.blocks.fetch_add(1, std::memory_order_release);
         return;
@@ -480,11 +528,11 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
         // The relay layout keeps every worker out of the mix: a dead worker's last
         // buffer, which JACK keeps mixing until it drops the client, is silence.
         std::memset(out, 0, sizeof(float) * outSamples);
-    } else if (plays) {
-        for (uint32_t f = 0; f < frames; ++f)
-            for (uint32_t c = 0; c < context.channels; ++c) out[size_t{f} * context.channels + c] = context.scratch[size_t{f} * kAudioChannels];
     } else {
-        std::memset(out, 0, sizeof(float) * outSamples);  // a direct-layout standby shadows in silence
+        // The block played is kept in the audio ring too, for the other worker to cancel
+        // should this one die while it plays; a standby that does not play shadows in silence.
+        if (plays) publishBlock(context, number, frames, startNs, cycle);
+        playDirect(context, slot, out, frames, plays, number, cycle);
     }
     if (context.fading && !context.fadedOut && context.state.master.remaining == 0 &&
         context.state.master.current == 0.0) {

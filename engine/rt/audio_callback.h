@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "engine/rt/rt_log.h"
+#include "engine/rt/stale_buffer.h"
 #include "shm/frame_clock.h"
 #include "shm/layout.h"
 
@@ -75,6 +76,10 @@ struct CallbackContext {
     uint32_t holdCooldown = 0;    // relay layout: cycles before the active may hold back a block again
     jack_nframes_t lastCycleFrame = 0;  // relay layout: JACK's frame time of our previous callback's cycle
     bool lastCycleKnown = false;
+    bool playedLast = false;  // direct layout: this worker's stream carried its block in the previous callback
+    // Direct layout: cancelling the other worker's stale buffer when it dies while it plays;
+    // this worker's last buffer, handed over when it was late (engine/rt/stale_buffer.h).
+    StaleBuffer stale;
     float scratch[kMaxRelayFrames * kAudioChannels] = {};
     bool fading = false;
     bool fadedOut = false;

@@ -5,6 +5,7 @@
 
 #include "engine/rt/callback_timing.h"
 #include "engine/rt/rt_guard_hooks.h"
+#include "engine/rt/stale_buffer.h"
 #include "shm/clock.h"
 #include "shm/fault_point.h"
 #include "shm/spsc_ring.h"
@@ -12,12 +13,6 @@
 namespace sustain {
 
 namespace {
-
-/// The JACK cycle a callback runs in (JACK's frame time at its start), when known.
-struct CurrentCycle {
-    bool known = false;
-    jack_nframes_t frame = 0;
-};
 
 /// Blocks the play position may trail the newest block before it is re-locked. Generous on
 /// purpose: when this stage misses a cycle that the workers did not (a JACK xrun, a graph
@@ -185,109 +180,6 @@ bool claimCycle(OutputMetrics& output, const CurrentCycle& cycle, uint32_t slot,
     return !takingOver;
 }
 
-// RT-safe: arithmetic. The channels a stage's kept buffers hold (`stale`, `returnedSamples`):
-// the two the workers render; a device's further channels are always silent.
-uint32_t keptChannels(const OutputContext& context) noexcept {
-    return context.channels < kAudioChannels ? context.channels : kAudioChannels;
-}
-
-// Cycles a stale buffer is cancelled at most: JACK drops a dead client within 8-17 ms (and
-// sustaind disconnects its ports sooner), so this bound is only reached if something is
-// wrong; then subtracting no more is the safer error.
-constexpr uint32_t kMaxCancelCycles = 256;
-
-// RT-safe: atomic loads and the copy of one block.
-// This stage just took over from `previous`. JACK keeps mixing the last buffer `previous`
-// returned until its ports leave the graph (JACK drops the dead client, or sustaind
-// disconnects it): from this cycle on, subtract that buffer while it is mixed, so that the
-// sum is exactly the block that should be heard. Its last buffer is known from
-// WorkerSlot::lastOutput and the audio ring. When anything is unknown (no JACK ports to
-// watch, the block rewritten since), nothing is subtracted: a subtraction of a buffer that
-// is not mixed would be a full-scale click, a stale buffer left alone is what JACK does anyway.
-void beginCancelling(OutputContext& context, uint32_t previous, uint32_t frames, const CurrentCycle& cycle) noexcept {
-    const Segment& segment = *context.segment;
-    const WorkerSlot& peer = segment.outputs[previous];
-    context.cancelling = false;
-    // The ports of the last process seen running in that slot: the one that played (sustaind
-    // may already have reset the slot for a replacement, which is not looked up before it runs).
-    const int32_t pid = context.peerPortsPid.load(std::memory_order_acquire);
-    if (pid <= 0) return;
-    const uint64_t last = peer.lastOutput.load(std::memory_order_acquire);
-    if (last == 0) return;  // it returned silence: there is nothing to cancel
-    const uint64_t number = (last >> 1) - 1;
-    const AudioRing& ring = segment.audio[last & 1];
-    const uint64_t epoch = ring.blocks[number % kAudioRingBlocks].epoch.load(std::memory_order_relaxed);
-    if (!cycle.known || !readAudioBlock(ring, number, epoch, frames, context.stale, keptChannels(context))) return;
-    context.cancelling = true;
-    context.cancelFrom = previous;
-    context.cancelPid = pid;
-    context.cancelFromFrame = cycle.frame;
-    context.cancelCycles = 0;
-    context.segment->output.staleCancellations.fetch_add(1, std::memory_order_relaxed);
-}
-
-// RT-safe: jack_port_connected reads the server's graph in shared memory (no lock, no
-// system call; in a JACK process thread it never waits for a pending graph change).
-// Subtracts the stale buffer, channel by channel, from `out` while that channel's port is
-// still connected. Measured with JACK2 1.9.21: the connection count a client reads in its
-// process callback is the one with which JACK mixes that cycle's buffers, so the switch back
-// to the plain block falls on the exact cycle (docs/failover.md). Ends for good once no port
-// is connected, in the cycle after the one in which the other stage ran again (it was late,
-// not dead: in that cycle it returned its last buffer once more, from the next on silence;
-// see yieldPlayedBuffer), when its ports were looked up for another process, after
-// kMaxCancelCycles, or in a cycle without JACK's frame time (nothing then tells a yield).
-void cancelStale(OutputContext& context, float* out, uint32_t frames, const CurrentCycle& cycle) noexcept {
-    if (!context.cancelling) return;
-    const WorkerSlot& peer = context.segment->outputs[context.cancelFrom];
-    // A yield stamped in the takeover's cycle or later (it may come in that very cycle,
-    // before or after this stage read it), and in an earlier cycle than this one.
-    const uint64_t yielded = peer.yieldedCycleFrame.load(std::memory_order_acquire);
-    const auto yieldFrame = static_cast<jack_nframes_t>(yielded);
-    const bool ranAgain = yielded != 0 && frameAtOrAfter(yieldFrame, context.cancelFromFrame) &&
-                          cycle.frame != yieldFrame && frameAtOrAfter(cycle.frame, yieldFrame);
-    if (!cycle.known || ranAgain || context.peerPortsPid.load(std::memory_order_acquire) != context.cancelPid ||
-        context.cancelCycles >= kMaxCancelCycles) {
-        context.cancelling = false;
-        return;
-    }
-    bool anyConnected = false;
-    const uint32_t kept = keptChannels(context);
-    for (uint32_t c = 0; c < kept; ++c) {
-        jack_port_t* port = context.peerPorts[c].load(std::memory_order_acquire);
-        if (port == nullptr || jack_port_connected(port) <= 0) continue;
-        anyConnected = true;
-        for (uint32_t f = 0; f < frames; ++f)
-            out[size_t{f} * context.channels + c] -= context.stale[size_t{f} * kept + c];
-    }
-    if (!anyConnected) {
-        context.cancelling = false;
-        return;
-    }
-    ++context.cancelCycles;
-    context.segment->output.staleCancelledCycles.fetch_add(1, std::memory_order_relaxed);
-}
-
-// RT-safe: a copy of one block and an atomic store.
-// This stage played in its previous callback and the other one plays now (it took over
-// because this one missed cycles; this one was late, not dead). The other stage subtracts
-// this one's last buffer in every cycle up to and including the one this stamp names, so
-// this stage returns that very buffer once more in this cycle (the sum is then the block
-// that should be heard) and silence from the next, when the other one has seen the stamp.
-void yieldPlayedBuffer(OutputContext& context, WorkerSlot& me, float* out, uint32_t frames,
-                       const CurrentCycle& cycle) noexcept {
-    const uint32_t kept = keptChannels(context);
-    for (uint32_t f = 0; f < frames; ++f)
-        for (uint32_t c = 0; c < kept; ++c) out[size_t{f} * context.channels + c] = context.returnedSamples[size_t{f} * kept + c];
-    if (cycle.known) me.yieldedCycleFrame.store(storedFrame(cycle.frame), std::memory_order_release);
-}
-
-// RT-safe: a copy of one block. What this stage returned, for yieldPlayedBuffer.
-void keepReturnedBuffer(OutputContext& context, const float* out, uint32_t frames) noexcept {
-    const uint32_t kept = keptChannels(context);
-    for (uint32_t f = 0; f < frames; ++f)
-        for (uint32_t c = 0; c < kept; ++c) context.returnedSamples[size_t{f} * kept + c] = out[size_t{f} * context.channels + c];
-}
-
 bool blocksEqual(const float* a, const float* b, uint32_t count) noexcept {
     return std::memcmp(a, b, sizeof(float) * count) == 0;
 }
@@ -343,8 +235,9 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
     }
     // Playing from this cycle on, whoever decided it (this stage above, or sustaind when the
     // other stage died): cancel what that stage left in JACK's mix.
-    if (!fenced && writer == context.slot && context.lastWriter != context.slot && context.lastWriter < kOutputSlots)
-        beginCancelling(context, context.lastWriter, frames, cycleNow);
+    if (!fenced && writer == context.slot && context.lastWriter != context.slot && context.lastWriter < kOutputSlots &&
+        beginCancelling(context.stale, segment, segment.outputs[context.lastWriter], frames, context.channels, cycleNow))
+        output.staleCancellations.fetch_add(1, std::memory_order_relaxed);
     // What this stage returned in its previous callback (it writes its own lastOutput only).
     const uint64_t returnedBefore = me.lastOutput.load(std::memory_order_relaxed);
     const bool yielding = context.lastWriter == context.slot && writer != context.slot && returnedBefore != 0 &&
@@ -387,7 +280,9 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
             // and never run away from the worker that renders.
             if (segment.slots[active].lastBlock.load(std::memory_order_acquire) <= number) relock = true;
         }
-        cancelStale(context, out, frames, cycleNow);
+        if (cancelStale(context.stale, segment.outputs[(context.slot + 1) % kOutputSlots], out, frames, context.channels,
+                        cycleNow))
+            output.staleCancelledCycles.fetch_add(1, std::memory_order_relaxed);
         if (source < 2) {
             returned = ((number + 1) << 1) | (source == 0 ? active : standby);
             const AudioRing& ring = segment.audio[source == 0 ? active : standby];
@@ -426,10 +321,10 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
     }
 
     if (yielding) {
-        yieldPlayedBuffer(context, me, out, frames, cycleNow);
+        yieldReturnedBuffer(context.stale, me, out, frames, context.channels, cycleNow);
         returned = returnedBefore;  // the same buffer as before
     } else if (returned != 0) {
-        keepReturnedBuffer(context, out, frames);
+        keepReturnedBuffer(context.stale, out, frames, context.channels);
     }
     me.lastOutput.store(returned, std::memory_order_release);
     me.lastCycleFrame.store(cycleNow.known ? storedFrame(cycleNow.frame) : 0, std::memory_order_release);

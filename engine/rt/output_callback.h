@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "engine/rt/stale_buffer.h"
 #include "shm/layout.h"
 
 namespace sustain {
@@ -65,19 +66,9 @@ struct OutputContext {
     std::atomic<uint64_t> blocks{0};
     std::atomic<uint32_t> stopRequested{0};
     OutputTrace* trace = nullptr;  // diagnosis only; null in normal use
-    // Cancelling a dead stage's stale buffer (renderOutputBlock). The other stage's JACK
-    // ports, looked up by the main thread for the process `peerPortsPid` (ports first, then
-    // the pid with release); null when it has none yet or there is no JACK.
-    std::atomic<jack_port_t*> peerPorts[kAudioChannels] = {};
-    std::atomic<int32_t> peerPortsPid{0};
-    bool cancelling = false;             // subtracting `stale` from what this stage plays
-    uint32_t cancelFrom = 0;             // the output slot whose buffer is cancelled
-    int32_t cancelPid = 0;               // its process
-    jack_nframes_t cancelFromFrame = 0;  // JACK's frame time of the takeover's cycle
-    uint32_t cancelCycles = 0;
-    float stale[kMaxRelayFrames * kAudioChannels] = {};  // its last buffer, two channels at most, interleaved
-    // What this stage returned last, for yieldPlayedBuffer (WorkerSlot::lastOutput names it).
-    float returnedSamples[kMaxRelayFrames * kAudioChannels] = {};
+    // Cancelling the other stage's stale buffer when it dies; this stage's last buffer,
+    // handed over when it was late (engine/rt/stale_buffer.h).
+    StaleBuffer stale;
     pthread_t audioThread{};        // written once by the first callback (pthread_self: no system call)
     std::atomic<bool> audioThreadKnown{false};
 };
