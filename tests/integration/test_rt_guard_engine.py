@@ -3,7 +3,8 @@
 cleanly; the worker's report must show thousands of guarded callbacks and not one call
 to malloc, free, a lock, a sleep or an I/O system call from inside them. The playing output
 stage is then SIGKILLed, so that the other one takes over and cancels the dead stage's
-buffer (jack_port_connected every cycle) under the guard too.
+buffer (jack_port_connected every cycle) under the guard too; and in the direct layout the
+active worker, so that the standby worker does the same.
 
 The guard's own self-test (tests/rt_guard/test_rt_guard.cpp) proves it does catch such
 calls, so a zero here is a real zero.
@@ -17,7 +18,7 @@ import time
 
 import signal
 
-from harness import Engine, JackServer, check, main, playing_output_stage, wait_until
+from harness import Engine, JackServer, active_worker_pid, check, main, playing_output_stage, wait_until
 
 
 def test(paths):
@@ -43,6 +44,18 @@ def test(paths):
                    "the other output stage to cancel the dead one's buffer")
         time.sleep(0.5)
         check(engine.stop() == 0, "sustaind stops cleanly")
+
+    # The direct layout: the active worker SIGKILLed, so that the standby takes over and
+    # cancels the dead worker's buffer under the guard (its report joins the others).
+    with JackServer() as jack, Engine(paths, jack, ["--layout", "direct"], env_extra=env) as engine:
+        wait_until(lambda: "spare ready" in engine.log(), 10, "the standby")
+        engine.send("/engine/gain", ("f", 0.3))
+        time.sleep(0.3)
+        os.kill(active_worker_pid(engine.log()), signal.SIGKILL)
+        wait_until(lambda: engine.status()[1]["output"]["stale_cancelled_cycles"] > 0, 5,
+                   "the standby worker to cancel the dead active's buffer")
+        time.sleep(0.5)
+        check(engine.stop() == 0, "sustaind stops cleanly (direct layout)")
 
     path = os.path.join(reports, f"rtguard.{worker}.json")
     check(os.path.exists(path), "the active worker wrote its guard report at exit")
