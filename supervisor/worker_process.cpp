@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace sustain {
@@ -81,6 +82,22 @@ bool WorkerProcess::spawn(const std::string& path, const std::vector<std::string
         return false;
     }
     return true;
+}
+
+bool WorkerProcess::stopped() const {
+    if (!running()) return false;
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid_));
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buffer[512];
+    const ssize_t n = ::read(fd, buffer, sizeof buffer - 1);
+    ::close(fd);
+    if (n <= 0) return false;
+    buffer[n] = '\0';
+    // "pid (comm) state ...": comm may contain spaces and parentheses, the last ')' ends it.
+    const char* end = std::strrchr(buffer, ')');
+    return end != nullptr && end[1] == ' ' && end[2] == 'T';
 }
 
 bool WorkerProcess::tryReap() {

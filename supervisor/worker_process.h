@@ -44,6 +44,10 @@ public:
     /// Closes the descriptors of a reaped child. Thread: main.
     void release();
 
+    /// Whether the child is stopped by a signal (SIGSTOP, SIGTSTP: state T in
+    /// /proc/<pid>/stat). A process being traced (state t) is not counted. Thread: main.
+    bool stopped() const;
+
     bool running() const { return pid_ > 0 && !reaped_; }
     pid_t pid() const { return pid_; }
     int pidFd() const { return pidFd_; }

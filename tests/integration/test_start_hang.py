@@ -1,11 +1,12 @@
-"""A replacement that hangs during its start (stopped, or in an endless loop, before its
-stream runs) is found and replaced within a few times the slowest start seen so far, not
-after the fixed 10 s limit that only the engine's first start has (supervisor:
-startupLimitNs):
+"""A replacement that hangs during its start, before its stream runs, is found and replaced:
+one in an endless loop within a few times the slowest start seen so far (not after the
+fixed 10 s limit that only the engine's first start has: supervisor startupLimitNs), one
+stopped by a signal as soon as sustaind sees it stopped (state T), which this test checks:
 
 - the standby is killed; its replacement is stopped (SIGSTOP) the moment it exists, before
   it has opened its stream;
-- sustaind counts it as hung and starts another within 3 s, which becomes the warm spare;
+- sustaind counts it as hung and kills it within half a second (it checks every 2 ms; a
+  stop seen for 5 ms is a hang), and starts another, which becomes the warm spare;
 - the active played on: one crash per process taken down, no failover.
 """
 import os
@@ -19,9 +20,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from chaos import process_state  # noqa: E402
 
 
-# A sanitizer build starts every process more slowly, and the limit follows (5 times the
-# slowest start): still well under the fixed 10 s.
-BOUND_S = 6 if os.environ.get("SUSTAIN_SANITIZER") else 3
+# Generous for a loaded 2-core machine and a sanitizer build; the startup limit it replaces
+# for stopped processes is at least 1 s.
+BOUND_S = 1.0 if os.environ.get("SUSTAIN_SANITIZER") else 0.5
 
 
 def spare_warm(status):
@@ -47,7 +48,7 @@ def test(paths):
         check(not slot or slot[0]["callbacks"] == 0, f"the replacement was stopped before its stream ran: {slot}")
         check(eventually(lambda: process_state(replacement) == "gone", BOUND_S),
               f"sustaind takes the stopped replacement for hung within {BOUND_S} s "
-              f"({time.monotonic() - stopped_at:.2f} s; 10 s is the limit of the engine's first start)")
+              f"({time.monotonic() - stopped_at:.2f} s)")
         check(eventually(lambda: spare_warm(engine.status()[1]), 5), "another replacement is the warm spare")
         _, after = engine.status()
         check(after["supervisor"]["failovers"] == before["supervisor"]["failovers"], "no failover: the active played on")
