@@ -42,6 +42,20 @@ void takeQueuedCommands(CallbackContext& context) noexcept {
         rtLog(*context.log, context.segment->slots[context.slot].rtLogDropped, RtEvent::QueueBacklog, taken);
 }
 
+// RT-safe: atomic loads and arithmetic.
+// Direct layout: has the active missed kTakeoverCycles - 1 cycles in a row? JACK's frame
+// times say so exactly, whatever order the two workers run in within a cycle (the active
+// stamps the cycle of each block it renders: WorkerSlot::lastCycleFrame), so a dead active
+// is replaced in the first cycle after the one it missed, as a dead output stage is. Without
+// them: this standby's own cycles in a row without the active advancing.
+bool activeMissedCycles(const CallbackContext& context, const WorkerSlot& active, const CurrentCycle& cycle,
+                        uint32_t frames) noexcept {
+    const uint64_t stamped = active.lastCycleFrame.load(std::memory_order_acquire);
+    if (cycle.known && stamped != 0)
+        return frameAtOrAfter(cycle.frame, static_cast<jack_nframes_t>(stamped) + kTakeoverCycles * frames);
+    return context.activeStall >= kTakeoverCycles;
+}
+
 // RT-safe: a bounded seqlock read and a copy.
 // A standby renders each block from the active's end-of-block state, so that its block is
 // the same signal; when the active does not advance (dead, hung, or simply later in this
@@ -91,10 +105,10 @@ bool followActive(CallbackContext& context, uint64_t nowNs, const CurrentCycle& 
     slot.ownBlocks.fetch_add(1, std::memory_order_relaxed);
     // Only a standby in step takes over: one that has just joined the graph sees the active
     // skipped while JACK reorders it, and its blocks would not continue the active's anyway.
-    if (!context.relay && !context.tookOver && context.activeStall >= kTakeoverCycles &&
-        context.syncedRun >= kWarmBlocks) {
+    const WorkerSlot& activeSlot = segment.slots[active % kWorkerSlots];
+    if (!context.relay && !context.tookOver && context.syncedRun >= kWarmBlocks &&
+        activeMissedCycles(context, activeSlot, cycle, frames)) {
         context.tookOver = true;
-        const WorkerSlot& activeSlot = segment.slots[active % kWorkerSlots];
         context.activeCallbacksAtTakeover = activeSlot.callbacks.load(std::memory_order_acquire);
         slot.takeoverNs.store(nowNs, std::memory_order_relaxed);
         // The active's last buffer stays in JACK's mix while its ports are connected: cancelled
