@@ -29,6 +29,7 @@ constexpr uint64_t kStartupLimitNs = 10'000'000'000ull;    // see startupLimitNs
 constexpr uint64_t kMinStartupLimitNs = 1'000'000'000ull;  // see startupLimitNs()
 constexpr uint64_t kStartupSlack = 5;                      // see startupLimitNs()
 constexpr uint64_t kStoppedStartLimitNs = 5'000'000ull;      // a starting process stopped this long is hung (checkHang)
+constexpr uint64_t kStoppedCheckAfterNs = 10'000'000ull;     // a running process's state is read once its callbacks stalled this long
 constexpr uint64_t kGraphChangeGraceNs = 100'000'000;  // see graceUntilNs_
 constexpr uint64_t kDeviceRetryNs = 1'000'000'000;     // see deviceGoneSinceNs_
 constexpr uint64_t kFaultsBeforeDeviceLossNs = 1'000'000'000;  // see forgiveFaultsBeforeDeviceLoss
@@ -475,6 +476,13 @@ void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t nowNs) {
     const uint64_t missed = reference - c.referenceAtProgress;
     if (missed >= options_.hangCycles || nowNs - c.progressNs > secondsToNs(options_.stallTimeoutS)) {
         onFault(kind, slot, "missed " + std::to_string(missed) + " cycles: hung", nowNs);
+        return;
+    }
+    // When nothing else runs to count cycles by (the other process is still starting), a
+    // process stopped by a signal would wait for the wall-clock last resort (a second of
+    // stale sound): its state says it at once. Looked at only once its callbacks stalled.
+    if (nowNs - c.progressNs > kStoppedCheckAfterNs && c.process.stopped()) {
+        onFault(kind, slot, "stopped by a signal: hung", nowNs);
         return;
     }
     // The control thread (commands, logging, shutdown) can hang on its own: it loops at

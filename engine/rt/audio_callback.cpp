@@ -92,8 +92,12 @@ bool followActive(CallbackContext& context, uint64_t nowNs, const CurrentCycle& 
         }
     }
     if (advanced) {
-        // A missed look or two is an order flip in the cycle; a longer stall ends the run.
-        if (context.activeStall >= kTakeoverCycles) context.syncedRun = 0;
+        // A missed look or two is an order flip in the cycle; a longer stall ends the run,
+        // unless this standby played through it and handed back: then the active took this
+        // standby's state, and both are in step (a real fault soon after a late active must
+        // find the standby ready to take over, not sustaind's slower hang detection).
+        if (context.activeStall >= kTakeoverCycles && !context.handedBack) context.syncedRun = 0;
+        context.handedBack = false;
         ++context.syncedRun;
         context.activeStall = 0;
         slot.syncedBlocks.fetch_add(1, std::memory_order_relaxed);
@@ -393,6 +397,7 @@ bool playsDirect(CallbackContext& context, const JackCycle& cycle, bool active) 
         slot.handbacks.fetch_add(1, std::memory_order_relaxed);
     }
     if (context.handbackFrame != 0 && (!cycle.known || frameReached(cycle.frame, context.handbackFrame))) {
+        context.handedBack = true;
         context.tookOver = false;
         context.handbackFrame = 0;
         slot.handbackFrame.store(0, std::memory_order_relaxed);

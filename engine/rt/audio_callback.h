@@ -69,6 +69,7 @@ struct CallbackContext {
     uint32_t activeStall = 0;     // own cycles in a row in which the active did not advance
     bool tookOver = false;        // direct layout: this standby plays instead of the active
     uint64_t syncedRun = 0;       // blocks in a row started from the active's state, up to the current stall
+    bool handedBack = false;      // direct layout: the current stall ended in a handback (the standby stays in step)
     uint64_t fakeCycleFrame = 0;  // unit tests without a JACK server: the JACK frame time of the cycle (0: none)
     uint64_t handbackFrame = 0;  // direct layout, a standby that plays: the JACK frame from which the active plays again (0: none)
     uint64_t activeCallbacksAtTakeover = 0;  // direct layout, a standby that took over: the active's callbacks then

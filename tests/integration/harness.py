@@ -121,6 +121,15 @@ def active_worker_pid(log):
     return pid
 
 
+def active_worker_in_status(engine):
+    """pid of the worker the status shows as active (there must be exactly one): exact at
+    any moment, where the log (active_worker_pid) may not yet hold the newest line."""
+    _, status = engine.status()
+    active = [w for w in status["workers"] if w["role"] == "active"]
+    check(len(active) == 1, f"one worker is active: {status['workers']}")
+    return active[0]["pid"]
+
+
 def playing_output_stage(engine):
     """(slot, pid) of the output stage that plays, as the status says (relay layout)."""
     _, status = engine.status()
