@@ -28,8 +28,7 @@ constexpr long kTickNs = 2'000'000;         // hang checks and bookkeeping every
 constexpr uint64_t kStartupLimitNs = 10'000'000'000ull;    // see startupLimitNs()
 constexpr uint64_t kMinStartupLimitNs = 1'000'000'000ull;  // see startupLimitNs()
 constexpr uint64_t kStartupSlack = 5;                      // see startupLimitNs()
-constexpr uint64_t kStoppedStartLimitNs = 5'000'000ull;      // a starting process stopped this long is hung (checkHang)
-constexpr uint64_t kStoppedCheckAfterNs = 10'000'000ull;     // a running process's state is read once its callbacks stalled this long
+constexpr uint64_t kStoppedCheckAfterNs = 10'000'000ull;   // a process's state is read once its callbacks stalled this long
 constexpr uint64_t kGraphChangeGraceNs = 100'000'000;  // see graceUntilNs_
 constexpr uint64_t kDeviceRetryNs = 1'000'000'000;     // see deviceGoneSinceNs_
 constexpr uint64_t kFaultsBeforeDeviceLossNs = 1'000'000'000;  // see forgiveFaultsBeforeDeviceLoss
@@ -149,7 +148,6 @@ bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& e
     c.referenceAtBeat = 0;
     c.respawnAtNs = 0;
     c.startTimed = false;
-    c.stoppedSinceNs = 0;
     spdlog::info("{} started as {} (pid {})", name(kind, slot), role == WorkerRole::Active ? "active" : "standby",
                  c.process.pid());
     return true;
@@ -443,17 +441,15 @@ void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t nowNs) {
     }
     const bool waitingForDevice = kind == Kind::Worker && options_.exclusiveDevice &&
                                   info.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Standby);
+    // A process stopped by a signal is hung, not slow; its state says so at once, where
+    // counting would wait: for the startup limit (seconds) before its first callback, or
+    // for the wall-clock last resort (a second of stale sound) when nothing else runs to
+    // count cycles by. Read only once its callbacks stalled (or have not begun) for a while.
+    if (!waitingForDevice && nowNs - c.progressNs > kStoppedCheckAfterNs && c.process.stopped()) {
+        onFault(kind, slot, "stopped by a signal: hung", nowNs);
+        return;
+    }
     if (callbacks == 0 && !waitingForDevice) {
-        // Stopped by a signal during its start: nothing else tells it from a slow start
-        // until the startup limit (seconds), and a stopped process is hung, not slow.
-        if (!c.process.stopped()) {
-            c.stoppedSinceNs = 0;
-        } else if (c.stoppedSinceNs == 0) {
-            c.stoppedSinceNs = nowNs;
-        } else if (nowNs - c.stoppedSinceNs > kStoppedStartLimitNs) {
-            onFault(kind, slot, "stopped by a signal before it started rendering", nowNs);
-            return;
-        }
         const uint64_t limitNs = startupLimitNs();
         if (nowNs - c.spawnedNs > limitNs)
             onFault(kind, slot, fmt::format("never started rendering ({:.1f} s after its start)", limitNs / 1e9), nowNs);
@@ -476,13 +472,6 @@ void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t nowNs) {
     const uint64_t missed = reference - c.referenceAtProgress;
     if (missed >= options_.hangCycles || nowNs - c.progressNs > secondsToNs(options_.stallTimeoutS)) {
         onFault(kind, slot, "missed " + std::to_string(missed) + " cycles: hung", nowNs);
-        return;
-    }
-    // When nothing else runs to count cycles by (the other process is still starting), a
-    // process stopped by a signal would wait for the wall-clock last resort (a second of
-    // stale sound): its state says it at once. Looked at only once its callbacks stalled.
-    if (nowNs - c.progressNs > kStoppedCheckAfterNs && c.process.stopped()) {
-        onFault(kind, slot, "stopped by a signal: hung", nowNs);
         return;
     }
     // The control thread (commands, logging, shutdown) can hang on its own: it loops at

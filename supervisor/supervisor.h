@@ -74,7 +74,6 @@ private:
         uint64_t referenceAtBeat = 0;   // the cycle clock when they last advanced
         uint64_t respawnAtNs = 0;       // 0: none scheduled
         bool startTimed = false;        // its start (spawn to first callback) is in slowestStartNs_
-        uint64_t stoppedSinceNs = 0;    // before its first callback: when it was first seen stopped by a signal (0: not)
         WorkerRole respawnRole = WorkerRole::None;
         // Relay layout, an output stage the standby stage took over from: late or failed?
         bool takenOver = false;

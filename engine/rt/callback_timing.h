@@ -12,9 +12,9 @@ namespace sustain {
 /// direct-layout standby worker, a standby output stage), when judged by callback counts:
 /// two, because the order of clients within a JACK cycle may flip once (one cycle in which
 /// the other seems not to advance) but never twice in a row. Judged by JACK's frame times
-/// (output stages), order does not matter: kTakeoverCycles periods since the last cycle the
-/// other ran in, i.e. kTakeoverCycles - 1 cycles missed. ThreadSanitizer stops threads for milliseconds now and then (its
-/// shadow bookkeeping): in such a build a standby waits 8 cycles, or it would take over
+/// (whenever they are known), order does not matter: kTakeoverCycles periods since the last
+/// cycle the other ran in, i.e. kTakeoverCycles - 1 cycles missed. ThreadSanitizer stops
+/// threads for milliseconds now and then (its shadow bookkeeping): in such a build a standby waits 8 cycles, or it would take over
 /// from a healthy process every second (a TSan build looks for races, not for timing; the
 /// supervisor's hang limit is raised there for the same reason).
 #if defined(__SANITIZE_THREAD__)

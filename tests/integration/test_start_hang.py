@@ -5,8 +5,9 @@ stopped by a signal as soon as sustaind sees it stopped (state T), which this te
 
 - the standby is killed; its replacement is stopped (SIGSTOP) the moment it exists, before
   it has opened its stream;
-- sustaind counts it as hung and kills it within half a second (it checks every 2 ms; a
-  stop seen for 5 ms is a hang), and starts another, which becomes the warm spare;
+- sustaind counts it as hung and kills it within half a second (a process whose callbacks
+  stalled, or have not begun, for 10 ms and that is stopped is hung), and starts another,
+  which becomes the warm spare;
 - the active played on: one crash per process taken down, no failover.
 """
 import os

@@ -59,16 +59,13 @@ LAYOUT_ARGS = {
 OUTPUT_FAULTS = {"kill": signal.SIGKILL, "crash": signal.SIGUSR1}
 
 
-def worker_spare_ready(engine, failed_pid):
+def spare_ready(engine, failed_pid, kind):
+    """The spare of `kind` ("worker" or "output") is warm again and the faulted process gone."""
     status = engine.status()[1]
-    pids = [w["pid"] for w in status["workers"] if w["role"] in ("active", "standby")]
-    return status["supervisor"]["spare_ready"] and failed_pid not in pids
-
-
-def output_spare_ready(engine, failed_pid):
-    status = engine.status()[1]
-    pids = [w["pid"] for w in status["workers"] if w["role"] in ("output", "output-standby")]
-    return status["supervisor"]["output_spare_ready"] and failed_pid not in pids
+    roles = ("output", "output-standby") if kind == "output" else ("active", "standby")
+    pids = [w["pid"] for w in status["workers"] if w["role"] in roles]
+    key = "output_spare_ready" if kind == "output" else "spare_ready"
+    return status["supervisor"][key] and failed_pid not in pids
 
 
 def run_layout(paths, layout, faults_per_kind, batch, target="active"):
@@ -102,14 +99,12 @@ def run_layout(paths, layout, faults_per_kind, batch, target="active"):
                         victim = playing_output_stage(engine)[1] if target == "output" else active_worker_in_status(engine)
                         times.append(time.monotonic() - started)
                         os.kill(victim, how)
-                        if target == "output":
-                            ready = lambda: output_spare_ready(engine, victim)  # noqa: E731
-                        elif exclusive:
+                        # Judged by the status (the log can lag behind it); an exclusive-device
+                        # standby has no stream, and its log line says it is attached.
+                        if exclusive:
                             ready = lambda: engine.log().count(ready_marker) > before  # noqa: E731
                         else:
-                            # From the status, not the log: a log line read late let a fault
-                            # land before the replacement was warm (two faults in one rebuild).
-                            ready = lambda: worker_spare_ready(engine, victim)  # noqa: E731
+                            ready = lambda: spare_ready(engine, victim, "output" if target == "output" else "worker")  # noqa: E731
                         try:
                             wait_until(ready, 5, "the replacement")
                         except TestFailure:
