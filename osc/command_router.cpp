@@ -49,17 +49,28 @@ void CommandRouter::pushOrCoalesce(uint32_t slot, const Command& command) {
         segment_.osc.ringCoalesced.fetch_add(1, std::memory_order_relaxed);
         return;
     }
-    wakeIfSleeping(slot, ring);
+    wakeOwed_.set(slot);
 }
 
-void CommandRouter::wakeIfSleeping(uint32_t slot, SpscRing<Command>& ring) {
-    // Right after the push, not after the whole batch: a sleeping worker starts draining
-    // while the OSC thread parses the rest. A worker that is awake costs one atomic load.
-    if (!ring.consumerNeedsWake()) return;
-    const int fd = wakeFd_[slot].load(std::memory_order_acquire);
-    const char byte = 'w';
-    // A full socket buffer means wakes are already pending: nothing is lost.
-    if (fd >= 0 && write(fd, &byte, 1) < 0) { /* EAGAIN: already awake-pending */ }
+void CommandRouter::wakeSleepers() {
+    if (wakeOwed_.none()) return;
+    for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
+        if (!wakeOwed_.test(slot)) continue;
+        busy_[slot].store(1, std::memory_order_seq_cst);
+        if (attached_[slot].load(std::memory_order_seq_cst) != 0) {
+            SpscRing<Command> ring = commandRing(segment_, slot);
+            // A worker that is awake costs one atomic load: it drains everything before it sleeps.
+            if (ring.consumerNeedsWake()) {
+                const int fd = wakeFd_[slot].load(std::memory_order_acquire);
+                const char byte = 'w';
+                // A full socket buffer means wakes are already pending: nothing is lost.
+                if (fd >= 0 && write(fd, &byte, 1) == 1)
+                    segment_.workers[slot].wakesSent.fetch_add(1, std::memory_order_relaxed);
+            }
+        }
+        busy_[slot].store(0, std::memory_order_release);
+    }
+    wakeOwed_.reset();
 }
 
 void CommandRouter::writeTable(uint32_t param, double value, uint64_t sequence) {
@@ -182,8 +193,8 @@ bool CommandRouter::flushPending() {
                 refresh.flags = kCommandFlagRefresh;
                 if (!ring.tryPush(refresh)) break;
                 dirty_[slot].reset(param);
+                wakeOwed_.set(slot);
             }
-            wakeIfSleeping(slot, ring);
             anyDirty = anyDirty || dirty_[slot].any();
         }
         busy_[slot].store(0, std::memory_order_release);

@@ -16,9 +16,12 @@ namespace sustain {
 ///
 /// Order of writes, and why: the state table first, so a worker that dies before applying
 /// a change loses nothing (its replacement starts from the table); then the command into
-/// each attached worker's ring (dual write: active and standby see the same commands);
-/// then one wake byte to a worker only if it announced it sleeps (no system call per
-/// message under load).
+/// each attached worker's ring (dual write: active and standby see the same commands).
+/// Wakes are per batch, not per message: the OSC thread pushes everything one receive
+/// batch carried, then calls wakeSleepers(), which writes one wake byte to each worker that
+/// was given something and announced it sleeps. A woken worker drains its whole ring
+/// before it sleeps again, so under a flood a worker is woken at most once per batch and
+/// the OSC thread keeps the CPU it needs to read the socket.
 ///
 /// Policy when a ring is full: the update is coalesced, never waited on. The parameter is
 /// marked dirty for that worker and re-sent later as a refresh carrying the table's
@@ -60,6 +63,11 @@ public:
     /// Thread: the OSC thread.
     bool flushPending();
 
+    /// Wakes each worker that was pushed something since the last call and sleeps: one
+    /// write(2) per such worker. Call once per batch, before the OSC thread waits again.
+    /// Thread: the OSC thread.
+    void wakeSleepers();
+
     /// Starts routing to `slot` (its ring must be freshly initialised) and waking it
     /// through `wakeFd`. Thread: sustaind's main thread.
     void attachWorker(uint32_t slot, int wakeFd);
@@ -78,7 +86,6 @@ public:
 
 private:
     void pushOrCoalesce(uint32_t slot, const Command& command);
-    void wakeIfSleeping(uint32_t slot, SpscRing<Command>& ring);
     void beginSlot(uint32_t slot);
     void writeTable(uint32_t param, double value, uint64_t sequence);
 
@@ -98,6 +105,7 @@ private:
     std::atomic<uint64_t> generation_[kWorkerSlots];  // bumped by attachWorker()
     uint64_t seenGeneration_[kWorkerSlots] = {};      // OSC thread only
     std::bitset<kParamCount> dirty_[kWorkerSlots];    // OSC thread only
+    std::bitset<kWorkerSlots> wakeOwed_;              // OSC thread only: pushed to since the last wakeSleepers()
     uint64_t sequence_ = 0;                           // OSC thread only
     std::vector<TimedChange> timed_;                  // OSC thread only; capacity kMaxTimedEvents, reserved
     uint64_t nextTimedNs_ = UINT64_MAX;               // OSC thread only

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,7 +26,11 @@ namespace sustain {
 
 namespace {
 constexpr size_t kMaxDatagram = 65536;  // the UDP maximum; larger is truncated by the kernel
-constexpr unsigned kBatch = 32;
+// Datagrams per recvmmsg(): the workers are woken at most once per batch, so a larger batch
+// means fewer wakes under a flood.
+constexpr unsigned kBatch = 128;
+// The OSC thread's nice value (see run()).
+constexpr int kOscThreadNice = -10;
 constexpr int kIdlePollMs = 100;
 constexpr int kFlushPollMs = 1;  // while refreshes are owed to a full ring
 }  // namespace
@@ -128,7 +133,9 @@ bool OscServer::open(std::string& error) {
         error = std::string("cannot create the OSC thread's wake-up event: ") + std::strerror(errno);
         return false;
     }
-    buffers_.assign(kBatch * kMaxDatagram, 0);
+    // Not zeroed: pages the kernel never writes to (a small datagram's slot beyond its
+    // first page) stay unmapped and cost no memory.
+    buffers_ = std::make_unique_for_overwrite<uint8_t[]>(kBatch * kMaxDatagram);
     syncs_.reserve(kMaxPendingSyncs);
     if (options_.tcpPort != 0) {
         TcpListenerOptions tcpOptions;
@@ -152,9 +159,13 @@ void OscServer::stop() {
 }
 
 void OscServer::run() {
-    // Deliberately not real-time: a flood from the network must not be able to take a core
-    // away from everything else on the machine.
     pthread_setname_np(pthread_self(), "sustain-osc");
+    // Ahead of ordinary processes (the senders on this machine among them), behind every
+    // real-time thread: a nice value, not a real-time policy, so that a flood from the
+    // network can slow the rest of the machine but never take a core away from it.
+    if (setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kOscThreadNice) != 0)
+        spdlog::info("the OSC thread runs at the default priority (nice {} refused: {}); under a flood it "
+                     "competes with the senders for the CPU", kOscThreadNice, std::strerror(errno));
     bool owed = false;
     for (;;) {
         pollFds_.clear();
@@ -190,6 +201,8 @@ void OscServer::run() {
             flushFeedback(nowNs);
         }
         if (owed || received || ready > 0) owed = router_.flushPending();
+        // Once per pass, after everything this pass took in was pushed.
+        router_.wakeSleepers();
     }
 }
 
@@ -362,7 +375,7 @@ void OscServer::receiveBatch(uint64_t receiveNs) {
     sockaddr_storage senders[kBatch] = {};
     alignas(cmsghdr) char control[kBatch][CMSG_SPACE(sizeof(uint32_t))];
     for (unsigned i = 0; i < kBatch; ++i) {
-        vectors[i] = {buffers_.data() + i * kMaxDatagram, kMaxDatagram};
+        vectors[i] = {buffers_.get() + i * kMaxDatagram, kMaxDatagram};
         messages[i] = {};
         messages[i].msg_hdr.msg_iov = &vectors[i];
         messages[i].msg_hdr.msg_iovlen = 1;
@@ -373,6 +386,7 @@ void OscServer::receiveBatch(uint64_t receiveNs) {
     }
     const int count = recvmmsg(socket_, messages, kBatch, MSG_DONTWAIT, nullptr);
     if (count <= 0) return;
+    segment_.osc.receiveBatches.fetch_add(1, std::memory_order_relaxed);
     for (int i = 0; i < count; ++i) {
         const msghdr& header = messages[i].msg_hdr;
         for (cmsghdr* c = CMSG_FIRSTHDR(&header); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&header), c)) {

@@ -98,7 +98,7 @@ private:
     int stopEvent_ = -1;
     uint16_t boundPort_ = 0;
     std::thread thread_;
-    std::vector<uint8_t> buffers_;  // one receive buffer per datagram of a batch, allocated once
+    std::unique_ptr<uint8_t[]> buffers_;  // one receive buffer per datagram of a batch, allocated once
     // Keyed by reason and address, so a flood of one bad message cannot hide another.
     RateLimitedLog<128> rejectLog_;
 

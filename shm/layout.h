@@ -16,7 +16,7 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 10;
+inline constexpr uint32_t kLayoutVersion = 11;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
@@ -392,7 +392,8 @@ struct alignas(64) OscMetrics {  // writer: the OSC thread
     std::atomic<uint64_t> tcpClosedOnError;  // ... closed: framing error, oversize, stalled packet
     std::atomic<uint64_t> tcpFramingErrors;  // ... framing errors and oversize packets
     std::atomic<uint64_t> tcpRepliesDropped; // ... replies dropped because a client did not read
-    uint64_t reserved[2];                    // room to grow without moving later regions
+    std::atomic<uint64_t> receiveBatches;    // recvmmsg() calls that returned datagrams
+    uint64_t reserved[1];                    // room to grow without moving later regions
     std::atomic<uint64_t> lateBins[kLateBins];  // lateness of late timed messages, ms, log2 bins
 };
 
@@ -408,7 +409,8 @@ struct alignas(64) WorkerMetrics {
     std::atomic<uint64_t> timedLate;          // writer: callback (active); timed commands that reached it after their frame
     std::atomic<uint64_t> timedOverflow;      // writer: control thread; timed commands it could not hold (applied at once)
     std::atomic<uint64_t> timedLateFramesLast;  // writer: callback (active); how many frames late the last late one was
-    uint64_t reserved[4];
+    std::atomic<uint64_t> wakesSent;          // writer: the OSC thread; wake bytes written to this slot's control thread
+    uint64_t reserved[3];
     std::atomic<uint64_t> latencyBins[kLatencyBins + 1];  // writer: callback; receive→applied, samples
     std::atomic<uint64_t> drainBins[kDrainBins + 1];      // writer: control thread; push→drained, us
 };

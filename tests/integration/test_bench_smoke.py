@@ -20,6 +20,7 @@ SMOKE = [
     ("status_bench.py", ["--runs", "1", "--seconds", "1", "--calls", "5"]),
     ("timing_bench.py", ["--runs", "1", "--bundles", "10", "--seconds", "1"]),
     ("soak.py", ["--minutes", "0.15", "--fault-every", "3", "--baseline-minutes", "0.05"]),
+    ("peer_bench.py", ["--rounds", "1", "--idle-seconds", "1", "--round-trips", "10", "--messages", "5000"]),
 ]
 
 

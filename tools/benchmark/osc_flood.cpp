@@ -36,9 +36,15 @@
 
 namespace {
 
-/// One OSC message with a float argument, serialised once. Throws on liblo failure.
-std::vector<char> serialise(const std::string& address, float value) {
+/// One OSC message: the fixed leading arguments (`--prefix`, "i:1000" or "s:freq"), then
+/// a float; serialised once. Throws on liblo failure.
+std::vector<char> serialise(const std::string& address, const std::vector<std::string>& prefix, float value) {
     lo_message message = lo_message_new();
+    for (const std::string& argument : prefix) {
+        const std::string text = argument.substr(2);
+        if (argument.rfind("i:", 0) == 0) lo_message_add_int32(message, static_cast<int32_t>(std::stol(text)));
+        else lo_message_add_string(message, text.c_str());
+    }
     lo_message_add_float(message, value);
     size_t size = lo_message_length(message, address.c_str());
     std::vector<char> bytes(size);
@@ -68,12 +74,21 @@ int main(int argc, char** argv) {
     std::vector<double> values = {440.0, 441.0};
     double finalValue = 442.0;
     unsigned burst = 64;
+    std::vector<std::string> prefix;
     app.add_option("--host", host, "IPv4 address to send to")->capture_default_str();
     app.add_option("--port", port, "UDP port of sustaind")->required();
     app.add_option("--rate", rate, "messages per second (0: as fast as possible)")->capture_default_str();
     app.add_option("--seconds", seconds, "send for this long (rate * seconds messages)");
     app.add_option("--count", count, "send this many messages (the last one carries --final)");
-    app.add_option("--address", address, "OSC address; one float argument")->capture_default_str();
+    app.add_option("--address", address, "OSC address; the --prefix arguments, then one float")->capture_default_str();
+    app.add_option("--prefix", prefix, "fixed arguments before the float, each i:INT or s:TEXT (scsynth's /n_set 1000 freq)")
+        ->delimiter(',')
+        ->check([](const std::string& a) {
+            if (a.rfind("s:", 0) == 0) return std::string();
+            const bool isInt = a.rfind("i:", 0) == 0 && a.size() > 2 && a.size() < 12 &&
+                               a.find_first_not_of("-0123456789", 2) == std::string::npos;
+            return isInt ? std::string() : std::string("expected i:INT or s:TEXT");
+        });
     app.add_option("--values", values, "values to alternate between")->capture_default_str()->delimiter(',');
     app.add_option("--final", finalValue, "value of the last message (differs from --values)")
         ->capture_default_str();
@@ -98,8 +113,8 @@ int main(int argc, char** argv) {
 
     std::vector<std::vector<char>> messages;
     messages.reserve(values.size());
-    for (double v : values) messages.push_back(serialise(address, static_cast<float>(v)));
-    const std::vector<char> last = serialise(address, static_cast<float>(finalValue));
+    for (double v : values) messages.push_back(serialise(address, prefix, static_cast<float>(v)));
+    const std::vector<char> last = serialise(address, prefix, static_cast<float>(finalValue));
 
     sockaddr_in to{};
     to.sin_family = AF_INET;

@@ -60,6 +60,8 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
             {"sender_not_allowed", s.rejectedSender},
             {"schedule_full", s.rejectedScheduleFull}}},
           {"dropped_by_queue", {{"kernel_receive_buffer", s.kernelDrops}}},
+          {"receive_batches", s.receiveBatches},
+          {"worker_wakes", s.workerWakes},
           {"replies_sent", s.repliesSent},
           {"tcp",
            {{"connections", s.tcpConnections},

@@ -93,6 +93,7 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     s.kernelDrops = osc.kernelDrops.load();
     s.ringCoalesced = osc.ringCoalesced.load();
     s.repliesSent = osc.repliesSent.load();
+    s.receiveBatches = osc.receiveBatches.load();
     s.subscribersDropped = osc.subscribersDropped.load();
     s.rejectedSender = osc.rejectedSender.load();
     s.dropped = s.kernelDrops;  // everything else coalesces; nothing is dropped after the kernel
@@ -144,6 +145,7 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
         s.applied += segment.workers[w].applied.load();
         s.controlCoalesced += segment.workers[w].controlCoalesced.load();
         s.callbackCoalesced += segment.workers[w].callbackCoalesced.load();
+        s.workerWakes += segment.workers[w].wakesSent.load();
     }
     s.coalesced = s.ringCoalesced + s.controlCoalesced + s.callbackCoalesced;
     s.latencySamples = histogramPercentiles(active.latencyBins, kLatencyBins + 1);

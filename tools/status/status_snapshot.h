@@ -49,6 +49,7 @@ struct StatusSnapshot {
              rejectedNotFinite = 0, rejectedOutOfRange = 0, rejectedOversize = 0;
     uint64_t kernelDrops = 0, ringCoalesced = 0, controlCoalesced = 0, callbackCoalesced = 0;
     uint64_t repliesSent = 0, subscribersDropped = 0, rejectedSender = 0;
+    uint64_t receiveBatches = 0, workerWakes = 0;  // recvmmsg batches; wake bytes to the workers (both slots)
     uint64_t rejectedScheduleFull = 0;
     uint64_t tcpConnections = 0, tcpAccepted = 0, tcpRefused = 0, tcpClosedOnError = 0, tcpFramingErrors = 0,
              tcpRepliesDropped = 0;
