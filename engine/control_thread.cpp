@@ -21,7 +21,8 @@ bool CommandForwarder::drainOnce() {
     Command command;
     const uint64_t nowNs = monotonicNs();
     // Bounded: at most one ring's worth per pass, so a flood cannot starve the rest of the loop.
-    for (uint32_t taken = 0; taken < kCommandRingCapacity && ring_.tryPop(command); ++taken) {
+    uint32_t taken = 0;
+    for (; taken < kCommandRingCapacity && ring_.tryPop(command); ++taken) {
         metrics_.drained.fetch_add(1, std::memory_order_relaxed);
         SUSTAIN_FAULT_POINT(FaultPoint::ControlDrain);
         const uint64_t waitedUs = nowNs > command.pushNs ? (nowNs - command.pushNs) / 1000 : 0;
@@ -50,6 +51,7 @@ bool CommandForwarder::drainOnce() {
         }
         pending_[command.param] = command;
     }
+    lastTaken_ = taken;
     forwardDueTimed(nowNs);
     uint32_t sent = 0;
     while (sent < pendingCount_ && queue_.try_enqueue(pending_[order_[sent]])) {

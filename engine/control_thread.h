@@ -47,6 +47,9 @@ public:
 
     SpscRing<Command>& ring() { return ring_; }
 
+    /// How many commands the last drainOnce() took from the shared ring.
+    uint32_t lastTaken() const { return lastTaken_; }
+
     /// Milliseconds until a held timed command must go to the callback (for the wait in
     /// the control loop), at most `cap`. Thread: the control thread.
     int msUntilNextTimed(int cap) const;
@@ -71,6 +74,7 @@ private:
     std::array<Command, kTimedHoldCapacity> held_{};  // timed commands not yet handed over
     uint32_t heldCount_ = 0;
     int64_t earliestHeld_ = INT64_MAX;                // the smallest dueFrame in held_
+    uint32_t lastTaken_ = 0;
 };
 
 /// Reads every parameter from the state table (sustaind seeds it with the defaults) into

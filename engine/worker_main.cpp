@@ -238,6 +238,9 @@ int runWorker(const WorkerOptions& options) {
     pthread_setname_np(pthread_self(), "sustain-control");
     requestLowRealtimePriority("control thread");
     pollfd fds[2] = {{options.wakeFd, POLLIN, 0}, {signalFd, POLLIN, 0}};
+    // A third of a period: commands that arrive during a nap still reach the next callback
+    // unless they arrive in its last third.
+    const uint64_t napNs = 1'000'000'000ull * segment.config.framesPerBuffer / std::max(segment.config.sampleRate, 1u) / 3;
     bool stopping = false;
     uint64_t stopDeadline = 0;
     const uint32_t peer = (options.slot + 1) % kWorkerSlots;
@@ -266,8 +269,17 @@ int runWorker(const WorkerOptions& options) {
         if (warming) SUSTAIN_FAULT_POINT(FaultPoint::ReplacementAttach);
         // Held timed commands set how long it may sleep: they must reach the callback in time.
         const int timedMs = forwarder.msUntilNextTimed(50);
-        if (!pending && !stopping && !warming && timedMs > 0 && !forwarder.ring().prepareToSleep()) continue;
-        const int ready = poll(fds, 2, pending || stopping || warming ? 1 : std::max(timedMs, 1));
+        // Commands keep coming (this pass took some): nap for a fraction of a period without
+        // announcing sleep, so that the OSC thread writes no wake byte and what arrives
+        // meanwhile is taken in one pass. The callback takes commands once a period anyway;
+        // a wake per receive batch would cost two context switches per few messages.
+        const bool napping = forwarder.lastTaken() > 0 && !pending && !stopping && !warming && timedMs > 0;
+        if (!napping && !pending && !stopping && !warming && timedMs > 0 && !forwarder.ring().prepareToSleep()) continue;
+        const uint64_t waitNs = napping ? napNs
+                                : pending || stopping || warming ? 1'000'000ull
+                                                                 : static_cast<uint64_t>(std::max(timedMs, 1)) * 1'000'000ull;
+        const timespec wait{0, static_cast<long>(waitNs)};
+        const int ready = ppoll(fds, 2, &wait, nullptr);
         forwarder.ring().wokeUp();
         if (ready <= 0) continue;
         if (fds[0].revents & (POLLIN | POLLHUP)) {

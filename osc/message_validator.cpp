@@ -3,30 +3,9 @@
 #include <cmath>
 #include <cstdio>
 
-namespace sustain {
+#include "osc/osc_arguments.h"
 
-std::string describeArgument(char type, const lo_arg* arg) {
-    char text[96];
-    switch (type) {
-        case LO_INT32: std::snprintf(text, sizeof text, "i %d", arg->i); break;
-        case LO_FLOAT: std::snprintf(text, sizeof text, "f %g", static_cast<double>(arg->f)); break;
-        case LO_DOUBLE: std::snprintf(text, sizeof text, "d %g", arg->d); break;
-        case LO_INT64: std::snprintf(text, sizeof text, "h %lld", static_cast<long long>(arg->h)); break;
-        case LO_STRING:
-        case LO_SYMBOL: {
-            std::string value(&arg->s);
-            if (value.size() > 32) {
-                value.resize(32);
-                value += "...";
-            }
-            for (char& c : value)
-                if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-            return std::string(1, type) + " \"" + value + "\"";
-        }
-        default: std::snprintf(text, sizeof text, "%c", type); break;
-    }
-    return text;
-}
+namespace sustain {
 
 ValidatedChange validateMessage(std::string_view path, lo_message message, uint32_t voices, uint32_t sampleRate) {
     ValidatedChange result;
@@ -50,16 +29,13 @@ ValidatedChange validateMessage(std::string_view path, lo_message message, uint3
         result.why = "expected 1 argument (f, i or d), got " + std::to_string(argc);
         return result;
     }
-    double value = 0.0;
-    switch (types[0]) {
-        case LO_INT32: value = argv[0]->i; break;
-        case LO_FLOAT: value = static_cast<double>(argv[0]->f); break;
-        case LO_DOUBLE: value = argv[0]->d; break;
-        default:
-            result.error = RejectReason::BadType;
-            result.why = "expected f, i or d, got " + describeArgument(types[0], argv[0]);
-            return result;
+    const std::optional<double> number = numberArgument(types[0], argv[0]);
+    if (!number) {
+        result.error = RejectReason::BadType;
+        result.why = "expected f, i or d, got " + describeArgument(types[0], argv[0]);
+        return result;
     }
+    double value = *number;
     if (!std::isfinite(value)) {
         result.error = RejectReason::NotFinite;
         result.why = "expected a finite number, got " + describeArgument(types[0], argv[0]);

@@ -23,7 +23,4 @@ struct ValidatedChange {
 /// range. Thread: the OSC thread.  RT-safe: no (builds the message text on rejection).
 ValidatedChange validateMessage(std::string_view path, lo_message message, uint32_t voices, uint32_t sampleRate);
 
-/// Describes one OSC argument for an error text: `s "loud"`, `f 0.5`, `T`.
-std::string describeArgument(char type, const lo_arg* arg);
-
 }  // namespace sustain

@@ -16,6 +16,7 @@
 #include <functional>
 
 #include "osc/message_validator.h"
+#include "osc/osc_arguments.h"
 #include "osc/osc_packet.h"
 #include "shm/clock.h"
 #include "shm/frame_clock.h"
@@ -31,46 +32,23 @@ constexpr size_t kMaxDatagram = 65536;  // the UDP maximum; larger is truncated 
 constexpr unsigned kBatch = 128;
 // The OSC thread's nice value (see run()).
 constexpr int kOscThreadNice = -10;
-constexpr int kIdlePollMs = 100;
-constexpr int kFlushPollMs = 1;  // while refreshes are owed to a full ring
+constexpr uint64_t kIdlePollNs = 100'000'000;
+constexpr uint64_t kFlushPollNs = 1'000'000;  // while refreshes are owed to a full ring
+// While an /engine/sync waits: the answer goes out this soon after the callback applied
+// the changes before it (a sixth of a 64-frame period at 48 kHz), so that the round trip
+// is set by the audio cycle, not by how often the OSC thread looks.
+constexpr uint64_t kSyncPollNs = 200'000;
 }  // namespace
 
-bool sameEndpoint(const sockaddr_storage& a, const sockaddr_storage& b) {
-    // Field by field: the bytes of a sockaddr_storage past the address family's own struct
-    // are whatever the buffer held before, so two equal endpoints may differ there.
-    if (a.ss_family != b.ss_family) return false;
-    if (a.ss_family == AF_INET) {
-        const auto& x = reinterpret_cast<const sockaddr_in&>(a);
-        const auto& y = reinterpret_cast<const sockaddr_in&>(b);
-        return x.sin_port == y.sin_port && x.sin_addr.s_addr == y.sin_addr.s_addr;
-    }
-    if (a.ss_family == AF_INET6) {
-        const auto& x = reinterpret_cast<const sockaddr_in6&>(a);
-        const auto& y = reinterpret_cast<const sockaddr_in6&>(b);
-        return x.sin6_port == y.sin6_port && std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof x.sin6_addr) == 0;
-    }
-    return false;
-}
-
-std::string describeAddress(const sockaddr_storage& address) {
-    char host[INET6_ADDRSTRLEN] = "?";
-    uint16_t port = 0;
-    if (address.ss_family == AF_INET) {
-        const auto& in = reinterpret_cast<const sockaddr_in&>(address);
-        inet_ntop(AF_INET, &in.sin_addr, host, sizeof host);
-        port = ntohs(in.sin_port);
-    } else if (address.ss_family == AF_INET6) {
-        const auto& in6 = reinterpret_cast<const sockaddr_in6&>(address);
-        inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof host);
-        port = ntohs(in6.sin6_port);
-    }
-    return std::string(host) + ":" + std::to_string(port);
-}
-
 OscServer::OscServer(Segment& segment, CommandRouter& router, OscServerOptions options)
-    : segment_(segment), router_(router), options_(std::move(options)) {
-    mapping_ = options_.mapping;
-}
+    : segment_(segment),
+      router_(router),
+      options_(std::move(options)),
+      mapping_(options_.mapping),
+      feedback_(segment, options_.voices, options_.mapping,
+                [this](const sockaddr_storage& to, uint32_t tcpConnection, const uint8_t* data, size_t size) {
+                    return sendPacket(to, tcpConnection, data, size);
+                }) {}
 
 OscServer::~OscServer() {
     stop();
@@ -172,17 +150,17 @@ void OscServer::run() {
         pollFds_.push_back({socket_, POLLIN, 0});
         pollFds_.push_back({stopEvent_, POLLIN, 0});
         if (tcp_) tcp_->addPollFds(pollFds_);
-        const int ready = poll(pollFds_.data(), pollFds_.size(), pollTimeoutMs(owed));
+        const uint64_t timeoutNs = pollTimeoutNs(owed);
+        const timespec timeout{static_cast<time_t>(timeoutNs / 1'000'000'000ull), static_cast<long>(timeoutNs % 1'000'000'000ull)};
+        const int ready = ppoll(pollFds_.data(), pollFds_.size(), &timeout, nullptr);
         if (ready < 0 && errno != EINTR) {
             spdlog::error("OSC thread: poll failed: {}", std::strerror(errno));
             return;
         }
         if (pollFds_[1].revents & POLLIN) return;
         if (std::shared_ptr<const Mapping> next = nextMapping_.exchange(nullptr)) {
-            mapping_ = std::move(next);
-            // Surfaces of the old mapping get a snapshot in the new one.
-            for (Subscriber& subscriber : subscribers_)
-                if (subscriber.mapped) subscriber.dirty.set();
+            mapping_ = next;
+            feedback_.setMapping(std::move(next));
         }
         const bool received = (pollFds_[0].revents & POLLIN) != 0;
         if (received) receiveBatch(monotonicNs());
@@ -193,13 +171,10 @@ void OscServer::run() {
         if (ready == 0) refreshKernelDrops();
         const uint64_t nowNs = monotonicNs();
         // A timed change reaches feedback when it is rendered, for every client alike.
-        router_.serviceTimed(nowNs, [this](uint32_t param, double) { changed(param, nullptr); });
+        router_.serviceTimed(nowNs, [this](uint32_t param, double) { feedback_.changed(param, nullptr); });
         segment_.osc.timedPending.store(router_.timedWaiting(), std::memory_order_relaxed);
         if (!syncs_.empty()) answerSyncs(nowNs);
-        if (!subscribers_.empty()) {
-            notifyEvents();
-            flushFeedback(nowNs);
-        }
+        feedback_.flush(nowNs);
         if (owed || received || ready > 0) owed = router_.flushPending();
         // Once per pass, after everything this pass took in was pushed.
         router_.wakeSleepers();
@@ -211,6 +186,11 @@ void OscServer::handleTcpPacket(const uint8_t* data, size_t size, const sockaddr
     currentTcpPeer_ = peer;
     handleDatagram(data, size, false, monotonicNs(), peer);
     currentTcpConnection_ = 0;
+}
+
+uint32_t OscServer::tcpConnectionOf(const sockaddr_storage& from) const {
+    // Replies to the TCP client whose packet is being handled go back over its connection.
+    return currentTcpConnection_ != 0 && sameEndpoint(from, currentTcpPeer_) ? currentTcpConnection_ : 0;
 }
 
 void OscServer::publishTcpCounters() {
@@ -230,15 +210,15 @@ bool OscServer::sendPacket(const sockaddr_storage& to, uint32_t tcpConnection, c
     return sendto(socket_, data, size, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&to), length) >= 0;
 }
 
-int OscServer::pollTimeoutMs(bool owed) const {
-    if (owed || !syncs_.empty()) return kFlushPollMs;
-    for (const Subscriber& subscriber : subscribers_)
-        if (subscriber.dirty.any()) return static_cast<int>(kFeedbackIntervalNs / 1'000'000);
+uint64_t OscServer::pollTimeoutNs(bool owed) const {
+    if (!syncs_.empty()) return kSyncPollNs;
+    if (owed) return kFlushPollNs;
+    if (feedback_.owed()) return Feedback::kFeedbackIntervalNs;
     const uint64_t next = router_.nextTimedNs();
-    if (next == UINT64_MAX) return kIdlePollMs;
+    if (next == UINT64_MAX) return kIdlePollNs;
     const uint64_t now = monotonicNs();
     if (next <= now) return 0;
-    return static_cast<int>(std::min<uint64_t>((next - now) / 1'000'000 + 1, kIdlePollMs));
+    return std::min<uint64_t>(next - now, kIdlePollNs);
 }
 
 void OscServer::countLate(double lateMs) {
@@ -251,7 +231,7 @@ void OscServer::countLate(double lateMs) {
         edge *= 2.0;
     }
     m.lateBins[bin].fetch_add(1, std::memory_order_relaxed);
-    worstLateMs_ = std::max(worstLateMs_, lateMs);
+    feedback_.noteLate(lateMs);
 }
 
 void OscServer::submitChange(uint32_t param, double value, uint64_t timetag, uint64_t receiveNs,
@@ -289,74 +269,6 @@ void OscServer::submitChange(uint32_t param, double value, uint64_t timetag, uin
         return;
     }
     segment_.osc.timedScheduled.fetch_add(1, std::memory_order_relaxed);
-}
-
-void OscServer::requestSync(lo_message message, const sockaddr_storage& from) {
-    // The reply carries the request's own arguments back, whatever their type (an int id
-    // as scsynth's /sync takes, or a string).
-    lo_message reply = lo_message_new();
-    const char* types = lo_message_get_types(message);
-    lo_arg** argv = lo_message_get_argv(message);
-    const int argc = lo_message_get_argc(message);
-    for (int i = 0; i < argc && i < 4 && types != nullptr; ++i) {
-        switch (types[i]) {
-            case LO_INT32: lo_message_add_int32(reply, loArg<int32_t>(argv[i])); break;
-            case LO_FLOAT: lo_message_add_float(reply, loArg<float>(argv[i])); break;
-            case LO_INT64: lo_message_add_int64(reply, loArg<int64_t>(argv[i])); break;
-            case LO_STRING: lo_message_add_string(reply, &argv[i]->s); break;
-            default: break;
-        }
-    }
-    if (syncs_.size() >= kMaxPendingSyncs) {
-        segment_.osc.syncsRefused.fetch_add(1, std::memory_order_relaxed);
-        sendTo(from, "/engine/sync.failed", reply);
-        lo_message_free(reply);
-        rejectLog_.warn(125, "/engine/sync: " + std::to_string(kMaxPendingSyncs) + " requests already wait; refused (from " +
-                                 describeAddress(from) + ")");
-        return;
-    }
-    PendingSync sync{};
-    sync.from = from;
-    sync.reply = reply;
-    sync.deadlineNs = monotonicNs() + kSyncTimeoutNs;
-    for (uint32_t p = 0; p < kParamCount; ++p)
-        sync.versions[p] = segment_.params.entries[p].version.load(std::memory_order_acquire);
-    syncs_.push_back(sync);
-    answerSyncs(monotonicNs());
-}
-
-void OscServer::answerSyncs(uint64_t nowNs) {
-    // What the active worker has applied, from its published end-of-block state.
-    const uint32_t active = segment_.control.activeSlot.load(std::memory_order_acquire);
-    PublishedRender published{};
-    bool haveState = false;
-    if (active < kWorkerSlots) {
-        // Only what the process now holding the active slot applied counts: a dead one's
-        // last state says nothing about what plays.
-        haveState = seqlockRead(segment_.state[active].sequence, segment_.state[active].words, published) &&
-                    published.epoch == segment_.slots[active].epoch.load(std::memory_order_acquire);
-    }
-    const RenderState& state = published.state;
-    for (size_t i = 0; i < syncs_.size();) {
-        PendingSync& sync = syncs_[i];
-        bool done = haveState;
-        for (uint32_t p = 0; p < kParamCount && done; ++p) done = state.appliedSequence[p] >= sync.versions[p];
-        if (!done && nowNs < sync.deadlineNs) {
-            ++i;
-            continue;
-        }
-        if (done) {
-            segment_.osc.syncsAnswered.fetch_add(1, std::memory_order_relaxed);
-            sendTo(sync.from, "/engine/synced", sync.reply);
-        } else {
-            segment_.osc.syncsRefused.fetch_add(1, std::memory_order_relaxed);
-            sendTo(sync.from, "/engine/sync.failed", sync.reply);
-            spdlog::warn("/engine/sync from {}: the audio did not apply the earlier changes within {} s",
-                         describeAddress(sync.from), kSyncTimeoutNs / 1'000'000'000ull);
-        }
-        lo_message_free(sync.reply);
-        syncs_.erase(syncs_.begin() + static_cast<std::ptrdiff_t>(i));
-    }
 }
 
 void OscServer::refreshKernelDrops() {
@@ -407,131 +319,8 @@ void OscServer::sendTo(const sockaddr_storage& to, const char* path, lo_message 
     size_t size = lo_message_length(message, path);
     if (size > replyBuffer_.size()) replyBuffer_.resize(size);
     if (lo_message_serialise(message, path, replyBuffer_.data(), &size) == nullptr) return;
-    // A reply to the TCP client whose packet is being handled goes back over its connection.
-    const bool overTcp = currentTcpConnection_ != 0 && sameEndpoint(to, currentTcpPeer_);
-    if (sendPacket(to, overTcp ? currentTcpConnection_ : 0, replyBuffer_.data(), size))
+    if (sendPacket(to, tcpConnectionOf(to), replyBuffer_.data(), size))
         segment_.osc.repliesSent.fetch_add(1, std::memory_order_relaxed);
-}
-
-void OscServer::dropClient(size_t index, const char* why) {
-    const Subscriber& subscriber = subscribers_[index];
-    spdlog::warn("feedback to {} {} after {} failed sends in a row; dropped", describeAddress(subscriber.address), why,
-                 subscriber.failures);
-    segment_.osc.subscribersDropped.fetch_add(1, std::memory_order_relaxed);
-    subscribers_.erase(subscribers_.begin() + static_cast<std::ptrdiff_t>(index));
-}
-
-void OscServer::notifySubscribers(const char* path, lo_message message) {
-    size_t size = lo_message_length(message, path);
-    if (size > replyBuffer_.size()) replyBuffer_.resize(size);
-    if (lo_message_serialise(message, path, replyBuffer_.data(), &size) == nullptr) return;
-    for (size_t i = 0; i < subscribers_.size();) {
-        Subscriber& subscriber = subscribers_[i];
-        if (subscriber.mapped) {  // events are the engine's words: surfaces have no address for them
-            ++i;
-            continue;
-        }
-        if (sendPacket(subscriber.address, subscriber.tcpConnection, replyBuffer_.data(), size)) {
-            subscriber.failures = 0;
-            segment_.osc.repliesSent.fetch_add(1, std::memory_order_relaxed);
-        } else if (++subscriber.failures >= kMaxSendFailures) {
-            dropClient(i, "(/engine/notify)");
-            continue;
-        }
-        ++i;
-    }
-}
-
-void OscServer::changed(uint32_t param, const sockaddr_storage* origin) {
-    for (Subscriber& subscriber : subscribers_) {
-        // Not straight back to the client that made the change.
-        if (origin != nullptr && sameEndpoint(subscriber.origin, *origin)) continue;
-        subscriber.dirty.set(param);
-    }
-}
-
-void OscServer::flushFeedback(uint64_t nowNs) {
-    auto tableValue = [this](uint32_t param) {
-        return segment_.params.entries[param].value.load(std::memory_order_acquire);
-    };
-    for (size_t i = 0; i < subscribers_.size();) {
-        Subscriber& subscriber = subscribers_[i];
-        if (subscriber.dirty.none() || nowNs - subscriber.lastSentNs < kFeedbackIntervalNs) {
-            ++i;
-            continue;
-        }
-        bool failed = false;
-        auto send = [&](const char* path, lo_message message) {
-            size_t size = lo_message_length(message, path);
-            if (size > replyBuffer_.size()) replyBuffer_.resize(size);
-            if (lo_message_serialise(message, path, replyBuffer_.data(), &size) == nullptr) return;
-            if (sendPacket(subscriber.address, subscriber.tcpConnection, replyBuffer_.data(), size))
-                segment_.osc.repliesSent.fetch_add(1, std::memory_order_relaxed);
-            else
-                failed = true;
-        };
-        std::bitset<kMaxMapEntries> entriesSent;
-        for (uint32_t param = 0; param < kParamCount; ++param) {
-            if (!subscriber.dirty.test(param)) continue;
-            if (param != kParamMasterGain && voiceOfParam(param) >= options_.voices) continue;
-            if (!subscriber.mapped) {
-                lo_message message = lo_message_new();
-                lo_message_add_float(message, static_cast<float>(tableValue(param)));
-                send(paramAddress(param).c_str(), message);
-                lo_message_free(message);
-                continue;
-            }
-            if (!mapping_) continue;
-            // Every control showing this parameter, with all its arguments (an xy pad moves as one).
-            for (const MapRef& ref : mapping_->showing(param)) {
-                if (ref.entry >= kMaxMapEntries || entriesSent.test(ref.entry)) continue;
-                entriesSent.set(ref.entry);
-                const MapEntry& entry = mapping_->entries()[ref.entry];
-                lo_message message = lo_message_new();
-                for (const MapTarget& target : entry.targets)
-                    lo_message_add_float(message, static_cast<float>(valueToCurve(target, tableValue(target.param))));
-                send(entry.address.c_str(), message);
-                lo_message_free(message);
-            }
-        }
-        subscriber.dirty.reset();
-        subscriber.lastSentNs = nowNs;
-        if (!failed) {
-            subscriber.failures = 0;
-        } else if (++subscriber.failures >= kMaxSendFailures) {
-            dropClient(i, subscriber.mapped ? "(control surface)" : "(/engine/notify)");
-            continue;
-        }
-        ++i;
-    }
-}
-
-void OscServer::registerSurface(const sockaddr_storage& from, uint16_t feedbackPort) {
-    for (const Subscriber& subscriber : subscribers_)
-        if (subscriber.mapped && sameEndpoint(subscriber.origin, from)) return;
-    const auto surfaces = static_cast<size_t>(std::count_if(subscribers_.begin(), subscribers_.end(),
-                                                            [](const Subscriber& s) { return s.mapped; }));
-    if (surfaces >= kMaxSubscribers) {
-        rejectLog_.warn(124, "control surface " + describeAddress(from) + " gets no feedback: already " +
-                                 std::to_string(kMaxSubscribers) + " surfaces");
-        return;
-    }
-    Subscriber surface{};
-    surface.origin = from;
-    surface.address = from;
-    // TouchOSC and friends listen on a port of their own (9000 by convention), not the one they send from.
-    if (feedbackPort != 0) {
-        if (surface.address.ss_family == AF_INET)
-            reinterpret_cast<sockaddr_in&>(surface.address).sin_port = htons(feedbackPort);
-        else if (surface.address.ss_family == AF_INET6)
-            reinterpret_cast<sockaddr_in6&>(surface.address).sin6_port = htons(feedbackPort);
-    }
-    const bool overTcp = currentTcpConnection_ != 0 && sameEndpoint(from, currentTcpPeer_);
-    surface.tcpConnection = overTcp ? currentTcpConnection_ : 0;
-    surface.mapped = true;
-    surface.dirty.set();  // a snapshot first: the surface shows the engine as it is
-    subscribers_.push_back(surface);
-    spdlog::info("control surface {} hears feedback at {}", describeAddress(from), describeAddress(surface.address));
 }
 
 bool OscServer::handleMapped(std::string_view address, lo_message message, uint64_t timetag, uint64_t receiveNs,
@@ -554,143 +343,27 @@ bool OscServer::handleMapped(std::string_view address, lo_message message, uint6
     }
     double positions[kMaxTargetsPerEntry] = {};
     for (size_t i = 0; i < wanted; ++i) {
-        switch (types[i]) {
-            case LO_FLOAT: positions[i] = loArg<float>(argv[i]); break;
-            case LO_DOUBLE: positions[i] = loArg<double>(argv[i]); break;
-            case LO_INT32: positions[i] = loArg<int32_t>(argv[i]); break;
-            case LO_TRUE: positions[i] = 1.0; break;
-            case LO_FALSE: positions[i] = 0.0; break;
-            default:
-                reject(RejectReason::BadType, shown + ": expected numbers; message ignored", from, address);
-                return true;
+        const std::optional<double> position = controlArgument(types[i], argv[i]);
+        if (!position) {
+            reject(RejectReason::BadType, shown + ": expected numbers; message ignored", from, address);
+            return true;
         }
+        positions[i] = *position;
         if (!std::isfinite(positions[i])) {
             reject(RejectReason::NotFinite, shown + ": expected a finite number; message ignored", from, address);
             return true;
         }
     }
     segment_.osc.accepted.fetch_add(1, std::memory_order_relaxed);
-    if (entry != nullptr) registerSurface(from, entry->feedbackPort);
+    if (entry != nullptr && !feedback_.registerSurface(from, tcpConnectionOf(from), entry->feedbackPort))
+        rejectLog_.warn(124, "control surface " + describeAddress(from) + " gets no feedback: already " +
+                                 std::to_string(Feedback::kMaxSubscribers) + " surfaces");
     for (size_t i = 0; i < wanted; ++i) {
         const MapTarget& target = entry != nullptr ? entry->targets[i] : *alias;
         submitChange(target.param, curveToValue(target, positions[i]), timetag, receiveNs, address);
-        if (isImmediateTimetag(timetag)) changed(target.param, &from);
+        if (isImmediateTimetag(timetag)) feedback_.changed(target.param, &from);
     }
     return true;
-}
-
-void OscServer::notifyEvents() {
-    // Failovers are sustaind's main thread's business; the OSC thread, which owns the
-    // subscribers, looks at its counters whenever it wakes (at least every 100 ms).
-    const uint64_t failovers = segment_.supervisor.failovers.load(std::memory_order_acquire);
-    const uint64_t crashes = segment_.supervisor.crashCount.load(std::memory_order_acquire);
-    if (failovers != failoversSeen_ || crashes != crashesSeen_) {
-        lo_message event = lo_message_new();
-        lo_message_add_string(event, failovers != failoversSeen_ ? "failover" : "crash");
-        lo_message_add_int32(event, static_cast<int32_t>(segment_.control.activeSlot.load(std::memory_order_acquire)));
-        lo_message_add_int32(event, static_cast<int32_t>(crashes));
-        lo_message_add_int32(event, static_cast<int32_t>(segment_.supervisor.spareReady.load(std::memory_order_acquire)));
-        notifySubscribers("/engine/event", event);
-        lo_message_free(event);
-        // A failover is the moment a client may doubt what plays: every client gets a snapshot.
-        for (Subscriber& subscriber : subscribers_) subscriber.dirty.set();
-        failoversSeen_ = failovers;
-        crashesSeen_ = crashes;
-    }
-    // Late timed messages: those the OSC thread found late, and those a worker did.
-    const uint32_t active = segment_.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
-    const uint64_t late = segment_.osc.timedLate.load(std::memory_order_relaxed) +
-                          segment_.workers[active].timedLate.load(std::memory_order_relaxed);
-    const uint64_t nowNs = monotonicNs();
-    if (late > lateSeen_ && nowNs - lateNoticeNs_ >= kLateNoticeIntervalNs) {
-        lo_message notice = lo_message_new();
-        lo_message_add_int32(notice, static_cast<int32_t>(late - lateSeen_));
-        lo_message_add_float(notice, static_cast<float>(worstLateMs_));
-        notifySubscribers("/engine/late", notice);
-        lo_message_free(notice);
-        segment_.osc.lateNotifications.fetch_add(1, std::memory_order_relaxed);
-        lateSeen_ = late;
-        lateNoticeNs_ = nowNs;
-        worstLateMs_ = 0.0;
-    }
-}
-
-bool OscServer::handleEngineRequest(std::string_view path, lo_message message, const sockaddr_storage& from) {
-    if (path == "/engine/ping") {
-        lo_message reply = lo_message_new();
-        sendTo(from, "/engine/pong", reply);
-        lo_message_free(reply);
-        return true;
-    }
-    if (path == "/engine/status") {
-        // The essentials, as scsynth's /status.reply: active slot, spare ready, crash count,
-        // xruns of the active worker, received, applied, dropped, latency p99 (samples),
-        // callback load of the active worker (percent).
-        const uint32_t active = segment_.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
-        uint64_t applied = 0;
-        for (const WorkerMetrics& worker : segment_.workers) applied += worker.applied.load(std::memory_order_relaxed);
-        const Percentiles latency = histogramPercentiles(segment_.workers[active].latencyBins, kLatencyBins + 1);
-        lo_message reply = lo_message_new();
-        lo_message_add_int32(reply, static_cast<int32_t>(active));
-        lo_message_add_int32(reply, static_cast<int32_t>(segment_.supervisor.spareReady.load()));
-        lo_message_add_int32(reply, static_cast<int32_t>(segment_.supervisor.crashCount.load()));
-        lo_message_add_int32(reply, static_cast<int32_t>(segment_.slots[active].xruns.load()));
-        lo_message_add_int32(reply, static_cast<int32_t>(segment_.osc.received.load()));
-        lo_message_add_int32(reply, static_cast<int32_t>(applied));
-        lo_message_add_int32(reply, static_cast<int32_t>(segment_.osc.kernelDrops.load()));
-        lo_message_add_float(reply, static_cast<float>(latency.p99));
-        lo_message_add_float(reply, static_cast<float>(segment_.slots[active].loadPermille.load() / 10.0));
-        sendTo(from, "/engine/status.reply", reply);
-        lo_message_free(reply);
-        return true;
-    }
-    if (path == "/engine/sync") {
-        requestSync(message, from);
-        return true;
-    }
-    if (path == "/engine/notify") {
-        const char* types = lo_message_get_types(message);
-        lo_arg** argv = lo_message_get_argv(message);
-        const bool on = lo_message_get_argc(message) == 1 && types != nullptr &&
-                        ((types[0] == LO_INT32 && loArg<int32_t>(argv[0]) != 0) ||
-                         (types[0] == LO_FLOAT && loArg<float>(argv[0]) != 0.0f));
-        auto same = [&](const Subscriber& s) {
-            return !s.mapped && sameEndpoint(s.address, from);
-        };
-        const auto found = std::find_if(subscribers_.begin(), subscribers_.end(), same);
-        int32_t state = on ? 1 : 0;
-        if (on && found == subscribers_.end()) {
-            const auto engineClients = static_cast<size_t>(std::count_if(
-                subscribers_.begin(), subscribers_.end(), [](const Subscriber& s) { return !s.mapped; }));
-            if (engineClients >= kMaxSubscribers) {
-                spdlog::warn("/engine/notify: {} refused, already {} subscribers", describeAddress(from), kMaxSubscribers);
-                state = 0;
-            } else {
-                const bool overTcp = currentTcpConnection_ != 0 && sameEndpoint(from, currentTcpPeer_);
-                Subscriber subscriber{};
-                subscriber.address = from;
-                subscriber.origin = from;
-                subscriber.tcpConnection = overTcp ? currentTcpConnection_ : 0;
-                subscriber.dirty.set();  // a snapshot follows the confirmation
-                subscribers_.push_back(subscriber);
-                if (subscribers_.size() == 1) {
-                    failoversSeen_ = segment_.supervisor.failovers.load();
-                    crashesSeen_ = segment_.supervisor.crashCount.load();
-                    lateSeen_ = segment_.osc.timedLate.load() +
-                                segment_.workers[segment_.control.activeSlot.load() % kWorkerSlots].timedLate.load();
-                    worstLateMs_ = 0.0;
-                }
-            }
-        } else if (!on && found != subscribers_.end()) {
-            subscribers_.erase(found);
-        }
-        lo_message reply = lo_message_new();
-        lo_message_add_int32(reply, state);
-        sendTo(from, "/engine/notify", reply);
-        lo_message_free(reply);
-        return true;
-    }
-    return false;
 }
 
 void OscServer::reject(RejectReason reason, const std::string& text, const sockaddr_storage& from,
@@ -772,7 +445,7 @@ void OscServer::handleMessage(const uint8_t* data, size_t size, uint64_t timetag
     segment_.osc.accepted.fetch_add(1, std::memory_order_relaxed);
     submitChange(change.param, change.value, timetag, receiveNs, address);
     // Feedback carries the change when it is made (a timed one: when it is rendered).
-    if (isImmediateTimetag(timetag)) changed(change.param, &from);
+    if (isImmediateTimetag(timetag)) feedback_.changed(change.param, &from);
 }
 
 }  // namespace sustain

@@ -19,9 +19,11 @@
 
 #include "osc/allow_list.h"
 #include "osc/command_router.h"
+#include "osc/feedback.h"
 #include "osc/mapping.h"
 #include "osc/param_address.h"
 #include "osc/rate_limited_log.h"
+#include "osc/socket_address.h"
 #include "osc/tcp_listener.h"
 #include "shm/layout.h"
 
@@ -77,19 +79,14 @@ private:
     bool sendPacket(const sockaddr_storage& to, uint32_t tcpConnection, const uint8_t* data, size_t size);
     void handleTcpPacket(const uint8_t* data, size_t size, const sockaddr_storage& peer, uint32_t connection);
     void publishTcpCounters();
-    void notifySubscribers(const char* path, lo_message message);
-    void notifyEvents();
+    uint32_t tcpConnectionOf(const sockaddr_storage& from) const;
     void submitChange(uint32_t param, double value, uint64_t timetag, uint64_t receiveNs, std::string_view address);
     bool handleMapped(std::string_view address, lo_message message, uint64_t timetag, uint64_t receiveNs,
                       const sockaddr_storage& from);
-    void changed(uint32_t param, const sockaddr_storage* origin);
-    void flushFeedback(uint64_t nowNs);
-    void registerSurface(const sockaddr_storage& from, uint16_t feedbackPort);
-    void dropClient(size_t index, const char* why);
     void countLate(double lateMs);
     void requestSync(lo_message message, const sockaddr_storage& from);
     void answerSyncs(uint64_t nowNs);
-    int pollTimeoutMs(bool owed) const;
+    uint64_t pollTimeoutNs(bool owed) const;
 
     Segment& segment_;
     CommandRouter& router_;
@@ -102,31 +99,9 @@ private:
     // Keyed by reason and address, so a flood of one bad message cannot hide another.
     RateLimitedLog<128> rejectLog_;
 
-    /// Who hears parameter changes (docs/feedback.md). Engine-space clients sent
-    /// /engine/notify 1 and hear /engine/... addresses plus events (/engine/event,
-    /// /engine/late); mapped clients (a control surface) sent an address of the mapping and
-    /// hear changes in the mapping's addresses, at their feedback port. Neither hears the
-    /// change it made itself. Changes are coalesced per parameter and sent at most every
-    /// kFeedbackIntervalNs per client; a full snapshot follows a subscription, a mapping
-    /// reload and every failover. Bounded; a client that fails kMaxSendFailures sends in a
-    /// row is dropped, counted.
-    struct Subscriber {
-        sockaddr_storage address;   // where feedback goes
-        uint32_t failures;
-        uint32_t tcpConnection;     // 0: UDP to `address`
-        sockaddr_storage origin;    // where its changes come from (for "not back to the sender")
-        bool mapped;                // address space: the mapping's (true) or the engine's
-        std::bitset<kParamCount> dirty;
-        uint64_t lastSentNs;
-    };
-    static constexpr size_t kMaxSubscribers = 8;  // of each kind
-    static constexpr uint32_t kMaxSendFailures = 5;
-    static constexpr uint64_t kFeedbackIntervalNs = 20'000'000;  // 50 updates a second per client at most
-    std::vector<Subscriber> subscribers_;
     std::shared_ptr<const Mapping> mapping_;                    // OSC thread only
     std::atomic<std::shared_ptr<const Mapping>> nextMapping_;   // set by setMapping()
-    uint64_t failoversSeen_ = 0;
-    uint64_t crashesSeen_ = 0;
+    Feedback feedback_;                                         // OSC thread only
 
     /// /engine/sync requests waiting until the audio has applied every change accepted
     /// before them: the state table's versions then, against the active worker's
@@ -141,12 +116,6 @@ private:
     static constexpr uint64_t kSyncTimeoutNs = 5'000'000'000ull;
     std::vector<PendingSync> syncs_;
 
-    /// /engine/late to subscribers: at most one per kLateNoticeIntervalNs, with how many
-    /// timed messages were late since the last one and the worst lateness among them.
-    static constexpr uint64_t kLateNoticeIntervalNs = 100'000'000ull;
-    uint64_t lateSeen_ = 0;
-    uint64_t lateNoticeNs_ = 0;
-    double worstLateMs_ = 0.0;
     std::vector<uint8_t> replyBuffer_;
 
     std::unique_ptr<TcpListener> tcp_;
@@ -157,20 +126,5 @@ private:
     uint32_t currentTcpConnection_ = 0;
     sockaddr_storage currentTcpPeer_{};
 };
-
-/// Whether two socket addresses name the same endpoint (family, address and port).
-bool sameEndpoint(const sockaddr_storage& a, const sockaddr_storage& b);
-
-/// An argument liblo parsed, read without assuming alignment: liblo packs arguments at
-/// 4-byte boundaries, and lo_arg is an 8-byte union. Thread: any.  RT-safe: yes.
-template <typename T>
-T loArg(const lo_arg* argument) {
-    T value;
-    std::memcpy(&value, argument, sizeof value);
-    return value;
-}
-
-/// "127.0.0.1:53211" for logs.
-std::string describeAddress(const sockaddr_storage& address);
 
 }  // namespace sustain

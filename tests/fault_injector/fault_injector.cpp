@@ -3,9 +3,9 @@
 // inside its callback) and turns signals from the test into faults at precise places:
 //
 //   SIGUSR1   the next callback dereferences a null pointer: SIGSEGV inside the callback
-//   SIGUSR2   the control thread calls abort() at its next poll()
+//   SIGUSR2   the control thread calls abort() at its next poll() or ppoll()
 //   SIGWINCH  the next callback never returns (an endless loop inside the callback)
-//   SIGURG    the control thread never returns from its next poll() (a deadlock there)
+//   SIGURG    the control thread never returns from its next poll() or ppoll() (a deadlock there)
 //
 // Test code only: never built into sustain's binaries.
 #include <dlfcn.h>
@@ -42,6 +42,17 @@ __attribute__((constructor)) void installHandlers() {
 }
 
 using PollFunction = int (*)(pollfd*, nfds_t, int);
+using PpollFunction = int (*)(pollfd*, nfds_t, const timespec*, const sigset_t*);
+
+/// The control thread's faults, at the wait of its loop (outside any callback).
+void controlThreadFault() {
+    if (insideCallback != 0) return;
+    if (abortInControl.load(std::memory_order_relaxed) != 0) std::abort();
+    if (hangInControl.load(std::memory_order_relaxed) != 0) {
+        static const auto real = reinterpret_cast<PollFunction>(dlsym(RTLD_NEXT, "poll"));
+        for (;;) real(nullptr, 0, 1000);  // a deadlocked control thread
+    }
+}
 
 }  // namespace
 
@@ -66,13 +77,15 @@ __attribute__((visibility("default"))) void sustain_rt_guard_leave() { --insideC
 
 __attribute__((visibility("default"))) int poll(pollfd* fds, nfds_t count, int timeout) {
     static const auto real = reinterpret_cast<PollFunction>(dlsym(RTLD_NEXT, "poll"));
-    if (insideCallback == 0) {
-        if (abortInControl.load(std::memory_order_relaxed) != 0) std::abort();
-        if (hangInControl.load(std::memory_order_relaxed) != 0) {
-            for (;;) real(nullptr, 0, 1000);  // a deadlocked control thread
-        }
-    }
+    controlThreadFault();
     return real(fds, count, timeout);
+}
+
+__attribute__((visibility("default"))) int ppoll(pollfd* fds, nfds_t count, const timespec* timeout,
+                                                 const sigset_t* mask) {
+    static const auto real = reinterpret_cast<PpollFunction>(dlsym(RTLD_NEXT, "ppoll"));
+    controlThreadFault();
+    return real(fds, count, timeout, mask);
 }
 
 }  // extern "C"

@@ -80,7 +80,7 @@ TEST_CASE("router: a full ring coalesces into a refresh of the newest value, not
     CHECK_FALSE(ring.tryPop(c));
 }
 
-TEST_CASE("router: wakes a sleeping worker with one byte, a busy one with none") {
+TEST_CASE("router: wakes a sleeping worker with one byte per batch, a busy one with none") {
     auto segment = makeSegment();
     int pair[2];
     REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, pair) == 0);
@@ -89,13 +89,19 @@ TEST_CASE("router: wakes a sleeping worker with one byte, a busy one with none")
     auto ring = commandRing(*segment, 0);
     char bytes[8];
     router.submit(kParamMasterGain, 0.5, 1);
+    router.wakeSleepers();
     CHECK(read(pair[1], bytes, sizeof bytes) < 0);  // awake: no system call spent on it
     Command c;
     REQUIRE(ring.tryPop(c));
     REQUIRE(ring.prepareToSleep());
     router.submit(kParamMasterGain, 0.6, 1);
     router.submit(kParamMasterGain, 0.7, 1);
+    CHECK(read(pair[1], bytes, sizeof bytes) < 0);  // nothing before the batch is done
+    router.wakeSleepers();
     CHECK(read(pair[1], bytes, sizeof bytes) == 1);  // one byte for the sleeper, not one per message
+    CHECK(segment->workers[0].wakesSent.load() == 1);
+    router.wakeSleepers();
+    CHECK(read(pair[1], bytes, sizeof bytes) < 0);  // nothing pushed since: no wake
     router.detachWorker(0);
     close(pair[0]);
     close(pair[1]);

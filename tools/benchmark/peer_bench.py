@@ -7,7 +7,7 @@ Per round and engine, a fresh engine is started, then:
   of the engine's processes (every thread's schedstat), context switches per second (every
   thread's, voluntary and not), PSS without JACK's shared segments (see pss_kb) and with
   them; jackd's CPU and PSS in the same window;
-- round trip: --round-trips times a change and a confirmation from one socket, 5 ms apart:
+- round trip: --round-trips times a change and a confirmation from one socket, 3-7 ms apart:
   sustain /engine/voice/0/freq + /engine/sync ID -> /engine/synced ID; scsynth
   /n_set 1000 freq + /sync ID -> /synced ID (each engine's own "applied" answer);
 - intake, 1 and 4 senders: sustain-osc-flood unpaced (--rate 0), --messages per sender,
@@ -23,6 +23,7 @@ Prints a table and the ratios sustain / scsynth (medians over rounds); writes JS
 import argparse
 import json
 import os
+import random
 import re
 import select
 import socket
@@ -360,7 +361,10 @@ class Sustain:
 # ---- the scenarios -------------------------------------------------------------------------
 
 def round_trip(engine, count):
-    """Milliseconds from sending a change to the engine's confirmation that it is applied."""
+    """Milliseconds from sending a change to the engine's confirmation that it is applied.
+    3-7 ms apart at random, so that the changes arrive at every phase of the audio cycle
+    (a fixed pace can lock onto one phase, and the figure then says more about the pace)."""
+    pacing = random.Random(20261204)
     times = []
     for i in range(count):
         ident = 10_000 + i
@@ -370,7 +374,7 @@ def round_trip(engine, count):
         engine.client.send(packet)
         if engine.client.wait_for(matches, 2) is not None:
             times.append((time.monotonic_ns() - start) / 1e6)
-        time.sleep(0.005)
+        time.sleep(pacing.uniform(0.003, 0.007))
     return times
 
 

@@ -1,0 +1,129 @@
+// The OSC thread's answers to the engine's own requests: /engine/ping, /engine/status,
+// /engine/notify (subscriptions, kept by Feedback) and /engine/sync (answered once the audio
+// applied every change accepted before it). Part of OscServer.
+#include <spdlog/spdlog.h>
+
+#include "osc/osc_arguments.h"
+#include "osc/osc_server.h"
+#include "shm/metrics.h"
+#include "shm/seqlock.h"
+
+namespace sustain {
+
+bool OscServer::handleEngineRequest(std::string_view path, lo_message message, const sockaddr_storage& from) {
+    if (path == "/engine/ping") {
+        lo_message reply = lo_message_new();
+        sendTo(from, "/engine/pong", reply);
+        lo_message_free(reply);
+        return true;
+    }
+    if (path == "/engine/status") {
+        // The essentials, as scsynth's /status.reply: active slot, spare ready, crash count,
+        // xruns of the active worker, received, applied, dropped, latency p99 (samples),
+        // callback load of the active worker (percent).
+        const uint32_t active = segment_.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
+        uint64_t applied = 0;
+        for (const WorkerMetrics& worker : segment_.workers) applied += worker.applied.load(std::memory_order_relaxed);
+        const Percentiles latency = histogramPercentiles(segment_.workers[active].latencyBins, kLatencyBins + 1);
+        lo_message reply = lo_message_new();
+        lo_message_add_int32(reply, static_cast<int32_t>(active));
+        lo_message_add_int32(reply, static_cast<int32_t>(segment_.supervisor.spareReady.load()));
+        lo_message_add_int32(reply, static_cast<int32_t>(segment_.supervisor.crashCount.load()));
+        lo_message_add_int32(reply, static_cast<int32_t>(segment_.slots[active].xruns.load()));
+        lo_message_add_int32(reply, static_cast<int32_t>(segment_.osc.received.load()));
+        lo_message_add_int32(reply, static_cast<int32_t>(applied));
+        lo_message_add_int32(reply, static_cast<int32_t>(segment_.osc.kernelDrops.load()));
+        lo_message_add_float(reply, static_cast<float>(latency.p99));
+        lo_message_add_float(reply, static_cast<float>(segment_.slots[active].loadPermille.load() / 10.0));
+        sendTo(from, "/engine/status.reply", reply);
+        lo_message_free(reply);
+        return true;
+    }
+    if (path == "/engine/sync") {
+        requestSync(message, from);
+        return true;
+    }
+    if (path == "/engine/notify") {
+        const char* types = lo_message_get_types(message);
+        lo_arg** argv = lo_message_get_argv(message);
+        const std::optional<double> argument =
+            lo_message_get_argc(message) == 1 && types != nullptr ? controlArgument(types[0], argv[0]) : std::nullopt;
+        const int32_t state = feedback_.subscribe(from, tcpConnectionOf(from), argument.value_or(0.0) != 0.0);
+        lo_message reply = lo_message_new();
+        lo_message_add_int32(reply, state);
+        sendTo(from, "/engine/notify", reply);
+        lo_message_free(reply);
+        return true;
+    }
+    return false;
+}
+
+void OscServer::requestSync(lo_message message, const sockaddr_storage& from) {
+    // The reply carries the request's own arguments back, whatever their type (an int id
+    // as scsynth's /sync takes, or a string).
+    lo_message reply = lo_message_new();
+    const char* types = lo_message_get_types(message);
+    lo_arg** argv = lo_message_get_argv(message);
+    const int argc = lo_message_get_argc(message);
+    for (int i = 0; i < argc && i < 4 && types != nullptr; ++i) {
+        switch (types[i]) {
+            case LO_INT32: lo_message_add_int32(reply, loArg<int32_t>(argv[i])); break;
+            case LO_FLOAT: lo_message_add_float(reply, loArg<float>(argv[i])); break;
+            case LO_INT64: lo_message_add_int64(reply, loArg<int64_t>(argv[i])); break;
+            case LO_STRING: lo_message_add_string(reply, &argv[i]->s); break;
+            default: break;
+        }
+    }
+    if (syncs_.size() >= kMaxPendingSyncs) {
+        segment_.osc.syncsRefused.fetch_add(1, std::memory_order_relaxed);
+        sendTo(from, "/engine/sync.failed", reply);
+        lo_message_free(reply);
+        rejectLog_.warn(125, "/engine/sync: " + std::to_string(kMaxPendingSyncs) + " requests already wait; refused (from " +
+                                 describeAddress(from) + ")");
+        return;
+    }
+    PendingSync sync{};
+    sync.from = from;
+    sync.reply = reply;
+    sync.deadlineNs = monotonicNs() + kSyncTimeoutNs;
+    for (uint32_t p = 0; p < kParamCount; ++p)
+        sync.versions[p] = segment_.params.entries[p].version.load(std::memory_order_acquire);
+    syncs_.push_back(sync);
+    answerSyncs(monotonicNs());
+}
+
+void OscServer::answerSyncs(uint64_t nowNs) {
+    // What the active worker has applied, from its published end-of-block state.
+    const uint32_t active = segment_.control.activeSlot.load(std::memory_order_acquire);
+    PublishedRender published{};
+    bool haveState = false;
+    if (active < kWorkerSlots) {
+        // Only what the process now holding the active slot applied counts: a dead one's
+        // last state says nothing about what plays.
+        haveState = seqlockRead(segment_.state[active].sequence, segment_.state[active].words, published) &&
+                    published.epoch == segment_.slots[active].epoch.load(std::memory_order_acquire);
+    }
+    const RenderState& state = published.state;
+    for (size_t i = 0; i < syncs_.size();) {
+        PendingSync& sync = syncs_[i];
+        bool done = haveState;
+        for (uint32_t p = 0; p < kParamCount && done; ++p) done = state.appliedSequence[p] >= sync.versions[p];
+        if (!done && nowNs < sync.deadlineNs) {
+            ++i;
+            continue;
+        }
+        if (done) {
+            segment_.osc.syncsAnswered.fetch_add(1, std::memory_order_relaxed);
+            sendTo(sync.from, "/engine/synced", sync.reply);
+        } else {
+            segment_.osc.syncsRefused.fetch_add(1, std::memory_order_relaxed);
+            sendTo(sync.from, "/engine/sync.failed", sync.reply);
+            spdlog::warn("/engine/sync from {}: the audio did not apply the earlier changes within {} s",
+                         describeAddress(sync.from), kSyncTimeoutNs / 1'000'000'000ull);
+        }
+        lo_message_free(sync.reply);
+        syncs_.erase(syncs_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+}
+
+}  // namespace sustain
