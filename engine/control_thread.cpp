@@ -4,6 +4,7 @@
 
 #include "engine/rt/synth.h"
 #include "shm/clock.h"
+#include "shm/command_order.h"
 #include "shm/fault_point.h"
 #include "shm/frame_clock.h"
 
@@ -38,13 +39,14 @@ bool CommandForwarder::drainOnce() {
             }
             continue;
         }
-        if (command.sequence <= snapshot_[command.param]) {
+        if (alreadyHeld(command.sequence, snapshot_[command.param])) {
             // Already part of the state this worker started from.
             metrics_.staleEpochSkips.fetch_add(1, std::memory_order_relaxed);
             continue;
         }
         if (isPending_[command.param]) {
             metrics_.controlCoalesced.fetch_add(1, std::memory_order_relaxed);
+            if (!isNewer(command.sequence, pending_[command.param].sequence)) continue;
         } else {
             isPending_[command.param] = true;
             order_[pendingCount_++] = command.param;

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "engine/rt/audio_callback.h"
+#include "shm/command_order.h"
 #include "shm/layout.h"
 #include "shm/spsc_ring.h"
 
@@ -16,7 +17,7 @@ namespace sustain {
 /// already holds, coalesces bursts per parameter, and forwards to the callback's queue.
 ///
 /// Timed commands (from OSC bundles with a timetag) are never coalesced: each is held here
-/// until its frame is less than kTimedLookaheadBlocks periods ahead of the frame the
+/// until its frame is less than kTimedLookaheadBlocks (shm/command_order.h) periods ahead of the frame the
 /// callback renders next, then handed to the callback, which applies it at its sample.
 /// "Ahead of the callback" is judged by the callback's own frame (`callbackFrame`), not by
 /// the engine's frame clock: that clock maps time to frames through JACK's cycle timer,
@@ -55,7 +56,6 @@ public:
     int msUntilNextTimed(int cap) const;
 
     static constexpr uint32_t kTimedHoldCapacity = 2 * kMaxTimedEvents;
-    static constexpr uint32_t kTimedLookaheadBlocks = 8;
 
 private:
     void forwardDueTimed(uint64_t nowNs);

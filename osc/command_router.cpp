@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "shm/clock.h"
+#include "shm/command_order.h"
 #include "shm/fault_point.h"
 #include "shm/frame_clock.h"
 
@@ -79,7 +80,7 @@ void CommandRouter::writeTable(uint32_t param, double value, uint64_t sequence) 
     // A timed change comes due after later plain ones may have been written: the version
     // never goes back, so a worker starting from the table skips every command up to it.
     const uint64_t version = entry.version.load(std::memory_order_relaxed);
-    entry.version.store(sequence > version ? sequence : version, std::memory_order_release);
+    entry.version.store(isNewer(sequence, version) ? sequence : version, std::memory_order_release);
 }
 
 void CommandRouter::submit(uint32_t param, double value, uint64_t receiveNs) {

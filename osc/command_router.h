@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "shm/layout.h"
+#include "shm/command_order.h"
 #include "shm/spsc_ring.h"
 
 namespace sustain {
@@ -29,7 +30,7 @@ namespace sustain {
 /// OscMetrics::ringCoalesced.
 ///
 /// Timed changes (OSC bundles with a timetag) wait here until shortly before they are heard
-/// (kTimedPushAheadNs), then go to every worker carrying the frame they apply at, computed
+/// (kTimedPushAheadNs, shm/command_order.h), then go to every worker carrying the frame they apply at, computed
 /// then from the frame clock: a frame computed 200 ms ahead would carry the error of the
 /// clock's rate estimate times 200 ms (several samples); 30 ms ahead, a fraction of one.
 /// They are never coalesced. Once their frame has been rendered they are written to the
@@ -56,8 +57,6 @@ public:
     /// When serviceTimed() has work next (UINT64_MAX: none waits). Thread: the OSC thread.
     uint64_t nextTimedNs() const { return nextTimedNs_; }
     size_t timedWaiting() const { return timed_.size(); }
-
-    static constexpr int64_t kTimedPushAheadNs = 30'000'000;
 
     /// Re-sends dirty parameters to rings that have room again; true while any stays dirty.
     /// Thread: the OSC thread.

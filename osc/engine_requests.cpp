@@ -5,6 +5,7 @@
 
 #include "osc/osc_arguments.h"
 #include "osc/osc_server.h"
+#include "shm/command_order.h"
 #include "shm/metrics.h"
 #include "shm/seqlock.h"
 
@@ -107,7 +108,7 @@ void OscServer::answerSyncs(uint64_t nowNs) {
     for (size_t i = 0; i < syncs_.size();) {
         PendingSync& sync = syncs_[i];
         bool done = haveState;
-        for (uint32_t p = 0; p < kParamCount && done; ++p) done = state.appliedSequence[p] >= sync.versions[p];
+        for (uint32_t p = 0; p < kParamCount && done; ++p) done = alreadyHeld(sync.versions[p], state.appliedSequence[p]);
         if (!done && nowNs < sync.deadlineNs) {
             ++i;
             continue;

@@ -6,6 +6,7 @@
 #include "engine/rt/rt_guard_hooks.h"
 #include "engine/rt/synth.h"
 #include "shm/clock.h"
+#include "shm/command_order.h"
 #include "shm/fault_point.h"
 #include "shm/frame_clock.h"
 #include "shm/seqlock.h"
@@ -32,7 +33,7 @@ void takeQueuedCommands(CallbackContext& context) noexcept {
         }
         PendingCommand& pending = context.pending[command.param < kParamCount ? command.param : 0];
         if (pending.valid) {
-            if (command.sequence <= pending.command.sequence) continue;
+            if (!isNewer(command.sequence, pending.command.sequence)) continue;
             metrics.callbackCoalesced.fetch_add(1, std::memory_order_relaxed);
         }
         pending.command = command;
@@ -85,7 +86,7 @@ bool followActive(CallbackContext& context, uint64_t nowNs, const CurrentCycle& 
                 // Commands the active has applied are confirmed: no need to hold them any more.
                 for (uint32_t p = 0; p < kParamCount; ++p) {
                     PendingCommand& pending = context.pending[p];
-                    if (pending.valid && pending.command.sequence <= candidate.state.appliedSequence[p])
+                    if (pending.valid && alreadyHeld(pending.command.sequence, candidate.state.appliedSequence[p]))
                         pending.valid = false;
                 }
             }
@@ -135,7 +136,7 @@ void applyPending(CallbackContext& context, uint64_t nowNs, bool active) noexcep
         PendingCommand& pending = context.pending[p];
         if (!pending.valid) continue;
         const Command& command = pending.command;
-        if (command.sequence > context.state.appliedSequence[p]) {
+        if (isNewer(command.sequence, context.state.appliedSequence[p])) {
             // During the shutdown fade the master ramp belongs to the fade.
             if (!(context.fading && p == kParamMasterGain)) applyParam(context.state, p, command.value, context.rampSamples);
             context.state.appliedSequence[p] = command.sequence;
@@ -207,9 +208,9 @@ RenderStats renderTimed(CallbackContext& context, uint32_t frames, bool active) 
             rendered = offset;
         }
         const uint32_t p = command.param < kParamCount ? command.param : 0;
-        if (late && command.sequence <= state.appliedSequence[p]) continue;  // a newer value is in force
+        if (late && alreadyHeld(command.sequence, state.appliedSequence[p])) continue;  // a newer value is in force
         if (!(context.fading && p == kParamMasterGain)) applyParam(state, p, command.value, context.rampSamples);
-        if (command.sequence > state.appliedSequence[p]) state.appliedSequence[p] = command.sequence;
+        if (isNewer(command.sequence, state.appliedSequence[p])) state.appliedSequence[p] = command.sequence;
         if (active) (late ? metrics.timedLate : metrics.timedApplied).fetch_add(1, std::memory_order_relaxed);
         if (active && late) metrics.timedLateFramesLast.store(first - command.dueFrame, std::memory_order_relaxed);
     }

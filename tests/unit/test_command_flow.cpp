@@ -183,7 +183,7 @@ TEST_CASE("control thread: a timed command waits for the callback's own frame, n
     std::atomic<uint64_t> callbackFrame{100000};
     CallbackQueue queue(kCallbackQueueCapacity);
     CommandForwarder forwarder(*segment, 0, queue, callbackFrame);
-    const uint64_t lookahead = uint64_t{CommandForwarder::kTimedLookaheadBlocks} * 64;
+    const uint64_t lookahead = uint64_t{kTimedLookaheadBlocks} * 64;
     SpscRing<Command> ring = commandRing(*segment, 0);
     auto timed = [](uint64_t sequence, uint64_t dueFrame) {
         Command command{};

@@ -17,6 +17,8 @@ Per round and engine, a fresh engine is started, then:
   dropped itself (scsynth: "command FIFO full"; sustain drops nothing after the kernel).
   Then the engine is asked to confirm (/engine/sync, /sync) and each voice's frequency is
   read back (sustain-status --json --once; /s_get): did the last value of every sender win?
+Each round also measures the floor: one and four plain JACK clients playing a sine
+(jack_simple_client), idle, the same way.
 
 Prints a table and the ratios sustain / scsynth (medians over rounds); writes JSON.
 """
@@ -26,6 +28,7 @@ import os
 import random
 import re
 import select
+import shutil
 import socket
 import statistics
 import struct
@@ -358,6 +361,41 @@ class Sustain:
         self.engine.__exit__(None, None, None)
 
 
+class PlainClients:
+    """The floor: `count` plain JACK clients playing a sine (jackd2's jack_simple_client), no
+    OSC. What JACK itself charges per client in the graph (a wake-up and a context switch per
+    cycle each), against which the engines' idle cost is read: sustain runs four JACK clients
+    (two workers, two output stages), scsynth one."""
+
+    def __init__(self, jack, count):
+        self.jack = jack
+        self.count = count
+        self.name = f"{count} plain client{'s' if count > 1 else ''}"
+        self.processes = []
+
+    def start(self):
+        for k in range(self.count):
+            self.processes.append(subprocess.Popen(["jack_simple_client", f"sustain-peer-floor-{k}"], env=self.jack.env(),
+                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        names = [f"sustain-peer-floor-{k}" for k in range(self.count)]
+        wait_until(lambda: all(n in subprocess.run(["jack_lsp"], env=self.jack.env(), capture_output=True,
+                                                   text=True).stdout for n in names), 10, "the plain clients")
+        return self
+
+    def pids(self):
+        return [p.pid for p in self.processes]
+
+    def stop(self):
+        for p in self.processes:
+            p.terminate()
+        for p in self.processes:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
 # ---- the scenarios -------------------------------------------------------------------------
 
 def round_trip(engine, count):
@@ -471,6 +509,7 @@ def main():
     paths = Paths([None, args.build])
     flood = paths.osc_flood
     results = {"sustain": [], "scsynth": []}
+    floor = {"1 plain client": [], "4 plain clients": []}
     version = subprocess.run(["scsynth", "-v"], capture_output=True, text=True).stdout.strip()
     with JackServer() as jack:
         for r in range(args.rounds):
@@ -486,6 +525,17 @@ def main():
                       f"(last won {window['intake_1']['last_values_won']}/1), "
                       f"intake 4: {100 * window['intake_4']['taken_in_share']:.1f} % "
                       f"(last won {window['intake_4']['last_values_won']}/4)", flush=True)
+            if shutil.which("jack_simple_client"):
+                for count in (1, 4):
+                    clients = PlainClients(jack, count).start()
+                    try:
+                        time.sleep(args.settle_seconds)
+                        idle = measure_idle(clients.pids(), jack.process.pid, args.idle_seconds)
+                    finally:
+                        clients.stop()
+                    floor[clients.name].append(idle)
+                    print(f"round {r + 1} {clients.name}: idle cpu {idle['cpu_percent']:.1f} % "
+                          f"({idle['context_switches_per_s']:.0f} switches/s)", flush=True)
 
     summary = {}
     for name, windows in results.items():
@@ -525,9 +575,16 @@ def main():
               f"{value:7.2f}" if value is not None else f"{key:40s} (not measured)")
     for key in ("intake_1_last_won", "intake_4_last_won"):
         print(f"{key:40s} {summary['sustain'][key]:>10s} {summary['scsynth'][key]:>10s}")
+    floor_summary = {name: {"idle_cpu_percent": statistics.median(w["cpu_percent"] for w in windows),
+                            "idle_context_switches_per_s": statistics.median(w["context_switches_per_s"] for w in windows)}
+                     for name, windows in floor.items() if windows}
+    for name, figures in floor_summary.items():
+        print(f"floor, {name} playing a sine: idle cpu {figures['idle_cpu_percent']:.2f} %, "
+              f"{figures['idle_context_switches_per_s']:.0f} switches/s")
     report = {"benchmark": "peer", "scsynth_version": version, "jack": {"rate": 48000, "frames": 64},
               "parameters": vars(args), "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release},
-              "summary": summary, "ratios_sustain_over_scsynth": ratios, "windows": results}
+              "summary": summary, "ratios_sustain_over_scsynth": ratios, "floor": floor_summary,
+              "floor_windows": floor, "windows": results}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(report, f, indent=1)
