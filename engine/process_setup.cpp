@@ -62,7 +62,12 @@ void lockMemory() {
     spdlog::info("sanitizer build: memory is not locked");
     return;
 #endif
-    if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0)
+    // What is mapped now (code, libraries, the heap, the shared segment) is made resident and
+    // locked at once. What is mapped later is locked page by page as it is first touched
+    // (MCL_ONFAULT), not filled in whole: JACK gives each of its threads a 512 KB stack, of
+    // which a few kilobytes are ever used, and filling them in cost each process 2 MB. The
+    // audio thread touches its stack in its first callback (touchCallbackStack).
+    if (mlockall(MCL_CURRENT) != 0 || mlockall(MCL_FUTURE | MCL_ONFAULT) != 0)
         spdlog::warn("cannot lock memory ({}); page faults may cause xruns (raise RLIMIT_MEMLOCK)", std::strerror(errno));
 }
 

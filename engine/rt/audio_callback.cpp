@@ -4,6 +4,7 @@
 
 #include "engine/rt/callback_timing.h"
 #include "engine/rt/rt_guard_hooks.h"
+#include "engine/rt/stack_prefault.h"
 #include "engine/rt/synth.h"
 #include "shm/clock.h"
 #include "shm/command_order.h"
@@ -578,6 +579,10 @@ int paAudioCallback(const void* /*input*/, void* output, unsigned long frames,
                     void* userData) noexcept {
     RtGuardScope guard;
     auto& context = *static_cast<CallbackContext*>(userData);
+    if (!context.stackTouched) {
+        touchCallbackStack();
+        context.stackTouched = true;
+    }
     renderCallbackBlock(context, static_cast<float*>(output), static_cast<uint32_t>(frames),
                         (statusFlags & paOutputUnderflow) != 0);
     return paContinue;

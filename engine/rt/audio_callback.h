@@ -39,6 +39,7 @@ struct PendingCommand {
 /// starts; afterwards only the audio thread writes `state`, `pending` and the flags.
 struct CallbackContext {
     Segment* segment = nullptr;
+    bool stackTouched = false;  // the audio thread's stack is resident (touchCallbackStack)
     uint32_t slot = 0;
     uint32_t voices = 1;
     uint32_t channels = 2;

@@ -42,6 +42,7 @@ inline constexpr uint32_t kDelayUnpublished = UINT32_MAX;
 /// What the output callback owns. Built before the stream starts.
 struct OutputContext {
     Segment* segment = nullptr;
+    bool stackTouched = false;  // the audio thread's stack is resident (touchCallbackStack)
     uint32_t slot = 0;          // index into Segment::outputs
     uint32_t channels = 2;      // of the device
     uint64_t startEpoch = 0;

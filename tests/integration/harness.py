@@ -294,7 +294,7 @@ class JackServer:
 class Engine:
     """The real sustaind (which starts the real worker)."""
 
-    def __init__(self, paths, jack, extra_args=(), env_extra=None, instance=None, pass_fds=()):
+    def __init__(self, paths, jack, extra_args=(), env_extra=None, instance=None, pass_fds=(), trace=True):
         self.paths = paths
         self.pass_fds = tuple(pass_fds)  # file descriptors sustaind inherits (e.g. for --notify-fd)
         self.jack = jack
@@ -306,7 +306,9 @@ class Engine:
         self.log_path = tempfile.mktemp(prefix="sustaind-", suffix=".log")
         # Every output stage writes its per-cycle decisions here, so a failure can show what
         # the stage did at the damaged sample (where it read from, how far behind it played).
-        self.env["SUSTAIN_OUTPUT_TRACE"] = self.log_path + ".trace"
+        # (trace=False for a benchmark of the engine's own cost: a user's engine writes none.)
+        if trace:
+            self.env["SUSTAIN_OUTPUT_TRACE"] = self.log_path + ".trace"
         if env_extra:
             self.env.update(env_extra)
         self.process = None
@@ -376,7 +378,7 @@ class Engine:
                 print(f"--- output stage ---\n{json.dumps(json.loads(status.stdout).get('output'))}", flush=True)
             except ValueError:
                 print(f"--- status ---\n{status.stdout}{status.stderr}", flush=True)
-        for path in sorted(glob.glob(self.env["SUSTAIN_OUTPUT_TRACE"] + ".*")):
+        for path in sorted(glob.glob(self.env.get("SUSTAIN_OUTPUT_TRACE", "/nonexistent/none") + ".*")):
             with open(path) as f:
                 lines = f.readlines()
             marks = [i for i, line in enumerate(lines) if line.split()[2:3] == ["2"]]
@@ -395,7 +397,7 @@ class Engine:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        for path in glob.glob(self.env["SUSTAIN_OUTPUT_TRACE"] + ".*"):
+        for path in glob.glob(self.env.get("SUSTAIN_OUTPUT_TRACE", "/nonexistent/none") + ".*"):
             os.unlink(path)
         for pid in self.worker_pids():
             if pid_alive(pid):

@@ -308,7 +308,7 @@ class Sustain:
     name = "sustain"
 
     def __init__(self, jack, paths):
-        self.engine = Engine(paths, jack, extra_args=["--gain", str(TONE_GAIN), "--voices", str(VOICES)])
+        self.engine = Engine(paths, jack, extra_args=["--gain", str(TONE_GAIN), "--voices", str(VOICES)], trace=False)
         self.paths = paths
         self.port = self.engine.port
         self.client = None
