@@ -1,7 +1,8 @@
 """Every benchmark runs, in a seconds-long smoke mode, against this build, and writes its
 JSON: the figures are not judged here (tests check behaviour, benchmarks speed), but a
 benchmark that no longer runs fails the suite instead of rotting until someone needs it.
-The chaos explorer's smoke run is the `chaos` test; tools/bench (shell) is run by hand.
+The chaos explorer's smoke run is the `chaos` test; tools/bench (shell) runs here with
+--quick against the same build.
 """
 import json
 import os
@@ -24,8 +25,18 @@ SMOKE = [
 ]
 
 
+TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools")
+
+
 def test(paths):
     with tempfile.TemporaryDirectory(prefix="sustain-bench-smoke-") as work:
+        out = os.path.join(work, "core-signal-path.json")
+        env = dict(os.environ, SUSTAIN_BUILD=paths.build)
+        result = subprocess.run([os.path.join(TOOLS, "bench"), "--quick", "--rates", "25000", "--out", out], env=env,
+                                capture_output=True, text=True, timeout=240)
+        if result.returncode != 0:
+            print(result.stdout[-3000:], result.stderr[-3000:], flush=True)
+        check(result.returncode == 0 and os.path.exists(out), f"tools/bench --quick ran ({result.returncode}) and wrote its figures")
         for script, args in SMOKE:
             out = os.path.join(work, script.replace(".py", "") + "-".join([""] + args[-1:]) + ".json")
             result = subprocess.run([sys.executable, os.path.join(BENCH, script), paths.build, "--out", out] + args,

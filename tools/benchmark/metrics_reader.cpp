@@ -116,6 +116,7 @@ MetricsSnapshot readSnapshot(const Segment& segment, std::string_view instance) 
     const WorkerMetrics& w = segment.workers[0];
     s.applied = w.applied.load(relaxed);
     s.controlCoalesced = w.controlCoalesced.load(relaxed);
+    s.callbackCoalesced = w.callbackCoalesced.load(relaxed);
     s.drained = w.drained.load(relaxed);
     s.staleEpochSkips = w.staleEpochSkips.load(relaxed);
     s.latencyOverflow = w.latencyOverflow.load(relaxed);
@@ -175,7 +176,8 @@ MetricsSnapshot readSnapshot(const Segment& segment, std::string_view instance) 
 bool sameProgress(const MetricsSnapshot& a, const MetricsSnapshot& b) {
     return a.datagrams == b.datagrams && a.kernelDrops == b.kernelDrops && a.received == b.received &&
            a.ringWriteIndex == b.ringWriteIndex && a.ringReadIndex == b.ringReadIndex && a.drained == b.drained &&
-           a.applied == b.applied && a.controlCoalesced == b.controlCoalesced && a.ringCoalesced == b.ringCoalesced &&
+           a.applied == b.applied && a.controlCoalesced == b.controlCoalesced &&
+           a.callbackCoalesced == b.callbackCoalesced && a.ringCoalesced == b.ringCoalesced &&
            b.ringWriteIndex == b.ringReadIndex;
 }
 
@@ -198,6 +200,7 @@ nlohmann::json toJson(const MetricsSnapshot& s, const MetricsSnapshot* since) {
                    {"wakesSent", s.ringWakesSent}};
     out["worker"] = {{"applied", s.applied},
                      {"controlCoalesced", s.controlCoalesced},
+                     {"callbackCoalesced", s.callbackCoalesced},
                      {"drained", s.drained},
                      {"staleEpochSkips", s.staleEpochSkips},
                      {"latencyOverflow", s.latencyOverflow},
@@ -236,6 +239,7 @@ nlohmann::json toJson(const MetricsSnapshot& s, const MetricsSnapshot* since) {
                          {"wakesSent", diff(s.ringWakesSent, b.ringWakesSent)}};
         delta["worker"] = {{"applied", diff(s.applied, b.applied)},
                            {"controlCoalesced", diff(s.controlCoalesced, b.controlCoalesced)},
+                           {"callbackCoalesced", diff(s.callbackCoalesced, b.callbackCoalesced)},
                            {"drained", diff(s.drained, b.drained)},
                            {"staleEpochSkips", diff(s.staleEpochSkips, b.staleEpochSkips)},
                            {"latencyOverflow", diff(s.latencyOverflow, b.latencyOverflow)},

@@ -57,7 +57,7 @@ struct MetricsSnapshot {
     uint64_t ringWriteIndex = 0, ringReadIndex = 0, ringRejectedFull = 0, ringWakesSent = 0;
 
     // Worker slot 0 (WorkerMetrics and WorkerSlot).
-    uint64_t applied = 0, controlCoalesced = 0, drained = 0, staleEpochSkips = 0, latencyOverflow = 0;
+    uint64_t applied = 0, controlCoalesced = 0, callbackCoalesced = 0, drained = 0, staleEpochSkips = 0, latencyOverflow = 0;
     uint64_t latencySum = 0;
     int32_t workerPid = 0;
     uint32_t workerState = 0;

@@ -147,8 +147,10 @@ def account(m, ticks_per_s):
         and (refreshes > 0) == (osc["ringCoalesced"] > 0),
         "ring_empty_and_taken_eq_pushed": ring["taken"] == ring["pushed"],
         "drained_eq_taken": worker["drained"] == ring["taken"],
+        # Coalesced in the control thread's pass or in the callback's pending set (both keep
+        # the newest per parameter: shm/command_order.h), or already in the starting state.
         "drained_eq_applied_plus_coalesced_plus_stale": worker["drained"]
-        == worker["applied"] + worker["controlCoalesced"] + worker["staleEpochSkips"],
+        == worker["applied"] + worker["controlCoalesced"] + worker["callbackCoalesced"] + worker["staleEpochSkips"],
         "latency_samples_eq_applied": d["latency"]["count"] == worker["applied"],
         "same_worker_throughout": worker["same_pid"],
         "final_value_in_table": table_value == last,
@@ -177,8 +179,10 @@ def account(m, ticks_per_s):
         "drained": worker["drained"],
         "applied": worker["applied"],
         "controlCoalesced": worker["controlCoalesced"],
+        "callbackCoalesced": worker["callbackCoalesced"],
         "staleEpochSkips": worker["staleEpochSkips"],
-        "unaccounted": sent - (worker["applied"] + worker["controlCoalesced"] + worker["staleEpochSkips"]
+        "unaccounted": sent - (worker["applied"] + worker["controlCoalesced"] + worker["callbackCoalesced"]
+                               + worker["staleEpochSkips"]
                                + osc["ringCoalesced"] - max(refreshes, 0) + osc["kernelDrops"] + osc["rejected"]),
         "last_value_sent": last,
         "param_table_value": table_value,
@@ -465,7 +469,7 @@ def print_table(report):
                    f"per run {m['per_run']}); target >= 100,000/s: {'met' if m['meets_target'] else 'NOT met'}")
         out.append("    next step failed because: " + (", ".join(stops) if stops else
                                                           "none failed (the ceiling is above the highest step)"))
-        out.append("    lost = sent - (applied + ctl.coal + ring.coal - refreshes + kernel drops + rejected); "
+        out.append("    lost = sent - (applied + ctl.coal + callback coal. + ring.coal - refreshes + kernel drops + rejected); "
                    "drain99 in us, lat99 in samples; sustaind = its CPU use during the flood (all threads)")
 
     c = report["scenarios"].get("xruns")
