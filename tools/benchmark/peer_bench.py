@@ -132,8 +132,8 @@ def context_switches(pid):
 
 def pss_kb(pid):
     """(all, JACK's shared segments) PSS of `pid`, kB. JACK's segments (/dev/shm/jack-*) are
-    the server's: every client maps them, and PSS charges each mapper an equal part, so an
-    engine of five JACK clients is charged 5/6 of them and one of one client 1/2. Compared
+    the server's: every client process maps them, and PSS charges each mapper an equal part,
+    so an engine of five such processes is charged 5/6 of them and one of one process 1/2. Compared
     without them; reported with them too."""
     total = jack = 0
     name = ""
