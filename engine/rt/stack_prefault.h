@@ -7,7 +7,7 @@ namespace sustain {
 
 /// How much of its stack the audio thread may use below the callback's entry: the engine's
 /// own frames need a few kilobytes; the rest is margin.
-inline constexpr size_t kCallbackStackBytes = 64 * 1024;
+inline constexpr size_t kCallbackStackBytes = size_t{64} * 1024;
 
 /// Touches kCallbackStackBytes of the calling thread's stack, a byte per page. Memory mapped
 /// after the process locked its memory (the stacks JACK gives its threads among it) is
