@@ -4,11 +4,14 @@
 #include <lo/lo.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "osc/message_validator.h"
+#include "osc/osc_arguments.h"
 #include "osc/osc_packet.h"
 #include "shm/layout.h"
 
@@ -236,4 +239,41 @@ TEST_CASE("allow list: addresses and CIDR ranges, IPv4 and IPv6, nothing else") 
     REQUIRE(narrow.add("10.1.2.3/20", error));
     CHECK(narrow.allows(ipv4("10.1.15.255")));
     CHECK_FALSE(narrow.allows(ipv4("10.1.16.0")));
+}
+
+TEST_CASE("the one decoder of OSC arguments: numbers and switches, at any alignment") {
+    lo_message m = lo_message_new();
+    lo_message_add_int32(m, -7);
+    lo_message_add_double(m, 0.25);  // at a 4-byte offset from the int: not 8-byte aligned
+    lo_message_add_float(m, 1.5f);
+    lo_message_add_true(m);
+    lo_message_add_false(m);
+    lo_message_add_string(m, "loud");
+    lo_message_add_int64(m, 3);
+    size_t size = 0;
+    void* bytes = lo_message_serialise(m, "/x", nullptr, &size);
+    lo_message_free(m);
+    // Parsed from a buffer that starts 4 bytes past an 8-byte boundary, as a datagram in a
+    // receive batch may.
+    std::vector<uint64_t> storage(size / 8 + 2);
+    auto* shifted = reinterpret_cast<char*>(storage.data()) + 4;
+    std::memcpy(shifted, bytes, size);
+    std::free(bytes);
+    int error = 0;
+    lo_message parsed = lo_message_deserialise(shifted, size, &error);
+    REQUIRE(parsed != nullptr);
+    const char* types = lo_message_get_types(parsed);
+    lo_arg** argv = lo_message_get_argv(parsed);
+    CHECK(numberArgument(types[0], argv[0]) == -7.0);
+    CHECK(numberArgument(types[1], argv[1]) == 0.25);
+    CHECK(numberArgument(types[2], argv[2]) == 1.5);
+    CHECK_FALSE(numberArgument(types[3], argv[3]).has_value());  // T is a switch, not a number
+    CHECK(controlArgument(types[3], argv[3]) == 1.0);
+    CHECK(controlArgument(types[4], argv[4]) == 0.0);
+    CHECK(controlArgument(types[2], argv[2]) == 1.5);
+    CHECK_FALSE(controlArgument(types[5], argv[5]).has_value());
+    CHECK_FALSE(numberArgument(types[6], argv[6]).has_value());  // int64: refused, see osc_arguments.h
+    CHECK(describeArgument(types[1], argv[1]) == "d 0.25");
+    CHECK(describeArgument(types[5], argv[5]) == "s \"loud\"");
+    lo_message_free(parsed);
 }
