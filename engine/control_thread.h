@@ -17,8 +17,9 @@ namespace sustain {
 /// already holds, coalesces bursts per parameter, and forwards to the callback's queue.
 ///
 /// Timed commands (from OSC bundles with a timetag) are never coalesced: each is held here
-/// until its frame is less than kTimedLookaheadBlocks (shm/command_order.h) periods ahead of the frame the
-/// callback renders next, then handed to the callback, which applies it at its sample.
+/// until its frame is less than kTimedLookaheadBlocks (shm/command_order.h) periods ahead
+/// of the frame the callback renders next, then handed to the callback, which applies it at
+/// its sample.
 /// "Ahead of the callback" is judged by the callback's own frame (`callbackFrame`), not by
 /// the engine's frame clock: that clock maps time to frames through JACK's cycle timer,
 /// which runs up to 20 ms off for a while after a disturbance (a late wake, a client that

@@ -579,10 +579,7 @@ int paAudioCallback(const void* /*input*/, void* output, unsigned long frames,
                     void* userData) noexcept {
     RtGuardScope guard;
     auto& context = *static_cast<CallbackContext*>(userData);
-    if (!context.stackTouched) {
-        touchCallbackStack();
-        context.stackTouched = true;
-    }
+    touchCallbackStackOnce(context.stackTouched);
     renderCallbackBlock(context, static_cast<float*>(output), static_cast<uint32_t>(frames),
                         (statusFlags & paOutputUnderflow) != 0);
     return paContinue;

@@ -338,10 +338,7 @@ int paOutputCallback(const void* /*input*/, void* output, unsigned long frames,
                      void* userData) noexcept {
     RtGuardScope guard;
     auto& context = *static_cast<OutputContext*>(userData);
-    if (!context.stackTouched) {
-        touchCallbackStack();
-        context.stackTouched = true;
-    }
+    touchCallbackStackOnce(context.stackTouched);
     if (!context.audioThreadKnown.load(std::memory_order_relaxed)) {
         context.audioThread = pthread_self();
         context.audioThreadKnown.store(true, std::memory_order_release);

@@ -20,4 +20,12 @@ inline constexpr size_t kCallbackStackBytes = size_t{64} * 1024;
     for (size_t i = 0; i < kCallbackStackBytes; i += 4096) pages[i] = 0;
 }
 
+/// touchCallbackStack() on the first call for this `touched` flag (a callback context's).
+/// Thread: the audio thread.  RT-safe: yes.
+inline void touchCallbackStackOnce(bool& touched) noexcept {
+    if (touched) return;
+    touchCallbackStack();
+    touched = true;
+}
+
 }  // namespace sustain

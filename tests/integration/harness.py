@@ -77,6 +77,18 @@ def wait_until(predicate, timeout, what):
         raise TestFailure(f"timed out after {timeout * TIMEOUT_SCALE} s waiting for {what}")
 
 
+def stop_process(process, timeout=5):
+    """SIGTERM, then SIGKILL if `process` (a Popen) has not exited within `timeout` s."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_udp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -279,13 +291,7 @@ class JackServer:
         return subprocess.run(["jack_lsp"], env=self.env(), capture_output=True).returncode == 0
 
     def __exit__(self, *exc):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         os.unlink(self.log.name)
         if self.lock is not None:
             self.lock.close()

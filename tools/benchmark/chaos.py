@@ -41,6 +41,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "integration"))
 from harness import Engine, JackServer, Paths, Recording, TestFailure, children_of, wait_until  # noqa: E402
+from figures import percentile  # noqa: E402
 import osc_wire  # noqa: E402
 
 RATE = 48000
@@ -101,13 +102,6 @@ def process_state(pid):
     except OSError:
         return "gone"
     return {"Z": "gone", "X": "gone", "T": "stopped", "t": "stopped"}.get(state, "running")
-
-
-def percentile(values, q):
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 class StatusWatch:

@@ -26,20 +26,13 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "integration"))
 from harness import (active_worker_in_status, Engine, JackServer, Paths, Recording, TestFailure,  # noqa: E402
                      playing_output_stage, wait_until)
+from figures import percentile  # noqa: E402
 
 FAULTS = {
     "kill": signal.SIGKILL,        # the active worker is killed
     "hang": signal.SIGSTOP,        # the active worker stops (a hang)
     "crash": signal.SIGUSR1,       # SIGSEGV inside the audio callback (fault injector)
 }
-
-
-def percentile(values, p):
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, int(round(p / 100.0 * (len(ordered) - 1)))))
-    return ordered[index]
 
 
 def summary(values):

@@ -39,7 +39,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "integration"))
 import osc_wire  # noqa: E402
-from harness import Engine, JackServer, Paths, TestFailure, children_of, free_udp_port, wait_until  # noqa: E402
+from harness import (Engine, JackServer, Paths, TestFailure, children_of, free_udp_port, stop_process,  # noqa: E402
+                     wait_until)
+from figures import percentile  # noqa: E402
 
 VOICES = 4
 TONE_GAIN = 0.2
@@ -294,13 +296,7 @@ class Scsynth:
     def stop(self):
         if self.client:
             self.client.close()
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         os.unlink(self.log.name)
 
 
@@ -387,13 +383,7 @@ class PlainClients:
 
     def stop(self):
         for p in self.processes:
-            p.terminate()
-        for p in self.processes:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            stop_process(p)
 
 
 # ---- the scenarios -------------------------------------------------------------------------
@@ -460,13 +450,6 @@ def intake(engine, flood, senders, messages):
         result["wakes_per_batch_per_worker"] = wakes / batches / 2 if batches else None
         result["messages_per_batch"] = result["engine_received"] / batches if batches else None
     return result
-
-
-def percentile(values, p):
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(p / 100.0 * (len(ordered) - 1)))))]
 
 
 def run_window(engine, jack, flood, args):

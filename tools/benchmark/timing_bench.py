@@ -20,17 +20,13 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "integration"))
 from harness import Engine, JackServer, Paths, Recording, onsets, wait_until  # noqa: E402
+from figures import percentile  # noqa: E402
 from osc_wire import bundle, message, realtime_minus_monotonic_ns, timetag_of_unix_ns  # noqa: E402
 
 RATE = 48000
 PERIOD = 64
 TRIAL_S = 0.08
 AHEAD_S = 0.06
-
-
-def percentile(values, p):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(p / 100.0 * (len(ordered) - 1)))))]
 
 
 def summary(values):
