@@ -12,7 +12,8 @@
 
 namespace sustain {
 
-CommandRouter::CommandRouter(Segment& segment) : segment_(segment) {
+CommandRouter::CommandRouter(Segment& segment, uint64_t timedHorizonNs)
+    : segment_(segment), timedHorizonNs_(timedHorizonNs) {
     for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
         wakeFd_[slot].store(-1);
         attached_[slot].store(0);
@@ -104,8 +105,14 @@ void CommandRouter::submit(uint32_t param, double value, uint64_t receiveNs) {
     }
 }
 
-bool CommandRouter::submitTimed(uint32_t param, double value, uint64_t receiveNs, int64_t heardNs) {
-    if (timed_.size() >= kMaxTimedEvents) return false;
+TimedAdmission CommandRouter::submitTimed(uint32_t param, double value, uint64_t receiveNs, int64_t heardNs,
+                                          uint64_t sender) {
+    const auto nowNs = static_cast<int64_t>(monotonicNs());
+    if (heardNs - nowNs > static_cast<int64_t>(timedHorizonNs_)) return TimedAdmission::TooFarAhead;
+    const auto held = static_cast<size_t>(
+        std::count_if(timed_.begin(), timed_.end(), [sender](const TimedChange& c) { return c.sender == sender; }));
+    if (held >= kMaxTimedEvents / kTimedSenderShares) return TimedAdmission::SenderQuota;
+    if (timed_.size() >= kMaxTimedEvents) return TimedAdmission::ScheduleFull;
     const uint64_t sequence = ++sequence_;
     segment_.params.lastSequence.store(sequence, std::memory_order_release);
     TimedChange change{};
@@ -115,10 +122,11 @@ bool CommandRouter::submitTimed(uint32_t param, double value, uint64_t receiveNs
     change.command.param = static_cast<uint16_t>(param);
     change.command.flags = kCommandFlagTimed;
     change.heardNs = heardNs;
+    change.sender = sender;
     timed_.push_back(change);
     updateNextTimed();
     serviceTimed(monotonicNs(), [](uint32_t, double) {});
-    return true;
+    return TimedAdmission::Scheduled;
 }
 
 void CommandRouter::pushTimed(TimedChange& change) {

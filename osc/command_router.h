@@ -34,20 +34,22 @@ namespace sustain {
 /// then from the frame clock: a frame computed 200 ms ahead would carry the error of the
 /// clock's rate estimate times 200 ms (several samples); 30 ms ahead, a fraction of one.
 /// They are never coalesced. Once their frame has been rendered they are written to the
-/// state table, which holds what plays, not what will. At most kMaxTimedEvents wait: the
-/// bound on far-future bundles. A worker attached later (a rebuilt standby) is sent the
+/// state table, which holds what plays, not what will. At most kMaxTimedEvents wait, each sender
+/// holding at most its share, none further ahead than the horizon (shm/command_order.h). A worker attached later (a rebuilt standby) is sent the
 /// timed changes already pushed and not yet rendered, so none is lost at a failover.
 class CommandRouter {
 public:
-    explicit CommandRouter(Segment& segment);
+    explicit CommandRouter(Segment& segment, uint64_t timedHorizonNs = kDefaultTimedHorizonNs);
 
     /// Accepts one validated change. Thread: the OSC thread.  RT-safe: no syscalls, but
     /// not meant for RT use.
     void submit(uint32_t param, double value, uint64_t receiveNs);
 
-    /// Accepts one timed change to be heard at `heardNs` (CLOCK_MONOTONIC). False when
-    /// kMaxTimedEvents already wait: refused, the caller counts it. Thread: the OSC thread.
-    bool submitTimed(uint32_t param, double value, uint64_t receiveNs, int64_t heardNs);
+    /// Accepts one timed change to be heard at `heardNs` (CLOCK_MONOTONIC) from the sender
+    /// whose endpointKey() is `sender`, or says why not (shm/command_order.h: the horizon,
+    /// the sender's share, the schedule's bound); the caller counts a refusal.
+    /// Thread: the OSC thread.
+    TimedAdmission submitTimed(uint32_t param, double value, uint64_t receiveNs, int64_t heardNs, uint64_t sender);
 
     /// Pushes the timed changes heard within kTimedPushAheadNs to the workers, and writes
     /// those rendered by `nowNs` into the state table, calling `onCommitted(param, value)`
@@ -92,6 +94,7 @@ private:
         Command command;   // dueFrame set when pushed
         int64_t heardNs;
         uint64_t renderNs; // when its frame is rendered; known once pushed
+        uint64_t sender;   // endpointKey() of who sent it: its share of the schedule
         bool pushed;
     };
     void pushTimed(TimedChange& change);
@@ -108,6 +111,7 @@ private:
     uint64_t sequence_ = 0;                           // OSC thread only
     std::vector<TimedChange> timed_;                  // OSC thread only; capacity kMaxTimedEvents, reserved
     uint64_t nextTimedNs_ = UINT64_MAX;               // OSC thread only
+    uint64_t timedHorizonNs_;
 };
 
 }  // namespace sustain

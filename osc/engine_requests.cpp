@@ -45,14 +45,19 @@ bool OscServer::handleEngineRequest(std::string_view path, lo_message message, c
         return true;
     }
     if (path == "/engine/notify") {
+        // /engine/notify 1|0, or /engine/notify 1 <token> echoing /engine/notify.proof (docs/clients.md).
         const char* types = lo_message_get_types(message);
         lo_arg** argv = lo_message_get_argv(message);
+        const int argc = lo_message_get_argc(message);
         const std::optional<double> argument =
-            lo_message_get_argc(message) == 1 && types != nullptr ? controlArgument(types[0], argv[0]) : std::nullopt;
-        const int32_t state = feedback_.subscribe(from, tcpConnectionOf(from), argument.value_or(0.0) != 0.0);
+            (argc == 1 || argc == 2) && types != nullptr ? controlArgument(types[0], argv[0]) : std::nullopt;
+        std::optional<int32_t> token;
+        if (argc == 2 && types[1] == LO_INT32) token = loArg<int32_t>(argv[1]);
+        const Feedback::NotifyReply answer = feedback_.subscribe(from, tcpConnectionOf(from), argument.value_or(0.0) != 0.0,
+                                                                 token, trusted(from), monotonicNs());
         lo_message reply = lo_message_new();
-        lo_message_add_int32(reply, state);
-        sendTo(from, "/engine/notify", reply);
+        lo_message_add_int32(reply, answer.value);
+        sendTo(from, answer.path, reply);
         lo_message_free(reply);
         return true;
     }

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <random>
 
 #include "osc/param_address.h"
 #include "osc/socket_address.h"
@@ -10,31 +11,65 @@
 
 namespace sustain {
 
-Feedback::Feedback(Segment& segment, uint32_t voices, std::shared_ptr<const Mapping> mapping, SendPacket send)
-    : segment_(segment), voices_(voices), mapping_(std::move(mapping)), sendPacket_(std::move(send)) {}
+namespace {
+// A departure's name in logs.
+const char* describeDeparture(int why) {
+    static constexpr const char* kNames[] = {"unsubscribed", "unreachable (ICMP)", "lease expired",
+                                             "evicted for a newcomer", "sends failed"};
+    return kNames[why];
+}
 
-int32_t Feedback::subscribe(const sockaddr_storage& from, uint32_t tcpConnection, bool on) {
+uint64_t randomSecret() {
+    std::random_device device;  // getrandom(2)
+    return (static_cast<uint64_t>(device()) << 32) ^ device();
+}
+}  // namespace
+
+Feedback::Feedback(Segment& segment, uint32_t voices, std::shared_ptr<const Mapping> mapping, SendPacket send,
+                   uint64_t leaseNs)
+    : segment_(segment),
+      voices_(voices),
+      mapping_(std::move(mapping)),
+      sendPacket_(std::move(send)),
+      leaseNs_(leaseNs),
+      proofSecret_(randomSecret()) {}
+
+int32_t Feedback::proofToken(const sockaddr_storage& from) const {
+    // splitmix64's finaliser over the endpoint and the secret: who does not receive the
+    // token at that endpoint cannot compute it.
+    uint64_t x = endpointKey(from) ^ proofSecret_;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return static_cast<int32_t>(x & 0x7fffffff);
+}
+
+Feedback::NotifyReply Feedback::subscribe(const sockaddr_storage& from, uint32_t tcpConnection, bool on,
+                                          std::optional<int32_t> token, bool trusted, uint64_t nowNs) {
     const auto found = std::find_if(subscribers_.begin(), subscribers_.end(), [&](const Subscriber& s) {
         return !s.mapped && sameEndpoint(s.address, from);
     });
     if (!on) {
-        if (found != subscribers_.end()) subscribers_.erase(found);
-        return 0;
+        if (found != subscribers_.end()) forget(static_cast<size_t>(found - subscribers_.begin()), Departure::Unsubscribed);
+        return {"/engine/notify", 0};
     }
-    if (found != subscribers_.end()) return 1;
-    const auto engineClients = static_cast<size_t>(
-        std::count_if(subscribers_.begin(), subscribers_.end(), [](const Subscriber& s) { return !s.mapped; }));
-    if (engineClients >= kMaxSubscribers) {
-        spdlog::warn("/engine/notify: {} refused, already {} subscribers", describeAddress(from), kMaxSubscribers);
-        return 0;
+    if (found != subscribers_.end()) {
+        found->lastHeardNs = nowNs;  // an explicit renewal
+        return {"/engine/notify", 1};
     }
-    Subscriber subscriber{};
-    subscriber.address = from;
-    subscriber.origin = from;
-    subscriber.tcpConnection = tcpConnection;
-    subscriber.dirty.set();  // a snapshot follows the confirmation
-    subscribers_.push_back(subscriber);
-    if (subscribers_.size() == 1) {
+    if (!trusted) {
+        if (!token) {
+            // One datagram of the same size as the request: nothing to gain by forging it.
+            segment_.osc.proofsAsked.fetch_add(1, std::memory_order_relaxed);
+            return {"/engine/notify.proof", proofToken(from)};
+        }
+        if (*token != proofToken(from)) {
+            segment_.osc.proofsFailed.fetch_add(1, std::memory_order_relaxed);
+            log_.warn(7, "/engine/notify from " + describeAddress(from) + ": wrong proof token; not subscribed");
+            return {"/engine/notify", 0};
+        }
+    }
+    if (subscribers_.empty()) {
         // Events from now on, not the ones before anyone listened.
         failoversSeen_ = segment_.supervisor.failovers.load();
         crashesSeen_ = segment_.supervisor.crashCount.load();
@@ -42,25 +77,106 @@ int32_t Feedback::subscribe(const sockaddr_storage& from, uint32_t tcpConnection
                     segment_.workers[segment_.control.activeSlot.load() % kWorkerSlots].timedLate.load();
         worstLateMs_ = 0.0;
     }
-    return 1;
+    admit(from, tcpConnection, false, nowNs);
+    return {"/engine/notify", 1};
 }
 
-bool Feedback::registerSurface(const sockaddr_storage& from, uint32_t tcpConnection, uint16_t feedbackPort) {
+bool Feedback::registerSurface(const sockaddr_storage& from, uint32_t tcpConnection, uint16_t feedbackPort,
+                               bool trusted, uint64_t nowNs) {
     for (const Subscriber& subscriber : subscribers_)
         if (subscriber.mapped && sameEndpoint(subscriber.origin, from)) return true;
-    const auto surfaces = static_cast<size_t>(
-        std::count_if(subscribers_.begin(), subscribers_.end(), [](const Subscriber& s) { return s.mapped; }));
-    if (surfaces >= kMaxSubscribers) return false;
-    Subscriber surface{};
-    surface.origin = from;
+    if (!trusted) {
+        segment_.osc.surfacesUnproven.fetch_add(1, std::memory_order_relaxed);
+        log_.warn(6, "control surface " + describeAddress(from) +
+                         " gets no feedback: an address beyond loopback could be forged; name it with --allow "
+                         "(docs/clients.md)");
+        return false;
+    }
+    Subscriber& surface = admit(from, tcpConnection, true, nowNs);
     // TouchOSC and friends listen on a port of their own (9000 by convention), not the one they send from.
-    surface.address = feedbackPort != 0 ? withPort(from, feedbackPort) : from;
-    surface.tcpConnection = tcpConnection;
-    surface.mapped = true;
-    surface.dirty.set();  // a snapshot first: the surface shows the engine as it is
-    subscribers_.push_back(surface);
+    if (feedbackPort != 0) surface.address = withPort(from, feedbackPort);
     spdlog::info("control surface {} hears feedback at {}", describeAddress(from), describeAddress(surface.address));
     return true;
+}
+
+Feedback::Subscriber& Feedback::admit(const sockaddr_storage& from, uint32_t tcpConnection, bool mapped,
+                                      uint64_t nowNs) {
+    // A full table makes room: the client of the same kind heard from least recently goes.
+    size_t sameKind = 0;
+    size_t quietest = subscribers_.size();
+    for (size_t i = 0; i < subscribers_.size(); ++i) {
+        if (subscribers_[i].mapped != mapped) continue;
+        ++sameKind;
+        if (quietest == subscribers_.size() || subscribers_[i].lastHeardNs < subscribers_[quietest].lastHeardNs)
+            quietest = i;
+    }
+    if (sameKind >= kMaxSubscribers) forget(quietest, Departure::Evicted);
+    Subscriber subscriber{};
+    subscriber.address = from;
+    subscriber.origin = from;
+    subscriber.tcpConnection = tcpConnection;
+    subscriber.mapped = mapped;
+    subscriber.dirty.set();  // a snapshot first: the client shows the engine as it is
+    subscriber.lastHeardNs = nowNs;
+    subscribers_.push_back(subscriber);
+    publishCounts();
+    return subscribers_.back();
+}
+
+void Feedback::heard(const sockaddr_storage& from, uint64_t nowNs) {
+    for (Subscriber& subscriber : subscribers_)
+        if (sameEndpoint(subscriber.origin, from)) subscriber.lastHeardNs = nowNs;
+}
+
+void Feedback::unreachable(const sockaddr_storage& to) {
+    for (size_t i = 0; i < subscribers_.size();) {
+        if (subscribers_[i].tcpConnection == 0 && sameEndpoint(subscribers_[i].address, to))
+            forget(i, Departure::Unreachable);
+        else
+            ++i;
+    }
+}
+
+void Feedback::expireLeases(uint64_t nowNs) {
+    for (size_t i = 0; i < subscribers_.size();) {
+        if (nowNs - subscribers_[i].lastHeardNs > leaseNs_)
+            forget(i, Departure::LeaseExpired);
+        else
+            ++i;
+    }
+}
+
+void Feedback::forget(size_t index, Departure why) {
+    const Subscriber subscriber = subscribers_[index];
+    subscribers_.erase(subscribers_.begin() + static_cast<std::ptrdiff_t>(index));
+    OscMetrics& m = segment_.osc;
+    switch (why) {
+        case Departure::Unsubscribed: m.leftUnsubscribed.fetch_add(1, std::memory_order_relaxed); break;
+        case Departure::Unreachable: m.leftUnreachable.fetch_add(1, std::memory_order_relaxed); break;
+        case Departure::LeaseExpired: m.leftLeaseExpired.fetch_add(1, std::memory_order_relaxed); break;
+        case Departure::Evicted: m.leftEvicted.fetch_add(1, std::memory_order_relaxed); break;
+        case Departure::SendFailed: m.subscribersDropped.fetch_add(1, std::memory_order_relaxed); break;
+    }
+    publishCounts();
+    if (why != Departure::Unsubscribed)
+        log_.warn(static_cast<size_t>(why), std::string(subscriber.mapped ? "control surface " : "subscriber ") +
+                                                describeAddress(subscriber.origin) + " forgotten: " +
+                                                describeDeparture(static_cast<int>(why)));
+    // A client that may still listen learns that it no longer hears anything, and can
+    // subscribe again. A surface has no address for it.
+    if (!subscriber.mapped && (why == Departure::Evicted || why == Departure::LeaseExpired)) {
+        lo_message message = lo_message_new();
+        lo_message_add_int32(message, 0);
+        send(subscriber, "/engine/notify", message);
+        lo_message_free(message);
+    }
+}
+
+void Feedback::publishCounts() {
+    const auto surfaces = static_cast<uint64_t>(
+        std::count_if(subscribers_.begin(), subscribers_.end(), [](const Subscriber& s) { return s.mapped; }));
+    segment_.osc.surfacesNow.store(surfaces, std::memory_order_relaxed);
+    segment_.osc.subscribersNow.store(subscribers_.size() - surfaces, std::memory_order_relaxed);
 }
 
 void Feedback::setMapping(std::shared_ptr<const Mapping> mapping) {
@@ -83,6 +199,7 @@ bool Feedback::owed() const {
 
 void Feedback::flush(uint64_t nowNs) {
     if (subscribers_.empty()) return;
+    expireLeases(nowNs);
     notifyEvents();
     flushValues(nowNs);
 }
@@ -96,14 +213,6 @@ bool Feedback::send(const Subscriber& to, const char* path, lo_message message) 
     return true;
 }
 
-void Feedback::drop(size_t index, const char* why) {
-    const Subscriber& subscriber = subscribers_[index];
-    spdlog::warn("feedback to {} {} after {} failed sends in a row; dropped", describeAddress(subscriber.address), why,
-                 subscriber.failures);
-    segment_.osc.subscribersDropped.fetch_add(1, std::memory_order_relaxed);
-    subscribers_.erase(subscribers_.begin() + static_cast<std::ptrdiff_t>(index));
-}
-
 void Feedback::notifySubscribers(const char* path, lo_message message) {
     for (size_t i = 0; i < subscribers_.size();) {
         Subscriber& subscriber = subscribers_[i];
@@ -114,7 +223,7 @@ void Feedback::notifySubscribers(const char* path, lo_message message) {
         if (send(subscriber, path, message)) {
             subscriber.failures = 0;
         } else if (++subscriber.failures >= kMaxSendFailures) {
-            drop(i, "(/engine/notify)");
+            forget(i, Departure::SendFailed);
             continue;
         }
         ++i;
@@ -197,7 +306,7 @@ void Feedback::flushValues(uint64_t nowNs) {
         if (!failed) {
             subscriber.failures = 0;
         } else if (++subscriber.failures >= kMaxSendFailures) {
-            drop(i, subscriber.mapped ? "(control surface)" : "(/engine/notify)");
+            forget(i, Departure::SendFailed);
             continue;
         }
         ++i;

@@ -8,11 +8,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <lo/lo.h>
 
 #include "osc/mapping.h"
+#include "osc/rate_limited_log.h"
 #include "shm/layout.h"
 
 namespace sustain {
@@ -22,9 +24,19 @@ namespace sustain {
 /// mapping and hear changes in the mapping's addresses, at their feedback port. Neither hears
 /// the change it made itself. Changes are coalesced per parameter and sent at most every
 /// kFeedbackIntervalNs per client, with the state table's value then (the newest); a full
-/// snapshot follows a subscription, a mapping reload and every failover. Bounded: at most
-/// kMaxSubscribers of each kind; a client that fails kMaxSendFailures sends in a row is
-/// dropped, counted. Thread: the OSC thread, all of it.
+/// snapshot follows a subscription, a mapping reload and every failover.
+///
+/// Clients come and go (docs/clients.md); none can lock out another:
+/// - a client holds its place for a lease: any message from it renews it, silence for a
+///   whole lease ends it (an engine-space client is told /engine/notify 0);
+/// - an ICMP error for its address (port closed, host gone) ends it at once (unreachable());
+/// - the tables are bounded (kMaxSubscribers of each kind); a newcomer to a full table takes
+///   the place of the client heard from least recently, which is told so;
+/// - a client that is not trusted (an address beyond loopback, over UDP, that --allow does not
+///   name: it could be forged) must prove it receives before anything is sent to it: an
+///   engine-space client echoes a token, a surface (which cannot) gets no feedback;
+/// - a client whose sends fail kMaxSendFailures times in a row is dropped.
+/// Every departure is counted by reason in OscMetrics. Thread: the OSC thread, all of it.
 class Feedback {
 public:
     /// Sends one packet to a client (over UDP, or over its TCP connection when not 0);
@@ -32,16 +44,34 @@ public:
     using SendPacket = std::function<bool(const sockaddr_storage& to, uint32_t tcpConnection, const uint8_t* data,
                                           size_t size)>;
 
-    Feedback(Segment& segment, uint32_t voices, std::shared_ptr<const Mapping> mapping, SendPacket send);
+    Feedback(Segment& segment, uint32_t voices, std::shared_ptr<const Mapping> mapping, SendPacket send,
+             uint64_t leaseNs = kDefaultLeaseNs);
 
-    /// /engine/notify 1 (`on`) or 0 from `from`; returns the state to confirm: 1 subscribed,
-    /// 0 not (unsubscribed, or refused because kMaxSubscribers already are).
-    int32_t subscribe(const sockaddr_storage& from, uint32_t tcpConnection, bool on);
+    /// The reply to /engine/notify: `path` with one int32 argument.
+    struct NotifyReply {
+        const char* path;   // "/engine/notify" (value: 1 subscribed, 0 not) or "/engine/notify.proof" (value: the token)
+        int32_t value;
+    };
+
+    /// /engine/notify 1 (`on`) or 0 from `from`, with the echoed `token` if the message had
+    /// one. `trusted`: the address cannot be forged (see the class comment); otherwise the
+    /// first /engine/notify 1 is answered with a token, and only /engine/notify 1 <token>
+    /// subscribes.
+    NotifyReply subscribe(const sockaddr_storage& from, uint32_t tcpConnection, bool on, std::optional<int32_t> token,
+                          bool trusted, uint64_t nowNs);
 
     /// A control surface at `from` sent an address of the mapping: from now on it hears
-    /// feedback at `feedbackPort` (0: the port it sends from). False if refused (already
-    /// kMaxSubscribers surfaces); true if known or added.
-    bool registerSurface(const sockaddr_storage& from, uint32_t tcpConnection, uint16_t feedbackPort);
+    /// feedback at `feedbackPort` (0: the port it sends from). False if it gets none
+    /// (not `trusted`: counted in surfacesUnproven).
+    bool registerSurface(const sockaddr_storage& from, uint32_t tcpConnection, uint16_t feedbackPort, bool trusted,
+                         uint64_t nowNs);
+
+    /// Any message from `from` renews the leases of the clients sending from there.
+    void heard(const sockaddr_storage& from, uint64_t nowNs);
+
+    /// The kernel reported an ICMP error for a datagram sent to `to` (port unreachable,
+    /// host unreachable): whoever hears feedback there is gone.
+    void unreachable(const sockaddr_storage& to);
 
     /// A new mapping (SIGHUP reload): surfaces get a snapshot in its addresses.
     void setMapping(std::shared_ptr<const Mapping> mapping);
@@ -52,40 +82,53 @@ public:
     /// A timed message was late by `lateMs`: the next /engine/late says the worst.
     void noteLate(double lateMs) { worstLateMs_ = std::max(worstLateMs_, lateMs); }
 
-    /// Sends what is due: events (failover, crash, late timed messages), then changed values.
+    /// Ends expired leases, then sends what is due: events (failover, crash, late timed
+    /// messages), then changed values.
     void flush(uint64_t nowNs);
 
     bool empty() const { return subscribers_.empty(); }
     /// Whether some client waits for changed values (the OSC thread then wakes in time).
     bool owed() const;
 
-    static constexpr size_t kMaxSubscribers = 8;  // of each kind
+    static constexpr size_t kMaxSubscribers = 32;  // of each kind
     static constexpr uint32_t kMaxSendFailures = 5;
     static constexpr uint64_t kFeedbackIntervalNs = 20'000'000;  // 50 updates a second per client at most
     static constexpr uint64_t kLateNoticeIntervalNs = 100'000'000ull;
+    // Ten minutes: longer than a surface usually sits untouched between songs; a client
+    // that listens without sending renews with /engine/notify 1 (docs/clients.md).
+    static constexpr uint64_t kDefaultLeaseNs = 600'000'000'000ull;
 
 private:
     struct Subscriber {
         sockaddr_storage address;   // where feedback goes
         uint32_t failures;
         uint32_t tcpConnection;     // 0: UDP to `address`
-        sockaddr_storage origin;    // where its changes come from (for "not back to the sender")
+        sockaddr_storage origin;    // where its messages come from (renewals, "not back to the sender")
         bool mapped;                // address space: the mapping's (true) or the engine's
         std::bitset<kParamCount> dirty;
         uint64_t lastSentNs;
+        uint64_t lastHeardNs;       // the lease runs from here
     };
+    enum class Departure { Unsubscribed, Unreachable, LeaseExpired, Evicted, SendFailed };
 
+    Subscriber& admit(const sockaddr_storage& from, uint32_t tcpConnection, bool mapped, uint64_t nowNs);
+    int32_t proofToken(const sockaddr_storage& from) const;
     bool send(const Subscriber& to, const char* path, lo_message message);
     void notifySubscribers(const char* path, lo_message message);
     void notifyEvents();
     void flushValues(uint64_t nowNs);
-    void drop(size_t index, const char* why);
+    void expireLeases(uint64_t nowNs);
+    void forget(size_t index, Departure why);
+    void publishCounts();
 
     Segment& segment_;
     uint32_t voices_;
     std::shared_ptr<const Mapping> mapping_;
     SendPacket sendPacket_;
+    uint64_t leaseNs_;
+    uint64_t proofSecret_;           // keys the tokens: unguessable from outside
     std::vector<Subscriber> subscribers_;
+    RateLimitedLog<8> log_;          // keyed by Departure, so that churn cannot flood the log
     std::vector<uint8_t> buffer_;  // one serialised message
     uint64_t failoversSeen_ = 0;
     uint64_t crashesSeen_ = 0;

@@ -49,8 +49,6 @@ ValidatedChange validateMessage(std::string_view path, lo_message message, uint3
         result.why = text;
         return result;
     }
-    // Denormal-sized gains are silence; keep them out of the audio path.
-    if (std::fabs(value) < 1e-12) value = 0.0;
     result.param = match.param;
     result.value = value;
     return result;

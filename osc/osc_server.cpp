@@ -1,7 +1,9 @@
 #include "osc/osc_server.h"
 
 #include <arpa/inet.h>
+#include <linux/errqueue.h>
 #include <linux/sock_diag.h>
+#include <netinet/in.h>
 #include <lo/lo.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
@@ -48,7 +50,8 @@ OscServer::OscServer(Segment& segment, CommandRouter& router, OscServerOptions o
       feedback_(segment, options_.voices, options_.mapping,
                 [this](const sockaddr_storage& to, uint32_t tcpConnection, const uint8_t* data, size_t size) {
                     return sendPacket(to, tcpConnection, data, size);
-                }) {}
+                },
+                options_.leaseNs) {}
 
 OscServer::~OscServer() {
     stop();
@@ -93,6 +96,15 @@ bool OscServer::open(std::string& error) {
     const int one = 1;
     if (setsockopt(socket_, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one) != 0)
         spdlog::warn("SO_RXQ_OVFL unavailable: datagrams the kernel drops cannot be counted");
+    // ICMP errors for what we send (a client's port closed, its host gone) are queued for
+    // readSendErrors(); without this a UDP socket that is not connected never hears of them.
+    // An IPv6 socket also carries IPv4-mapped clients, whose errors come as IPv4 ones.
+    const bool recvErr = address.ss_family == AF_INET6
+                             ? setsockopt(socket_, SOL_IPV6, IPV6_RECVERR, &one, sizeof one) == 0 &&
+                                   setsockopt(socket_, SOL_IP, IP_RECVERR, &one, sizeof one) == 0
+                             : setsockopt(socket_, SOL_IP, IP_RECVERR, &one, sizeof one) == 0;
+    if (!recvErr)
+        spdlog::warn("IP_RECVERR unavailable: clients that vanish are forgotten only when their lease ends");
     if (bind(socket_, reinterpret_cast<sockaddr*>(&address), length) != 0) {
         const int err = errno;
         error = "cannot listen for OSC on udp " + options_.bindAddress + ":" + std::to_string(options_.port) + ": " +
@@ -118,6 +130,7 @@ bool OscServer::open(std::string& error) {
     if (options_.tcpPort != 0) {
         TcpListenerOptions tcpOptions;
         tcpOptions.allow = options_.allow;
+        tcpOptions.idleNs = options_.leaseNs;
         tcp_ = std::make_unique<TcpListener>(tcpOptions);
         if (!tcp_->open(options_.bindAddress, options_.tcpPort, error)) return false;
         onTcpPacket_ = [this](const uint8_t* data, size_t size, const sockaddr_storage& peer, uint32_t connection) {
@@ -162,6 +175,7 @@ void OscServer::run() {
             mapping_ = next;
             feedback_.setMapping(std::move(next));
         }
+        if (pollFds_[0].revents & POLLERR) readSendErrors();
         const bool received = (pollFds_[0].revents & POLLIN) != 0;
         if (received) receiveBatch(monotonicNs());
         if (tcp_) {
@@ -199,15 +213,66 @@ void OscServer::publishTcpCounters() {
     m.tcpConnections.store(tcp_->connectionCount(), std::memory_order_relaxed);
     m.tcpAccepted.store(c.accepted, std::memory_order_relaxed);
     m.tcpRefused.store(c.refusedLimit + c.refusedSender, std::memory_order_relaxed);
-    m.tcpClosedOnError.store(c.closedOnError + c.stalled, std::memory_order_relaxed);
+    m.tcpClosedOnError.store(c.closedOnError, std::memory_order_relaxed);  // stalls included
+    m.tcpIdleClosed.store(c.idle, std::memory_order_relaxed);
+    m.tcpEvicted.store(c.evicted, std::memory_order_relaxed);
     m.tcpFramingErrors.store(c.framingErrors + c.oversize, std::memory_order_relaxed);
     m.tcpRepliesDropped.store(c.repliesDropped, std::memory_order_relaxed);
 }
 
+namespace {
+// The errors an ICMP message for an earlier datagram leaves on the socket (IP_RECVERR).
+bool isPendingIcmpError(int err) {
+    return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN;
+}
+}  // namespace
+
 bool OscServer::sendPacket(const sockaddr_storage& to, uint32_t tcpConnection, const uint8_t* data, size_t size) {
     if (tcpConnection != 0) return tcp_ && tcp_->send(tcpConnection, data, size);
     const socklen_t length = to.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-    return sendto(socket_, data, size, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&to), length) >= 0;
+    // The first send after an ICMP error fails with that error (and clears it), whoever it
+    // is for: the error belongs to an earlier datagram (readSendErrors() says whose), so
+    // this one is sent again.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        if (sendto(socket_, data, size, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&to), length) >= 0) return true;
+        if (!isPendingIcmpError(errno)) return false;
+    }
+    return false;
+}
+
+bool OscServer::trusted(const sockaddr_storage& from) const {
+    // Who may hear feedback without proving it receives (docs/clients.md): a TCP peer (the
+    // handshake proved its address), a loopback address (only this machine sends from it),
+    // or any sender when --allow names who may send at all.
+    return tcpConnectionOf(from) != 0 || isLoopback(from) || !options_.allow.empty();
+}
+
+void OscServer::readSendErrors() {
+    // Bounded: the queue holds at most SO_RCVBUF's worth; the rest waits for the next pass.
+    for (int i = 0; i < 256; ++i) {
+        sockaddr_storage to{};
+        uint8_t payload[64];
+        alignas(cmsghdr) char control[512];
+        iovec vector{payload, sizeof payload};
+        msghdr header{};
+        header.msg_name = &to;
+        header.msg_namelen = sizeof to;
+        header.msg_iov = &vector;
+        header.msg_iovlen = 1;
+        header.msg_control = control;
+        header.msg_controllen = sizeof control;
+        if (recvmsg(socket_, &header, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) return;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&header); c != nullptr; c = CMSG_NXTHDR(&header, c)) {
+            const bool ipError = (c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
+                                 (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR);
+            if (!ipError) continue;
+            sock_extended_err error{};
+            std::memcpy(&error, CMSG_DATA(c), sizeof error);
+            segment_.osc.icmpErrors.fetch_add(1, std::memory_order_relaxed);
+            // msg_name is where the datagram that failed was going.
+            if (isPendingIcmpError(static_cast<int>(error.ee_errno))) feedback_.unreachable(to);
+        }
+    }
 }
 
 uint64_t OscServer::pollTimeoutNs(bool owed) const {
@@ -235,7 +300,12 @@ void OscServer::countLate(double lateMs) {
 }
 
 void OscServer::submitChange(uint32_t param, double value, uint64_t timetag, uint64_t receiveNs,
-                             std::string_view address) {
+                             std::string_view address, const sockaddr_storage& from) {
+    // Below kTinyValue a value is silence: exactly 0, so no denormal reaches the audio path.
+    if (value != 0.0 && std::fabs(value) < kTinyValue) {
+        value = 0.0;
+        segment_.osc.tinyFlushed.fetch_add(1, std::memory_order_relaxed);
+    }
     if (isImmediateTimetag(timetag)) {
         router_.submit(param, value, receiveNs);
         return;
@@ -245,7 +315,8 @@ void OscServer::submitChange(uint32_t param, double value, uint64_t timetag, uin
     // The sender's wall clock, as CLOCK_MONOTONIC: both clocks are this machine's, so the
     // offset between them is exact to the microsecond (a client on another machine must
     // keep its clock in step, e.g. with NTP, as for any OSC server).
-    const int64_t heardNs = ntpToUnixNs(timetag) - (static_cast<int64_t>(realtimeNs()) - nowNs);
+    const auto wallNs = static_cast<int64_t>(realtimeNs());
+    const int64_t heardNs = ntpToUnixNs(timetag, wallNs) - (wallNs - nowNs);
     FrameAnchor anchor{};
     if (!readFrameClock(segment_, anchor)) {
         // No worker renders yet: there is no frame to aim at. Applied at once, as late.
@@ -260,15 +331,31 @@ void OscServer::submitChange(uint32_t param, double value, uint64_t timetag, uin
         router_.submit(param, value, receiveNs);
         return;
     }
-    if (!router_.submitTimed(param, value, receiveNs, heardNs)) {
-        OscMetrics& m = segment_.osc;
-        m.rejected.fetch_add(1, std::memory_order_relaxed);
-        m.rejectedScheduleFull.fetch_add(1, std::memory_order_relaxed);
-        rejectLog_.warn(126, std::string(address.substr(0, 64)) + ": " + std::to_string(kMaxTimedEvents) +
-                                 " timed messages already wait for their time; refused");
-        return;
+    OscMetrics& m = segment_.osc;
+    const std::string shown(address.substr(0, 64));
+    switch (router_.submitTimed(param, value, receiveNs, heardNs, endpointKey(from))) {
+        case TimedAdmission::Scheduled:
+            m.timedScheduled.fetch_add(1, std::memory_order_relaxed);
+            return;
+        case TimedAdmission::TooFarAhead:
+            m.rejectedTooFarAhead.fetch_add(1, std::memory_order_relaxed);
+            rejectLog_.warn(123, shown + " from " + describeAddress(from) + ": timetag " +
+                                     std::to_string((heardNs - nowNs) / 1'000'000'000) +
+                                     " s ahead, beyond the schedule's horizon (a wrong clock?); refused");
+            break;
+        case TimedAdmission::SenderQuota:
+            m.rejectedSenderQuota.fetch_add(1, std::memory_order_relaxed);
+            rejectLog_.warn(124, shown + " from " + describeAddress(from) + ": this sender already has " +
+                                     std::to_string(kMaxTimedEvents / kTimedSenderShares) +
+                                     " timed messages waiting, its share; refused");
+            break;
+        case TimedAdmission::ScheduleFull:
+            m.rejectedScheduleFull.fetch_add(1, std::memory_order_relaxed);
+            rejectLog_.warn(126, shown + ": " + std::to_string(kMaxTimedEvents) +
+                                     " timed messages already wait for their time; refused");
+            break;
     }
-    segment_.osc.timedScheduled.fetch_add(1, std::memory_order_relaxed);
+    m.rejected.fetch_add(1, std::memory_order_relaxed);
 }
 
 void OscServer::refreshKernelDrops() {
@@ -296,7 +383,9 @@ void OscServer::receiveBatch(uint64_t receiveNs) {
         messages[i].msg_hdr.msg_control = control[i];
         messages[i].msg_hdr.msg_controllen = sizeof control[i];
     }
-    const int count = recvmmsg(socket_, messages, kBatch, MSG_DONTWAIT, nullptr);
+    int count = recvmmsg(socket_, messages, kBatch, MSG_DONTWAIT, nullptr);
+    // A pending ICMP error (IP_RECVERR) fails the first receive after it, as it does a send.
+    if (count < 0 && isPendingIcmpError(errno)) count = recvmmsg(socket_, messages, kBatch, MSG_DONTWAIT, nullptr);
     if (count <= 0) return;
     segment_.osc.receiveBatches.fetch_add(1, std::memory_order_relaxed);
     for (int i = 0; i < count; ++i) {
@@ -355,12 +444,10 @@ bool OscServer::handleMapped(std::string_view address, lo_message message, uint6
         }
     }
     segment_.osc.accepted.fetch_add(1, std::memory_order_relaxed);
-    if (entry != nullptr && !feedback_.registerSurface(from, tcpConnectionOf(from), entry->feedbackPort))
-        rejectLog_.warn(124, "control surface " + describeAddress(from) + " gets no feedback: already " +
-                                 std::to_string(Feedback::kMaxSubscribers) + " surfaces");
+    if (entry != nullptr) feedback_.registerSurface(from, tcpConnectionOf(from), entry->feedbackPort, trusted(from), receiveNs);
     for (size_t i = 0; i < wanted; ++i) {
         const MapTarget& target = entry != nullptr ? entry->targets[i] : *alias;
-        submitChange(target.param, curveToValue(target, positions[i]), timetag, receiveNs, address);
+        submitChange(target.param, curveToValue(target, positions[i]), timetag, receiveNs, address, from);
         if (isImmediateTimetag(timetag)) feedback_.changed(target.param, &from);
     }
     return true;
@@ -392,6 +479,7 @@ void OscServer::handleDatagram(const uint8_t* data, size_t size, bool truncated,
         rejectLog_.warn(127, "OSC datagram from " + describeAddress(from) + ", which --allow does not admit; ignored");
         return;
     }
+    feedback_.heard(from, receiveNs);
     if (truncated) {
         segment_.osc.received.fetch_add(1, std::memory_order_relaxed);
         reject(RejectReason::Oversize, "OSC datagram larger than " + std::to_string(kMaxDatagram) + " bytes; ignored",
@@ -443,7 +531,7 @@ void OscServer::handleMessage(const uint8_t* data, size_t size, uint64_t timetag
         return;
     }
     segment_.osc.accepted.fetch_add(1, std::memory_order_relaxed);
-    submitChange(change.param, change.value, timetag, receiveNs, address);
+    submitChange(change.param, change.value, timetag, receiveNs, address, from);
     // Feedback carries the change when it is made (a timed one: when it is rendered).
     if (isImmediateTimetag(timetag)) feedback_.changed(change.param, &from);
 }

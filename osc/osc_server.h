@@ -38,6 +38,7 @@ struct OscServerOptions {
     AllowList allow;                        // empty: whoever can reach --bind
     uint16_t tcpPort = 0;                   // OSC over TCP beside UDP (docs/tcp.md); 0: off
     std::shared_ptr<const Mapping> mapping; // --config: control-surface addresses (docs/mapping.md); may be null
+    uint64_t leaseNs = Feedback::kDefaultLeaseNs;   // --lease: a silent client is forgotten after it (docs/clients.md)
 };
 
 /// Receives OSC over UDP on one thread. Datagrams are read in batches with recvmmsg();
@@ -69,6 +70,8 @@ private:
     void run();
     void receiveBatch(uint64_t receiveNs);
     void refreshKernelDrops();
+    void readSendErrors();
+    bool trusted(const sockaddr_storage& from) const;
     void handleDatagram(const uint8_t* data, size_t size, bool truncated, uint64_t receiveNs,
                         const sockaddr_storage& from);
     void handleMessage(const uint8_t* data, size_t size, uint64_t timetag, uint64_t receiveNs,
@@ -80,7 +83,8 @@ private:
     void handleTcpPacket(const uint8_t* data, size_t size, const sockaddr_storage& peer, uint32_t connection);
     void publishTcpCounters();
     uint32_t tcpConnectionOf(const sockaddr_storage& from) const;
-    void submitChange(uint32_t param, double value, uint64_t timetag, uint64_t receiveNs, std::string_view address);
+    void submitChange(uint32_t param, double value, uint64_t timetag, uint64_t receiveNs, std::string_view address,
+                      const sockaddr_storage& from);
     bool handleMapped(std::string_view address, lo_message message, uint64_t timetag, uint64_t receiveNs,
                       const sockaddr_storage& from);
     void countLate(double lateMs);

@@ -14,6 +14,10 @@ namespace sustain {
 
 inline constexpr double kMinFreqHz = 1.0;
 inline constexpr double kMaxFreqHz = 20000.0;
+/// Values closer to 0 than this (-240 dB, far below any converter's resolution) are set to
+/// exactly 0 before they reach a parameter (OscServer::submitChange), whatever address or
+/// curve they came through: tiny values only make denormals in the audio path.
+inline constexpr double kTinyValue = 1e-12;
 
 /// Why a message never reaches a worker. Each reason has its own counter in OscMetrics.
 enum class RejectReason : uint8_t { None, Malformed, UnknownAddress, BadType, ArgCount, NotFinite, OutOfRange, Oversize };

@@ -24,6 +24,38 @@ bool sameEndpoint(const sockaddr_storage& a, const sockaddr_storage& b) {
     return false;
 }
 
+bool isLoopback(const sockaddr_storage& address) {
+    if (address.ss_family == AF_INET)
+        return (ntohl(reinterpret_cast<const sockaddr_in&>(address).sin_addr.s_addr) >> 24) == 127;
+    if (address.ss_family == AF_INET6) {
+        const in6_addr& a = reinterpret_cast<const sockaddr_in6&>(address).sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(&a) || (IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127);
+    }
+    return false;
+}
+
+uint64_t endpointKey(const sockaddr_storage& address) {
+    // FNV-1a over the fields sameEndpoint() compares, nothing else of the storage.
+    uint64_t key = 14695981039346656037ull;
+    auto mix = [&key](const void* bytes, size_t size) {
+        for (size_t i = 0; i < size; ++i) {
+            key ^= static_cast<const uint8_t*>(bytes)[i];
+            key *= 1099511628211ull;
+        }
+    };
+    mix(&address.ss_family, sizeof address.ss_family);
+    if (address.ss_family == AF_INET) {
+        const auto& in = reinterpret_cast<const sockaddr_in&>(address);
+        mix(&in.sin_addr, sizeof in.sin_addr);
+        mix(&in.sin_port, sizeof in.sin_port);
+    } else if (address.ss_family == AF_INET6) {
+        const auto& in6 = reinterpret_cast<const sockaddr_in6&>(address);
+        mix(&in6.sin6_addr, sizeof in6.sin6_addr);
+        mix(&in6.sin6_port, sizeof in6.sin6_port);
+    }
+    return key;
+}
+
 std::string describeAddress(const sockaddr_storage& address) {
     char host[INET6_ADDRSTRLEN] = "?";
     uint16_t port = 0;

@@ -12,6 +12,14 @@ namespace sustain {
 /// Thread: any.  RT-safe: yes.
 bool sameEndpoint(const sockaddr_storage& a, const sockaddr_storage& b);
 
+/// Whether the address is a loopback one (127.0.0.0/8, ::1, or IPv4-mapped 127.x): only a
+/// process on this machine can send from it. Thread: any.  RT-safe: yes.
+bool isLoopback(const sockaddr_storage& address);
+
+/// A 64-bit key of the endpoint (family, address, port), equal for sameEndpoint() ones.
+/// Thread: any.  RT-safe: yes.
+uint64_t endpointKey(const sockaddr_storage& address);
+
 /// "127.0.0.1:53211" for logs. Thread: any.  RT-safe: no.
 std::string describeAddress(const sockaddr_storage& address);
 

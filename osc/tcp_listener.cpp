@@ -28,7 +28,7 @@ constexpr int kKeepIntervalSeconds = 10;
 constexpr int kKeepCount = 3;
 
 // Log keys: one rate limit per kind of event.
-enum LogKey : size_t { kLogLimit, kLogSender, kLogFraming, kLogStalled, kLogIdle, kLogSocket, kLogAccept, kLogDropped };
+enum LogKey : size_t { kLogLimit, kLogSender, kLogFraming, kLogStalled, kLogIdle, kLogSocket, kLogAccept, kLogDropped, kLogEvicted };
 
 bool wouldBlock(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 }  // namespace
@@ -152,7 +152,7 @@ void TcpListener::acceptAll(uint64_t nowNs) {
                                       ", which the allow list does not admit; closed");
             continue;
         }
-        if (connections_.size() >= options_.maxConnections) {
+        if (connections_.size() >= options_.maxConnections && !evictQuietest(nowNs)) {
             close(fd);
             ++counters_.refusedLimit;
             log_.warn(kLogLimit, "OSC over TCP: connection from " + describeAddress(peer) + " refused: already " +
@@ -282,12 +282,29 @@ void TcpListener::checkTimers(Connection& connection, uint64_t nowNs) {
     }
 }
 
+bool TcpListener::evictQuietest(uint64_t nowNs) {
+    // Called between closeFinished() and the next addPollFds(): erasing cannot confuse a
+    // descriptor in the poll set.
+    const auto quietest = std::min_element(connections_.begin(), connections_.end(),
+                                           [](const Connection& a, const Connection& b) {
+                                               return a.lastReceiveNs < b.lastReceiveNs;
+                                           });
+    if (quietest == connections_.end() || nowNs - quietest->lastReceiveNs < options_.evictQuietNs) return false;
+    ++counters_.evicted;
+    log_.warn(kLogEvicted, "OSC over TCP: " + describeAddress(quietest->peer) + " closed after " +
+                               std::to_string((nowNs - quietest->lastReceiveNs) / 1'000'000) +
+                               " ms of silence to make room for a newcomer");
+    close(quietest->fd);
+    connections_.erase(quietest);
+    return true;
+}
+
 void TcpListener::closeFinished() {
     const auto finished = [&](const Connection& connection) {
         if (connection.closing == CloseReason::None) return false;
         if (connection.closing == CloseReason::Peer)
             ++counters_.closedByPeer;
-        else
+        else if (connection.closing != CloseReason::Idle)  // counted in `idle`
             ++counters_.closedOnError;
         close(connection.fd);
         spdlog::debug("OSC over TCP: {} disconnected (connection {})", describeAddress(connection.peer), connection.id);

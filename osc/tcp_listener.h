@@ -28,9 +28,12 @@ struct TcpListenerOptions {
     // peer cannot hold a slot and a packet buffer by sending half a packet and waiting
     // (or trickling the rest a byte at a time).
     uint64_t stalledPacketNs = 10'000'000'000ull;
-    // A connection that sends nothing for this long is closed; 0: never (a control
-    // surface may sit untouched for hours; TCP keepalive finds peers that vanished).
+    // A connection that sends nothing for this long is closed; 0: never. sustaind sets its
+    // --lease (docs/clients.md): a client that only listens renews it with any message.
     uint64_t idleNs = 0;
+    // With every place taken, a newcomer closes the connection silent the longest, if it
+    // has been silent this long: silence never holds a place against someone who talks.
+    uint64_t evictQuietNs = 5'000'000'000ull;
     AllowList allow;                        // empty: whoever can reach the address
 };
 
@@ -38,10 +41,11 @@ struct TcpListenerOptions {
 /// memory as it likes.
 struct TcpCounters {
     uint64_t accepted = 0;         // connections taken into service
-    uint64_t refusedLimit = 0;     // accepted and closed at once: maxConnections reached
+    uint64_t refusedLimit = 0;     // accepted and closed at once: maxConnections reached, none quiet enough to evict
+    uint64_t evicted = 0;          // closed to make room for a newcomer: silent the longest
     uint64_t refusedSender = 0;    // accepted and closed at once: the allow list does not admit the peer
     uint64_t closedByPeer = 0;     // orderly end of stream, or a reset
-    uint64_t closedOnError = 0;    // closed by us: framing error, oversize, stall, idle, socket error
+    uint64_t closedOnError = 0;    // closed by us: framing error, oversize, stall, socket error
     uint64_t framingErrors = 0;    // unrecognised framing, bad SLIP escape, negative length
     uint64_t oversize = 0;         // a packet above maxPacketBytes
     uint64_t stalled = 0;          // closed for a packet still incomplete after stalledPacketNs
@@ -53,7 +57,8 @@ struct TcpCounters {
 
 /// Receives OSC packets over TCP (IPv4 or IPv6) and sends replies on the same connection.
 ///
-/// Policies: at most maxConnections; a peer the allow list does not admit is closed at
+/// Policies: at most maxConnections, a newcomer taking the place of one silent for
+/// evictQuietNs or longer; a peer the allow list does not admit is closed at
 /// once; a framing error or an oversize packet closes its connection (the stream cannot be
 /// resynchronised); replies go through a bounded buffer per connection, and a reply that
 /// does not fit whole is dropped and counted, so a peer that never reads cannot block the
@@ -124,6 +129,7 @@ private:
     void flush(Connection& connection);
     void checkTimers(Connection& connection, uint64_t nowNs);
     void closeFinished();
+    bool evictQuietest(uint64_t nowNs);
 
     TcpListenerOptions options_;
     int listenFd_ = -1;

@@ -32,4 +32,14 @@ constexpr bool alreadyHeld(uint64_t sequence, uint64_t held) noexcept { return !
 inline constexpr int64_t kTimedPushAheadNs = 30'000'000;
 inline constexpr uint32_t kTimedLookaheadBlocks = 8;
 
+/// Admission to the schedule (CommandRouter::submitTimed), so that no sender can lock out
+/// another (docs/clients.md):
+/// - a change to be heard further ahead than the horizon is refused: a sequencer schedules
+///   a few seconds ahead at most, a timetag minutes or years ahead is a wrong clock;
+/// - one sender (address and port) may hold at most 1/kTimedSenderShares of the schedule's
+///   kMaxTimedEvents places, so a flood from one leaves room for the others.
+enum class TimedAdmission { Scheduled, TooFarAhead, SenderQuota, ScheduleFull };
+inline constexpr uint64_t kDefaultTimedHorizonNs = 120'000'000'000ull;  // two minutes (--schedule-horizon)
+inline constexpr uint32_t kTimedSenderShares = 4;
+
 }  // namespace sustain

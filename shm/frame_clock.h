@@ -29,18 +29,27 @@ constexpr bool isImmediateTimetag(uint64_t timetag) { return timetag <= 1; }
 inline constexpr int64_t kNtpToUnixSeconds = 2208988800LL;
 
 /// An NTP timetag (32.32 fixed point seconds since 1900) as nanoseconds since 1970 on
-/// CLOCK_REALTIME. Exact to the nanosecond (rounded down). Thread: any.  RT-safe: yes.
-constexpr int64_t ntpToUnixNs(uint64_t timetag) {
-    const auto seconds = static_cast<int64_t>(timetag >> 32) - kNtpToUnixSeconds;
+/// CLOCK_REALTIME. The 32 bits of seconds wrap every 2^32 s (first on 2036-02-07, era 1), and
+/// the timetag does not say its era: the one that puts it nearest to `nowUnixNs` is taken, as
+/// RFC 5905 does, so timetags keep working across a wrap in either direction.
+/// Exact to the nanosecond (rounded down). Thread: any.  RT-safe: yes.
+constexpr int64_t ntpToUnixNs(uint64_t timetag, int64_t nowUnixNs) {
+    const int64_t nowSeconds = (nowUnixNs >= 0 ? nowUnixNs : nowUnixNs - 999'999'999LL) / 1'000'000'000LL +
+                               kNtpToUnixSeconds;
+    const auto wireSeconds = static_cast<uint32_t>(timetag >> 32);
+    // The signed distance on the 2^32 circle from now to the timetag.
+    const auto ahead = static_cast<int32_t>(wireSeconds - static_cast<uint32_t>(static_cast<uint64_t>(nowSeconds)));
+    const int64_t seconds = nowSeconds + ahead - kNtpToUnixSeconds;
     const uint64_t fraction = timetag & 0xffffffffULL;
     return seconds * 1'000'000'000LL + static_cast<int64_t>((fraction * 1'000'000'000ULL) >> 32);
 }
 
-/// The inverse (for clients and tests): nanoseconds since 1970 as an NTP timetag.
+/// The inverse (for clients and tests): nanoseconds since 1970 as an NTP timetag (its era
+/// dropped, as on the wire).
 constexpr uint64_t unixNsToNtp(int64_t unixNs) {
     const int64_t seconds = unixNs / 1'000'000'000LL;
     const auto nanos = static_cast<uint64_t>(unixNs % 1'000'000'000LL);
-    // Round up so that ntpToUnixNs(unixNsToNtp(t)) == t.
+    // Round up so that ntpToUnixNs(unixNsToNtp(t), t) == t.
     const uint64_t fraction = ((nanos << 32) + 999'999'999ULL) / 1'000'000'000ULL;
     return (static_cast<uint64_t>(seconds + kNtpToUnixSeconds) << 32) | (fraction & 0xffffffffULL);
 }

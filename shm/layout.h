@@ -16,7 +16,7 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 11;
+inline constexpr uint32_t kLayoutVersion = 12;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
@@ -377,7 +377,7 @@ struct alignas(64) OscMetrics {  // writer: the OSC thread
     std::atomic<uint64_t> ringCoalesced;     // updates folded into a later refresh because a ring was full
     std::atomic<uint64_t> receiveBufferBytes;// SO_RCVBUF as granted
     std::atomic<uint64_t> repliesSent;       // /engine/status, /engine/pong, notifications
-    std::atomic<uint64_t> subscribersDropped;// /engine/notify subscribers dropped after repeated send failures
+    std::atomic<uint64_t> subscribersDropped;// subscribers and surfaces dropped after kMaxSendFailures failed sends in a row
     std::atomic<uint64_t> rejectedSender;    // datagrams from senders outside --allow
     std::atomic<uint64_t> rejectedScheduleFull; // timed messages refused: kMaxTimedEvents already wait
     std::atomic<uint64_t> timedScheduled;    // timed messages accepted for a future frame
@@ -393,7 +393,23 @@ struct alignas(64) OscMetrics {  // writer: the OSC thread
     std::atomic<uint64_t> tcpFramingErrors;  // ... framing errors and oversize packets
     std::atomic<uint64_t> tcpRepliesDropped; // ... replies dropped because a client did not read
     std::atomic<uint64_t> receiveBatches;    // recvmmsg() calls that returned datagrams
-    uint64_t reserved[1];                    // room to grow without moving later regions
+    // Clients that come and go (docs/clients.md): the feedback tables now, and why clients left them.
+    std::atomic<uint64_t> subscribersNow;    // /engine/notify subscribers in the table now
+    std::atomic<uint64_t> surfacesNow;       // control surfaces in the table now
+    std::atomic<uint64_t> leftUnsubscribed;  // /engine/notify 0
+    std::atomic<uint64_t> leftUnreachable;   // an ICMP error said the client's address or port is gone
+    std::atomic<uint64_t> leftLeaseExpired;  // not heard from for a whole lease
+    std::atomic<uint64_t> leftEvicted;       // the table was full: the one heard from least recently made room
+    std::atomic<uint64_t> proofsAsked;       // /engine/notify.proof sent: a subscriber beyond loopback must echo it
+    std::atomic<uint64_t> proofsFailed;      // /engine/notify 1 with a wrong token
+    std::atomic<uint64_t> surfacesUnproven;  // mapped messages from a surface that gets no feedback (untrusted address)
+    std::atomic<uint64_t> icmpErrors;        // errors the kernel queued for our datagrams (IP_RECVERR)
+    std::atomic<uint64_t> rejectedTooFarAhead;  // timed messages refused: further ahead than the horizon
+    std::atomic<uint64_t> rejectedSenderQuota;  // timed messages refused: their sender already holds its share
+    std::atomic<uint64_t> tcpIdleClosed;     // TCP connections closed after a lease of silence
+    std::atomic<uint64_t> tcpEvicted;        // TCP connections closed to make room: the quietest, for a newcomer
+    std::atomic<uint64_t> tinyFlushed;       // values below kTinyValue set to exactly 0
+    uint64_t reserved[2];                    // room to grow without moving later regions
     std::atomic<uint64_t> lateBins[kLateBins];  // lateness of late timed messages, ms, log2 bins
 };
 

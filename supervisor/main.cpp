@@ -78,6 +78,8 @@ struct Options {
     int notifyFd = -1;  // -1: none
     bool zeroconf = false;
     std::string zeroconfName;  // empty: "sustain (<instance>)"
+    double leaseS = static_cast<double>(Feedback::kDefaultLeaseNs) / 1e9;
+    double scheduleHorizonS = static_cast<double>(kDefaultTimedHorizonNs) / 1e9;
 };
 
 /// A helper binary: beside sustaind when installed, else where the build put it.
@@ -162,8 +164,9 @@ int run(const Options& options) {
         segment.params.entries[param].value.store(defaultParamValue(param, options.gain), std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
 
-    CommandRouter router(segment);
+    CommandRouter router(segment, static_cast<uint64_t>(options.scheduleHorizonS * 1e9));
     OscServerOptions oscOptions;
+    oscOptions.leaseNs = static_cast<uint64_t>(options.leaseS * 1e9);
     oscOptions.bindAddress = options.bind;
     oscOptions.port = options.port;
     oscOptions.tcpPort = options.tcpPort;
@@ -270,6 +273,15 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--allow", options.allow, "address or network (CIDR) that may send OSC; repeatable "
                                              "(default: whoever can reach --bind)");
+    app.add_option("--lease", options.leaseS,
+                   "seconds of silence after which a client's subscription, control surface or TCP connection is "
+                   "forgotten (any message renews it; docs/clients.md)")
+        ->check(CLI::Range(0.5, 86400.0))
+        ->capture_default_str();
+    app.add_option("--schedule-horizon", options.scheduleHorizonS,
+                   "seconds ahead beyond which timed bundles are refused (a wrong clock, not a sequence)")
+        ->check(CLI::Range(0.1, 86400.0))
+        ->capture_default_str();
     app.add_option("--instance", options.instance, "engine instance name (letters, digits, _ and -)")
         ->capture_default_str();
     app.add_option("--device", options.device, "output device (name or part of it; default: JACK if running, "

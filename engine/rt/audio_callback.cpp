@@ -4,6 +4,7 @@
 
 #include "engine/rt/callback_timing.h"
 #include "engine/rt/rt_guard_hooks.h"
+#include "engine/rt/float_mode.h"
 #include "engine/rt/stack_prefault.h"
 #include "engine/rt/synth.h"
 #include "shm/clock.h"
@@ -579,6 +580,7 @@ int paAudioCallback(const void* /*input*/, void* output, unsigned long frames,
                     void* userData) noexcept {
     RtGuardScope guard;
     auto& context = *static_cast<CallbackContext*>(userData);
+    flushDenormals();
     touchCallbackStackOnce(context.stackTouched);
     renderCallbackBlock(context, static_cast<float*>(output), static_cast<uint32_t>(frames),
                         (statusFlags & paOutputUnderflow) != 0);

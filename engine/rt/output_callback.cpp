@@ -5,6 +5,7 @@
 
 #include "engine/rt/callback_timing.h"
 #include "engine/rt/rt_guard_hooks.h"
+#include "engine/rt/float_mode.h"
 #include "engine/rt/stack_prefault.h"
 #include "engine/rt/stale_buffer.h"
 #include "shm/clock.h"
@@ -338,6 +339,7 @@ int paOutputCallback(const void* /*input*/, void* output, unsigned long frames,
                      void* userData) noexcept {
     RtGuardScope guard;
     auto& context = *static_cast<OutputContext*>(userData);
+    flushDenormals();
     touchCallbackStackOnce(context.stackTouched);
     if (!context.audioThreadKnown.load(std::memory_order_relaxed)) {
         context.audioThread = pthread_self();

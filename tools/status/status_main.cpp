@@ -98,6 +98,15 @@ void drawLive(const StatusSnapshot& s, const StatusSnapshot& previous, Health he
              static_cast<unsigned long long>(s.applied), rate(s.applied, previous.applied, dt),
              static_cast<unsigned long long>(s.rejected), static_cast<unsigned long long>(s.dropped),
              static_cast<unsigned long long>(s.coalesced));
+    mvprintw(++row, 0, "clients     subscribers %llu  surfaces %llu  tcp %llu   left: unreachable %llu  lease %llu  "
+                       "evicted %llu  send failed %llu  unsubscribed %llu",
+             static_cast<unsigned long long>(s.subscribersNow), static_cast<unsigned long long>(s.surfacesNow),
+             static_cast<unsigned long long>(s.tcpConnections), static_cast<unsigned long long>(s.leftUnreachable),
+             static_cast<unsigned long long>(s.leftLeaseExpired), static_cast<unsigned long long>(s.leftEvicted),
+             static_cast<unsigned long long>(s.subscribersDropped), static_cast<unsigned long long>(s.leftUnsubscribed));
+    mvprintw(++row, 0, "timed       waiting %llu  refused: too far ahead %llu  sender's share %llu  schedule full %llu",
+             static_cast<unsigned long long>(s.timedPending), static_cast<unsigned long long>(s.rejectedTooFarAhead),
+             static_cast<unsigned long long>(s.rejectedSenderQuota), static_cast<unsigned long long>(s.rejectedScheduleFull));
     const double ms = s.sampleRate ? 1000.0 / s.sampleRate : 0.0;
     mvprintw(++row, 0, "latency     p50 %.0f  p95 %.0f  p99 %.0f  max %.0f samples   (p99 %.2f ms)   ", s.latencySamples.p50,
              s.latencySamples.p95, s.latencySamples.p99, s.latencySamples.max, s.latencySamples.p99 * ms);

@@ -50,7 +50,11 @@ struct StatusSnapshot {
     uint64_t kernelDrops = 0, ringCoalesced = 0, controlCoalesced = 0, callbackCoalesced = 0;
     uint64_t repliesSent = 0, subscribersDropped = 0, rejectedSender = 0;
     uint64_t receiveBatches = 0, workerWakes = 0;  // recvmmsg batches; wake bytes to the workers (both slots)
-    uint64_t rejectedScheduleFull = 0;
+    uint64_t rejectedScheduleFull = 0, rejectedTooFarAhead = 0, rejectedSenderQuota = 0, tinyFlushed = 0;
+    // clients that come and go (docs/clients.md)
+    uint64_t subscribersNow = 0, surfacesNow = 0, leftUnsubscribed = 0, leftUnreachable = 0, leftLeaseExpired = 0,
+             leftEvicted = 0, proofsAsked = 0, proofsFailed = 0, surfacesUnproven = 0, icmpErrors = 0;
+    uint64_t tcpIdleClosed = 0, tcpEvicted = 0;
     uint64_t tcpConnections = 0, tcpAccepted = 0, tcpRefused = 0, tcpClosedOnError = 0, tcpFramingErrors = 0,
              tcpRepliesDropped = 0;
     // timed bundles
