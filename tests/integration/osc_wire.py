@@ -1,5 +1,6 @@
 """OSC 1.0 on the wire, written by hand so that tests can send exactly the bytes they mean
 (including bytes no library would produce), and timetags for timed bundles."""
+import socket
 import struct
 import time
 
@@ -48,3 +49,38 @@ def realtime_minus_monotonic_ns():
         if best is None or m1 - m0 < best[0]:
             best = (m1 - m0, r - (m0 + m1) // 2)
     return best[1]
+
+
+def parse(packet):
+    """(address, [args]) of a message with f, i and s arguments."""
+    end = packet.index(b"\0")
+    address = packet[:end].decode()
+    offset = (end // 4 + 1) * 4
+    tend = packet.index(b"\0", offset)
+    types = packet[offset + 1:tend].decode()
+    offset = (tend // 4 + 1) * 4
+    args = []
+    for t in types:
+        if t == "s":
+            send = packet.index(b"\0", offset)
+            args.append(packet[offset:send].decode())
+            offset = (send // 4 + 1) * 4
+            continue
+        args.append(struct.unpack(">f" if t == "f" else ">i", packet[offset:offset + 4])[0])
+        offset += 4
+    return address, args
+
+
+def drain(sock, seconds):
+    """Every message that arrives on `sock` within `seconds`, parsed."""
+    got, deadline = [], time.time() + seconds
+    while True:
+        left = deadline - time.time()
+        if left <= 0:
+            return got
+        sock.settimeout(left)
+        try:
+            data, _ = sock.recvfrom(65536)
+        except socket.timeout:
+            return got
+        got.append(parse(data))

@@ -18,40 +18,9 @@ import tempfile
 import time
 
 from harness import Engine, JackServer, Recording, active_worker_pid, check, main, wait_until
-from osc_wire import message
+from osc_wire import drain, message
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "touchosc.toml")
-
-
-def parse(packet):
-    """(address, [float args]) of a message with f/i arguments."""
-    end = packet.index(b"\0")
-    address = packet[:end].decode()
-    offset = (end // 4 + 1) * 4
-    tend = packet.index(b"\0", offset)
-    types = packet[offset + 1:tend].decode()
-    offset = (tend // 4 + 1) * 4
-    args = []
-    for t in types:
-        raw = packet[offset:offset + 4]
-        args.append(struct.unpack(">f" if t == "f" else ">i", raw)[0])
-        offset += 4
-    return address, args
-
-
-def drain(sock, seconds):
-    """Every message that arrives within `seconds`."""
-    got, deadline = [], time.time() + seconds
-    while True:
-        left = deadline - time.time()
-        if left <= 0:
-            return got
-        sock.settimeout(left)
-        try:
-            data, _ = sock.recvfrom(65536)
-        except socket.timeout:
-            return got
-        got.append(parse(data))
 
 
 def udp(port=0):

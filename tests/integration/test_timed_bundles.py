@@ -8,7 +8,10 @@
 - a bundle whose time has passed is applied at once and counted as late;
 - /engine/sync answers /engine/synced with the client's id once the changes sent before it
   are applied in the audio;
-- at most 1024 timed messages wait; more are refused and counted.
+- no sender can lock out another: while one sender's flood of far-future bundles (a wrong
+  clock years ahead: refused beyond the horizon; a minute ahead: held up to its share of the
+  schedule, the rest refused) waits, another sender's bundles are heard at their sample;
+- at most 1024 timed messages wait; more are refused and counted, each refusal by reason.
 """
 import os
 import signal
@@ -43,6 +46,16 @@ def send_timed_gain(engine, gain, ahead_s, offset):
     return due_realtime - offset
 
 
+def flood_far_future(engine, ahead_s, bundles=11, per_bundle=100):
+    """From a socket of its own: `bundles` bundles of `per_bundle` messages timed `ahead_s` ahead."""
+    far = timetag_of_unix_ns(time.clock_gettime_ns(time.CLOCK_REALTIME) + int(ahead_s * 1e9))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        for _ in range(bundles):
+            client.sendto(bundle(*[message("/engine/voice/2/gain", "f", 0.1)] * per_bundle, timetag=far),
+                          ("127.0.0.1", engine.port))
+            time.sleep(0.01)
+
+
 def test(paths):
     with JackServer() as jack, Engine(paths, jack) as engine:
         wait_until(lambda: engine.status()[1]["timing"]["frame_clock"], 5, "the frame clock")
@@ -51,6 +64,20 @@ def test(paths):
         print(f"output latency PortAudio reports: {latency} frames; the engine plays "
               f"{s['timing']['play_latency_frames']} frames after rendering", flush=True)
         check(latency > 0, "the output latency is known")
+
+        # A sender with a wrong clock: three years ahead is beyond the horizon (refused), a
+        # minute ahead is held up to its share (256 of 1024) and the rest refused. The
+        # bundles below come from another sender and must still be heard at their sample.
+        flood_far_future(engine, 3 * 365 * 86400)
+        flood_far_future(engine, 60)
+        wait_until(lambda: engine.status()[1]["osc"]["rejected_by_reason"]["sender_quota"] == 844, 3,
+                   "844 of 1100 messages a minute ahead to be refused: over the sender's share")
+        _, s = engine.status()
+        refused = s["osc"]["rejected_by_reason"]
+        check(refused["too_far_ahead"] == 1100, f"1100 messages three years ahead refused: {refused}")
+        check(s["timing"]["pending"] == 256, f"256 wait, one sender's share: {s['timing']}")
+        check("beyond the schedule's horizon" in engine.log() and "its share" in engine.log(),
+              "both refusals are logged")
 
         offset = realtime_minus_monotonic_ns()
         requests = []  # (requested monotonic ns, failover?)
@@ -130,17 +157,16 @@ def test(paths):
             check(s["params"]["voices"][1]["gain"] == 0.25, "the change sent before the sync is in force")
             check(s["timing"]["syncs_answered"] == 1, "the sync is counted")
 
-        # Far-future bundles are bounded in number: 1024 wait, the rest are refused.
-        far = timetag_of_unix_ns(time.clock_gettime_ns(time.CLOCK_REALTIME) + 600_000_000_000)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-            for _ in range(11):
-                client.sendto(bundle(*[message("/engine/voice/2/gain", "f", 0.1)] * 100, timetag=far),
-                              ("127.0.0.1", engine.port))
-                time.sleep(0.01)
-        wait_until(lambda: engine.status()[1]["osc"]["rejected_by_reason"]["schedule_full"] == 76, 3,
-                   "76 of 1100 far-future messages to be refused")
+        # The schedule as a whole is bounded: three more senders take their shares, a fifth
+        # finds it full.
+        for _ in range(3):
+            flood_far_future(engine, 60, bundles=3)
+        flood_far_future(engine, 60, bundles=1)
+        wait_until(lambda: engine.status()[1]["osc"]["rejected_by_reason"]["schedule_full"] == 100, 3,
+                   "the fifth sender's 100 messages to be refused: the schedule is full")
         _, s = engine.status()
         check(s["timing"]["pending"] == 1024, f"1024 wait: {s['timing']}")
+        check(s["osc"]["rejected_by_reason"]["sender_quota"] == 844 + 3 * 44, f"{s['osc']['rejected_by_reason']}")
         check("timed messages already wait" in engine.log(), "the refusal is logged")
 
 

@@ -12,7 +12,7 @@ SUSTAIN_PACKAGES=(
   libspdlog-dev doctest-dev libcli11-dev nlohmann-json3-dev libsndfile1-dev
   jackd2 libjack-jackd2-dev libncurses-dev tmux
   libtomlplusplus-dev libsystemd-dev libavahi-client-dev avahi-daemon avahi-utils dbus
-  supercollider-language supercollider-server
+  supercollider-language supercollider-server iproute2
 )
 
 say() { printf 'sustain: %s\n' "$*" >&2; }
