@@ -101,16 +101,23 @@ bool Feedback::registerSurface(const sockaddr_storage& from, uint32_t tcpConnect
 
 Feedback::Subscriber& Feedback::admit(const sockaddr_storage& from, uint32_t tcpConnection, bool mapped,
                                       uint64_t nowNs) {
-    // A full table makes room: the client of the same kind heard from least recently goes.
+    // A full table makes room: the client of the same kind heard from least recently goes,
+    // one never heard from since it subscribed first (it may have been a drive-by: an app
+    // that restarted, a scan), so that a flood of those cannot push out the clients that
+    // keep talking.
     size_t sameKind = 0;
-    size_t quietest = subscribers_.size();
+    size_t victim = subscribers_.size();
+    const auto goesBefore = [](const Subscriber& a, const Subscriber& b) {
+        const bool aOnce = a.timesHeard <= 1;
+        const bool bOnce = b.timesHeard <= 1;
+        return aOnce != bOnce ? aOnce : a.lastHeardNs < b.lastHeardNs;
+    };
     for (size_t i = 0; i < subscribers_.size(); ++i) {
         if (subscribers_[i].mapped != mapped) continue;
         ++sameKind;
-        if (quietest == subscribers_.size() || subscribers_[i].lastHeardNs < subscribers_[quietest].lastHeardNs)
-            quietest = i;
+        if (victim == subscribers_.size() || goesBefore(subscribers_[i], subscribers_[victim])) victim = i;
     }
-    if (sameKind >= kMaxSubscribers) forget(quietest, Departure::Evicted);
+    if (sameKind >= kMaxSubscribers) forget(victim, Departure::Evicted);
     Subscriber subscriber{};
     subscriber.address = from;
     subscriber.origin = from;
@@ -118,14 +125,18 @@ Feedback::Subscriber& Feedback::admit(const sockaddr_storage& from, uint32_t tcp
     subscriber.mapped = mapped;
     subscriber.dirty.set();  // a snapshot first: the client shows the engine as it is
     subscriber.lastHeardNs = nowNs;
+    subscriber.timesHeard = 1;
     subscribers_.push_back(subscriber);
     publishCounts();
     return subscribers_.back();
 }
 
 void Feedback::heard(const sockaddr_storage& from, uint64_t nowNs) {
-    for (Subscriber& subscriber : subscribers_)
-        if (sameEndpoint(subscriber.origin, from)) subscriber.lastHeardNs = nowNs;
+    for (Subscriber& subscriber : subscribers_) {
+        if (!sameEndpoint(subscriber.origin, from)) continue;
+        subscriber.lastHeardNs = nowNs;
+        subscriber.timesHeard = std::min<uint32_t>(subscriber.timesHeard + 1, UINT32_MAX - 1);
+    }
 }
 
 void Feedback::unreachable(const sockaddr_storage& to) {

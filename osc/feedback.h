@@ -31,7 +31,8 @@ namespace sustain {
 ///   whole lease ends it (an engine-space client is told /engine/notify 0);
 /// - an ICMP error for its address (port closed, host gone) ends it at once (unreachable());
 /// - the tables are bounded (kMaxSubscribers of each kind); a newcomer to a full table takes
-///   the place of the client heard from least recently, which is told so;
+///   the place of the client heard from least recently, which is told so (clients never
+///   heard from since they subscribed go first: see admit());
 /// - a client that is not trusted (an address beyond loopback, over UDP, that --allow does not
 ///   name: it could be forged) must prove it receives before anything is sent to it: an
 ///   engine-space client echoes a token, a surface (which cannot) gets no feedback;
@@ -108,6 +109,7 @@ private:
         std::bitset<kParamCount> dirty;
         uint64_t lastSentNs;
         uint64_t lastHeardNs;       // the lease runs from here
+        uint32_t timesHeard;        // messages from it, its subscription included
     };
     enum class Departure { Unsubscribed, Unreachable, LeaseExpired, Evicted, SendFailed };
 

@@ -22,6 +22,7 @@ SMOKE = [
     ("timing_bench.py", ["--runs", "1", "--bundles", "10", "--seconds", "1"]),
     ("soak.py", ["--minutes", "0.15", "--fault-every", "3", "--baseline-minutes", "0.05"]),
     ("peer_bench.py", ["--rounds", "1", "--idle-seconds", "1", "--round-trips", "10", "--messages", "5000"]),
+    ("churn_bench.py", ["--rounds", "1", "--seconds", "2", "--churners", "40"]),
 ]
 
 

@@ -83,6 +83,22 @@ TEST_CASE("clients: a full table takes a newcomer in place of the client heard f
     CHECK(h.sentTo(endpoint("127.0.0.1", 10001), "/engine/gain") == 0);
 }
 
+TEST_CASE("clients: a flood of drive-by subscriptions evicts its own, not the clients that keep talking") {
+    Harness h;
+    for (uint16_t i = 0; i < Feedback::kMaxSubscribers - 1; ++i) {
+        h.feedback.subscribe(endpoint("127.0.0.1", 10000 + i), 0, true, {}, true, kSecond);
+        h.feedback.heard(endpoint("127.0.0.1", 10000 + i), 2 * kSecond);  // they talk again
+    }
+    for (uint16_t i = 0; i < 100; ++i)  // each subscribes and is never heard from again
+        h.feedback.subscribe(endpoint("127.0.0.1", 30000 + i), 0, true, {}, true, 3 * kSecond + i);
+    CHECK(h.segment->osc.leftEvicted.load() == 99);
+    h.feedback.changed(kParamMasterGain, nullptr);
+    h.feedback.flush(4 * kSecond);
+    for (uint16_t i = 0; i < Feedback::kMaxSubscribers - 1; ++i)
+        CHECK(h.sentTo(endpoint("127.0.0.1", 10000 + i), "/engine/gain") == 1);
+    CHECK(h.sentTo(endpoint("127.0.0.1", 30099), "/engine/gain") == 1);  // the last newcomer is heard too
+}
+
 TEST_CASE("clients: a lease ends after its silence unless any message renews it") {
     Harness h;
     const auto talker = endpoint("127.0.0.1", 10000);

@@ -233,8 +233,9 @@ def blob_message(address, blob):
 class Scsynth:
     name = "scsynth"
 
-    def __init__(self, jack):
+    def __init__(self, jack, max_logins=4):
         self.jack = jack
+        self.max_logins = max_logins  # -l: clients /notify can register (scsynth's default is 64)
         self.port = free_udp_port()
         self.log = tempfile.NamedTemporaryFile(prefix="scsynth-", suffix=".log", delete=False)
         self.process = None
@@ -245,7 +246,7 @@ class Scsynth:
         env["SC_JACK_DEFAULT_OUTPUTS"] = "system:playback_1"
         # -R 0: no Zeroconf; -B: loopback only, as sustain; -z 64: JACK's period.
         self.process = subprocess.Popen(["scsynth", "-u", str(self.port), "-B", "127.0.0.1", "-R", "0", "-i", "0",
-                                         "-o", "1", "-z", "64", "-l", "4"], env=env, stdout=self.log,
+                                         "-o", "1", "-z", "64", "-l", str(self.max_logins)], env=env, stdout=self.log,
                                         stderr=subprocess.STDOUT)
         self.client = Client(self.port)
         wait_until(lambda: self.ping() or self.process.poll() is not None, 15, "scsynth to answer /status")
@@ -303,8 +304,9 @@ class Scsynth:
 class Sustain:
     name = "sustain"
 
-    def __init__(self, jack, paths):
-        self.engine = Engine(paths, jack, extra_args=["--gain", str(TONE_GAIN), "--voices", str(VOICES)], trace=False)
+    def __init__(self, jack, paths, extra_args=()):
+        self.engine = Engine(paths, jack, extra_args=["--gain", str(TONE_GAIN), "--voices", str(VOICES)] + list(extra_args),
+                             trace=False)
         self.paths = paths
         self.port = self.engine.port
         self.client = None
