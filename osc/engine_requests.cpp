@@ -44,17 +44,21 @@ bool OscServer::handleEngineRequest(std::string_view path, lo_message message, c
         requestSync(message, from);
         return true;
     }
-    if (path == "/engine/notify") {
-        // /engine/notify 1|0, or /engine/notify 1 <token> echoing /engine/notify.proof (docs/clients.md).
+    if (path == "/engine/notify" || path == "/engine/notify.proof") {
+        // /engine/notify 1|0; or the client echoes the /engine/notify.proof <token> it was
+        // sent, which subscribes it (docs/clients.md).
         const char* types = lo_message_get_types(message);
         lo_arg** argv = lo_message_get_argv(message);
         const int argc = lo_message_get_argc(message);
-        const std::optional<double> argument =
-            (argc == 1 || argc == 2) && types != nullptr ? controlArgument(types[0], argv[0]) : std::nullopt;
+        const bool echo = path == "/engine/notify.proof";
         std::optional<int32_t> token;
-        if (argc == 2 && types[1] == LO_INT32) token = loArg<int32_t>(argv[1]);
-        const Feedback::NotifyReply answer = feedback_.subscribe(from, tcpConnectionOf(from), argument.value_or(0.0) != 0.0,
-                                                                 token, trusted(from), monotonicNs());
+        if (echo && argc == 1 && types[0] == LO_INT32) token = loArg<int32_t>(argv[0]);
+        const std::optional<double> argument =
+            !echo && argc >= 1 && types != nullptr ? controlArgument(types[0], argv[0]) : std::nullopt;
+        const bool on = echo || argument.value_or(0.0) != 0.0;
+        const Feedback::NotifyReply answer =
+            feedback_.subscribe(from, tcpConnectionOf(from), on, echo ? std::optional<int32_t>(token.value_or(-1)) : token,
+                                trusted(from), monotonicNs());
         lo_message reply = lo_message_new();
         lo_message_add_int32(reply, answer.value);
         sendTo(from, answer.path, reply);

@@ -54,10 +54,9 @@ public:
         int32_t value;
     };
 
-    /// /engine/notify 1 (`on`) or 0 from `from`, with the echoed `token` if the message had
-    /// one. `trusted`: the address cannot be forged (see the class comment); otherwise the
-    /// first /engine/notify 1 is answered with a token, and only /engine/notify 1 <token>
-    /// subscribes.
+    /// /engine/notify 1 (`on`) or 0 from `from`, or the echo of /engine/notify.proof with its
+    /// `token`. `trusted`: the address cannot be forged (see the class comment); otherwise
+    /// /engine/notify 1 is answered with a token, and only its echo subscribes.
     NotifyReply subscribe(const sockaddr_storage& from, uint32_t tcpConnection, bool on, std::optional<int32_t> token,
                           bool trusted, uint64_t nowNs);
 

@@ -155,7 +155,7 @@ else:
     s.sendto(message("/engine/notify", "i", 1), (host, port))
 first = drain(s, 0.5)
 if mode == "echo" and first and first[0][0] == "/engine/notify.proof":
-    s.sendto(message("/engine/notify", "ii", 1, first[0][1][0]), (host, port))
+    s.sendto(message("/engine/notify.proof", "i", first[0][1][0]), (host, port))
     first += drain(s, 0.5)
 print(json.dumps({"first": first}), flush=True)
 sys.stdin.readline()  # the test makes a change now
