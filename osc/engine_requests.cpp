@@ -44,6 +44,17 @@ bool OscServer::handleEngineRequest(std::string_view path, lo_message message, c
         requestSync(message, from);
         return true;
     }
+    if (path == "/engine/reply_port") {
+        const std::optional<uint16_t> port = replyPortArgument(message, 0, from);
+        if (!port) return true;
+        feedback_.setReplyPort(from, *port, monotonicNs());
+        // The confirmation goes where replies go now: a client that hears it is set up.
+        lo_message reply = lo_message_new();
+        lo_message_add_int32(reply, *port);
+        sendTo(from, "/engine/reply_port", reply);
+        lo_message_free(reply);
+        return true;
+    }
     if (path == "/engine/notify" || path == "/engine/notify.proof") {
         // /engine/notify 1|0; or the client echoes the /engine/notify.proof <token> it was
         // sent, which subscribes it (docs/clients.md).
@@ -56,6 +67,12 @@ bool OscServer::handleEngineRequest(std::string_view path, lo_message message, c
         const std::optional<double> argument =
             !echo && argc >= 1 && types != nullptr ? controlArgument(types[0], argv[0]) : std::nullopt;
         const bool on = echo || argument.value_or(0.0) != 0.0;
+        // /engine/notify 1 <port>: the reply port first, so that the answer goes there too.
+        if (!echo && on && argc == 2) {
+            const std::optional<uint16_t> port = replyPortArgument(message, 1, from);
+            if (!port) return true;
+            feedback_.setReplyPort(from, *port, monotonicNs());
+        }
         const Feedback::NotifyReply answer =
             feedback_.subscribe(from, tcpConnectionOf(from), on, echo ? std::optional<int32_t>(token.value_or(-1)) : token,
                                 trusted(from), monotonicNs());
@@ -66,6 +83,23 @@ bool OscServer::handleEngineRequest(std::string_view path, lo_message message, c
         return true;
     }
     return false;
+}
+
+std::optional<uint16_t> OscServer::replyPortArgument(lo_message message, int index, const sockaddr_storage& from) {
+    const char* types = lo_message_get_types(message);
+    lo_arg** argv = lo_message_get_argv(message);
+    const int argc = lo_message_get_argc(message);
+    const std::optional<double> number =
+        index < argc && types != nullptr ? numberArgument(types[index], argv[index]) : std::nullopt;
+    if (!number) {
+        reject(RejectReason::BadType, "reply port: expected a port number (i or f); message ignored", from);
+        return std::nullopt;
+    }
+    if (!(*number >= 0.0 && *number <= 65535.0) || *number != static_cast<double>(static_cast<int32_t>(*number))) {
+        reject(RejectReason::OutOfRange, "reply port: " + std::to_string(*number) + " is not a port (0..65535)", from);
+        return std::nullopt;
+    }
+    return static_cast<uint16_t>(*number);
 }
 
 void OscServer::requestSync(lo_message message, const sockaddr_storage& from) {

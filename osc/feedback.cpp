@@ -32,7 +32,8 @@ Feedback::Feedback(Segment& segment, uint32_t voices, std::shared_ptr<const Mapp
       mapping_(std::move(mapping)),
       sendPacket_(std::move(send)),
       leaseNs_(leaseNs),
-      proofSecret_(randomSecret()) {}
+      proofSecret_(randomSecret()),
+      replyPorts_(leaseNs) {}
 
 int32_t Feedback::proofToken(const sockaddr_storage& from) const {
     // splitmix64's finaliser over the endpoint and the secret: who does not receive the
@@ -46,8 +47,10 @@ int32_t Feedback::proofToken(const sockaddr_storage& from) const {
 
 Feedback::NotifyReply Feedback::subscribe(const sockaddr_storage& from, uint32_t tcpConnection, bool on,
                                           std::optional<int32_t> token, bool trusted, uint64_t nowNs) {
+    // A client is known by where it hears: the sending port of one with a reply port may change.
+    const sockaddr_storage replyTo = replyAddress(from);
     const auto found = std::find_if(subscribers_.begin(), subscribers_.end(), [&](const Subscriber& s) {
-        return !s.mapped && sameEndpoint(s.address, from);
+        return !s.mapped && sameEndpoint(s.address, replyTo);
     });
     if (!on) {
         if (found != subscribers_.end()) forget(static_cast<size_t>(found - subscribers_.begin()), Departure::Unsubscribed);
@@ -61,9 +64,9 @@ Feedback::NotifyReply Feedback::subscribe(const sockaddr_storage& from, uint32_t
         if (!token) {
             // One datagram of the same size as the request: nothing to gain by forging it.
             segment_.osc.proofsAsked.fetch_add(1, std::memory_order_relaxed);
-            return {"/engine/notify.proof", proofToken(from)};
+            return {"/engine/notify.proof", proofToken(replyTo)};
         }
-        if (*token != proofToken(from)) {
+        if (*token != proofToken(replyTo)) {
             segment_.osc.proofsFailed.fetch_add(1, std::memory_order_relaxed);
             log_.warn(7, "/engine/notify from " + describeAddress(from) + ": wrong proof token; not subscribed");
             return {"/engine/notify", 0};
@@ -93,7 +96,8 @@ bool Feedback::registerSurface(const sockaddr_storage& from, uint32_t tcpConnect
         return false;
     }
     Subscriber& surface = admit(from, tcpConnection, true, nowNs);
-    // TouchOSC and friends listen on a port of their own (9000 by convention), not the one they send from.
+    // TouchOSC and friends listen on a port of their own (9000 by convention), not the one
+    // they send from: the mapping's feedback port, else the host's reply port, if any.
     if (feedbackPort != 0) surface.address = withPort(from, feedbackPort);
     spdlog::info("control surface {} hears feedback at {}", describeAddress(from), describeAddress(surface.address));
     return true;
@@ -119,7 +123,7 @@ Feedback::Subscriber& Feedback::admit(const sockaddr_storage& from, uint32_t tcp
     }
     if (sameKind >= kMaxSubscribers) forget(victim, Departure::Evicted);
     Subscriber subscriber{};
-    subscriber.address = from;
+    subscriber.address = tcpConnection == 0 ? replyAddress(from) : from;
     subscriber.origin = from;
     subscriber.tcpConnection = tcpConnection;
     subscriber.mapped = mapped;
@@ -132,11 +136,25 @@ Feedback::Subscriber& Feedback::admit(const sockaddr_storage& from, uint32_t tcp
 }
 
 void Feedback::heard(const sockaddr_storage& from, uint64_t nowNs) {
+    replyPorts_.heard(from, nowNs);
+    if (subscribers_.empty()) return;
+    const sockaddr_storage replyTo = replyAddress(from);
     for (Subscriber& subscriber : subscribers_) {
-        if (!sameEndpoint(subscriber.origin, from)) continue;
+        const bool fromIt = sameEndpoint(subscriber.origin, from) ||
+                            (subscriber.tcpConnection == 0 && !subscriber.mapped && sameEndpoint(subscriber.address, replyTo));
+        if (!fromIt) continue;
         subscriber.lastHeardNs = nowNs;
         subscriber.timesHeard = std::min<uint32_t>(subscriber.timesHeard + 1, UINT32_MAX - 1);
     }
+}
+
+void Feedback::setReplyPort(const sockaddr_storage& from, uint16_t port, uint64_t nowNs) {
+    const sockaddr_storage before = replyAddress(from);
+    replyPorts_.set(from, port, nowNs);
+    const sockaddr_storage after = replyAddress(from);
+    for (Subscriber& subscriber : subscribers_)
+        if (subscriber.tcpConnection == 0 && !subscriber.mapped && sameEndpoint(subscriber.address, before))
+            subscriber.address = after;
 }
 
 void Feedback::unreachable(const sockaddr_storage& to) {
@@ -197,9 +215,13 @@ void Feedback::setMapping(std::shared_ptr<const Mapping> mapping) {
 }
 
 void Feedback::changed(uint32_t param, const sockaddr_storage* origin) {
+    const sockaddr_storage originReply = origin != nullptr ? replyAddress(*origin) : sockaddr_storage{};
     for (Subscriber& subscriber : subscribers_) {
-        // Not straight back to the client that made the change.
-        if (origin != nullptr && sameEndpoint(subscriber.origin, *origin)) continue;
+        // Not straight back to the client that made the change (known by its sending port,
+        // or, for one with a reply port, by where it hears).
+        if (origin != nullptr && (sameEndpoint(subscriber.origin, *origin) ||
+                                  (!subscriber.mapped && sameEndpoint(subscriber.address, originReply))))
+            continue;
         subscriber.dirty.set(param);
     }
 }

@@ -15,6 +15,7 @@
 
 #include "osc/mapping.h"
 #include "osc/rate_limited_log.h"
+#include "osc/reply_ports.h"
 #include "shm/layout.h"
 
 namespace sustain {
@@ -66,8 +67,16 @@ public:
     bool registerSurface(const sockaddr_storage& from, uint32_t tcpConnection, uint16_t feedbackPort, bool trusted,
                          uint64_t nowNs);
 
-    /// Any message from `from` renews the leases of the clients sending from there.
+    /// Any message from `from` renews the leases of the clients sending from there (and of
+    /// its host's reply port).
     void heard(const sockaddr_storage& from, uint64_t nowNs);
+
+    /// /engine/reply_port <port> from `from` (0: none): every reply and all feedback for its
+    /// host go to that port from now on, the subscriptions it already has included.
+    void setReplyPort(const sockaddr_storage& from, uint16_t port, uint64_t nowNs);
+
+    /// Where a reply to `from` goes (its host's reply port, or `from`). Thread: the OSC thread.
+    sockaddr_storage replyAddress(const sockaddr_storage& from) const { return replyPorts_.replyAddress(from); }
 
     /// The kernel reported an ICMP error for a datagram sent to `to` (port unreachable,
     /// host unreachable): whoever hears feedback there is gone.
@@ -130,6 +139,7 @@ private:
     uint64_t proofSecret_;           // keys the tokens: unguessable from outside
     std::vector<Subscriber> subscribers_;
     RateLimitedLog<8> log_;          // keyed by Departure, so that churn cannot flood the log
+    ReplyPorts replyPorts_;
     std::vector<uint8_t> buffer_;  // one serialised message
     uint64_t failoversSeen_ = 0;
     uint64_t crashesSeen_ = 0;

@@ -408,7 +408,9 @@ void OscServer::sendTo(const sockaddr_storage& to, const char* path, lo_message 
     size_t size = lo_message_length(message, path);
     if (size > replyBuffer_.size()) replyBuffer_.resize(size);
     if (lo_message_serialise(message, path, replyBuffer_.data(), &size) == nullptr) return;
-    if (sendPacket(to, tcpConnectionOf(to), replyBuffer_.data(), size))
+    // Over TCP, back on the connection; over UDP, to the host's reply port if it named one.
+    const uint32_t connection = tcpConnectionOf(to);
+    if (sendPacket(connection != 0 ? to : feedback_.replyAddress(to), connection, replyBuffer_.data(), size))
         segment_.osc.repliesSent.fetch_add(1, std::memory_order_relaxed);
 }
 

@@ -15,6 +15,7 @@
 #include <poll.h>
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "osc/allow_list.h"
@@ -89,6 +90,7 @@ private:
                       const sockaddr_storage& from);
     void countLate(double lateMs);
     void requestSync(lo_message message, const sockaddr_storage& from);
+    std::optional<uint16_t> replyPortArgument(lo_message message, int index, const sockaddr_storage& from);
     void answerSyncs(uint64_t nowNs);
     uint64_t pollTimeoutNs(bool owed) const;
 

@@ -157,6 +157,36 @@ TEST_CASE("clients: an untrusted subscriber must echo its token; a surface gets 
     CHECK(h.segment->osc.surfacesNow.load() == 0);
 }
 
+TEST_CASE("reply ports: a host's replies and feedback go to the port it names; on loopback, per sender") {
+    Harness h;
+    const auto pd = endpoint("192.168.1.20", 40001);  // [netsend] sends from here ...
+    const auto pdListens = endpoint("192.168.1.20", 9001);  // ... [netreceive 9001] listens here
+    CHECK(h.feedback.subscribe(pd, 0, true, {}, true, kSecond).value == 1);
+    h.feedback.setReplyPort(pd, 9001, kSecond);
+    CHECK(sameEndpoint(h.feedback.replyAddress(pd), pdListens));
+    // Another sending port of the same host: the same reply port.
+    CHECK(sameEndpoint(h.feedback.replyAddress(endpoint("192.168.1.20", 40002)), pdListens));
+    h.feedback.changed(kParamMasterGain, nullptr);
+    h.feedback.flush(kSecond);
+    CHECK(h.sentTo(pdListens, "/engine/gain") == 1);  // the subscription followed
+    CHECK(h.sentTo(pd, "/engine/gain") == 0);
+    // Its own change is not sent back, whichever port it came from.
+    h.feedback.changed(kParamMasterGain, &pd);
+    h.feedback.flush(2 * kSecond);
+    CHECK(h.sentTo(pdListens, "/engine/gain") == 1);
+    // Subscribing again from another port finds the same subscription (known by where it hears).
+    CHECK(h.feedback.subscribe(endpoint("192.168.1.20", 40003), 0, true, {}, true, 3 * kSecond).value == 1);
+    CHECK(h.segment->osc.subscribersNow.load() == 1);
+
+    // On loopback every program shares the host: the port applies to its sender only.
+    const auto localPd = endpoint("127.0.0.1", 40001);
+    h.feedback.setReplyPort(localPd, 9002, kSecond);
+    CHECK(sameEndpoint(h.feedback.replyAddress(localPd), endpoint("127.0.0.1", 9002)));
+    CHECK(sameEndpoint(h.feedback.replyAddress(endpoint("127.0.0.1", 40005)), endpoint("127.0.0.1", 40005)));
+    h.feedback.setReplyPort(localPd, 0, kSecond);
+    CHECK(sameEndpoint(h.feedback.replyAddress(localPd), localPd));
+}
+
 TEST_CASE("schedule: the horizon, each sender's share, the bound") {
     auto segment = makeSegment();
     CommandRouter router(*segment, 60 * kSecond);
