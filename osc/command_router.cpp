@@ -183,6 +183,14 @@ void CommandRouter::serviceTimed(uint64_t nowNs, const std::function<void(uint32
     updateNextTimed();
 }
 
+size_t CommandRouter::clearTimed() {
+    const size_t before = timed_.size();
+    timed_.erase(std::remove_if(timed_.begin(), timed_.end(), [](const TimedChange& c) { return !c.pushed; }),
+                 timed_.end());
+    updateNextTimed();
+    return before - timed_.size();
+}
+
 bool CommandRouter::flushPending() {
     bool anyDirty = false;
     for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {

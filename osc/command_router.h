@@ -60,6 +60,11 @@ public:
     uint64_t nextTimedNs() const { return nextTimedNs_; }
     size_t timedWaiting() const { return timed_.size(); }
 
+    /// Drops the timed changes that still wait here (/engine/clearSched, /engine/panic);
+    /// those already pushed to the workers (due within kTimedPushAheadNs) play. Returns how
+    /// many were dropped. Thread: the OSC thread.
+    size_t clearTimed();
+
     /// Re-sends dirty parameters to rings that have room again; true while any stays dirty.
     /// Thread: the OSC thread.
     bool flushPending();

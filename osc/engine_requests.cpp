@@ -1,13 +1,18 @@
 // The OSC thread's answers to the engine's own requests: /engine/ping, /engine/status,
-// /engine/notify (subscriptions, kept by Feedback) and /engine/sync (answered once the audio
-// applied every change accepted before it). Part of OscServer.
+// /engine/version, /engine/notify (subscriptions, kept by Feedback), /engine/reply_port,
+// /engine/sync (answered once the audio applied every change accepted before it), and the
+// scsynth-style /engine/error, /engine/dumpOSC, /engine/clearSched and /engine/panic.
+// Part of OscServer.
 #include <spdlog/spdlog.h>
+
+#include <cstdio>
 
 #include "osc/osc_arguments.h"
 #include "osc/osc_server.h"
 #include "shm/command_order.h"
 #include "shm/metrics.h"
 #include "shm/seqlock.h"
+#include "sustain_version.h"
 
 namespace sustain {
 
@@ -38,6 +43,55 @@ bool OscServer::handleEngineRequest(std::string_view path, lo_message message, c
         lo_message_add_float(reply, static_cast<float>(segment_.slots[active].loadPermille.load() / 10.0));
         sendTo(from, "/engine/status.reply", reply);
         lo_message_free(reply);
+        return true;
+    }
+    if (path == "/engine/version") {
+        // As scsynth's /version.reply: program name, major, minor, patch, then the version text.
+        int major = 0, minor = 0, patch = 0;
+        std::sscanf(SUSTAIN_VERSION, "%d.%d.%d", &major, &minor, &patch);
+        lo_message reply = lo_message_new();
+        lo_message_add_string(reply, "sustain");
+        lo_message_add_int32(reply, major);
+        lo_message_add_int32(reply, minor);
+        lo_message_add_int32(reply, patch);
+        lo_message_add_string(reply, SUSTAIN_VERSION);
+        sendTo(from, "/engine/version.reply", reply);
+        lo_message_free(reply);
+        return true;
+    }
+    if (path == "/engine/error" || path == "/engine/dumpOSC") {
+        const char* types = lo_message_get_types(message);
+        lo_arg** argv = lo_message_get_argv(message);
+        const std::optional<double> on =
+            lo_message_get_argc(message) == 1 && types != nullptr ? controlArgument(types[0], argv[0]) : std::nullopt;
+        if (!on) {
+            reject(RejectReason::BadType, std::string(path) + ": expected 1 or 0; message ignored", from, path);
+            return true;
+        }
+        if (path == "/engine/error") {
+            feedback_.settings().setFailReplies(from, *on != 0.0, monotonicNs());
+        } else {
+            tracing_ = *on != 0.0;
+            segment_.osc.tracing.store(tracing_ ? 1 : 0, std::memory_order_relaxed);
+            spdlog::info("/engine/dumpOSC {} (from {}): {}", tracing_ ? 1 : 0, describeAddress(from),
+                         tracing_ ? "every message received is written to the log, at most 100 a second"
+                                  : "messages are no longer written to the log");
+        }
+        return true;
+    }
+    if (path == "/engine/clearSched" || path == "/engine/panic") {
+        // Timed changes still waiting are dropped (scsynth's /clearSched); a panic also
+        // silences now: master gain 0, which every client hears as feedback.
+        const size_t cleared = router_.clearTimed();
+        segment_.osc.timedCleared.fetch_add(cleared, std::memory_order_relaxed);
+        segment_.osc.timedPending.store(router_.timedWaiting(), std::memory_order_relaxed);
+        if (path == "/engine/panic") {
+            segment_.osc.panics.fetch_add(1, std::memory_order_relaxed);
+            router_.submit(kParamMasterGain, 0.0, monotonicNs());
+            feedback_.changed(kParamMasterGain, nullptr);
+            spdlog::warn("/engine/panic from {}: master gain 0, {} timed messages dropped", describeAddress(from),
+                         cleared);
+        }
         return true;
     }
     if (path == "/engine/sync") {

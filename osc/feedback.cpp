@@ -33,7 +33,7 @@ Feedback::Feedback(Segment& segment, uint32_t voices, std::shared_ptr<const Mapp
       sendPacket_(std::move(send)),
       leaseNs_(leaseNs),
       proofSecret_(randomSecret()),
-      replyPorts_(leaseNs) {}
+      settings_(leaseNs) {}
 
 int32_t Feedback::proofToken(const sockaddr_storage& from) const {
     // splitmix64's finaliser over the endpoint and the secret: who does not receive the
@@ -136,7 +136,7 @@ Feedback::Subscriber& Feedback::admit(const sockaddr_storage& from, uint32_t tcp
 }
 
 void Feedback::heard(const sockaddr_storage& from, uint64_t nowNs) {
-    replyPorts_.heard(from, nowNs);
+    settings_.heard(from, nowNs);
     if (subscribers_.empty()) return;
     const sockaddr_storage replyTo = replyAddress(from);
     for (Subscriber& subscriber : subscribers_) {
@@ -150,7 +150,7 @@ void Feedback::heard(const sockaddr_storage& from, uint64_t nowNs) {
 
 void Feedback::setReplyPort(const sockaddr_storage& from, uint16_t port, uint64_t nowNs) {
     const sockaddr_storage before = replyAddress(from);
-    replyPorts_.set(from, port, nowNs);
+    settings_.setReplyPort(from, port, nowNs);
     const sockaddr_storage after = replyAddress(from);
     for (Subscriber& subscriber : subscribers_)
         if (subscriber.tcpConnection == 0 && !subscriber.mapped && sameEndpoint(subscriber.address, before))

@@ -15,7 +15,7 @@
 
 #include "osc/mapping.h"
 #include "osc/rate_limited_log.h"
-#include "osc/reply_ports.h"
+#include "osc/client_settings.h"
 #include "shm/layout.h"
 
 namespace sustain {
@@ -76,7 +76,10 @@ public:
     void setReplyPort(const sockaddr_storage& from, uint16_t port, uint64_t nowNs);
 
     /// Where a reply to `from` goes (its host's reply port, or `from`). Thread: the OSC thread.
-    sockaddr_storage replyAddress(const sockaddr_storage& from) const { return replyPorts_.replyAddress(from); }
+    sockaddr_storage replyAddress(const sockaddr_storage& from) const { return settings_.replyAddress(from); }
+
+    /// What clients asked for themselves (reply ports, fail replies). Thread: the OSC thread.
+    ClientSettings& settings() { return settings_; }
 
     /// The kernel reported an ICMP error for a datagram sent to `to` (port unreachable,
     /// host unreachable): whoever hears feedback there is gone.
@@ -139,7 +142,7 @@ private:
     uint64_t proofSecret_;           // keys the tokens: unguessable from outside
     std::vector<Subscriber> subscribers_;
     RateLimitedLog<8> log_;          // keyed by Departure, so that churn cannot flood the log
-    ReplyPorts replyPorts_;
+    ClientSettings settings_;
     std::vector<uint8_t> buffer_;  // one serialised message
     uint64_t failoversSeen_ = 0;
     uint64_t crashesSeen_ = 0;

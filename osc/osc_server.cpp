@@ -110,6 +110,7 @@ bool OscServer::open(std::string& error) {
         error = "cannot listen for OSC on udp " + options_.bindAddress + ":" + std::to_string(options_.port) + ": " +
                 std::strerror(err);
         if (err == EADDRINUSE) error += " (another program uses this port; choose one with --port)";
+        portInUse_ = err == EADDRINUSE;
         if (err == EADDRNOTAVAIL) error += " (no interface has this address; check --bind)";
         return false;
     }
@@ -132,7 +133,10 @@ bool OscServer::open(std::string& error) {
         tcpOptions.allow = options_.allow;
         tcpOptions.idleNs = options_.leaseNs;
         tcp_ = std::make_unique<TcpListener>(tcpOptions);
-        if (!tcp_->open(options_.bindAddress, options_.tcpPort, error)) return false;
+        if (!tcp_->open(options_.bindAddress, options_.tcpPort, error)) {
+            portInUse_ = errno == EADDRINUSE;  // TcpListener::open leaves the cause in errno
+            return false;
+        }
         onTcpPacket_ = [this](const uint8_t* data, size_t size, const sockaddr_storage& peer, uint32_t connection) {
             handleTcpPacket(data, size, peer, connection);
         };
@@ -471,6 +475,44 @@ void OscServer::reject(RejectReason reason, const std::string& text, const socka
     }
     const size_t key = static_cast<size_t>(reason) * 16 + (std::hash<std::string_view>{}(address) & 15);
     rejectLog_.warn(key, text + " (from " + describeAddress(from) + ")");
+    if (tracing_) spdlog::info("dumpOSC: refused: {}", text);
+    if (feedback_.settings().wantsFailReplies(from)) sendFailReply(reason, text, from, address);
+}
+
+void OscServer::sendFailReply(RejectReason reason, const std::string& text, const sockaddr_storage& from,
+                              std::string_view address) {
+    // /engine/fail <address> <reason> <text>, as scsynth's /fail names the command and the error.
+    lo_message reply = lo_message_new();
+    lo_message_add_string(reply, std::string(address.substr(0, 256)).c_str());
+    lo_message_add_string(reply, reasonName(reason));
+    lo_message_add_string(reply, text.c_str());
+    sendTo(from, "/engine/fail", reply);
+    lo_message_free(reply);
+    segment_.osc.failRepliesSent.fetch_add(1, std::memory_order_relaxed);
+}
+
+void OscServer::trace(const sockaddr_storage& from, std::string_view path, lo_message message) {
+    const uint64_t second = monotonicNs() / 1'000'000'000ull;
+    if (second != traceSecond_) {
+        traceSecond_ = second;
+        traceLines_ = 0;
+    }
+    if (++traceLines_ > kTraceLinesPerSecond) {
+        ++traceSuppressed_;
+        return;
+    }
+    std::string line = "dumpOSC: " + describeAddress(from) + " " + std::string(path.substr(0, 128));
+    const char* types = lo_message_get_types(message);
+    lo_arg** argv = lo_message_get_argv(message);
+    const int argc = lo_message_get_argc(message);
+    for (int i = 0; i < argc && i < 8 && types != nullptr; ++i) line += " " + describeArgument(types[i], argv[i]);
+    if (argc > 8) line += " ...";
+    if (traceSuppressed_ > 0) line += " (" + std::to_string(traceSuppressed_) + " earlier messages not shown)";
+    traceSuppressed_ = 0;
+    for (char& c : line)  // a client's bytes must not forge log lines
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    spdlog::info("{}", line);
+    segment_.osc.traced.fetch_add(1, std::memory_order_relaxed);
 }
 
 void OscServer::handleDatagram(const uint8_t* data, size_t size, bool truncated, uint64_t receiveNs,
@@ -515,6 +557,7 @@ void OscServer::handleMessage(const uint8_t* data, size_t size, uint64_t timetag
     }
     const char* path = lo_get_path(bytes, static_cast<ssize_t>(size));
     const std::string_view address = path != nullptr ? std::string_view(path) : std::string_view();
+    if (tracing_) trace(from, address, message);
     if (handleEngineRequest(address, message, from)) {
         lo_message_free(message);
         return;

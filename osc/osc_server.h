@@ -55,6 +55,10 @@ public:
     /// what failed, with the fix when there is one (port in use, bad address).
     bool open(std::string& error);
 
+    /// After open() failed: whether because another program holds a port (UDP or TCP), a
+    /// condition that may pass, rather than a wrong address.
+    bool portInUse() const { return portInUse_; }
+
     /// Starts / stops the OSC thread. Thread: main.
     void start();
     void stop();
@@ -78,6 +82,8 @@ private:
     void handleMessage(const uint8_t* data, size_t size, uint64_t timetag, uint64_t receiveNs,
                        const sockaddr_storage& from);
     void reject(RejectReason reason, const std::string& text, const sockaddr_storage& from, std::string_view address = {});
+    void sendFailReply(RejectReason reason, const std::string& text, const sockaddr_storage& from,
+                       std::string_view address);
     bool handleEngineRequest(std::string_view path, lo_message message, const sockaddr_storage& from);
     void sendTo(const sockaddr_storage& to, const char* path, lo_message message);
     bool sendPacket(const sockaddr_storage& to, uint32_t tcpConnection, const uint8_t* data, size_t size);
@@ -100,6 +106,7 @@ private:
     int socket_ = -1;
     int stopEvent_ = -1;
     uint16_t boundPort_ = 0;
+    bool portInUse_ = false;
     std::thread thread_;
     std::unique_ptr<uint8_t[]> buffers_;  // one receive buffer per datagram of a batch, allocated once
     // Keyed by reason and address, so a flood of one bad message cannot hide another.
@@ -123,6 +130,14 @@ private:
     std::vector<PendingSync> syncs_;
 
     std::vector<uint8_t> replyBuffer_;
+
+    // /engine/dumpOSC: every message received written to the log, at most kTraceLinesPerSecond.
+    void trace(const sockaddr_storage& from, std::string_view path, lo_message message);
+    static constexpr uint32_t kTraceLinesPerSecond = 100;
+    bool tracing_ = false;
+    uint64_t traceSecond_ = 0;      // the second the budget below is for
+    uint32_t traceLines_ = 0;       // lines written in it
+    uint64_t traceSuppressed_ = 0;  // lines over the budget since the last one written
 
     std::unique_ptr<TcpListener> tcp_;
     TcpListener::PacketHandler onTcpPacket_;

@@ -72,6 +72,7 @@ bool TcpListener::open(const std::string& bindAddress, uint16_t port, std::strin
         if (err == EADDRNOTAVAIL) error += " (no interface has this address; check the bind address)";
         if (err == EACCES) error += " (ports below 1024 need privileges; choose a higher one)";
         closeAll();
+        errno = err;
         return false;
     }
     sockaddr_storage bound{};

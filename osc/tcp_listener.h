@@ -79,7 +79,8 @@ public:
     /// Binds and listens on `bindAddress` (IPv4 or IPv6 literal) and `port` (0: any free
     /// port, see boundPort()). Thread: main, before the OSC thread starts.  RT-safe: no.
     /// Errors: false with `error` saying what failed and the fix (not an address, port in
-    /// use, no interface with this address).
+    /// use, no interface with this address), and errno the cause when a call failed
+    /// (EADDRINUSE: port in use).
     bool open(const std::string& bindAddress, uint16_t port, std::string& error);
 
     /// Appends the descriptors to poll: the listening socket (POLLIN) and each connection

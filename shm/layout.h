@@ -16,7 +16,7 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 12;
+inline constexpr uint32_t kLayoutVersion = 13;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
@@ -409,7 +409,13 @@ struct alignas(64) OscMetrics {  // writer: the OSC thread
     std::atomic<uint64_t> tcpIdleClosed;     // TCP connections closed after a lease of silence
     std::atomic<uint64_t> tcpEvicted;        // TCP connections closed to make room: the quietest, for a newcomer
     std::atomic<uint64_t> tinyFlushed;       // values below kTinyValue set to exactly 0
-    uint64_t reserved[2];                    // room to grow without moving later regions
+    // scsynth-style requests (docs/clients.md)
+    std::atomic<uint64_t> tracing;           // 1 while /engine/dumpOSC 1 is in force
+    std::atomic<uint64_t> traced;            // messages written to the log by /engine/dumpOSC
+    std::atomic<uint64_t> failRepliesSent;   // /engine/fail answers to clients that asked with /engine/error 1
+    std::atomic<uint64_t> timedCleared;      // timed messages dropped by /engine/clearSched or /engine/panic
+    std::atomic<uint64_t> panics;            // /engine/panic requests
+    uint64_t reserved[5];                    // room to grow without moving later regions
     std::atomic<uint64_t> lateBins[kLateBins];  // lateness of late timed messages, ms, log2 bins
 };
 

@@ -18,6 +18,7 @@
 #include "shm/fault_point.h"
 #include "shm/layout.h"
 #include "shm/segment.h"
+#include "supervisor/exit_status.h"
 #include "supervisor/service_notify.h"
 #include "supervisor/supervisor.h"
 #include "supervisor/zeroconf.h"
@@ -113,16 +114,16 @@ int run(const Options& options) {
     for (const std::string& path : {workerPath, outputPath}) {
         if (path.empty() || access(path.c_str(), X_OK) != 0) {
             spdlog::error("cannot find sustain-worker and sustain-output (looked beside sustaind and in the build tree)");
-            return 1;
+            return kExitUnavailable;
         }
     }
     const bool relay = options.layout == "relay";
     if (relay && options.frames > kMaxRelayFrames) {
         spdlog::error("--frames {}: the relay layout carries periods of at most {} frames", options.frames, kMaxRelayFrames);
-        return 1;
+        return kExitUsage;
     }
 
-    if (!ensureFileDescriptors()) return 1;
+    if (!ensureFileDescriptors()) return kExitSystem;
     std::string message;
     ZeroconfOptions zeroconfOptions;
     zeroconfOptions.instance = options.instance;
@@ -130,7 +131,7 @@ int run(const Options& options) {
     zeroconfOptions.bindAddress = options.bind;
     if (options.zeroconf && !validZeroconfName(zeroconfOptions.name, message)) {
         spdlog::error("{}", message);
-        return 1;
+        return kExitUsage;
     }
 
     SegmentOwner owner;
@@ -139,10 +140,14 @@ int run(const Options& options) {
             if (!message.empty()) spdlog::warn("{}", message);
             break;
         case SegmentOwner::Result::AlreadyRunning:
+            spdlog::error("{}", message);
+            return kExitBusy;
         case SegmentOwner::Result::InvalidName:
+            spdlog::error("{}", message);
+            return kExitUsage;
         case SegmentOwner::Result::SystemError:
             spdlog::error("{}", message);
-            return 1;
+            return kExitSystem;
     }
     Segment& segment = owner.segment();
     EngineConfig& config = segment.config;
@@ -153,7 +158,7 @@ int run(const Options& options) {
     config.exclusiveDevice = options.exclusiveDevice ? 1 : 0;
     if (relay && options.exclusiveDevice) {
         spdlog::error("--exclusive-device needs --layout direct (the relay layout has every process open the device)");
-        return 1;
+        return kExitUsage;
     }
     config.rampSamples = static_cast<uint32_t>(std::lround(options.rampMs * options.rate / 1000.0));
     config.fadeSamples = static_cast<uint32_t>(std::lround(0.005 * options.rate));  // 5 ms
@@ -174,7 +179,7 @@ int run(const Options& options) {
         std::optional<Mapping> mapping = Mapping::load(options.configPath, options.voices, options.rate, message);
         if (!mapping) {
             spdlog::error("{}", message);
-            return 1;
+            return kExitConfig;
         }
         spdlog::info("mapping {}: {} addresses", options.configPath, mapping->entries().size());
         oscOptions.mapping = std::make_shared<const Mapping>(std::move(*mapping));
@@ -184,7 +189,7 @@ int run(const Options& options) {
     for (const std::string& network : options.allow) {
         if (!oscOptions.allow.add(network, message)) {
             spdlog::error("{}", message);
-            return 1;
+            return kExitUsage;
         }
     }
     if (options.bind != "127.0.0.1" && options.bind != "::1" && options.allow.empty())
@@ -193,7 +198,7 @@ int run(const Options& options) {
     OscServer osc(segment, router, oscOptions);
     if (!osc.open(message)) {
         spdlog::error("{}", message);
-        return 1;
+        return osc.portInUse() ? kExitBusy : kExitUsage;
     }
 
     SupervisorOptions supervisorOptions;
@@ -221,7 +226,7 @@ int run(const Options& options) {
     if (!supervisor.start(message)) {
         spdlog::error("cannot start the engine: {}", message);
         notifier.status("cannot start the engine: " + message);
-        return 1;
+        return kExitUnavailable;
     }
     osc.start();
     // After the OSC thread runs: whoever finds the engine can control it.
@@ -322,7 +327,14 @@ int main(int argc, char** argv) {
     app.add_option("--zeroconf-name", options.zeroconfName,
                    "Zeroconf service name (default: \"sustain (<instance>)\"; renamed \"... #2\" if taken)")
         ->needs(zeroconf);
-    CLI11_PARSE(app, argc, argv);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& error) {
+        // CLI11 prints the message (or --help); its own codes (105-109) mean nothing to a
+        // service manager: a wrong command line is EX_USAGE.
+        const int code = app.exit(error);
+        return code == 0 ? 0 : sustain::kExitUsage;
+    }
 
     if (options.listDevices) {
         const std::string worker = sustain::findWorker();
@@ -338,7 +350,7 @@ int main(int argc, char** argv) {
         argvWorker.push_back(nullptr);
         execv(worker.c_str(), argvWorker.data());
         std::fprintf(stderr, "cannot run %s: %s\n", worker.c_str(), std::strerror(errno));
-        return 1;
+        return sustain::kExitUnavailable;
     }
     spdlog::set_default_logger(spdlog::stderr_color_mt("sustaind"));
     spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [" + options.instance + "/sustaind] %v");
@@ -346,7 +358,7 @@ int main(int argc, char** argv) {
     std::string error;
     if (*notifyFd && !sustain::ServiceNotifier::checkNotifyFd(options.notifyFd, error)) {
         spdlog::error("{}", error);
-        return 1;
+        return sustain::kExitUsage;
     }
     return sustain::run(options);
 }

@@ -8,7 +8,10 @@
 - a worker that hangs (SIGSTOP) is detected, killed (fenced) and replaced;
 - sustaind killed with SIGKILL takes its worker with it (PR_SET_PDEATHSIG), and the stale
   segment it leaves is reclaimed by the next run;
-- no audio device: a clear error and exit code 1, no shared memory left.
+- no audio device: a clear error and exit status 69 (EX_UNAVAILABLE), no shared memory left;
+- exit statuses a service manager can act on (supervisor/exit_status.h): a second instance
+  75 (busy), a bad instance name or an unknown flag 64 (usage), a mapping file that does not
+  load 78 (configuration).
 """
 import os
 import signal
@@ -23,14 +26,21 @@ def test(paths):
         with Engine(paths, jack, ["--no-standby"]) as engine:
             second = subprocess.run([paths.sustaind, "--instance", engine.instance, "--port", "0"],
                                     env=jack.env(), capture_output=True, text=True, timeout=10)
-            check(second.returncode == 1, "a second sustaind of the same instance exits 1")
+            check(second.returncode == 75, f"a second sustaind of the same instance exits 75, busy (got {second.returncode})")
             check("already running" in second.stderr and str(engine.process.pid) in second.stderr,
                   "... and says the instance is already running, with its pid")
             check(engine.process.poll() is None, "the first sustaind keeps running")
 
             bad = subprocess.run([paths.sustaind, "--instance", "../etc/passwd"], env=jack.env(),
                                  capture_output=True, text=True, timeout=10)
-            check(bad.returncode == 1 and "instance name" in bad.stderr, "an instance name with '/' is refused")
+            check(bad.returncode == 64 and "instance name" in bad.stderr, "an instance name with '/' is refused: 64")
+            flag = subprocess.run([paths.sustaind, "--no-such-flag"], capture_output=True, text=True, timeout=10)
+            check(flag.returncode == 64 and "no-such-flag" in flag.stderr,
+                  f"an unknown flag exits 64, not CLI11's own code (got {flag.returncode})")
+            config = subprocess.run([paths.sustaind, "--instance", f"badcfg-{os.getpid()}", "--port", "0",
+                                     "--config", "/nonexistent/sustain.toml"], env=jack.env(), capture_output=True,
+                                    text=True, timeout=10)
+            check(config.returncode == 78, f"a mapping file that does not load exits 78 (got {config.returncode})")
 
             # A crash: the worker is replaced and resumes from the state table.
             engine.send("/engine/gain", ("f", 0.5))
@@ -76,7 +86,7 @@ def test(paths):
     instance = f"nodev-{os.getpid()}"
     result = subprocess.run([paths.sustaind, "--instance", instance, "--port", "0", "--device", "system"],
                             env=env, capture_output=True, text=True, timeout=20)
-    check(result.returncode == 1, "without an audio device sustaind exits 1")
+    check(result.returncode == 69, f"without an audio device sustaind exits 69 (got {result.returncode})")
     check("no output device matches" in result.stderr and "cannot start the engine" in result.stderr,
           "... and says there is no usable output device")
     check(not [n for n in os.listdir("/dev/shm") if n.startswith(f"sustain-{instance}")],

@@ -6,11 +6,12 @@ defined state, and recovery where recovery is possible:
   the reason, nothing is counted as a crash and nothing backs off; when a server of the
   same name comes back the engine plays again within seconds, with what clients had set;
 - /dev/shm is full (a private 64 KiB tmpfs in a mount namespace of its own): sustaind
-  refuses to start, says /dev/shm is full, exits 1 (no SIGBUS later, on a missing page);
+  refuses to start, says /dev/shm is full, exits 71, EX_OSERR (no SIGBUS later, on a missing page);
 - too few file descriptors (RLIMIT_NOFILE from 4 up, on a real JACK server): no process
   crashes (libjack does, inside jack_client_open, when it runs out: so sustaind raises
   its soft limit and refuses to start below 64, with the fix); it either starts and stops
-  cleanly or exits 1 saying why, and leaves no shared memory behind.
+  cleanly or exits saying why (71, EX_OSERR, or 69 when the device could not be opened for
+  lack of descriptors), and leaves no shared memory behind.
 - sustaind's own file descriptors (libjack's server connection, the instance lock) are
   not inherited by the processes it starts: a replacement holds none of them.
 The missing audio device at start is covered by test_lifecycle.
@@ -81,7 +82,7 @@ def shm_full(paths):
               "--device system")
     result = subprocess.run(["unshare", "-m", "sh", "-c", script, paths.sustaind], capture_output=True, text=True,
                             timeout=30, env=dict(os.environ, JACK_DEFAULT_SERVER=f"sustain-absent-{os.getpid()}"))
-    check(result.returncode == 1, f"with /dev/shm full sustaind exits 1 (got {result.returncode})")
+    check(result.returncode == 71, f"with /dev/shm full sustaind exits 71 (got {result.returncode})")
     check("/dev/shm is full" in result.stderr and "No space left on device" in result.stderr,
           "... and says /dev/shm is full")
 
@@ -89,7 +90,7 @@ def shm_full(paths):
 def few_file_descriptors(paths):
     """sustaind under RLIMIT_NOFILE from 4 up, on a real JACK server (the workers inherit
     the limit, so the higher limits reach PortAudio and libjack): each run either starts
-    and stops cleanly, or exits 1 with a message; never a signal, never a leftover."""
+    and stops cleanly, or exits 71 or 69 with a message; never a signal, never a leftover."""
     outcomes = []
     with JackServer() as jack:
         # soft:hard; a low soft limit under a high hard one is raised by sustaind itself.
@@ -108,7 +109,7 @@ def few_file_descriptors(paths):
                 outcomes.append((limit, "started"))
             else:
                 errors = [line for line in output.splitlines() if " error " in line]
-                check(process.returncode == 1, f"RLIMIT_NOFILE {limit}: sustaind exits 1, never a crash "
+                check(process.returncode in (69, 71), f"RLIMIT_NOFILE {limit}: sustaind exits 71 or 69, never a crash "
                       f"(got {process.returncode}):\n{output[-1500:]}")
                 check("killed by signal" not in output, f"RLIMIT_NOFILE {limit}: no process of the engine crashed")
                 check(errors and ("too few file descriptors" in output or "Too many open files" in output),

@@ -83,7 +83,7 @@ def bad_notify_fds(paths):
         result = subprocess.run([paths.sustaind, "--instance", f"svc-bad-{os.getpid()}", "--notify-fd", str(fd)],
                                 capture_output=True, text=True, timeout=10)
         lines = (result.stdout + result.stderr).strip().splitlines()
-        check(result.returncode == 1 and len(lines) == 1 and words in lines[0],
+        check(result.returncode == 64 and len(lines) == 1 and words in lines[0],
               f"--notify-fd {fd} refused with one clear line ({lines[-1] if lines else ''})")
 
 

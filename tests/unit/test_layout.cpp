@@ -17,8 +17,8 @@
 using namespace sustain;
 
 TEST_CASE("layout: sizes and offsets are pinned to layout version 6") {
-    CHECK(kLayoutVersion == 12);
-    CHECK(sizeof(OscMetrics) == 576);
+    CHECK(kLayoutVersion == 13);
+    CHECK(sizeof(OscMetrics) == 640);
     CHECK(sizeof(Command) == 48);
     CHECK(sizeof(SegmentHeader) == 128);
     CHECK(sizeof(ControlBlock) == 64);
@@ -41,7 +41,7 @@ TEST_CASE("layout: sizes and offsets are pinned to layout version 6") {
     CHECK(sizeof(AudioRing) == 16 * 8256);
     CHECK(offsetof(ControlBlock, epoch) == 8);
     CHECK(offsetof(WorkerSlot, callbacks) == 24);
-    CHECK(kSegmentSize == 1190336);
+    CHECK(kSegmentSize == 1190400);
 }
 
 namespace {

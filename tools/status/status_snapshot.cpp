@@ -113,6 +113,11 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     s.icmpErrors = osc.icmpErrors.load();
     s.tcpIdleClosed = osc.tcpIdleClosed.load();
     s.tcpEvicted = osc.tcpEvicted.load();
+    s.tracing = osc.tracing.load() != 0;
+    s.traced = osc.traced.load();
+    s.failRepliesSent = osc.failRepliesSent.load();
+    s.timedCleared = osc.timedCleared.load();
+    s.panics = osc.panics.load();
     s.tcpConnections = osc.tcpConnections.load();
     s.tcpAccepted = osc.tcpAccepted.load();
     s.tcpRefused = osc.tcpRefused.load();
