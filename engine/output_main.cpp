@@ -38,10 +38,18 @@ void raiseAudioPriority(const OutputContext& context) {
     if (!context.audioThreadKnown.load(std::memory_order_acquire)) return;
     int policy = 0;
     sched_param param{};
-    if (pthread_getschedparam(context.audioThread, &policy, &param) != 0 || policy == SCHED_OTHER) return;
+    if (pthread_getschedparam(context.audioThread, &policy, &param) != 0) return;
+    if (policy == SCHED_OTHER) {
+        spdlog::warn("the audio thread runs without real-time priority: every other program can delay it. Run the "
+                     "JACK server with real-time scheduling (jackd -R, the default; or PipeWire with RTKit) and an "
+                     "rtprio limit for its user (docs/install.md)");
+        return;
+    }
     param.sched_priority = std::min(param.sched_priority + kStepsAboveWorkers, sched_get_priority_max(policy));
     if (const int error = pthread_setschedparam(context.audioThread, policy, &param); error != 0)
-        spdlog::info("cannot raise the output stage's priority: {}", std::strerror(error));
+        spdlog::warn("cannot raise the output stage's priority above the workers' ({}); allow it with an rtprio "
+                     "limit (LimitRTPRIO=95, or /etc/security/limits.d/audio.conf; docs/install.md)",
+                     std::strerror(error));
 }
 
 int runOutput(const OutputOptions& options) {

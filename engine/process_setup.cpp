@@ -1,5 +1,7 @@
 #include "engine/process_setup.h"
 
+#include "shm/process_log.h"
+
 #include <pa_jack.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -32,10 +34,7 @@ void addChildOptions(CLI::App& app, ChildOptions& options) {
 }
 
 void setupChildLogging(const char* role, const ChildOptions& options) {
-    spdlog::set_default_logger(spdlog::stderr_color_mt(role));
-    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [" + options.instance + "/" + role + " " +
-                        std::to_string(options.slot) + "] %v");
-    spdlog::set_level(spdlog::level::from_str(options.logLevel));
+    setupProcessLogging(options.instance + "/" + role + " " + std::to_string(options.slot), options.logLevel);
 }
 
 int enterChildProcess(int supervisorPid) {
@@ -68,7 +67,10 @@ void lockMemory() {
     // which a few kilobytes are ever used, and filling them in cost each process 2 MB. The
     // audio thread touches its stack in its first callback (touchCallbackStack).
     if (mlockall(MCL_CURRENT) != 0 || mlockall(MCL_FUTURE | MCL_ONFAULT) != 0)
-        spdlog::warn("cannot lock memory ({}); page faults may cause xruns (raise RLIMIT_MEMLOCK)", std::strerror(errno));
+        spdlog::warn("cannot lock memory ({}); page faults may cause xruns. Allow it: LimitMEMLOCK=infinity in a "
+                     "systemd unit, or a memlock limit for the user (/etc/security/limits.d/audio.conf; "
+                     "docs/install.md)",
+                     std::strerror(errno));
 }
 
 OpenedStream openAndStartStream(const EngineConfig& config, const std::string& clientName, PaStreamCallback* callback,

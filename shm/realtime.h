@@ -24,8 +24,10 @@ inline void requestRealtimePriority(int priority, const char* what) {
     sched_param param{};
     param.sched_priority = priority;
     if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &param) != 0)
-        spdlog::info("{}: no real-time priority ({}); it may wait for the scheduler under load", what,
-                     std::strerror(errno));
+        spdlog::warn("{}: no real-time priority ({}); it may wait for the scheduler under load. Allow it: "
+                     "LimitRTPRIO=95 in a systemd unit, or an rtprio limit for the user (the audio group, "
+                     "/etc/security/limits.d/audio.conf; docs/install.md)",
+                     what, std::strerror(errno));
 }
 
 /// A worker's control thread: see kControlThreadPriority.

@@ -17,6 +17,7 @@
 #include "osc/osc_server.h"
 #include "shm/fault_point.h"
 #include "shm/layout.h"
+#include "shm/process_log.h"
 #include "shm/segment.h"
 #include "supervisor/exit_status.h"
 #include "supervisor/service_notify.h"
@@ -352,9 +353,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "cannot run %s: %s\n", worker.c_str(), std::strerror(errno));
         return sustain::kExitUnavailable;
     }
-    spdlog::set_default_logger(spdlog::stderr_color_mt("sustaind"));
-    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [" + options.instance + "/sustaind] %v");
-    spdlog::set_level(spdlog::level::from_str(options.logLevel));
+    sustain::setupProcessLogging(options.instance + "/sustaind", options.logLevel);
     std::string error;
     if (*notifyFd && !sustain::ServiceNotifier::checkNotifyFd(options.notifyFd, error)) {
         spdlog::error("{}", error);

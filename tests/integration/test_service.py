@@ -87,6 +87,32 @@ def bad_notify_fds(paths):
               f"--notify-fd {fd} refused with one clear line ({lines[-1] if lines else ''})")
 
 
+def journal_priorities(paths, directory):
+    """Under systemd (JOURNAL_STREAM names stderr) every line carries the journal's priority
+    prefix instead of a timestamp; with JOURNAL_STREAM naming another stream, it does not."""
+    log_path = os.path.join(directory, "journal-stream.log")
+    env = dict(os.environ, JACK_DEFAULT_SERVER=f"sustain-absent-{os.getpid()}")
+    for names_stderr in (True, False):
+        with open(log_path, "w") as log:
+            status = os.fstat(log.fileno())
+            env["JOURNAL_STREAM"] = f"{status.st_dev}:{status.st_ino + (0 if names_stderr else 1)}"
+            result = subprocess.run([paths.sustaind, "--instance", f"journal-{os.getpid()}", "--port", "0",
+                                     "--device", "system"], env=env, stdout=log, stderr=log, timeout=20)
+        with open(log_path) as f:
+            lines = [line for line in f.read().splitlines() if line]
+        check(result.returncode == 69, f"no device: exits 69 (got {result.returncode})")
+        errors = [line for line in lines if "cannot start the engine" in line]
+        if names_stderr:
+            check(errors and errors[0].startswith(f"<3>[journal-{os.getpid()}/sustaind] "),
+                  f"an error carries <3> and no timestamp for the journal: {errors[:1]}")
+            check(all(re.match(r"<[2-7]>\[", line) for line in lines if line.startswith("<")) and
+                  all(line.startswith("<") for line in lines if "/sustaind]" in line),
+                  f"every line of sustaind carries a priority: {lines[:3]}")
+        else:
+            check(errors and not errors[0].startswith("<") and " error " in errors[0],
+                  f"JOURNAL_STREAM naming another stream changes nothing: {errors[:1]}")
+
+
 def notify_and_watchdog(paths, jack, directory):
     read_end, write_end = os.pipe()
     engine = Engine(paths, jack, ["--notify-fd", str(write_end), "--zeroconf"], pass_fds=(write_end,),
@@ -314,6 +340,7 @@ def zeroconf(paths, jack, directory):
 
 def test(paths):
     bad_notify_fds(paths)
+    journal_priorities(paths, tempfile.mkdtemp(prefix="sustain-journal-"))
     directory = tempfile.mkdtemp(prefix="sustain-svc-")
     try:
         with JackServer() as jack:
