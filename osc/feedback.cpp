@@ -148,6 +148,39 @@ void Feedback::heard(const sockaddr_storage& from, uint64_t nowNs) {
     }
 }
 
+void Feedback::usedAddress(const sockaddr_storage& from, uint32_t param, bool longForm, bool normalised,
+                           uint32_t tcpConnection, bool trusted, uint64_t nowNs) {
+    const uint8_t form = static_cast<uint8_t>((longForm ? kLongForm : 0) | (normalised ? kNormForm : 0));
+    const sockaddr_storage replyTo = replyAddress(from);
+    bool known = false;
+    for (Subscriber& subscriber : subscribers_) {
+        const bool fromIt = sameEndpoint(subscriber.origin, from) ||
+                            (subscriber.tcpConnection == 0 && !subscriber.mapped && sameEndpoint(subscriber.address, replyTo));
+        if (!fromIt || (subscriber.mapped && !subscriber.engineAddresses)) continue;
+        known = true;
+        // Recorded, not sent now: its own change never comes straight back (a fader that
+        // receives its own value while the finger still moves it jumps back).
+        subscriber.forms[param] = form;
+    }
+    if (known || !normalised) return;
+    // A client that sends the /norm addresses (Open Stage Control, TouchOSC without a
+    // mapping) is served like a surface: registered by its first message, it hears every
+    // parameter on those addresses, no events.
+    if (!trusted) {
+        segment_.osc.surfacesUnproven.fetch_add(1, std::memory_order_relaxed);
+        log_.warn(6, "client " + describeAddress(from) +
+                         " of the /norm addresses gets no feedback: an address beyond loopback could be forged; "
+                         "name it with --allow (docs/clients.md)");
+        return;
+    }
+    Subscriber& client = admit(from, tcpConnection, true, nowNs);
+    client.engineAddresses = true;
+    for (uint32_t p = 0; p < kParamCount; ++p)
+        client.forms[p] = static_cast<uint8_t>(kNormForm | (p == param ? form : 0));
+    spdlog::info("client {} of the /norm addresses hears feedback at {}", describeAddress(from),
+                 describeAddress(client.address));
+}
+
 void Feedback::setReplyPort(const sockaddr_storage& from, uint16_t port, uint64_t nowNs) {
     const sockaddr_storage before = replyAddress(from);
     settings_.setReplyPort(from, port, nowNs);
@@ -314,10 +347,20 @@ void Feedback::flushValues(uint64_t nowNs) {
         for (uint32_t param = 0; param < kParamCount; ++param) {
             if (!subscriber.dirty.test(param)) continue;
             if (param != kParamMasterGain && voiceOfParam(param) >= voices_) continue;
-            if (!subscriber.mapped) {
+            if (!subscriber.mapped || subscriber.engineAddresses) {
+                // In the form of address the client itself used for this parameter.
+                const uint8_t form = subscriber.forms[param];
+                std::string address = (form & kLongForm) != 0 ? longParamAddress(param) : paramAddress(param);
+                double value = tableValue(param);
+                if ((form & kNormForm) != 0) {
+                    address += "/norm";
+                    if (const std::optional<MapTarget> alias =
+                            normalisedAlias(address, voices_, segment_.config.sampleRate))
+                        value = valueToCurve(*alias, value);
+                }
                 lo_message message = lo_message_new();
-                lo_message_add_float(message, static_cast<float>(tableValue(param)));
-                failed = !send(subscriber, paramAddress(param).c_str(), message) || failed;
+                lo_message_add_float(message, static_cast<float>(value));
+                failed = !send(subscriber, address.c_str(), message) || failed;
                 lo_message_free(message);
                 continue;
             }

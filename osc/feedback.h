@@ -75,6 +75,14 @@ public:
     /// host go to that port from now on, the subscriptions it already has included.
     void setReplyPort(const sockaddr_storage& from, uint16_t port, uint64_t nowNs);
 
+    /// The client at `from` set `param` through an address of the engine: its long form
+    /// (`/engine/voice/0/freq` rather than `/engine/freq`) and/or the normalised one
+    /// (`.../norm`, 0..1). Its feedback for that parameter then comes on that address, so a
+    /// widget bound to its own address follows. A client of the /norm addresses that has not
+    /// subscribed is registered like a surface (if `trusted`: see registerSurface()).
+    void usedAddress(const sockaddr_storage& from, uint32_t param, bool longForm, bool normalised,
+                     uint32_t tcpConnection, bool trusted, uint64_t nowNs);
+
     /// Where a reply to `from` goes (its host's reply port, or `from`). Thread: the OSC thread.
     sockaddr_storage replyAddress(const sockaddr_storage& from) const { return settings_.replyAddress(from); }
 
@@ -121,7 +129,11 @@ private:
         uint64_t lastSentNs;
         uint64_t lastHeardNs;       // the lease runs from here
         uint32_t timesHeard;        // messages from it, its subscription included
+        bool engineAddresses;       // a surface of the engine's own /norm addresses, not the mapping's
+        uint8_t forms[kParamCount]; // per parameter, the form of address it hears (kLongForm, kNormForm)
     };
+    static constexpr uint8_t kLongForm = 1;  // /engine/voice/0/freq, not /engine/freq
+    static constexpr uint8_t kNormForm = 2;  // .../norm, 0..1
     enum class Departure { Unsubscribed, Unreachable, LeaseExpired, Evicted, SendFailed };
 
     Subscriber& admit(const sockaddr_storage& from, uint32_t tcpConnection, bool mapped, uint64_t nowNs);

@@ -451,6 +451,9 @@ bool OscServer::handleMapped(std::string_view address, lo_message message, uint6
     }
     segment_.osc.accepted.fetch_add(1, std::memory_order_relaxed);
     if (entry != nullptr) feedback_.registerSurface(from, tcpConnectionOf(from), entry->feedbackPort, trusted(from), receiveNs);
+    if (alias)
+        feedback_.usedAddress(from, alias->param, address.starts_with("/engine/voice/"), true, tcpConnectionOf(from),
+                              trusted(from), receiveNs);
     for (size_t i = 0; i < wanted; ++i) {
         const MapTarget& target = entry != nullptr ? entry->targets[i] : *alias;
         submitChange(target.param, curveToValue(target, positions[i]), timetag, receiveNs, address, from);
@@ -576,6 +579,8 @@ void OscServer::handleMessage(const uint8_t* data, size_t size, uint64_t timetag
         return;
     }
     segment_.osc.accepted.fetch_add(1, std::memory_order_relaxed);
+    feedback_.usedAddress(from, change.param, address.starts_with("/engine/voice/"), false, tcpConnectionOf(from),
+                          trusted(from), receiveNs);
     submitChange(change.param, change.value, timetag, receiveNs, address, from);
     // Feedback carries the change when it is made (a timed one: when it is rendered).
     if (isImmediateTimetag(timetag)) feedback_.changed(change.param, &from);

@@ -54,10 +54,14 @@ ParamRange paramRange(uint32_t param, uint32_t sampleRate) {
 
 std::string paramAddress(uint32_t param) {
     if (param == kParamMasterGain) return "/engine/gain";
-    const uint32_t voice = voiceOfParam(param);
+    if (voiceOfParam(param) == 0 && isVoiceFreqParam(param)) return "/engine/freq";
+    return longParamAddress(param);
+}
+
+std::string longParamAddress(uint32_t param) {
+    if (param == kParamMasterGain) return "/engine/gain";
     const char* leaf = isVoiceFreqParam(param) ? "freq" : "gain";
-    if (voice == 0 && isVoiceFreqParam(param)) return "/engine/freq";
-    return "/engine/voice/" + std::to_string(voice) + "/" + leaf;
+    return "/engine/voice/" + std::to_string(voiceOfParam(param)) + "/" + leaf;
 }
 
 }  // namespace sustain

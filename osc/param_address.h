@@ -41,7 +41,11 @@ struct ParamRange {
 };
 ParamRange paramRange(uint32_t param, uint32_t sampleRate);
 
-/// The OSC address of a parameter ("/engine/voice/2/gain"), for logs and replies.
+/// The OSC address of a parameter ("/engine/voice/2/gain"; voice 0's frequency is
+/// "/engine/freq"), for logs and replies.
 std::string paramAddress(uint32_t param);
+
+/// The same, always in the /engine/voice/<n>/ form ("/engine/voice/0/freq").
+std::string longParamAddress(uint32_t param);
 
 }  // namespace sustain
