@@ -565,12 +565,55 @@ void OscServer::handleMessage(const uint8_t* data, size_t size, uint64_t timetag
         lo_message_free(message);
         return;
     }
-    if (handleMapped(address, message, timetag, receiveNs, from)) {
-        lo_message_free(message);
+    if (address.find_first_of(kPatternCharacters) != std::string_view::npos)
+        handlePattern(address, message, timetag, receiveNs, from);
+    else
+        handleChange(address, message, timetag, receiveNs, from);
+    lo_message_free(message);
+}
+
+void OscServer::handlePattern(std::string_view pattern, lo_message message, uint64_t timetag, uint64_t receiveNs,
+                              const sockaddr_storage& from) {
+    // OSC 1.0 address patterns on the engine's own addresses (surfaces send literal ones).
+    // Bounded: the candidates are the engine's addresses (at most 4 per parameter), and a
+    // pattern is short with few stars, so that liblo's backtracking matcher stays cheap.
+    OscMetrics& m = segment_.osc;
+    m.patternMessages.fetch_add(1, std::memory_order_relaxed);
+    std::string shown(pattern.substr(0, 64));
+    for (char& c : shown)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    const auto stars = static_cast<size_t>(std::count(pattern.begin(), pattern.end(), '*'));
+    if (!pattern.starts_with("/engine/") || pattern.size() > kMaxPatternBytes || stars > kMaxPatternStars) {
+        reject(RejectReason::UnknownAddress,
+               shown + ": patterns are taken on /engine/ addresses, at most " + std::to_string(kMaxPatternBytes) +
+                   " bytes and " + std::to_string(kMaxPatternStars) + " '*'; message ignored",
+               from, pattern);
         return;
     }
+    const std::string text(pattern);
+    std::bitset<2 * kParamCount> done;  // (parameter, normalised): /engine/freq and /engine/voice/0/freq are one
+    uint64_t matched = 0;
+    for (uint32_t param = 0; param < kParamCount; ++param) {
+        if (param != kParamMasterGain && voiceOfParam(param) >= options_.voices) continue;
+        for (const std::string& form : {paramAddress(param), longParamAddress(param)}) {
+            for (const bool normalised : {false, true}) {
+                const std::string candidate = normalised ? form + "/norm" : form;
+                if (done.test(2 * param + (normalised ? 1 : 0)) || lo_pattern_match(candidate.c_str(), text.c_str()) == 0)
+                    continue;
+                done.set(2 * param + (normalised ? 1 : 0));
+                ++matched;
+                handleChange(candidate, message, timetag, receiveNs, from);
+            }
+        }
+    }
+    m.patternTargets.fetch_add(matched, std::memory_order_relaxed);
+    if (matched == 0) reject(RejectReason::UnknownAddress, shown + ": the pattern matches no address; message ignored", from, pattern);
+}
+
+void OscServer::handleChange(std::string_view address, lo_message message, uint64_t timetag, uint64_t receiveNs,
+                             const sockaddr_storage& from) {
+    if (handleMapped(address, message, timetag, receiveNs, from)) return;
     const ValidatedChange change = validateMessage(address, message, options_.voices, options_.sampleRate);
-    lo_message_free(message);
     if (change.error != RejectReason::None) {
         std::string shown(address.substr(0, 64));
         for (char& c : shown)

@@ -81,6 +81,13 @@ private:
                         const sockaddr_storage& from);
     void handleMessage(const uint8_t* data, size_t size, uint64_t timetag, uint64_t receiveNs,
                        const sockaddr_storage& from);
+    void handleChange(std::string_view address, lo_message message, uint64_t timetag, uint64_t receiveNs,
+                      const sockaddr_storage& from);
+    void handlePattern(std::string_view pattern, lo_message message, uint64_t timetag, uint64_t receiveNs,
+                       const sockaddr_storage& from);
+    static constexpr const char* kPatternCharacters = "*?[]{}";
+    static constexpr size_t kMaxPatternBytes = 128;
+    static constexpr size_t kMaxPatternStars = 4;
     void reject(RejectReason reason, const std::string& text, const sockaddr_storage& from, std::string_view address = {});
     void sendFailReply(RejectReason reason, const std::string& text, const sockaddr_storage& from,
                        std::string_view address);

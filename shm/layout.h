@@ -16,7 +16,7 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 13;
+inline constexpr uint32_t kLayoutVersion = 14;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
@@ -415,7 +415,9 @@ struct alignas(64) OscMetrics {  // writer: the OSC thread
     std::atomic<uint64_t> failRepliesSent;   // /engine/fail answers to clients that asked with /engine/error 1
     std::atomic<uint64_t> timedCleared;      // timed messages dropped by /engine/clearSched or /engine/panic
     std::atomic<uint64_t> panics;            // /engine/panic requests
-    uint64_t reserved[5];                    // room to grow without moving later regions
+    std::atomic<uint64_t> patternMessages;   // messages with an OSC address pattern (* ? [] {})
+    std::atomic<uint64_t> patternTargets;    // addresses those patterns matched, each handled as a message
+    uint64_t reserved[3];                    // room to grow without moving later regions
     std::atomic<uint64_t> lateBins[kLateBins];  // lateness of late timed messages, ms, log2 bins
 };
 

@@ -6,7 +6,9 @@
 - /engine/dumpOSC 1 writes every message to the log, at most 100 a second, counted;
 - /engine/clearSched drops the timed messages still waiting; they never play;
 - /engine/panic silences now (master gain 0, heard by subscribers as feedback) and drops
-  what waits.
+  what waits;
+- OSC 1.0 address patterns on the engine's addresses: a wildcard message changes every
+  voice it names; a pattern that matches nothing, or too costly a one, is refused, counted.
 Judged through the status JSON and the replies.
 """
 import socket
@@ -94,6 +96,22 @@ def test(paths):
               f"{s['timing']['pending']}")
         time.sleep(1.2)
         check(engine.status()[1]["params"]["master_gain"] == 0.0, "the bundle queued before the panic never played")
+        # Address patterns.
+        client.sendto(message("/engine/voice/*/gain", "f", 0.25), target)
+        client.sendto(message("/engine/voice/[0-1]/freq", "f", 330.0), target)
+        client.sendto(message("/engine/voice/{2,3}/freq/norm", "f", 0.0), target)
+        wait_until(lambda: engine.status()[1]["osc"]["patterns"]["messages"] == 3, 2, "three pattern messages")
+        _, s = engine.status()
+        voices = s["params"]["voices"]
+        check(all(v["gain"] == 0.25 for v in voices), f"/engine/voice/*/gain set every voice's gain: {voices}")
+        check([v["freq"] for v in voices[:2]] == [330.0, 330.0], f"[0-1] set voices 0 and 1: {voices}")
+        check(all(abs(v["freq"] - 20.0) < 1e-6 for v in voices[2:]), f"{{2,3}} with /norm 0 set 20 Hz: {voices}")
+        check(s["osc"]["patterns"]["targets"] == len(voices) + 2 + 2, f"targets counted: {s['osc']['patterns']}")
+        before = s["osc"]["rejected_by_reason"]["unknown_address"]
+        client.sendto(message("/engine/voice/9?/gain", "f", 0.5), target)
+        client.sendto(message("/engine/*a*b*c*d*e*", "f", 0.5), target)
+        wait_until(lambda: engine.status()[1]["osc"]["rejected_by_reason"]["unknown_address"] == before + 2, 2,
+                   "a pattern matching nothing and one with too many stars to be refused")
         for s in (client, other, listener):
             s.close()
 

@@ -93,6 +93,7 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
           {"traced", s.traced},
           {"fail_replies_sent", s.failRepliesSent},
           {"panics", s.panics},
+          {"patterns", {{"messages", s.patternMessages}, {"targets", s.patternTargets}}},
           {"coalesced_by_stage", {{"ring_full", s.ringCoalesced}, {"control_thread", s.controlCoalesced}, {"callback", s.callbackCoalesced}}}}},
         {"timing",
          {{"scheduled", s.timedScheduled},

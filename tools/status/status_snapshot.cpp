@@ -118,6 +118,8 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     s.failRepliesSent = osc.failRepliesSent.load();
     s.timedCleared = osc.timedCleared.load();
     s.panics = osc.panics.load();
+    s.patternMessages = osc.patternMessages.load();
+    s.patternTargets = osc.patternTargets.load();
     s.tcpConnections = osc.tcpConnections.load();
     s.tcpAccepted = osc.tcpAccepted.load();
     s.tcpRefused = osc.tcpRefused.load();

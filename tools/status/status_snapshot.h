@@ -56,7 +56,7 @@ struct StatusSnapshot {
              leftEvicted = 0, proofsAsked = 0, proofsFailed = 0, surfacesUnproven = 0, icmpErrors = 0;
     uint64_t tcpIdleClosed = 0, tcpEvicted = 0;
     bool tracing = false;
-    uint64_t traced = 0, failRepliesSent = 0, timedCleared = 0, panics = 0;
+    uint64_t traced = 0, failRepliesSent = 0, timedCleared = 0, panics = 0, patternMessages = 0, patternTargets = 0;
     uint64_t tcpConnections = 0, tcpAccepted = 0, tcpRefused = 0, tcpClosedOnError = 0, tcpFramingErrors = 0,
              tcpRepliesDropped = 0;
     // timed bundles
