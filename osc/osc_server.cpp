@@ -591,7 +591,7 @@ void OscServer::handlePattern(std::string_view pattern, lo_message message, uint
         return;
     }
     const std::string text(pattern);
-    std::bitset<2 * kParamCount> done;  // (parameter, normalised): /engine/freq and /engine/voice/0/freq are one
+    std::bitset<size_t{2} * kParamCount> done;  // (parameter, normalised): /engine/freq and /engine/voice/0/freq are one
     uint64_t matched = 0;
     for (uint32_t param = 0; param < kParamCount; ++param) {
         if (param != kParamMasterGain && voiceOfParam(param) >= options_.voices) continue;
