@@ -5,8 +5,6 @@
 // Part of OscServer.
 #include <spdlog/spdlog.h>
 
-#include <cstdio>
-
 #include "osc/osc_arguments.h"
 #include "osc/osc_server.h"
 #include "shm/command_order.h"
@@ -47,13 +45,11 @@ bool OscServer::handleEngineRequest(std::string_view path, lo_message message, c
     }
     if (path == "/engine/version") {
         // As scsynth's /version.reply: program name, major, minor, patch, then the version text.
-        int major = 0, minor = 0, patch = 0;
-        std::sscanf(SUSTAIN_VERSION, "%d.%d.%d", &major, &minor, &patch);
         lo_message reply = lo_message_new();
         lo_message_add_string(reply, "sustain");
-        lo_message_add_int32(reply, major);
-        lo_message_add_int32(reply, minor);
-        lo_message_add_int32(reply, patch);
+        lo_message_add_int32(reply, SUSTAIN_VERSION_MAJOR);
+        lo_message_add_int32(reply, SUSTAIN_VERSION_MINOR);
+        lo_message_add_int32(reply, SUSTAIN_VERSION_PATCH);
         lo_message_add_string(reply, SUSTAIN_VERSION);
         sendTo(from, "/engine/version.reply", reply);
         lo_message_free(reply);

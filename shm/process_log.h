@@ -9,10 +9,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdio>
+#include <charconv>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <system_error>
 
 namespace sustain {
 
@@ -21,10 +23,15 @@ namespace sustain {
 inline bool stderrIsJournal() {
     const char* stream = std::getenv("JOURNAL_STREAM");
     if (stream == nullptr) return false;
+    const std::string_view text(stream);
+    const size_t colon = text.find(':');
     unsigned long long device = 0, inode = 0;
+    if (colon == std::string_view::npos ||
+        std::from_chars(text.data(), text.data() + colon, device).ec != std::errc() ||
+        std::from_chars(text.data() + colon + 1, text.data() + text.size(), inode).ec != std::errc())
+        return false;
     struct stat status {};
-    return std::sscanf(stream, "%llu:%llu", &device, &inode) == 2 && fstat(STDERR_FILENO, &status) == 0 &&
-           static_cast<unsigned long long>(status.st_dev) == device &&
+    return fstat(STDERR_FILENO, &status) == 0 && static_cast<unsigned long long>(status.st_dev) == device &&
            static_cast<unsigned long long>(status.st_ino) == inode;
 }
 
