@@ -112,8 +112,9 @@ bool OscServer::handleEngineRequest(std::string_view path, lo_message message, c
         lo_arg** argv = lo_message_get_argv(message);
         const int argc = lo_message_get_argc(message);
         const bool echo = path == "/engine/notify.proof";
+        // A malformed echo carries a token no endpoint has (tokens are 31-bit, never negative).
         std::optional<int32_t> token;
-        if (echo && argc == 1 && types[0] == LO_INT32) token = loArg<int32_t>(argv[0]);
+        if (echo) token = argc == 1 && types[0] == LO_INT32 ? loArg<int32_t>(argv[0]) : -1;
         const std::optional<double> argument =
             !echo && argc >= 1 && types != nullptr ? controlArgument(types[0], argv[0]) : std::nullopt;
         const bool on = echo || argument.value_or(0.0) != 0.0;
@@ -124,8 +125,7 @@ bool OscServer::handleEngineRequest(std::string_view path, lo_message message, c
             feedback_.setReplyPort(from, *port, monotonicNs());
         }
         const Feedback::NotifyReply answer =
-            feedback_.subscribe(from, tcpConnectionOf(from), on, echo ? std::optional<int32_t>(token.value_or(-1)) : token,
-                                trusted(from), monotonicNs());
+            feedback_.subscribe(from, tcpConnectionOf(from), on, token, trusted(from), monotonicNs());
         lo_message reply = lo_message_new();
         lo_message_add_int32(reply, answer.value);
         sendTo(from, answer.path, reply);

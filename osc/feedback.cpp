@@ -135,14 +135,19 @@ Feedback::Subscriber& Feedback::admit(const sockaddr_storage& from, uint32_t tcp
     return subscribers_.back();
 }
 
+bool Feedback::isFrom(const Subscriber& subscriber, const sockaddr_storage& from, const sockaddr_storage& replyTo) {
+    // By its sending port; or, for a subscriber with a reply port (whose sending port may
+    // change), by where it hears.
+    return sameEndpoint(subscriber.origin, from) ||
+           (subscriber.tcpConnection == 0 && !subscriber.mapped && sameEndpoint(subscriber.address, replyTo));
+}
+
 void Feedback::heard(const sockaddr_storage& from, uint64_t nowNs) {
     settings_.heard(from, nowNs);
     if (subscribers_.empty()) return;
     const sockaddr_storage replyTo = replyAddress(from);
     for (Subscriber& subscriber : subscribers_) {
-        const bool fromIt = sameEndpoint(subscriber.origin, from) ||
-                            (subscriber.tcpConnection == 0 && !subscriber.mapped && sameEndpoint(subscriber.address, replyTo));
-        if (!fromIt) continue;
+        if (!isFrom(subscriber, from, replyTo)) continue;
         subscriber.lastHeardNs = nowNs;
         subscriber.timesHeard = std::min<uint32_t>(subscriber.timesHeard + 1, UINT32_MAX - 1);
     }
@@ -154,9 +159,7 @@ void Feedback::usedAddress(const sockaddr_storage& from, uint32_t param, bool lo
     const sockaddr_storage replyTo = replyAddress(from);
     bool known = false;
     for (Subscriber& subscriber : subscribers_) {
-        const bool fromIt = sameEndpoint(subscriber.origin, from) ||
-                            (subscriber.tcpConnection == 0 && !subscriber.mapped && sameEndpoint(subscriber.address, replyTo));
-        if (!fromIt || (subscriber.mapped && !subscriber.engineAddresses)) continue;
+        if (!isFrom(subscriber, from, replyTo) || (subscriber.mapped && !subscriber.engineAddresses)) continue;
         known = true;
         // Recorded, not sent now: its own change never comes straight back (a fader that
         // receives its own value while the finger still moves it jumps back).
@@ -250,11 +253,8 @@ void Feedback::setMapping(std::shared_ptr<const Mapping> mapping) {
 void Feedback::changed(uint32_t param, const sockaddr_storage* origin) {
     const sockaddr_storage originReply = origin != nullptr ? replyAddress(*origin) : sockaddr_storage{};
     for (Subscriber& subscriber : subscribers_) {
-        // Not straight back to the client that made the change (known by its sending port,
-        // or, for one with a reply port, by where it hears).
-        if (origin != nullptr && (sameEndpoint(subscriber.origin, *origin) ||
-                                  (!subscriber.mapped && sameEndpoint(subscriber.address, originReply))))
-            continue;
+        // Not straight back to the client that made the change.
+        if (origin != nullptr && isFrom(subscriber, *origin, originReply)) continue;
         subscriber.dirty.set(param);
     }
 }

@@ -136,6 +136,8 @@ private:
     static constexpr uint8_t kNormForm = 2;  // .../norm, 0..1
     enum class Departure { Unsubscribed, Unreachable, LeaseExpired, Evicted, SendFailed };
 
+    /// Whether `subscriber` is the client sending from `from` (whose replies go to `replyTo`).
+    static bool isFrom(const Subscriber& subscriber, const sockaddr_storage& from, const sockaddr_storage& replyTo);
     Subscriber& admit(const sockaddr_storage& from, uint32_t tcpConnection, bool mapped, uint64_t nowNs);
     int32_t proofToken(const sockaddr_storage& from) const;
     bool send(const Subscriber& to, const char* path, lo_message message);

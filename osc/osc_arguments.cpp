@@ -19,6 +19,13 @@ std::optional<double> controlArgument(char type, const lo_arg* arg) {
     return numberArgument(type, arg);
 }
 
+std::string printable(std::string_view text, size_t max) {
+    std::string shown(text.substr(0, max));
+    for (char& c : shown)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    return shown;
+}
+
 std::string describeArgument(char type, const lo_arg* arg) {
     char text[96];
     switch (type) {
@@ -28,14 +35,8 @@ std::string describeArgument(char type, const lo_arg* arg) {
         case LO_INT64: std::snprintf(text, sizeof text, "h %lld", static_cast<long long>(loArg<int64_t>(arg))); break;
         case LO_STRING:
         case LO_SYMBOL: {
-            std::string value(&arg->s);
-            if (value.size() > 32) {
-                value.resize(32);
-                value += "...";
-            }
-            for (char& c : value)
-                if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-            return std::string(1, type) + " \"" + value + "\"";
+            const std::string_view value(&arg->s);
+            return std::string(1, type) + " \"" + printable(value, 32) + (value.size() > 32 ? "..." : "") + "\"";
         }
         default: std::snprintf(text, sizeof text, "%c", type); break;
     }

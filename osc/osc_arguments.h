@@ -7,6 +7,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace sustain {
 
@@ -28,6 +29,10 @@ std::optional<double> numberArgument(char type, const lo_arg* arg);
 /// What a control surface sends: a number, or T / F (a toggle button) as 1 / 0.
 /// Thread: any.  RT-safe: yes.
 std::optional<double> controlArgument(char type, const lo_arg* arg);
+
+/// A client's text made fit for one log line: at most `max` bytes, control characters as
+/// '?', so that no bytes a client sends can forge log lines. Thread: any.  RT-safe: no.
+std::string printable(std::string_view text, size_t max);
 
 /// Describes one OSC argument for an error text: `s "loud"`, `f 0.5`, `T`.
 /// Thread: any.  RT-safe: no.

@@ -336,7 +336,7 @@ void OscServer::submitChange(uint32_t param, double value, uint64_t timetag, uin
         return;
     }
     OscMetrics& m = segment_.osc;
-    const std::string shown(address.substr(0, 64));
+    const std::string shown = printable(address, 64);
     switch (router_.submitTimed(param, value, receiveNs, heardNs, endpointKey(from))) {
         case TimedAdmission::Scheduled:
             m.timedScheduled.fetch_add(1, std::memory_order_relaxed);
@@ -430,7 +430,7 @@ bool OscServer::handleMapped(std::string_view address, lo_message message, uint6
     const int argc = lo_message_get_argc(message);
     const char* types = lo_message_get_types(message);
     lo_arg** argv = lo_message_get_argv(message);
-    std::string shown(address.substr(0, 64));
+    const std::string shown = printable(address, 64);
     if (static_cast<size_t>(argc) != wanted) {
         reject(RejectReason::ArgCount, shown + ": expected " + std::to_string(wanted) + " argument(s), got " +
                                            std::to_string(argc) + "; message ignored", from, address);
@@ -478,7 +478,7 @@ void OscServer::reject(RejectReason reason, const std::string& text, const socka
     }
     const size_t key = static_cast<size_t>(reason) * 16 + (std::hash<std::string_view>{}(address) & 15);
     rejectLog_.warn(key, text + " (from " + describeAddress(from) + ")");
-    if (tracing_) spdlog::info("dumpOSC: refused: {}", text);
+    if (tracing_ && traceLineAllowed()) spdlog::info("dumpOSC: refused: {}", text);
     if (feedback_.settings().wantsFailReplies(from)) sendFailReply(reason, text, from, address);
 }
 
@@ -494,7 +494,7 @@ void OscServer::sendFailReply(RejectReason reason, const std::string& text, cons
     segment_.osc.failRepliesSent.fetch_add(1, std::memory_order_relaxed);
 }
 
-void OscServer::trace(const sockaddr_storage& from, std::string_view path, lo_message message) {
+bool OscServer::traceLineAllowed() {
     const uint64_t second = monotonicNs() / 1'000'000'000ull;
     if (second != traceSecond_) {
         traceSecond_ = second;
@@ -502,9 +502,14 @@ void OscServer::trace(const sockaddr_storage& from, std::string_view path, lo_me
     }
     if (++traceLines_ > kTraceLinesPerSecond) {
         ++traceSuppressed_;
-        return;
+        return false;
     }
-    std::string line = "dumpOSC: " + describeAddress(from) + " " + std::string(path.substr(0, 128));
+    return true;
+}
+
+void OscServer::trace(const sockaddr_storage& from, std::string_view path, lo_message message) {
+    if (!traceLineAllowed()) return;
+    std::string line = "dumpOSC: " + describeAddress(from) + " " + printable(path, 128);
     const char* types = lo_message_get_types(message);
     lo_arg** argv = lo_message_get_argv(message);
     const int argc = lo_message_get_argc(message);
@@ -512,8 +517,6 @@ void OscServer::trace(const sockaddr_storage& from, std::string_view path, lo_me
     if (argc > 8) line += " ...";
     if (traceSuppressed_ > 0) line += " (" + std::to_string(traceSuppressed_) + " earlier messages not shown)";
     traceSuppressed_ = 0;
-    for (char& c : line)  // a client's bytes must not forge log lines
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
     spdlog::info("{}", line);
     segment_.osc.traced.fetch_add(1, std::memory_order_relaxed);
 }
@@ -579,9 +582,7 @@ void OscServer::handlePattern(std::string_view pattern, lo_message message, uint
     // pattern is short with few stars, so that liblo's backtracking matcher stays cheap.
     OscMetrics& m = segment_.osc;
     m.patternMessages.fetch_add(1, std::memory_order_relaxed);
-    std::string shown(pattern.substr(0, 64));
-    for (char& c : shown)
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    const std::string shown = printable(pattern, 64);
     const auto stars = static_cast<size_t>(std::count(pattern.begin(), pattern.end(), '*'));
     if (!pattern.starts_with("/engine/") || pattern.size() > kMaxPatternBytes || stars > kMaxPatternStars) {
         reject(RejectReason::UnknownAddress,
@@ -615,10 +616,7 @@ void OscServer::handleChange(std::string_view address, lo_message message, uint6
     if (handleMapped(address, message, timetag, receiveNs, from)) return;
     const ValidatedChange change = validateMessage(address, message, options_.voices, options_.sampleRate);
     if (change.error != RejectReason::None) {
-        std::string shown(address.substr(0, 64));
-        for (char& c : shown)
-            if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-        reject(change.error, shown + ": " + change.why + "; message ignored", from, address);
+        reject(change.error, printable(address, 64) + ": " + change.why + "; message ignored", from, address);
         return;
     }
     segment_.osc.accepted.fetch_add(1, std::memory_order_relaxed);

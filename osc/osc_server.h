@@ -140,6 +140,7 @@ private:
 
     // /engine/dumpOSC: every message received written to the log, at most kTraceLinesPerSecond.
     void trace(const sockaddr_storage& from, std::string_view path, lo_message message);
+    bool traceLineAllowed();  // every dumpOSC line, refusals included, counts against one budget
     static constexpr uint32_t kTraceLinesPerSecond = 100;
     bool tracing_ = false;
     uint64_t traceSecond_ = 0;      // the second the budget below is for

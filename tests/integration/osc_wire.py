@@ -51,6 +51,13 @@ def realtime_minus_monotonic_ns():
     return best[1]
 
 
+def udp(port=0):
+    """A UDP socket on 127.0.0.1 (`port` 0: any free one), as a client or a listener."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", port))
+    return s
+
+
 def parse(packet):
     """(address, [args]) of a message with f, i and s arguments."""
     end = packet.index(b"\0")

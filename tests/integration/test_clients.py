@@ -23,15 +23,10 @@ import tempfile
 import time
 
 from harness import Engine, JackServer, check, free_udp_port, main, wait_until
-from osc_wire import drain, message
+from osc_wire import drain, message, udp
 
 LEASE_S = 3.0
 
-
-def udp():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    return s
 
 
 def subscribe(sock, target):

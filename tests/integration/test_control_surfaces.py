@@ -12,21 +12,14 @@ import math
 import os
 import shutil
 import signal
-import socket
-import struct
 import tempfile
 import time
 
 from harness import Engine, JackServer, Recording, active_worker_pid, check, main, wait_until
-from osc_wire import drain, message
+from osc_wire import drain, message, udp
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "touchosc.toml")
 
-
-def udp(port=0):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", port))
-    return s
 
 
 def test(paths):

@@ -9,18 +9,12 @@
 - neither hears its own change back.
 """
 import math
-import socket
 
 from harness import Engine, JackServer, check, main
-from osc_wire import drain, message
+from osc_wire import drain, message, udp
 
 RATE = 48000
 
-
-def udp():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    return s
 
 
 def value_of(replies, address):

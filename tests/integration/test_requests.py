@@ -11,17 +11,11 @@
   voice it names; a pattern that matches nothing, or too costly a one, is refused, counted.
 Judged through the status JSON and the replies.
 """
-import socket
 import time
 
 from harness import Engine, JackServer, check, main, wait_until
-from osc_wire import bundle, drain, message, timetag_of_unix_ns
+from osc_wire import bundle, drain, message, timetag_of_unix_ns, udp
 
-
-def udp():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    return s
 
 
 def timed(address, value, ahead_s):

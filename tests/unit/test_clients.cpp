@@ -19,16 +19,11 @@
 #include "shm/clock.h"
 #include "shm/frame_clock.h"
 #include "shm/segment.h"
+#include "tests/unit/segment_fixture.h"
 
 using namespace sustain;
 
 namespace {
-std::unique_ptr<Segment> makeSegment() {
-    auto segment = std::make_unique<Segment>();
-    initializeSegment(*segment, getpid());
-    return segment;
-}
-
 sockaddr_storage endpoint(const char* host, uint16_t port) {
     sockaddr_storage address{};
     auto& in = reinterpret_cast<sockaddr_in&>(address);

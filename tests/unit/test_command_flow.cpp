@@ -15,17 +15,12 @@
 #include "shm/clock.h"
 #include "shm/frame_clock.h"
 #include "shm/segment.h"
+#include "tests/unit/segment_fixture.h"
 #include "shm/spsc_ring.h"
 
 using namespace sustain;
 
 namespace {
-std::unique_ptr<Segment> makeSegment() {
-    auto segment = std::make_unique<Segment>();
-    initializeSegment(*segment, getpid());
-    return segment;
-}
-
 std::vector<Command> drainAll(CallbackQueue& queue) {
     std::vector<Command> out;
     Command c;

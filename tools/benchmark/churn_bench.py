@@ -26,7 +26,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_bench import Client, Scsynth, Sustain, parse_message  # noqa: E402
+from peer_bench import Client, Scsynth, Sustain, median_of, parse_message  # noqa: E402
 from figures import percentile  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "integration"))
@@ -214,14 +214,7 @@ def main():
                       f"{window['table_size_max'] if window['table_size_max'] is not None else '-'}", flush=True)
 
     def median(name, *keys):
-        values = []
-        for w in results[name]:
-            v = w
-            for k in keys:
-                v = v[k]
-            if v is not None:
-                values.append(v)
-        return statistics.median(values) if values else None
+        return median_of(results[name], *keys)
 
     summary = {name: {"heard_share_min": median(name, "heard_share_min"),
                       "latency_p50_ms": median(name, "latency_ms", "p50"),
