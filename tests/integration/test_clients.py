@@ -15,6 +15,7 @@ Everything is judged through the status JSON and what the clients receive.
 """
 import json
 import os
+import select
 import socket
 import struct
 import subprocess
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from harness import Engine, JackServer, check, free_udp_port, main, wait_until
+from harness import Engine, JackServer, TestFailure, check, free_udp_port, main, stop_process, wait_until
 from osc_wire import drain, message, udp
 
 LEASE_S = 3.0
@@ -195,14 +196,29 @@ class Namespace:
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
+def read_line(process, timeout):
+    """The process's next line of output, or a failure after `timeout` seconds (a client
+    that never answers must not hang the test)."""
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    if not ready:
+        raise TestFailure(f"the namespace client printed nothing in {timeout} s")
+    line = process.stdout.readline()
+    if not line:
+        raise TestFailure(f"the namespace client ended without answering (exit {process.poll()})")
+    return json.loads(line)
+
+
 def run_client(namespace, engine, mode, gain):
     client = namespace.client(engine.port, mode)
-    first = json.loads(client.stdout.readline())["first"]
-    engine.send("/engine/gain", ("f", gain))
-    client.stdin.write("\n")
-    client.stdin.flush()
-    then = json.loads(client.stdout.readline())["then"]
-    client.wait(timeout=5)
+    try:
+        first = read_line(client, 10)["first"]
+        engine.send("/engine/gain", ("f", gain))
+        client.stdin.write("\n")
+        client.stdin.flush()
+        then = read_line(client, 10)["then"]
+        client.wait(timeout=5)
+    finally:
+        stop_process(client)
     return first, [tuple(m) for m in then]
 
 
