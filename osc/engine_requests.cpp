@@ -75,19 +75,15 @@ bool OscServer::handleEngineRequest(std::string_view path, lo_message message, c
         }
         return true;
     }
-    if (path == "/engine/clearSched" || path == "/engine/panic") {
-        // Timed changes still waiting are dropped (scsynth's /clearSched); a panic also
-        // silences now: master gain 0, which every client hears as feedback.
+    if (path == "/engine/panic") {
+        panic(from);
+        return true;
+    }
+    if (path == "/engine/clearSched") {
+        // Timed changes still waiting are dropped (scsynth's /clearSched).
         const size_t cleared = router_.clearTimed();
         segment_.osc.timedCleared.fetch_add(cleared, std::memory_order_relaxed);
         segment_.osc.timedPending.store(router_.timedWaiting(), std::memory_order_relaxed);
-        if (path == "/engine/panic") {
-            segment_.osc.panics.fetch_add(1, std::memory_order_relaxed);
-            router_.submit(kParamMasterGain, 0.0, monotonicNs());
-            feedback_.changed(kParamMasterGain, nullptr);
-            spdlog::warn("/engine/panic from {}: master gain 0, {} timed messages dropped", describeAddress(from),
-                         cleared);
-        }
         return true;
     }
     if (path == "/engine/sync") {
@@ -218,6 +214,18 @@ void OscServer::answerSyncs(uint64_t nowNs) {
         lo_message_free(sync.reply);
         syncs_.erase(syncs_.begin() + static_cast<std::ptrdiff_t>(i));
     }
+}
+
+void OscServer::panic(const sockaddr_storage& from) {
+    // Silence now (master gain 0, which every client hears as feedback) and nothing queued
+    // left to undo it.
+    const size_t cleared = router_.clearTimed();
+    segment_.osc.timedCleared.fetch_add(cleared, std::memory_order_relaxed);
+    segment_.osc.timedPending.store(router_.timedWaiting(), std::memory_order_relaxed);
+    segment_.osc.panics.fetch_add(1, std::memory_order_relaxed);
+    router_.submit(kParamMasterGain, 0.0, monotonicNs());
+    feedback_.changed(kParamMasterGain, nullptr);
+    spdlog::warn("panic from {}: master gain 0, {} timed messages dropped", describeAddress(from), cleared);
 }
 
 }  // namespace sustain

@@ -128,6 +128,7 @@ Feedback::Subscriber& Feedback::admit(const sockaddr_storage& from, uint32_t tcp
     subscriber.tcpConnection = tcpConnection;
     subscriber.mapped = mapped;
     subscriber.dirty.set();  // a snapshot first: the client shows the engine as it is
+    subscriber.statusDirty = mapped;
     subscriber.lastHeardNs = nowNs;
     subscriber.timesHeard = 1;
     subscribers_.push_back(subscriber);
@@ -246,21 +247,28 @@ void Feedback::publishCounts() {
 
 void Feedback::setMapping(std::shared_ptr<const Mapping> mapping) {
     mapping_ = std::move(mapping);
-    for (Subscriber& subscriber : subscribers_)
-        if (subscriber.mapped) subscriber.dirty.set();
+    for (Subscriber& subscriber : subscribers_) {
+        if (!subscriber.mapped) continue;
+        subscriber.dirty.set();
+        subscriber.statusDirty = true;
+    }
 }
 
 void Feedback::changed(uint32_t param, const sockaddr_storage* origin) {
     const sockaddr_storage originReply = origin != nullptr ? replyAddress(*origin) : sockaddr_storage{};
     for (Subscriber& subscriber : subscribers_) {
-        // Not straight back to the client that made the change.
+        // Not straight back to the client that made the change; but its labels show the
+        // new value (the text beside the fader it moves).
+        if (subscriber.mapped) subscriber.labelsDirty.set(param);
         if (origin != nullptr && isFrom(subscriber, *origin, originReply)) continue;
         subscriber.dirty.set(param);
     }
 }
 
 bool Feedback::owed() const {
-    return std::any_of(subscribers_.begin(), subscribers_.end(), [](const Subscriber& s) { return s.dirty.any(); });
+    return std::any_of(subscribers_.begin(), subscribers_.end(), [](const Subscriber& s) {
+        return s.dirty.any() || s.labelsDirty.any() || s.statusDirty;
+    });
 }
 
 void Feedback::flush(uint64_t nowNs) {
@@ -301,7 +309,8 @@ void Feedback::notifyEvents() {
     // subscribers, looks at its counters whenever it wakes (at least every 100 ms).
     const uint64_t failovers = segment_.supervisor.failovers.load(std::memory_order_acquire);
     const uint64_t crashes = segment_.supervisor.crashCount.load(std::memory_order_acquire);
-    if (failovers != failoversSeen_ || crashes != crashesSeen_) {
+    const bool changedCounts = failovers != failoversSeen_ || crashes != crashesSeen_;
+    if (changedCounts) {
         lo_message event = lo_message_new();
         lo_message_add_string(event, failovers != failoversSeen_ ? "failover" : "crash");
         lo_message_add_int32(event, static_cast<int32_t>(segment_.control.activeSlot.load(std::memory_order_acquire)));
@@ -313,6 +322,11 @@ void Feedback::notifyEvents() {
         for (Subscriber& subscriber : subscribers_) subscriber.dirty.set();
         failoversSeen_ = failovers;
         crashesSeen_ = crashes;
+    }
+    const uint32_t spare = segment_.supervisor.spareReady.load(std::memory_order_acquire);
+    if (spare != spareSeen_ || changedCounts) {
+        for (Subscriber& subscriber : subscribers_) subscriber.statusDirty = subscriber.mapped;
+        spareSeen_ = spare;
     }
     // Late timed messages: those the OSC thread found late, and those a worker did.
     const uint32_t active = segment_.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
@@ -338,15 +352,20 @@ void Feedback::flushValues(uint64_t nowNs) {
     };
     for (size_t i = 0; i < subscribers_.size();) {
         Subscriber& subscriber = subscribers_[i];
-        if (subscriber.dirty.none() || nowNs - subscriber.lastSentNs < kFeedbackIntervalNs) {
+        const bool due = subscriber.dirty.any() || subscriber.labelsDirty.any() || subscriber.statusDirty;
+        if (!due || nowNs - subscriber.lastSentNs < kFeedbackIntervalNs) {
             ++i;
             continue;
         }
         bool failed = false;
         std::bitset<kMaxMapEntries> entriesSent;
+        if (subscriber.statusDirty && mapping_) failed = !sendLabels(subscriber, kParamCount);
         for (uint32_t param = 0; param < kParamCount; ++param) {
-            if (!subscriber.dirty.test(param)) continue;
+            if (!subscriber.dirty.test(param) && !subscriber.labelsDirty.test(param)) continue;
             if (param != kParamMasterGain && voiceOfParam(param) >= voices_) continue;
+            if (subscriber.mapped && !subscriber.engineAddresses && mapping_)
+                failed = !sendLabels(subscriber, param) || failed;
+            if (!subscriber.dirty.test(param)) continue;
             if (!subscriber.mapped || subscriber.engineAddresses) {
                 // In the form of address the client itself used for this parameter.
                 const uint8_t form = subscriber.forms[param];
@@ -378,6 +397,8 @@ void Feedback::flushValues(uint64_t nowNs) {
             }
         }
         subscriber.dirty.reset();
+        subscriber.labelsDirty.reset();
+        subscriber.statusDirty = false;
         subscriber.lastSentNs = nowNs;
         if (!failed) {
             subscriber.failures = 0;
@@ -387,6 +408,40 @@ void Feedback::flushValues(uint64_t nowNs) {
         }
         ++i;
     }
+}
+
+bool Feedback::sendLabels(const Subscriber& subscriber, uint32_t param) {
+    bool sent = true;
+    for (const LabelEntry& label : mapping_->labels()) {
+        double value = 0.0;
+        switch (label.source) {
+            case LabelSource::Param:
+                if (param != label.param) continue;
+                value = segment_.params.entries[param].value.load(std::memory_order_acquire);
+                break;
+            case LabelSource::Spare:
+                if (param != kParamCount) continue;
+                value = segment_.supervisor.spareReady.load(std::memory_order_acquire);
+                break;
+            case LabelSource::Failovers:
+                if (param != kParamCount) continue;
+                value = static_cast<double>(segment_.supervisor.failovers.load(std::memory_order_acquire));
+                break;
+            case LabelSource::Crashes:
+                if (param != kParamCount) continue;
+                value = static_cast<double>(segment_.supervisor.crashCount.load(std::memory_order_acquire));
+                break;
+        }
+        char text[kMaxLabelFormatBytes + 64];
+        formatLabel(label, value, text, sizeof text);
+        lo_message message = lo_message_new();
+        lo_message_add_string(message, text);
+        const bool ok = send(subscriber, label.address.c_str(), message);
+        lo_message_free(message);
+        if (ok) segment_.osc.labelsSent.fetch_add(1, std::memory_order_relaxed);
+        sent = ok && sent;
+    }
+    return sent;
 }
 
 }  // namespace sustain

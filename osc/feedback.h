@@ -126,6 +126,8 @@ private:
         sockaddr_storage origin;    // where its messages come from (renewals, "not back to the sender")
         bool mapped;                // address space: the mapping's (true) or the engine's
         std::bitset<kParamCount> dirty;
+        std::bitset<kParamCount> labelsDirty;  // its own change: the controls need no echo, the labels do
+        bool statusDirty;                      // the status labels (spare, failovers, crashes) are due
         uint64_t lastSentNs;
         uint64_t lastHeardNs;       // the lease runs from here
         uint32_t timesHeard;        // messages from it, its subscription included
@@ -144,6 +146,8 @@ private:
     void notifySubscribers(const char* path, lo_message message);
     void notifyEvents();
     void flushValues(uint64_t nowNs);
+    /// Sends `subscriber` the text labels showing `param`, or (kParamCount) the status labels.
+    bool sendLabels(const Subscriber& subscriber, uint32_t param);
     void expireLeases(uint64_t nowNs);
     void forget(size_t index, Departure why);
     void publishCounts();
@@ -160,6 +164,7 @@ private:
     std::vector<uint8_t> buffer_;  // one serialised message
     uint64_t failoversSeen_ = 0;
     uint64_t crashesSeen_ = 0;
+    uint32_t spareSeen_ = 0;
     // /engine/late: at most one per kLateNoticeIntervalNs, with how many timed messages were
     // late since the last one and the worst lateness among them.
     uint64_t lateSeen_ = 0;

@@ -1,5 +1,6 @@
 #include "osc/mapping.h"
 
+#include <lo/lo_lowlevel.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -160,7 +161,24 @@ struct TargetNodes {
     const toml::node* range = nullptr;
     const toml::node* input = nullptr;
     std::string paramKey, curveKey, rangeKey, inputKey;  // "param" or "params[1]", for messages
+    int64_t voice = -1;  // an element of a multi-control: the voice '*' stands for; -1: none
 };
+
+// "voice.*.gain" with '*' replaced by `voice`, the voice of one element of a multi-control.
+bool substituteVoice(std::string_view text, int64_t voice, std::string& out, std::string& why) {
+    const size_t star = text.find('*');
+    out = text;
+    if (star == std::string_view::npos) {
+        if (voice >= 0) why = "with count, name the voice as '*' (e.g. voice.*.gain): each element moves its own voice";
+        return voice < 0;
+    }
+    if (voice < 0) {
+        why = "'*' stands for the voice of each element of a multi-control: give count too";
+        return false;
+    }
+    out.replace(star, 1, std::to_string(voice));
+    return true;
+}
 
 std::string validRangeText(uint32_t param, ParamRange valid, uint32_t sampleRate) {
     if (isVoiceFreqParam(param))
@@ -171,13 +189,13 @@ std::string validRangeText(uint32_t param, ParamRange valid, uint32_t sampleRate
 bool buildTarget(const TargetNodes& nodes, uint32_t voices, uint32_t sampleRate, MapTarget& out, Problem& problem) {
     std::string_view text;
     if (!readString(*nodes.param, nodes.paramKey, text, problem)) return false;
-    std::string why;
-    const std::optional<uint32_t> param = paramByName(text, voices, why);
+    std::string why, paramText;
+    const bool named = substituteVoice(text, nodes.voice, paramText, why);
+    const std::optional<uint32_t> param = named ? paramByName(paramText, voices, why) : std::nullopt;
     if (!param) {
         problem = {lineOf(*nodes.param), nodes.paramKey + ": " + why};
         return false;
     }
-    const std::string paramText(text);
     const ParamRange valid = paramRange(*param, sampleRate);
     out.param = *param;
     out.paramMin = valid.min;
@@ -339,64 +357,40 @@ uint32_t nonAsciiOutsideComments(std::string_view text) {
     return 0;
 }
 
-constexpr std::string_view kEntryKeys[] = {"address", "param",  "params", "curve",  "curves",
-                                           "range",   "ranges", "input",  "inputs", "feedback_port"};
+constexpr std::string_view kEntryKeys[] = {"address", "param",       "params",      "curve",  "curves",
+                                           "range",   "ranges",      "input",       "inputs", "feedback_port",
+                                           "count",   "first_index", "first_voice", "press",  "action"};
 
-bool parseEntry(const toml::table& table, uint16_t defaultPort, uint32_t voices, uint32_t sampleRate, MapEntry& out,
-                Problem& problem) {
-    out.line = lineOf(table);
-    out.feedbackPort = defaultPort;
-    for (const auto& [key, value] : table) {
-        if (std::find(std::begin(kEntryKeys), std::end(kEntryKeys), key.str()) == std::end(kEntryKeys)) {
-            problem = {key.source().begin.line,
-                       "unknown key \"" + std::string(key.str()) +
-                           "\" in [[map]]: expected address, param(s), curve(s), range(s), input(s), feedback_port"};
-            return false;
-        }
-    }
-    const toml::node* address = table.get("address");
-    if (address == nullptr) {
-        problem = {out.line, "[[map]] entry without an address"};
+// An integer in [low, high].
+bool readInteger(const toml::node& node, std::string_view key, int64_t low, int64_t high, int64_t& out,
+                 Problem& problem) {
+    const toml::value<int64_t>* number = node.as_integer();
+    const std::string expected = "an integer " + std::to_string(low) + ".." + std::to_string(high);
+    if (number == nullptr) {
+        problem = wrongType(node, key, expected.c_str());
         return false;
     }
-    std::string_view text;
-    if (!readString(*address, "address", text, problem)) return false;
-    std::string why;
-    if (!checkAddress(text, why)) {
-        problem = {lineOf(*address), "address \"" + std::string(text) + "\": " + why};
+    if (number->get() < low || number->get() > high) {
+        problem = {lineOf(node), std::string(key) + ": expected " + expected + ", got " + std::to_string(number->get())};
         return false;
     }
-    out.address = text;
-    if (const toml::node* port = table.get("feedback_port"); port != nullptr && !readPort(*port, out.feedbackPort, problem))
-        return false;
+    out = number->get();
+    return true;
+}
 
-    const toml::node* param = table.get("param");
-    const toml::node* params = table.get("params");
-    if ((param == nullptr) == (params == nullptr)) {
-        problem = {out.line, "[[map]] " + out.address + ": expected either param (one argument) or params (several)"};
-        return false;
-    }
-    // The singular keys go with param, the plural ones with params.
-    constexpr std::string_view singular[] = {"curve", "range", "input"};
-    constexpr std::string_view plural[] = {"curves", "ranges", "inputs"};
-    for (size_t i = 0; i < 3; ++i) {
-        const std::string_view wrong = param != nullptr ? plural[i] : singular[i];
-        if (const toml::node* node = table.get(wrong); node != nullptr) {
-            problem = {lineOf(*node), std::string(wrong) + " goes with " + (param != nullptr ? "params" : "param") +
-                                          "; here use " + std::string(param != nullptr ? singular[i] : plural[i])};
-            return false;
-        }
-    }
-
-    if (param != nullptr) {
+// The targets of one control (of one element of a multi-control: `voice` is what '*' in
+// the parameter names stands for, -1 when not one).
+bool buildTargets(const toml::table& table, int64_t voice, uint32_t voices, uint32_t sampleRate,
+                  std::vector<MapTarget>& out, Problem& problem) {
+    if (const toml::node* param = table.get("param"); param != nullptr) {
         TargetNodes nodes{param, table.get("curve"), table.get("range"), table.get("input"),
-                          "param", "curve", "range", "input"};
+                          "param", "curve", "range", "input", voice};
         MapTarget target;
         if (!buildTarget(nodes, voices, sampleRate, target, problem)) return false;
-        out.targets.push_back(target);
+        out.push_back(target);
         return true;
     }
-
+    const toml::node* params = table.get("params");
     const toml::array* list = params->as_array();
     if (list == nullptr) {
         problem = wrongType(*params, "params", "an array of parameter names");
@@ -408,6 +402,7 @@ bool parseEntry(const toml::table& table, uint16_t defaultPort, uint32_t voices,
         return false;
     }
     // curves, ranges, inputs: optional, and if given, one element per parameter.
+    constexpr std::string_view plural[] = {"curves", "ranges", "inputs"};
     const toml::array* lists[3] = {};
     for (size_t i = 0; i < 3; ++i) {
         const toml::node* node = table.get(plural[i]);
@@ -429,55 +424,380 @@ bool parseEntry(const toml::table& table, uint16_t defaultPort, uint32_t voices,
                           lists[0] != nullptr ? lists[0]->get(i) : nullptr,
                           lists[1] != nullptr ? lists[1]->get(i) : nullptr,
                           lists[2] != nullptr ? lists[2]->get(i) : nullptr,
-                          "params" + index, "curves" + index, "ranges" + index, "inputs" + index};
+                          "params" + index, "curves" + index, "ranges" + index, "inputs" + index, voice};
         MapTarget target;
         if (!buildTarget(nodes, voices, sampleRate, target, problem)) return false;
-        out.targets.push_back(target);
+        out.push_back(target);
     }
     return true;
 }
 
+// A key that must not be given with `with`, the reason said in `why`.
+bool refuseWith(const toml::table& table, std::initializer_list<std::string_view> keys, std::string_view with,
+                std::string_view why, Problem& problem) {
+    for (const std::string_view key : keys) {
+        if (const toml::node* node = table.get(key); node != nullptr) {
+            problem = {lineOf(*node), std::string(key) + " does not go with " + std::string(with) + ": " +
+                                          std::string(why)};
+            return false;
+        }
+    }
+    return true;
+}
+
+// One [[map]] table: one entry, or `count` of them for a multi-control (a multi-fader sends
+// ADDRESS/1 .. ADDRESS/N, each element moving its own voice).
+bool parseEntry(const toml::table& table, uint16_t defaultPort, uint32_t voices, uint32_t sampleRate,
+                std::vector<MapEntry>& out, Problem& problem) {
+    MapEntry entry;
+    entry.line = lineOf(table);
+    entry.feedbackPort = defaultPort;
+    for (const auto& [key, value] : table) {
+        if (std::find(std::begin(kEntryKeys), std::end(kEntryKeys), key.str()) == std::end(kEntryKeys)) {
+            problem = {key.source().begin.line,
+                       "unknown key \"" + std::string(key.str()) +
+                           "\" in [[map]]: expected address, param(s), curve(s), range(s), input(s), "
+                           "feedback_port, count, first_index, first_voice, press, action"};
+            return false;
+        }
+    }
+    const toml::node* address = table.get("address");
+    if (address == nullptr) {
+        problem = {entry.line, "[[map]] entry without an address"};
+        return false;
+    }
+    std::string_view text;
+    if (!readString(*address, "address", text, problem)) return false;
+    std::string why;
+    if (!checkAddress(text, why)) {
+        problem = {lineOf(*address), "address \"" + std::string(text) + "\": " + why};
+        return false;
+    }
+    entry.address = text;
+    if (const toml::node* port = table.get("feedback_port"); port != nullptr && !readPort(*port, entry.feedbackPort, problem))
+        return false;
+
+    // A panic button: nothing else to say about it.
+    if (const toml::node* action = table.get("action"); action != nullptr) {
+        if (!readString(*action, "action", text, problem)) return false;
+        if (text != "panic") {
+            problem = {lineOf(*action), "action: unknown action \"" + std::string(text) + "\": expected panic"};
+            return false;
+        }
+        if (!refuseWith(table, {"param", "params", "curve", "curves", "range", "ranges", "input", "inputs", "press",
+                                "count", "first_index", "first_voice"},
+                        "action", "a panic button moves no parameter", problem))
+            return false;
+        entry.press = PressAction::Panic;
+        out.push_back(std::move(entry));
+        return true;
+    }
+
+    const toml::node* param = table.get("param");
+    const toml::node* params = table.get("params");
+    if ((param == nullptr) == (params == nullptr)) {
+        problem = {entry.line, "[[map]] " + entry.address + ": expected either param (one argument) or params (several)"};
+        return false;
+    }
+    // The singular keys go with param, the plural ones with params.
+    constexpr std::string_view singular[] = {"curve", "range", "input"};
+    constexpr std::string_view plural[] = {"curves", "ranges", "inputs"};
+    for (size_t i = 0; i < 3; ++i) {
+        const std::string_view wrong = param != nullptr ? plural[i] : singular[i];
+        if (const toml::node* node = table.get(wrong); node != nullptr) {
+            problem = {lineOf(*node), std::string(wrong) + " goes with " + (param != nullptr ? "params" : "param") +
+                                          "; here use " + std::string(param != nullptr ? singular[i] : plural[i])};
+            return false;
+        }
+    }
+
+    const toml::node* press = table.get("press");
+    if (press != nullptr) {
+        if (param == nullptr) {
+            problem = {lineOf(*press), "press goes with param: a press sets one parameter"};
+            return false;
+        }
+        if (!refuseWith(table, {"curve", "range", "input"}, "press", "a press sets the one value given", problem))
+            return false;
+        entry.press = PressAction::SetValue;
+        if (!readNumber(*press, "press", entry.pressValue, problem)) return false;
+    }
+
+    // A multi-control: count elements, addressed from first_index, moving voices from first_voice.
+    int64_t count = 0, firstIndex = 1, firstVoice = 0;
+    if (const toml::node* node = table.get("count"); node != nullptr) {
+        if (!readInteger(*node, "count", 1, kMaxMultiCount, count, problem)) return false;
+        if (const toml::node* first = table.get("first_index");
+            first != nullptr && !readInteger(*first, "first_index", 0, 1'000'000, firstIndex, problem))
+            return false;
+        if (const toml::node* first = table.get("first_voice");
+            first != nullptr && !readInteger(*first, "first_voice", 0, kMaxVoices, firstVoice, problem))
+            return false;
+    } else if (!refuseWith(table, {"first_index", "first_voice"}, "a single control",
+                           "they number the elements of a multi-control; give count too", problem)) {
+        return false;
+    }
+
+    for (int64_t element = 0; element < std::max<int64_t>(count, 1); ++element) {
+        MapEntry made = entry;
+        if (count > 0) {
+            made.address += "/" + std::to_string(firstIndex + element);
+            if (made.address.size() > kMaxMapAddressBytes) {
+                problem = {lineOf(*address), "address \"" + made.address + "\": more than " +
+                                                 std::to_string(kMaxMapAddressBytes) + " bytes"};
+                return false;
+            }
+        }
+        if (!buildTargets(table, count > 0 ? firstVoice + element : -1, voices, sampleRate, made.targets, problem))
+            return false;
+        if (press != nullptr) {
+            const MapTarget& target = made.targets.front();
+            if (made.pressValue < target.paramMin || made.pressValue > target.paramMax) {
+                problem = {lineOf(*press), "press " + num(made.pressValue) + ": outside the valid range " +
+                                               num(target.paramMin) + " .. " + num(target.paramMax)};
+                return false;
+            }
+        }
+        out.push_back(std::move(made));
+    }
+    return true;
+}
+
+constexpr std::string_view kLabelKeys[] = {"address", "param", "status", "unit", "format"};
+
+// "%.1f Hz" into prefix, conversion, precision and suffix: one conversion of the kinds
+// `allowed` (f, g, d, s), with an optional precision of one digit; "%%" is a literal '%'.
+// The engine formats the value itself, so no text from the file ever reaches printf as a format.
+bool parseFormat(std::string_view format, std::string_view allowed, LabelEntry& label, std::string& why) {
+    if (format.size() > kMaxLabelFormatBytes) {
+        why = std::to_string(format.size()) + " bytes, at most " + std::to_string(kMaxLabelFormatBytes);
+        return false;
+    }
+    bool converted = false;
+    label.prefix.clear();
+    label.suffix.clear();
+    for (size_t i = 0; i < format.size(); ++i) {
+        const char c = format[i];
+        if (c < ' ' || c > '~') {
+            why = "only printable ASCII";
+            return false;
+        }
+        std::string& text = converted ? label.suffix : label.prefix;
+        if (c != '%') {
+            text += c;
+            continue;
+        }
+        if (i + 1 < format.size() && format[i + 1] == '%') {
+            text += '%';
+            ++i;
+            continue;
+        }
+        if (converted) {
+            why = "one conversion only (write %% for a percent sign)";
+            return false;
+        }
+        size_t at = i + 1;
+        label.precision = -1;
+        if (at + 1 < format.size() && format[at] == '.' && format[at + 1] >= '0' && format[at + 1] <= '9') {
+            label.precision = format[at + 1] - '0';
+            at += 2;
+        }
+        if (at >= format.size() || allowed.find(format[at]) == std::string_view::npos ||
+            (label.precision >= 0 && format[at] != 'f' && format[at] != 'g')) {
+            why = "expected a conversion %" + std::string(allowed.size() > 1 ? "f, %.Nf, %g, %.Ng or %d" : "s") +
+                  " (N one digit)";
+            return false;
+        }
+        label.conversion = format[at];
+        converted = true;
+        i = at;
+    }
+    if (!converted) {
+        why = std::string("no conversion: write where the value goes, e.g. ") +
+              (allowed.size() > 1 ? "\"%.0f Hz\"" : "\"spare %s\"");
+        return false;
+    }
+    return true;
+}
+
+bool parseLabel(const toml::table& table, uint32_t voices, LabelEntry& label, Problem& problem) {
+    label.line = lineOf(table);
+    for (const auto& [key, value] : table) {
+        if (std::find(std::begin(kLabelKeys), std::end(kLabelKeys), key.str()) == std::end(kLabelKeys)) {
+            problem = {key.source().begin.line, "unknown key \"" + std::string(key.str()) +
+                                                    "\" in [[label]]: expected address, param or status, unit, format"};
+            return false;
+        }
+    }
+    const toml::node* address = table.get("address");
+    if (address == nullptr) {
+        problem = {label.line, "[[label]] without an address"};
+        return false;
+    }
+    std::string_view text;
+    if (!readString(*address, "address", text, problem)) return false;
+    std::string why;
+    if (!checkAddress(text, why)) {
+        problem = {lineOf(*address), "address \"" + std::string(text) + "\": " + why};
+        return false;
+    }
+    label.address = text;
+    const toml::node* param = table.get("param");
+    const toml::node* status = table.get("status");
+    if ((param == nullptr) == (status == nullptr)) {
+        problem = {label.line, "[[label]] " + label.address + ": expected either param or status"};
+        return false;
+    }
+    std::string_view format;
+    if (param != nullptr) {
+        if (!readString(*param, "param", text, problem)) return false;
+        const std::optional<uint32_t> index = paramByName(text, voices, why);
+        if (!index) {
+            problem = {lineOf(*param), "param: " + why};
+            return false;
+        }
+        label.source = LabelSource::Param;
+        label.param = *index;
+        format = isVoiceFreqParam(*index) ? "%.1f Hz" : "%.2f";
+        if (const toml::node* unit = table.get("unit"); unit != nullptr) {
+            if (!readString(*unit, "unit", text, problem)) return false;
+            if (text != "db" || isVoiceFreqParam(*index)) {
+                problem = {lineOf(*unit), "unit: expected \"db\", for a gain (shown in decibels)"};
+                return false;
+            }
+            label.decibels = true;
+            format = "%.1f dB";
+        }
+    } else {
+        if (!readString(*status, "status", text, problem)) return false;
+        if (text == "spare") {
+            label.source = LabelSource::Spare;
+            format = "spare %s";
+        } else if (text == "failovers") {
+            label.source = LabelSource::Failovers;
+            format = "failovers %d";
+        } else if (text == "crashes") {
+            label.source = LabelSource::Crashes;
+            format = "crashes %d";
+        } else {
+            problem = {lineOf(*status), "status: unknown \"" + std::string(text) + "\": expected spare, failovers or crashes"};
+            return false;
+        }
+        if (!refuseWith(table, {"unit"}, "status", "only a gain parameter has a unit to choose", problem)) return false;
+    }
+    const toml::node* formatNode = table.get("format");
+    if (formatNode != nullptr && !readString(*formatNode, "format", format, problem)) return false;
+    const std::string_view allowed = label.source == LabelSource::Spare ? "s" : "fgd";
+    if (!parseFormat(format, allowed, label, why)) {
+        problem = {formatNode != nullptr ? lineOf(*formatNode) : label.line, "format \"" + std::string(format) + "\": " + why};
+        return false;
+    }
+    return true;
+}
+
+// The top-level `ignore` list: OSC address patterns of what a surface sends that means
+// nothing to the engine.
+bool parseIgnore(const toml::node& node, std::vector<std::string>& out, Problem& problem) {
+    const toml::array* list = node.as_array();
+    if (list == nullptr) {
+        problem = wrongType(node, "ignore", "an array of OSC address patterns");
+        return false;
+    }
+    if (list->size() > kMaxIgnorePatterns) {
+        problem = {lineOf(node), "ignore: more than " + std::to_string(kMaxIgnorePatterns) + " patterns"};
+        return false;
+    }
+    for (size_t i = 0; i < list->size(); ++i) {
+        std::string_view text;
+        const std::string key = "ignore[" + std::to_string(i) + "]";
+        if (!readString(*list->get(i), key, text, problem)) return false;
+        const auto printableChar = [](char c) { return c > ' ' && c <= '~' && c != '#' && c != ','; };
+        const auto stars = static_cast<size_t>(std::count(text.begin(), text.end(), '*'));
+        std::string why;
+        if (!text.starts_with('/') || text.size() > kMaxMapAddressBytes ||
+            !std::all_of(text.begin(), text.end(), printableChar)) {
+            why = "expected an OSC address pattern: starts with '/', printable ASCII without space, # or ',', at most " +
+                  std::to_string(kMaxMapAddressBytes) + " bytes";
+        } else if (stars > kMaxIgnorePatternStars) {
+            why = "at most " + std::to_string(kMaxIgnorePatternStars) + " '*'";
+        } else if (text == "/engine" || text.starts_with("/engine/")) {
+            why = "the engine's own addresses cannot be ignored";
+        }
+        if (!why.empty()) {
+            problem = {lineOf(*list->get(i)), key + " \"" + std::string(text) + "\": " + why};
+            return false;
+        }
+        out.emplace_back(text);
+    }
+    return true;
+}
+
+// An array of tables ([[map]], [[label]]), or nothing.
+const toml::array* tablesOf(const toml::table& root, std::string_view key, Problem& problem, bool& ok) {
+    const toml::node* node = root.get(key);
+    ok = true;
+    if (node == nullptr) return nullptr;
+    const toml::array* list = node->as_array();
+    if (list == nullptr || !list->is_array_of_tables()) {
+        problem = wrongType(*node, key, ("[[" + std::string(key) + "]] entries (an array of tables)").c_str());
+        ok = false;
+    }
+    return ok ? list : nullptr;
+}
+
 bool parseDocument(const toml::table& root, uint32_t voices, uint32_t sampleRate, std::vector<MapEntry>& entries,
-                   Problem& problem) {
+                   std::vector<LabelEntry>& labels, std::vector<std::string>& ignored, Problem& problem) {
     uint16_t defaultPort = 0;
     for (const auto& [key, value] : root) {
-        if (key.str() != "feedback_port" && key.str() != "map") {
-            problem = {key.source().begin.line,
-                       "unknown key \"" + std::string(key.str()) + "\": expected feedback_port or [[map]] entries"};
+        if (key.str() != "feedback_port" && key.str() != "map" && key.str() != "label" && key.str() != "ignore") {
+            problem = {key.source().begin.line, "unknown key \"" + std::string(key.str()) +
+                                                    "\": expected feedback_port, ignore, [[map]] or [[label]] entries"};
             return false;
         }
     }
     if (const toml::node* port = root.get("feedback_port"); port != nullptr && !readPort(*port, defaultPort, problem))
         return false;
-    const toml::node* map = root.get("map");
-    if (map == nullptr) return true;  // an empty mapping: only the built-in aliases
-    const toml::array* list = map->as_array();
-    if (list == nullptr) {
-        problem = wrongType(*map, "map", "[[map]] entries (an array of tables)");
+    if (const toml::node* ignore = root.get("ignore"); ignore != nullptr && !parseIgnore(*ignore, ignored, problem))
         return false;
-    }
-    for (size_t i = 0; i < list->size(); ++i) {
-        const toml::node& node = *list->get(i);
-        if (i == kMaxMapEntries) {
-            problem = {lineOf(node), "more than " + std::to_string(kMaxMapEntries) + " [[map]] entries"};
-            return false;
+    bool ok = true;
+    if (const toml::array* list = tablesOf(root, "map", problem, ok); list != nullptr) {
+        for (const toml::node& node : *list) {
+            if (!parseEntry(*node.as_table(), defaultPort, voices, sampleRate, entries, problem)) return false;
+            // Counted after multi-controls are expanded: every entry costs the same.
+            if (entries.size() > kMaxMapEntries) {
+                problem = {lineOf(node), "more than " + std::to_string(kMaxMapEntries) +
+                                             " [[map]] entries (a multi-control counts each element)"};
+                return false;
+            }
         }
-        const toml::table* table = node.as_table();
-        if (table == nullptr) {
-            problem = wrongType(node, "map[" + std::to_string(i) + "]", "a table ([[map]])");
-            return false;
-        }
-        MapEntry entry;
-        if (!parseEntry(*table, defaultPort, voices, sampleRate, entry, problem)) return false;
-        entries.push_back(std::move(entry));
     }
+    if (!ok) return false;
+    if (const toml::array* list = tablesOf(root, "label", problem, ok); list != nullptr) {
+        for (const toml::node& node : *list) {
+            if (labels.size() == kMaxMapEntries) {
+                problem = {lineOf(node), "more than " + std::to_string(kMaxMapEntries) + " [[label]] entries"};
+                return false;
+            }
+            LabelEntry label;
+            if (!parseLabel(*node.as_table(), voices, label, problem)) return false;
+            labels.push_back(std::move(label));
+        }
+    }
+    if (!ok) return false;
     // Sorted for find(); stable, so of two equal addresses the one earlier in the file comes first.
     std::stable_sort(entries.begin(), entries.end(),
                      [](const MapEntry& a, const MapEntry& b) { return a.address < b.address; });
-    for (size_t i = 1; i < entries.size(); ++i) {
-        if (entries[i].address == entries[i - 1].address) {
-            problem = {entries[i].line, "address \"" + entries[i].address + "\" is mapped twice (first at line " +
-                                            std::to_string(entries[i - 1].line) + ")"};
+    // Each address once, controls and labels together.
+    std::vector<std::pair<std::string_view, uint32_t>> used;
+    for (const MapEntry& entry : entries) used.emplace_back(entry.address, entry.line);
+    for (const LabelEntry& label : labels) used.emplace_back(label.address, label.line);
+    std::stable_sort(used.begin(), used.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (size_t i = 1; i < used.size(); ++i) {
+        if (used[i].first == used[i - 1].first) {
+            const uint32_t first = std::min(used[i].second, used[i - 1].second);
+            problem = {std::max(used[i].second, used[i - 1].second),
+                       "address \"" + std::string(used[i].first) + "\" is mapped twice (first at line " +
+                           std::to_string(first) + ")"};
             return false;
         }
     }
@@ -576,7 +896,7 @@ std::optional<Mapping> Mapping::parse(std::string_view tomlText, uint32_t voices
     // input may end the process, so everything is caught and reported.
     try {
         const toml::table root = toml::parse(tomlText, std::string_view(source));
-        ok = parseDocument(root, voices, sampleRate, mapping.entries_, problem);
+        ok = parseDocument(root, voices, sampleRate, mapping.entries_, mapping.labels_, mapping.ignored_, problem);
     } catch (const toml::parse_error& e) {
         problem = {e.source().begin.line, "TOML syntax: " + std::string(e.description())};
     } catch (const std::exception& e) {
@@ -587,14 +907,18 @@ std::optional<Mapping> Mapping::parse(std::string_view tomlText, uint32_t voices
         return std::nullopt;
     }
     // The reverse index: a counting sort of (entry, argument) by parameter.
+    // Press-only buttons show nothing: a value fed back would light them.
+    const auto shows = [](const MapEntry& entry) { return entry.press == PressAction::None; };
     for (const MapEntry& entry : mapping.entries_)
-        for (const MapTarget& target : entry.targets) ++mapping.refStart_[target.param + 1];
+        for (const MapTarget& target : entry.targets)
+            if (shows(entry)) ++mapping.refStart_[target.param + 1];
     for (uint32_t p = 0; p < kParamCount; ++p) mapping.refStart_[p + 1] += mapping.refStart_[p];
     mapping.refs_.resize(mapping.refStart_[kParamCount]);
     std::array<uint32_t, kParamCount> next{};
     std::copy(mapping.refStart_.begin(), mapping.refStart_.end() - 1, next.begin());
     for (uint32_t e = 0; e < mapping.entries_.size(); ++e) {
         const MapEntry& entry = mapping.entries_[e];
+        if (!shows(entry)) continue;
         for (uint32_t a = 0; a < entry.targets.size(); ++a) mapping.refs_[next[entry.targets[a].param]++] = {e, a};
     }
     return mapping;
@@ -631,6 +955,36 @@ const MapEntry* Mapping::find(std::string_view address) const {
 std::span<const MapRef> Mapping::showing(uint32_t param) const {
     if (param >= kParamCount) return {};
     return std::span<const MapRef>(refs_).subspan(refStart_[param], refStart_[param + 1] - refStart_[param]);
+}
+
+bool Mapping::ignores(std::string_view address) const {
+    if (ignored_.empty() || address.size() > kMaxIgnoredAddressBytes) return false;
+    char text[kMaxIgnoredAddressBytes + 1];  // liblo's matcher wants a terminated string
+    std::memcpy(text, address.data(), address.size());
+    text[address.size()] = '\0';
+    return std::any_of(ignored_.begin(), ignored_.end(),
+                       [&text](const std::string& pattern) { return lo_pattern_match(text, pattern.c_str()) != 0; });
+}
+
+void formatLabel(const LabelEntry& label, double value, char* out, size_t size) {
+    char number[64];
+    if (label.conversion == 's') {
+        std::snprintf(number, sizeof number, "%s", value != 0.0 ? "warm" : "cold");
+    } else if (label.decibels && !(value > 0.0)) {
+        std::snprintf(number, sizeof number, "-inf");
+    } else {
+        const double shown = label.decibels ? 20.0 * std::log10(value) : value;
+        if (!std::isfinite(shown)) {
+            std::snprintf(number, sizeof number, "-");
+        } else if (label.conversion == 'd') {
+            std::snprintf(number, sizeof number, "%lld", std::llround(std::clamp(shown, -1e15, 1e15)));
+        } else if (label.precision >= 0) {
+            std::snprintf(number, sizeof number, label.conversion == 'f' ? "%.*f" : "%.*g", label.precision, shown);
+        } else {
+            std::snprintf(number, sizeof number, label.conversion == 'f' ? "%f" : "%g", shown);
+        }
+    }
+    std::snprintf(out, size, "%s%s%s", label.prefix.c_str(), number, label.suffix.c_str());
 }
 
 }  // namespace sustain

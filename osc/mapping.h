@@ -50,6 +50,11 @@ inline constexpr uint32_t kMaxMapEntries = 256;         // more entries: the fil
 inline constexpr uint32_t kMaxTargetsPerEntry = 16;      // float arguments of one control
 inline constexpr size_t kMaxMappingFileBytes = 1 << 20;  // 1 MiB
 inline constexpr size_t kMaxMapAddressBytes = 256;
+inline constexpr uint32_t kMaxIgnorePatterns = 64;
+inline constexpr size_t kMaxIgnorePatternStars = 4;     // keeps liblo's backtracking matcher cheap
+inline constexpr uint32_t kMaxMultiCount = 128;          // elements of one multi-fader entry
+inline constexpr size_t kMaxLabelFormatBytes = 64;
+inline constexpr size_t kMaxIgnoredAddressBytes = 1024;
 inline constexpr double kNormFreqMinHz = 20.0;           // bottom of the .../freq/norm aliases
 
 enum class Curve : uint8_t { Linear, Exponential, Decibel };
@@ -69,13 +74,48 @@ struct MapTarget {
     double paramMax = 1.0;         // is clamped to it. parse() and normalisedAlias() fill it.
 };
 
+/// What a press-only button does when pressed; its release does nothing.
+enum class PressAction : uint8_t {
+    None,      // not a press-only button: every value moves the targets
+    SetValue,  // sets targets[0]'s parameter to MapEntry::pressValue
+    Panic,     // as /engine/panic: master gain 0, timed changes dropped
+};
+
 /// One control-surface address.
 struct MapEntry {
     std::string address;
     std::vector<MapTarget> targets;  // one per float argument: a fader has one, an xy pad two
     uint16_t feedbackPort = 0;       // 0: reply to the port the client sent from
     uint32_t line = 0;               // line of the entry's [[map]] in the file, for messages
+    PressAction press = PressAction::None;
+    double pressValue = 0.0;         // for SetValue, in the parameter's units
 };
+
+/// What a text label on the surface shows.
+enum class LabelSource : uint8_t {
+    Param,      // a parameter's value (LabelEntry::param)
+    Spare,      // whether the standby worker renders in step: "warm" or "cold"
+    Failovers,  // failovers since start
+    Crashes,    // worker crashes since start
+};
+
+/// A text label the engine keeps up to date: it sends `address` one string, made from
+/// `prefix`, the value in the conversion, and `suffix` (the file's `format`, e.g. "%.0f Hz").
+struct LabelEntry {
+    std::string address;
+    LabelSource source = LabelSource::Param;
+    uint32_t param = 0;              // for Param
+    bool decibels = false;           // Param, a gain: shown in dB ("-inf" for silence)
+    char conversion = 'g';           // 'f', 'g' or 'd' for numbers, 's' for Spare's word
+    int precision = -1;              // digits after the point for 'f' and 'g'; -1: the default
+    std::string prefix, suffix;
+    uint32_t line = 0;
+};
+
+/// The label's text for `value` (Param: in the parameter's units; Failovers, Crashes: the
+/// count; Spare: 1 warm, 0 cold), written to `out` (always terminated, cut to fit).
+/// Thread: any.  RT-safe: yes (no allocation; snprintf).
+void formatLabel(const LabelEntry& label, double value, char* out, size_t size);
 
 /// Where a parameter is shown: argument `argument` of entries()[entry].
 struct MapRef {
@@ -132,12 +172,25 @@ public:
     const std::vector<MapEntry>& entries() const { return entries_; }
 
     /// Where `param` is shown, for feedback: (entry, argument) pairs in entry order; empty
-    /// for a parameter no entry maps or an index at or beyond kParamCount.
+    /// for a parameter no entry maps or an index at or beyond kParamCount. Press-only
+    /// buttons show nothing (a value fed back would light them).
     /// Thread: any.  RT-safe: yes (no allocation).
     std::span<const MapRef> showing(uint32_t param) const;
 
+    /// Every text label, in file order.
+    /// Thread: any.  RT-safe: yes.
+    const std::vector<LabelEntry>& labels() const { return labels_; }
+
+    /// Whether the surface's literal `address` is one the file says to ignore (`ignore`:
+    /// touch and accelerometer chatter, page changes); such messages are counted, not
+    /// refused. Addresses longer than kMaxIgnoredAddressBytes are never ignored.
+    /// Thread: any.  RT-safe: yes (no allocation; liblo's pattern matcher).
+    bool ignores(std::string_view address) const;
+
 private:
     std::vector<MapEntry> entries_;
+    std::vector<LabelEntry> labels_;
+    std::vector<std::string> ignored_;               // OSC address patterns
     std::vector<MapRef> refs_;                       // sorted by parameter
     std::array<uint32_t, kParamCount + 1> refStart_{};  // refs of param p: [refStart_[p], refStart_[p+1])
 };

@@ -424,9 +424,15 @@ bool OscServer::handleMapped(std::string_view address, lo_message message, uint6
     std::optional<MapTarget> alias;
     if (entry == nullptr) {
         alias = normalisedAlias(address, options_.voices, options_.sampleRate);
+        if (!alias && mapping_ && !address.starts_with("/engine") && mapping_->ignores(address)) {
+            // Chatter the mapping says means nothing here (touch, accelerometer, page changes).
+            segment_.osc.surfaceIgnored.fetch_add(1, std::memory_order_relaxed);
+            return true;
+        }
         if (!alias) return false;
     }
-    const size_t wanted = entry != nullptr ? entry->targets.size() : 1;
+    const bool pressOnly = entry != nullptr && entry->press != PressAction::None;
+    const size_t wanted = entry != nullptr && !pressOnly ? entry->targets.size() : 1;
     const int argc = lo_message_get_argc(message);
     const char* types = lo_message_get_types(message);
     lo_arg** argv = lo_message_get_argv(message);
@@ -451,6 +457,21 @@ bool OscServer::handleMapped(std::string_view address, lo_message message, uint6
     }
     segment_.osc.accepted.fetch_add(1, std::memory_order_relaxed);
     if (entry != nullptr) feedback_.registerSurface(from, tcpConnectionOf(from), entry->feedbackPort, trusted(from), receiveNs);
+    if (pressOnly) {
+        // A press is any value above the bottom (TouchOSC's push buttons send 1, then 0 on release).
+        if (!(positions[0] > 0.0)) {
+            segment_.osc.surfaceIgnored.fetch_add(1, std::memory_order_relaxed);
+            return true;
+        }
+        if (entry->press == PressAction::Panic) {
+            panic(from);
+            return true;
+        }
+        const uint32_t param = entry->targets.front().param;
+        submitChange(param, entry->pressValue, timetag, receiveNs, address, from);
+        if (isImmediateTimetag(timetag)) feedback_.changed(param, &from);
+        return true;
+    }
     if (alias)
         feedback_.usedAddress(from, alias->param, address.starts_with("/engine/voice/"), true, tcpConnectionOf(from),
                               trusted(from), receiveNs);

@@ -92,6 +92,8 @@ private:
     void sendFailReply(RejectReason reason, const std::string& text, const sockaddr_storage& from,
                        std::string_view address);
     bool handleEngineRequest(std::string_view path, lo_message message, const sockaddr_storage& from);
+    /// /engine/panic, or a surface's panic button: master gain 0 now, timed changes dropped.
+    void panic(const sockaddr_storage& from);
     void sendTo(const sockaddr_storage& to, const char* path, lo_message message);
     bool sendPacket(const sockaddr_storage& to, uint32_t tcpConnection, const uint8_t* data, size_t size);
     void handleTcpPacket(const uint8_t* data, size_t size, const sockaddr_storage& peer, uint32_t connection);

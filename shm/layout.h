@@ -417,7 +417,10 @@ struct alignas(64) OscMetrics {  // writer: the OSC thread
     std::atomic<uint64_t> panics;            // /engine/panic requests
     std::atomic<uint64_t> patternMessages;   // messages with an OSC address pattern (* ? [] {})
     std::atomic<uint64_t> patternTargets;    // addresses those patterns matched, each handled as a message
-    uint64_t reserved[3];                    // room to grow without moving later regions
+    // Control surfaces (docs/mapping.md)
+    std::atomic<uint64_t> surfaceIgnored;    // messages the mapping says to ignore: its ignore list, button releases
+    std::atomic<uint64_t> labelsSent;        // text labels sent to surfaces ([[label]])
+    uint64_t reserved[1];                    // room to grow without moving later regions
     std::atomic<uint64_t> lateBins[kLateBins];  // lateness of late timed messages, ms, log2 bins
 };
 

@@ -53,9 +53,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ++acceptedInputs;
     size_t shown = 0;
     for (const sustain::MapEntry& entry : mapping->entries()) {
-        if (mapping->find(entry.address) != &entry || entry.targets.empty() || !entry.address.starts_with('/'))
+        const bool panic = entry.press == sustain::PressAction::Panic;
+        if (mapping->find(entry.address) != &entry || entry.targets.empty() != panic || !entry.address.starts_with('/'))
             std::abort();
+        if (entry.press == sustain::PressAction::SetValue &&
+            !(entry.pressValue >= entry.targets[0].paramMin && entry.pressValue <= entry.targets[0].paramMax))
+            std::abort();
+        (void)mapping->ignores(entry.address);
         for (const sustain::MapTarget& target : entry.targets) checkTarget(target);
+    }
+    // Every label formats to a terminated text of bounded length, whatever the value.
+    for (const sustain::LabelEntry& label : mapping->labels()) {
+        for (const double value : {0.0, -1.0, 1e300, -1e300, 440.0, 0.5, double(NAN), double(INFINITY)}) {
+            char text[sustain::kMaxLabelFormatBytes + 64];
+            sustain::formatLabel(label, value, text, sizeof text);
+            if (std::char_traits<char>::length(text) >= sizeof text) std::abort();
+        }
     }
     for (uint32_t param = 0; param <= sustain::kParamCount; ++param) {
         for (const sustain::MapRef& ref : mapping->showing(param)) {
@@ -66,7 +79,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
     }
     size_t targets = 0;
-    for (const sustain::MapEntry& entry : mapping->entries()) targets += entry.targets.size();
+    for (const sustain::MapEntry& entry : mapping->entries())
+        if (entry.press == sustain::PressAction::None) targets += entry.targets.size();  // buttons show nothing
     if (shown != targets) std::abort();
     return 0;
 }
@@ -89,7 +103,9 @@ constexpr std::string_view kFragments[] = {
     "curve = \"exp\"\n", "curve = \"db\"\n", "curves = [\"db\", \"linear\"]\n", "range = [-60.0, 0.0]\n",
     "ranges = [[0, 1], [1, 0]]\n", "input = [0, 127]\n", "feedback_port = 9000\n", "= ", "\"", "[", "]", ",", ".",
     "\n", "#", "'''", "\"\"\"", "inf", "nan", "-0.0", "1e308", "-1", "99999999999999999999", "voice.", "master.gain",
-    "/engine/gain", "\\u0000", "\xc3\xa9", "{ a = 1 }", "1979-05-27T07:32:00Z", "true",
+    "/engine/gain", "[[label]]\n", "format = \"%.1f Hz\"\n", "status = \"spare\"\n", "unit = \"db\"\n",
+    "count = 4\n", "first_index = 0\n", "first_voice = 1\n", "param = \"voice.*.gain\"\n", "press = 440\n",
+    "action = \"panic\"\n", "ignore = [\"/*/z\", \"/[0-9]\", \"/{a,b}?\"]\n", "%", "%%", "*", "\\u0000", "\xc3\xa9", "{ a = 1 }", "1979-05-27T07:32:00Z", "true",
 };
 
 std::string mutate(const std::vector<std::string>& corpus, std::mt19937_64& random) {

@@ -94,6 +94,7 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
           {"fail_replies_sent", s.failRepliesSent},
           {"panics", s.panics},
           {"patterns", {{"messages", s.patternMessages}, {"targets", s.patternTargets}}},
+          {"surfaces", {{"ignored", s.surfaceIgnored}, {"labels_sent", s.labelsSent}}},
           {"coalesced_by_stage", {{"ring_full", s.ringCoalesced}, {"control_thread", s.controlCoalesced}, {"callback", s.callbackCoalesced}}}}},
         {"timing",
          {{"scheduled", s.timedScheduled},

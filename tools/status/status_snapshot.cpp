@@ -120,6 +120,8 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     s.panics = osc.panics.load();
     s.patternMessages = osc.patternMessages.load();
     s.patternTargets = osc.patternTargets.load();
+    s.surfaceIgnored = osc.surfaceIgnored.load();
+    s.labelsSent = osc.labelsSent.load();
     s.tcpConnections = osc.tcpConnections.load();
     s.tcpAccepted = osc.tcpAccepted.load();
     s.tcpRefused = osc.tcpRefused.load();

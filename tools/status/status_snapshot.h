@@ -57,6 +57,7 @@ struct StatusSnapshot {
     uint64_t tcpIdleClosed = 0, tcpEvicted = 0;
     bool tracing = false;
     uint64_t traced = 0, failRepliesSent = 0, timedCleared = 0, panics = 0, patternMessages = 0, patternTargets = 0;
+    uint64_t surfaceIgnored = 0, labelsSent = 0;
     uint64_t tcpConnections = 0, tcpAccepted = 0, tcpRefused = 0, tcpClosedOnError = 0, tcpFramingErrors = 0,
              tcpRepliesDropped = 0;
     // timed bundles
