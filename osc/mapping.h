@@ -187,6 +187,9 @@ public:
     /// Thread: any.  RT-safe: yes (no allocation; liblo's pattern matcher).
     bool ignores(std::string_view address) const;
 
+    /// How many patterns the ignore list has. Thread: any.  RT-safe: yes.
+    size_t ignoredPatterns() const { return ignored_.size(); }
+
 private:
     std::vector<MapEntry> entries_;
     std::vector<LabelEntry> labels_;

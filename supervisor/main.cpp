@@ -182,7 +182,8 @@ int run(const Options& options) {
             spdlog::error("{}", message);
             return kExitConfig;
         }
-        spdlog::info("mapping {}: {} addresses", options.configPath, mapping->entries().size());
+        spdlog::info("mapping {}: {} addresses, {} labels, {} ignored patterns", options.configPath,
+                     mapping->entries().size(), mapping->labels().size(), mapping->ignoredPatterns());
         oscOptions.mapping = std::make_shared<const Mapping>(std::move(*mapping));
     }
     oscOptions.voices = options.voices;
@@ -250,7 +251,9 @@ int run(const Options& options) {
                 spdlog::error("SIGHUP: {}; the previous mapping stays in force", error);
                 return;
             }
-            spdlog::info("SIGHUP: mapping {} reloaded: {} addresses", options.configPath, mapping->entries().size());
+            spdlog::info("SIGHUP: mapping {} reloaded: {} addresses, {} labels, {} ignored patterns",
+                         options.configPath, mapping->entries().size(), mapping->labels().size(),
+                         mapping->ignoredPatterns());
             osc.setMapping(std::make_shared<const Mapping>(std::move(*mapping)));
         });
     }

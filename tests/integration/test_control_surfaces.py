@@ -35,7 +35,7 @@ def test(paths):
     try:
         with JackServer() as jack, Engine(paths, jack, extra_args=["--config", config]) as engine:
             target = ("127.0.0.1", engine.port)
-            check("mapping " in engine.log() and "7 addresses" in engine.log(), "the mapping is loaded at start")
+            check("mapping " in engine.log() and "15 addresses, 4 labels, 5 ignored patterns" in engine.log(), "the mapping is loaded at start")
             client.sendto(message("/engine/notify", "i", 1), target)
             snapshot = drain(client, 0.3)
             check(snapshot and snapshot[0] == ("/engine/notify", [1]), "/engine/notify 1 is confirmed")
@@ -96,10 +96,12 @@ def test(paths):
 
             # SIGHUP: a broken file keeps the mapping in force; a good one replaces it.
             with open(config, "w") as f:
-                f.write(text.replace('address = "/1/fader1"', 'address = "/1/fader1"\ncurve = "loud"', 1))
+                f.write(text.replace('curve = "db"', 'curve = "loud"', 1))
             engine.process.send_signal(signal.SIGHUP)
             wait_until(lambda: "previous mapping stays in force" in engine.log(), 3, "the broken file to be refused")
-            check(":22:" in engine.log() or "line" in engine.log(), "the refusal names the line")
+            curve_line = text.splitlines().index('curve = "db"') + 1
+            check(f"touchosc.toml:{curve_line}: curve: unknown curve \"loud\"" in engine.log(),
+                  "the refusal names the line and the reason")
             surface_out.sendto(message("/1/fader2", "f", 0.25), target)
             wait_until(lambda: engine.status()[1]["params"]["voices"][0]["gain"] == 0.25, 2,
                        "the old mapping to still apply")
