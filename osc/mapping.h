@@ -22,6 +22,23 @@
 //   ranges = [[110.0, 1760.0], [0.0, 1.0]]
 //   inputs = [[0.0, 1.0], [0.0, 1.0]]   # optional
 //
+//   [[map]]
+//   address = "/2/multifader1"      # count: a multi-control, ADDRESS/1 .. ADDRESS/4, each
+//   count = 4                       # moving its own voice ('*'); first_index, first_voice
+//   param = "voice.*.gain"          # say where the numbering starts (1 and 0)
+//
+//   [[map]]                         # press-only buttons: a press (> 0) acts, the release not
+//   address = "/2/push1"
+//   param = "voice.0.freq"
+//   press = 440.0                   # ... sets this value; or action = "panic" instead
+//
+//   [[label]]                       # text the engine keeps up to date on the surface
+//   address = "/1/freq0"
+//   param = "voice.0.freq"          # or status = "spare", "failovers", "crashes"
+//   format = "%.0f Hz"              # one conversion: %f %.Nf %g %.Ng %d (%s: spare's word)
+//
+//   ignore = ["/*/*/z", "/accxyz"]  # top level: OSC patterns of chatter, counted not refused
+//
 // Curves, for x = the control's position scaled from its input range to 0..1 (clamped):
 //   linear:  min + x (max - min)
 //   exp:     min (max / min)^x              (0 < min, 0 < max: frequencies)
