@@ -599,6 +599,25 @@ TEST_CASE("load: the example TouchOSC mapping") {
     CHECK(error.find("voice 2, but the engine has 2 voices") != std::string::npos);
 }
 
+TEST_CASE("load: the mapping of Mk1's Simple layout") {
+    std::string error;
+    const auto mapping = Mapping::load(SUSTAIN_SOURCE_ROOT "/examples/touchosc/mk1-simple.toml", kVoices, kRate, error);
+    REQUIRE_MESSAGE(mapping.has_value(), error);
+    const MapEntry* pad = mapping->find("/3/xy");
+    REQUIRE(pad != nullptr);
+    CHECK(pad->targets.size() == 2);
+    for (int n = 1; n <= 16; ++n) {
+        const MapEntry* push = mapping->find("/2/push" + std::to_string(n));
+        REQUIRE(push != nullptr);
+        CHECK(push->press == PressAction::SetValue);
+    }
+    CHECK(mapping->find("/1/fader5")->targets[0].param == kParamMasterGain);
+    CHECK(mapping->ignores("/4/multitoggle/3/8"));
+    CHECK(mapping->ignores("/4/toggle2"));
+    CHECK(mapping->ignores("/3/xy/z"));
+    CHECK_FALSE(mapping->ignores("/3/toggle2"));
+}
+
 TEST_CASE("load: missing and oversized files are refused with the path") {
     std::string error;
     CHECK_FALSE(Mapping::load("/nonexistent/sustain/mapping.toml", kVoices, kRate, error).has_value());
