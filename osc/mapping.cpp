@@ -724,7 +724,12 @@ bool parseIgnore(const toml::node& node, std::vector<std::string>& out, Problem&
             why = "the engine's own addresses cannot be ignored";
         }
         if (!why.empty()) {
-            problem = {lineOf(*list->get(i)), key + " \"" + std::string(text) + "\": " + why};
+            std::string reason = key;
+            reason += " \"";
+            reason += text;
+            reason += "\": ";
+            reason += why;
+            problem = {lineOf(*list->get(i)), std::move(reason)};
             return false;
         }
         out.emplace_back(text);
@@ -789,6 +794,7 @@ bool parseDocument(const toml::table& root, uint32_t voices, uint32_t sampleRate
                      [](const MapEntry& a, const MapEntry& b) { return a.address < b.address; });
     // Each address once, controls and labels together.
     std::vector<std::pair<std::string_view, uint32_t>> used;
+    used.reserve(entries.size() + labels.size());
     for (const MapEntry& entry : entries) used.emplace_back(entry.address, entry.line);
     for (const LabelEntry& label : labels) used.emplace_back(label.address, label.line);
     std::stable_sort(used.begin(), used.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
