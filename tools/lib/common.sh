@@ -26,16 +26,46 @@ sustain_install_packages() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   say "installing missing Debian packages: ${missing[*]}"
+  sustain_apt_install "${missing[@]}"
+}
+
+# Installs the Debian packages named, as root or through sudo.
+sustain_apt_install() {
   local sudo=""
   if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { say "need root or sudo to install: ${missing[*]}"; return 1; }
+    command -v sudo >/dev/null || { say "need root or sudo to install: $*"; return 1; }
     sudo="sudo"
   fi
   # jackd2 asks whether to enable real-time priority; keep the default without asking.
   export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
+  $sudo apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1 || {
     $sudo apt-get update >/dev/null 2>&1
-    $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+    $sudo apt-get install -y --no-install-recommends "$@"
+  }
+}
+
+# The `osc` package from npm (the library Open Stage Control is built on), for the test of
+# a Node.js client (tests/integration/test_node_osc.py). It goes into the build directory,
+# so that the test itself never needs the network; quick when it is already there. Node and
+# npm come from Debian only when the commands are missing: a Node.js installed another way
+# (bundling its own npm) is used as it is.
+SUSTAIN_NODE_OSC_VERSION=2.4.5
+sustain_install_node() {
+  local missing=() prefix="$SUSTAIN_BUILD/node"
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing missing Debian packages: ${missing[*]}"
+    sustain_apt_install "${missing[@]}" || return 1
+  fi
+  local installed
+  installed="$(node -p 'require(process.argv[1]).version' "$prefix/node_modules/osc/package.json" 2>/dev/null)" || true
+  [ "$installed" = "$SUSTAIN_NODE_OSC_VERSION" ] && return 0
+  say "installing osc@$SUSTAIN_NODE_OSC_VERSION from npm into $prefix"
+  # Without the optional serialport: a native module the UDP client does not use.
+  npm install --prefix "$prefix" --no-audit --no-fund --omit=optional --save-exact "osc@$SUSTAIN_NODE_OSC_VERSION" >/dev/null || {
+    say "npm could not install osc@$SUSTAIN_NODE_OSC_VERSION (is the npm registry reachable?)"
+    return 1
   }
 }
 
