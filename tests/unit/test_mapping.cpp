@@ -587,6 +587,11 @@ TEST_CASE("load: the example TouchOSC mapping") {
         REQUIRE(fader != nullptr);
         CHECK(fader->targets[0].param == voiceGainParam(v));
     }
+    CHECK(mapping->ignores("/1/fader1/z"));
+    CHECK(mapping->ignores("/2/multifader1/z"));
+    CHECK(mapping->ignores("/accxyz"));
+    CHECK(mapping->ignores("/2"));
+    CHECK(mapping->labels().size() == 4);
     const MapEntry* xy = mapping->find("/1/xy1");
     REQUIRE(xy != nullptr);
     REQUIRE(xy->targets.size() == 2);
