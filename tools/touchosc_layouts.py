@@ -195,9 +195,16 @@ def osc_message(address, variables, send=True, conversion="FLOAT"):
             f"<path>{partial_constant(address)}</path><arguments>{arguments}</arguments></osc>")
 
 
-def tosc_node(kind, ident, name, x, y, w, h, colour, extra="", messages="", children=""):
+def text_value(text, locked):
+    """A label's text is a value of the node, not a property: its default, and whether it
+    stays (`locked`: a caption) or takes what OSC sends."""
+    return (f"<value><key><![CDATA[text]]></key><locked>0</locked><lockedDefaultCurrent>{1 if locked else 0}"
+            f"</lockedDefaultCurrent><default><![CDATA[{escape(text)}]]></default><defaultPull>0</defaultPull></value>")
+
+
+def tosc_node(kind, ident, name, x, y, w, h, colour, extra="", messages="", children="", values=""):
     props = prop("s", "name", f"<![CDATA[{name}]]>") + frame(x, y, w, h) + color(colour) + extra
-    out = f"<node ID='{ident}' type='{kind}'><properties>{props}</properties><values></values>"
+    out = f"<node ID='{ident}' type='{kind}'><properties>{props}</properties><values>{values}</values>"
     if messages:
         out += f"<messages>{messages}</messages>"
     if children:
@@ -229,12 +236,13 @@ def tosc_control(page, c, offset_x):
         if not c.text:
             return button
         caption = tosc_node("LABEL", node_id(page.name, c.name, "caption"), c.name + "_caption", x, c.y, c.w, c.h,
-                            "gray", prop("s", "text", f"<![CDATA[{c.text}]]>") + prop("b", "interactive", 0))
+                            "gray", prop("b", "interactive", 0), values=text_value(c.text, locked=True))
         return button + caption
     # A label: receives its text, sends nothing.
     return tosc_node("LABEL", ident, c.name, x, c.y, c.w, c.h, c.color,
-                     prop("s", "text", f"<![CDATA[{c.text}]]>") + prop("i", "textSize", 18),
-                     osc_message(address, ["text"], send=False, conversion="STRING"))
+                     prop("i", "textSize", 18) + prop("b", "interactive", 0),
+                     osc_message(address, ["text"], send=False, conversion="STRING"),
+                     values=text_value(c.text, locked=False))
 
 
 def tosc_xml(pages):
@@ -242,7 +250,7 @@ def tosc_xml(pages):
     for index, page in enumerate(pages):
         offset = index * PAGE_W
         title = tosc_node("LABEL", node_id(page.name, "title"), f"page{page.name}", offset, 0, PAGE_W, 16, "gray",
-                          prop("s", "text", f"<![CDATA[page {page.name}]]>") + prop("b", "interactive", 0))
+                          prop("b", "interactive", 0), values=text_value(f"page {page.name}", locked=True))
         children += title + "".join(tosc_control(page, c, offset) for c in page.controls)
     root = tosc_node("GROUP", node_id("root"), "sustain", 0, 0, PAGE_W * len(pages), PAGE_H, "gray",
                      children=children)
