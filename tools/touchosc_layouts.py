@@ -5,6 +5,7 @@
                                        (<lexml>, nodes with properties and OSC messages)
   examples/touchosc/sustain.touchosc   TouchOSC Mk1: a ZIP holding index.xml (<layout>,
                                        <tabpage>s of <control>s; names and texts in base64)
+  docs/images/touchosc-sustain.svg     a picture of both pages, for docs/touchosc.md
 
   tools/touchosc_layouts.py            writes both files
   tools/touchosc_layouts.py --check    fails if a committed file differs from what this
@@ -36,6 +37,7 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 TOSC = os.path.join(ROOT, "examples", "touchosc", "sustain.tosc")
 MK1 = os.path.join(ROOT, "examples", "touchosc", "sustain.touchosc")
 MAPPING = os.path.join(ROOT, "examples", "touchosc.toml")
+PICTURE = os.path.join(ROOT, "docs", "images", "touchosc-sustain.svg")
 
 # Mk1's iPad portrait canvas (mode 1); the .tosc canvas puts both pages side by side.
 PAGE_W, PAGE_H = 768, 1024
@@ -262,6 +264,41 @@ def tosc_read(path):
         return zlib.decompress(f.read()).decode()
 
 
+# ---- a picture, for the docs ----
+
+def svg(pages):
+    gap = 40
+    width = len(pages) * PAGE_W + (len(pages) - 1) * gap
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width // 2}" height="{PAGE_H // 2 + 20}" '
+           f'viewBox="0 -40 {width} {PAGE_H + 40}" font-family="sans-serif">']
+    for index, page in enumerate(pages):
+        left = index * (PAGE_W + gap)
+        out.append(f'<rect x="{left}" y="0" width="{PAGE_W}" height="{PAGE_H}" fill="#111"/>')
+        out.append(f'<text x="{left}" y="-10" font-size="28" fill="#444">page {page.name}</text>')
+        for c in page.controls:
+            r, g, b = (int(v * 255) for v in COLORS[c.color])
+            colour = f"rgb({r},{g},{b})"
+            x = left + c.x
+            if c.kind == "multifader":
+                width_each = c.w // c.count
+                for n in range(c.count):
+                    out.append(f'<rect x="{x + n * width_each}" y="{c.y}" width="{width_each - 6}" height="{c.h}" '
+                               f'fill="none" stroke="{colour}" stroke-width="3"/>')
+                    out.append(f'<rect x="{x + n * width_each}" y="{c.y + c.h // 2}" width="{width_each - 6}" '
+                               f'height="{c.h // 2}" fill="{colour}" opacity="0.5"/>')
+            else:
+                fill = "none" if c.kind in ("xy", "toggle") else colour
+                opacity = "0.35" if c.kind == "label" else "0.5"
+                out.append(f'<rect x="{x}" y="{c.y}" width="{c.w}" height="{c.h}" fill="{fill}" opacity="{opacity}" '
+                           f'stroke="{colour}" stroke-width="3"/>')
+            caption = c.text if c.kind in ("label", "push") else ""
+            address = f"/{page.name}/{c.name}" + ("/1..4" if c.kind == "multifader" else "")
+            out.append(f'<text x="{x + 8}" y="{c.y + 30}" font-size="22" fill="white">{escape(caption)}</text>')
+            out.append(f'<text x="{x + 8}" y="{c.y + c.h - 10}" font-size="18" fill="#ddd">{escape(address)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
 # ---- the mapping ----
 
 def mapping_addresses(path):
@@ -284,6 +321,9 @@ def check(pages):
         problems.append(f"{os.path.relpath(MK1, ROOT)} differs from the description: run tools/touchosc_layouts.py")
     if tosc_read(TOSC) != tosc_xml(pages):
         problems.append(f"{os.path.relpath(TOSC, ROOT)} differs from the description: run tools/touchosc_layouts.py")
+    with open(PICTURE) as f:
+        if f.read() != svg(pages):
+            problems.append(f"{os.path.relpath(PICTURE, ROOT)} differs from the description: run tools/touchosc_layouts.py")
     mapped, labels = mapping_addresses(MAPPING)
     sent = sent_addresses(pages)
     for address in sorted(sent - mapped):
@@ -313,7 +353,10 @@ def main():
         f.write(zlib.compress(tosc_xml(pages).encode(), 9))
     with open(MK1, "wb") as f:
         f.write(mk1_bytes(mk1_xml(pages)))
-    print(f"wrote {os.path.relpath(TOSC, ROOT)} and {os.path.relpath(MK1, ROOT)}")
+    os.makedirs(os.path.dirname(PICTURE), exist_ok=True)
+    with open(PICTURE, "w") as f:
+        f.write(svg(pages))
+    print(f"wrote {os.path.relpath(TOSC, ROOT)}, {os.path.relpath(MK1, ROOT)} and {os.path.relpath(PICTURE, ROOT)}")
     return 0
 
 
