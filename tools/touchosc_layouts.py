@@ -136,9 +136,12 @@ def mk1_control(c):
 
 
 def mk1_xml(pages):
-    out = ['<?xml version="1.0" encoding="UTF-8"?>', '<layout version="16" mode="1" orientation="vertical">']
+    # Mk1's XML names the orientation the other way round from its editor: "horizontal" with
+    # x across the 768-wide side is the iPad held upright (portrait), as drawn here.
+    out = ['<?xml version="1.0" encoding="UTF-8"?>', '<layout version="17" mode="1" orientation="horizontal">']
     for page in pages:
-        out.append(f'<tabpage name="{b64(page.name)}" scalef="0.0" scalet="1.0" >')
+        out.append(f'<tabpage name="{b64(page.name)}" scalef="0.0" scalet="1.0" li_t="{b64(page.name)}" li_c="gray" '
+                   'li_s="14" li_o="false" li_b="false" la_t="" la_c="gray" la_s="14" la_o="false" la_b="false" >')
         out += [mk1_control(c) for c in page.controls]
         out.append("</tabpage>")
     out.append("</layout>")
@@ -204,9 +207,24 @@ def text_value(text, locked):
             f"</lockedDefaultCurrent><default><![CDATA[{escape(text)}]]></default><defaultPull>0</defaultPull></value>")
 
 
-def tosc_node(kind, ident, name, x, y, w, h, colour, extra="", messages="", children="", values=""):
-    props = prop("s", "name", f"<![CDATA[{name}]]>") + frame(x, y, w, h) + color(colour) + extra
-    out = f"<node ID='{ident}' type='{kind}'><properties>{props}</properties><values>{values}</values>"
+# What every node carries, as TouchOSC's editor writes it (a reader may not fill in what is
+# left out); a control overrides some.
+COMMON_PROPERTIES = {
+    "background": ("b", 1), "cornerRadius": ("f", 1), "grabFocus": ("b", 1), "interactive": ("b", 1),
+    "locked": ("b", 0), "orientation": ("i", 0), "outline": ("b", 1), "outlineStyle": ("i", 0),
+    "pointerPriority": ("i", 0), "shape": ("i", 1), "visible": ("b", 1),
+}
+
+
+def tosc_node(kind, ident, name, x, y, w, h, colour, extra=None, messages="", children="", values=""):
+    """A node; its properties in the editor's order (alphabetical by key)."""
+    simple = dict(COMMON_PROPERTIES, **(extra or {}))
+    props = {key: prop(kind_, key, value) for key, (kind_, value) in simple.items()}
+    props["name"] = prop("s", "name", f"<![CDATA[{name}]]>")
+    props["frame"] = frame(x, y, w, h)
+    props["color"] = color(colour)
+    body = "".join(props[key] for key in sorted(props))
+    out = f"<node ID='{ident}' type='{kind}'><properties>{body}</properties><values>{values}</values>"
     if messages:
         out += f"<messages>{messages}</messages>"
     if children:
@@ -219,30 +237,30 @@ def tosc_control(page, c, offset_x):
     ident = node_id(page.name, c.name)
     x = c.x + offset_x
     if c.kind == "fader":
-        return tosc_node("FADER", ident, c.name, x, c.y, c.w, c.h, c.color, prop("i", "orientation", 0),
+        return tosc_node("FADER", ident, c.name, x, c.y, c.w, c.h, c.color, {"orientation": ("i", 0)},
                          osc_message(address, ["x"]))
     if c.kind == "multifader":
         # A group of faders, one message each: /2/multifader1/1 .. /N, as Mk1's multi-fader sends.
         width = c.w // c.count
         faders = "".join(
             tosc_node("FADER", node_id(page.name, c.name, str(n)), str(n), width * (n - 1), 0, width - 4, c.h, c.color,
-                      prop("i", "orientation", 0), osc_message(f"{address}/{n}", ["x"]))
+                      {"orientation": ("i", 0)}, osc_message(f"{address}/{n}", ["x"]))
             for n in range(1, c.count + 1))
         return tosc_node("GROUP", ident, c.name, x, c.y, c.w, c.h, c.color, children=faders)
     if c.kind == "xy":
-        return tosc_node("XY", ident, c.name, x, c.y, c.w, c.h, c.color, "", osc_message(address, ["x", "y"]))
+        return tosc_node("XY", ident, c.name, x, c.y, c.w, c.h, c.color, None, osc_message(address, ["x", "y"]))
     if c.kind in ("toggle", "push"):
         button_type = 1 if c.kind == "toggle" else 0  # 0: momentary (1 on press, 0 on release)
-        button = tosc_node("BUTTON", ident, c.name, x, c.y, c.w, c.h, c.color, prop("i", "buttonType", button_type),
+        button = tosc_node("BUTTON", ident, c.name, x, c.y, c.w, c.h, c.color, {"buttonType": ("i", button_type)},
                            osc_message(address, ["x"]))
         if not c.text:
             return button
         caption = tosc_node("LABEL", node_id(page.name, c.name, "caption"), c.name + "_caption", x, c.y, c.w, c.h,
-                            "gray", prop("b", "interactive", 0), values=text_value(c.text, locked=True))
+                            "gray", {"interactive": ("b", 0)}, values=text_value(c.text, locked=True))
         return button + caption
     # A label: receives its text, sends nothing.
     return tosc_node("LABEL", ident, c.name, x, c.y, c.w, c.h, c.color,
-                     prop("i", "textSize", 18) + prop("b", "interactive", 0),
+                     {"textSize": ("i", 18), "interactive": ("b", 0)},
                      osc_message(address, ["text"], send=False, conversion="STRING"),
                      values=text_value(c.text, locked=False))
 
@@ -252,7 +270,7 @@ def tosc_xml(pages):
     for index, page in enumerate(pages):
         offset = index * PAGE_W
         title = tosc_node("LABEL", node_id(page.name, "title"), f"page{page.name}", offset, 0, PAGE_W, 16, "gray",
-                          prop("b", "interactive", 0), values=text_value(f"page {page.name}", locked=True))
+                          {"interactive": ("b", 0)}, values=text_value(f"page {page.name}", locked=True))
         children += title + "".join(tosc_control(page, c, offset) for c in page.controls)
     root = tosc_node("GROUP", node_id("root"), "sustain", 0, 0, PAGE_W * len(pages), PAGE_H, "gray",
                      children=children)
