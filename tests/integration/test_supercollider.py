@@ -13,55 +13,14 @@ Without sclang, or if sclang cannot start at all on this machine, the test is sk
 """
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
-from harness import SKIP, Engine, JackServer, TestFailure, check, check_heard, free_udp_port, main, wait_until
+from harness import SKIP, Engine, JackServer, TestFailure, check, check_heard, main, wait_until
+from sclang import SCLANG_TIMEOUT_S, run_sclang, sclang_env, sclang_usable
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "supercollider",
                        "sustain.scd")
-# Compiling the class library takes under a second; a slow or sanitizer-loaded machine
-# gets plenty more. A script that never quits (a parse error leaves sclang idling) is a failure.
-SCLANG_TIMEOUT_S = 60
-
-
-def sclang_env(home):
-    """A private HOME and runtime directory (sclang writes its config and caches there), no
-    display (sclang is a Qt program), and QtWebEngine's sandbox off: as root it refuses to
-    start with it on, and sclang then aborts before running anything."""
-    runtime = os.path.join(home, "run")
-    os.makedirs(runtime, mode=0o700, exist_ok=True)
-    env = dict(os.environ)
-    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "DISPLAY", "WAYLAND_DISPLAY"):
-        env.pop(name, None)
-    env.update(HOME=home, XDG_RUNTIME_DIR=runtime, QT_QPA_PLATFORM="offscreen", QTWEBENGINE_DISABLE_SANDBOX="1")
-    return env
-
-
-def run_sclang(script, env, cwd):
-    """sclang -D (no input from stdin) on `script`, on its own free port: (exit code, output)."""
-    command = ["sclang", "-D", "-u", str(free_udp_port()), script]
-    try:
-        out = subprocess.run(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, errors="replace", timeout=SCLANG_TIMEOUT_S)
-        return out.returncode, out.stdout
-    except subprocess.TimeoutExpired as timeout:
-        output = timeout.stdout.decode(errors="replace") if isinstance(timeout.stdout, bytes) else timeout.stdout
-        return None, output or ""
-
-
-def sclang_usable(home):
-    """Runs a one-line script; None if sclang works here, else why not."""
-    if shutil.which("sclang") is None:
-        return "sclang is not installed (Debian: supercollider-language)"
-    probe = os.path.join(home, "probe.scd")
-    with open(probe, "w") as f:
-        f.write('"SCLANG WORKS".postln;\n0.exit;\n')
-    code, output = run_sclang(probe, sclang_env(home), home)
-    if code == 0 and "SCLANG WORKS" in output:
-        return None
-    return f"sclang cannot run a script here (exit {code}):\n{output[-2000:]}"
 
 
 def test(paths):
