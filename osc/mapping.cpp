@@ -445,6 +445,33 @@ bool refuseWith(const toml::table& table, std::initializer_list<std::string_view
     return true;
 }
 
+// The keys of a [[map]] or [[label]] table (`kind`) are all among `known` (`expected` says
+// which, for the message), and its address is a literal path a surface uses.
+bool readTableHead(const toml::table& table, std::span<const std::string_view> known, std::string_view kind,
+                   std::string_view expected, std::string& address, Problem& problem) {
+    for (const auto& [key, value] : table) {
+        if (std::find(known.begin(), known.end(), key.str()) == known.end()) {
+            problem = {key.source().begin.line, "unknown key \"" + std::string(key.str()) + "\" in " +
+                                                    std::string(kind) + ": expected " + std::string(expected)};
+            return false;
+        }
+    }
+    const toml::node* node = table.get("address");
+    if (node == nullptr) {
+        problem = {lineOf(table), std::string(kind) + " entry without an address"};
+        return false;
+    }
+    std::string_view text;
+    if (!readString(*node, "address", text, problem)) return false;
+    std::string why;
+    if (!checkAddress(text, why)) {
+        problem = {lineOf(*node), "address \"" + std::string(text) + "\": " + why};
+        return false;
+    }
+    address = text;
+    return true;
+}
+
 // One [[map]] table: one entry, or `count` of them for a multi-control (a multi-fader sends
 // ADDRESS/1 .. ADDRESS/N, each element moving its own voice).
 bool parseEntry(const toml::table& table, uint16_t defaultPort, uint32_t voices, uint32_t sampleRate,
@@ -452,28 +479,13 @@ bool parseEntry(const toml::table& table, uint16_t defaultPort, uint32_t voices,
     MapEntry entry;
     entry.line = lineOf(table);
     entry.feedbackPort = defaultPort;
-    for (const auto& [key, value] : table) {
-        if (std::find(std::begin(kEntryKeys), std::end(kEntryKeys), key.str()) == std::end(kEntryKeys)) {
-            problem = {key.source().begin.line,
-                       "unknown key \"" + std::string(key.str()) +
-                           "\" in [[map]]: expected address, param(s), curve(s), range(s), input(s), "
-                           "feedback_port, count, first_index, first_voice, press, action"};
-            return false;
-        }
-    }
+    if (!readTableHead(table, kEntryKeys, "[[map]]",
+                       "address, param(s), curve(s), range(s), input(s), feedback_port, count, first_index, "
+                       "first_voice, press, action",
+                       entry.address, problem))
+        return false;
     const toml::node* address = table.get("address");
-    if (address == nullptr) {
-        problem = {entry.line, "[[map]] entry without an address"};
-        return false;
-    }
     std::string_view text;
-    if (!readString(*address, "address", text, problem)) return false;
-    std::string why;
-    if (!checkAddress(text, why)) {
-        problem = {lineOf(*address), "address \"" + std::string(text) + "\": " + why};
-        return false;
-    }
-    entry.address = text;
     if (const toml::node* port = table.get("feedback_port"); port != nullptr && !readPort(*port, entry.feedbackPort, problem))
         return false;
 
@@ -622,26 +634,11 @@ bool parseFormat(std::string_view format, std::string_view allowed, LabelEntry& 
 
 bool parseLabel(const toml::table& table, uint32_t voices, LabelEntry& label, Problem& problem) {
     label.line = lineOf(table);
-    for (const auto& [key, value] : table) {
-        if (std::find(std::begin(kLabelKeys), std::end(kLabelKeys), key.str()) == std::end(kLabelKeys)) {
-            problem = {key.source().begin.line, "unknown key \"" + std::string(key.str()) +
-                                                    "\" in [[label]]: expected address, param or status, unit, format"};
-            return false;
-        }
-    }
-    const toml::node* address = table.get("address");
-    if (address == nullptr) {
-        problem = {label.line, "[[label]] without an address"};
+    if (!readTableHead(table, kLabelKeys, "[[label]]", "address, param or status, unit, format", label.address,
+                       problem))
         return false;
-    }
     std::string_view text;
-    if (!readString(*address, "address", text, problem)) return false;
     std::string why;
-    if (!checkAddress(text, why)) {
-        problem = {lineOf(*address), "address \"" + std::string(text) + "\": " + why};
-        return false;
-    }
-    label.address = text;
     const toml::node* param = table.get("param");
     const toml::node* status = table.get("status");
     if ((param == nullptr) == (status == nullptr)) {
