@@ -16,7 +16,7 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 14;
+inline constexpr uint32_t kLayoutVersion = 15;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
@@ -195,7 +195,7 @@ struct alignas(64) WorkerSlot {
     std::atomic<uint64_t> syncedBlocks;    // blocks rendered from the active's published state
     std::atomic<uint64_t> ownBlocks;       // blocks rendered from its own state (active not advancing)
     std::atomic<uint32_t> activeStall;     // consecutive own cycles without the active advancing
-    std::atomic<uint32_t> takeover;        // direct layout: kTakeoverPlain or kTakeoverCancelling once this standby plays instead of the active (0: it does not)
+    std::atomic<uint32_t> takeover;        // direct layout: 1 once this standby plays instead of the active (0: it does not)
     std::atomic<uint64_t> takeoverNs;      // when it took over
     std::atomic<uint64_t> stallSinceNs;    // first cycle of the current stall
     std::atomic<uint64_t> heldBlocks;      // relay, active: cycles held back so that the output stage caught up
@@ -204,25 +204,9 @@ struct alignas(64) WorkerSlot {
     std::atomic<uint64_t> handbackFrame;   // direct layout, a standby that took over: the JACK frame from which the active plays again (0: none yet)
     std::atomic<uint64_t> handbacks;       // direct layout: takeovers handed back because the active ran again (it was late, not dead)
     std::atomic<uint64_t> lastCycleFrame;  // writer: the worker's callback; 1 << 32 | JACK's frame time of the cycle its last block was rendered in (0: unknown)
-    // Processes in JACK's mix (output stages; workers in the direct layout): what the last
-    // callback returned to JACK, for the process that takes over to cancel should this one
-    // die (engine/rt/stale_buffer.h). 0: silence; else (block number + 1) << 1 | the worker
-    // slot whose audio ring holds it. One word, so that a process killed between two stores
-    // never leaves a pair that does not belong together.
-    std::atomic<uint64_t> lastOutput;      // writer: the callback
-    // Processes in JACK's mix: 1 << 32 | JACK's frame time of the cycle in which this one,
-    // having played in its previous callback, found the other one playing and returned its
-    // last buffer once more (0: none since it started).
-    std::atomic<uint64_t> yieldedCycleFrame; // writer: the callback
-    uint64_t reserved[2];
+    uint64_t reserved[4];
 };
 static_assert(sizeof(WorkerSlot) == 384);
-
-/// WorkerSlot::takeover, direct layout: the standby plays instead of the active; with
-/// kTakeoverCancelling it also subtracts the active's last buffer from its own while JACK
-/// mixes it (engine/rt/stale_buffer.h), and an active that runs again hands that buffer over.
-inline constexpr uint32_t kTakeoverPlain = 1;
-inline constexpr uint32_t kTakeoverCancelling = 2;
 
 /// Why a worker exited on purpose (the exit code says the same).
 // DeviceLost: the stream stopped on its own while playing (device unplugged, JACK server gone).
@@ -350,13 +334,14 @@ struct alignas(64) OutputMetrics {
     std::atomic<uint64_t> lastFromStandbyCycle;
     std::atomic<uint64_t> takeovers;         // times a standby output stage took over
     std::atomic<uint64_t> lagBlocks;         // periods of latency beyond the relay's one (writer: output; the active worker clears it when it holds back)
-    std::atomic<uint64_t> staleCancellations;   // takeovers that cancelled the last buffer JACK kept mixing of the process taken over from (an output stage; a worker in the direct layout)
-    std::atomic<uint64_t> staleCancelledCycles; // cycles in which the process that plays subtracted that buffer
-    // Which output stage plays the JACK cycle with this frame time: 1 << 33 | frame << 1 |
-    // output slot, claimed by CAS at the start of each callback (engine/rt/output_callback.cpp),
-    // so that exactly one stage plays any cycle even when a takeover and a late stage's
-    // return fall into the same cycle. 0: none yet.
-    std::atomic<uint64_t> playClaim;         // writer: the output stages' callbacks (CAS)
+    std::atomic<uint64_t> staleCancellations;   // times a process in the mix (an output stage; a worker in the direct layout) began to play instead of the other and silenced the buffer that one left in JACK's mix
+    std::atomic<uint64_t> staleCancelledCycles; // cycles in which the process that plays silenced that buffer
+    // Which process in JACK's mix plays the JACK cycle with this frame time (an output stage
+    // in the relay layout, a worker in the direct layout): 1 << 33 | frame << 1 | its slot,
+    // claimed by CAS (claimCycle, engine/rt/stale_buffer.h), so that exactly one plays any
+    // cycle even when a takeover and a late process's return fall into the same cycle.
+    // 0: none yet.
+    std::atomic<uint64_t> playClaim;         // writer: the callbacks of the processes in the mix (CAS)
     uint64_t reserved[7];
 };
 

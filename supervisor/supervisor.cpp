@@ -106,10 +106,8 @@ bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& e
     info.heldBlocks.store(0, std::memory_order_relaxed);
     info.caughtUpBlocks.store(0, std::memory_order_relaxed);
     info.controlBeats.store(0, std::memory_order_relaxed);
-    info.yieldedCycleFrame.store(0, std::memory_order_relaxed);
     // A cycle stamped by the slot's previous process says nothing about this one (after a
-    // JACK server restart, not even about the same clock). lastOutput stays: the process
-    // that takes over from a dead one in JACK's mix may read it after this reset.
+    // JACK server restart, not even about the same clock).
     info.lastCycleFrame.store(0, std::memory_order_relaxed);
     info.role.store(static_cast<uint32_t>(role), std::memory_order_relaxed);
     // A fresh epoch per process: whatever an earlier process of this slot might still

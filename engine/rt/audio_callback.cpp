@@ -45,20 +45,6 @@ void takeQueuedCommands(CallbackContext& context) noexcept {
         rtLog(*context.log, context.segment->slots[context.slot].rtLogDropped, RtEvent::QueueBacklog, taken);
 }
 
-// RT-safe: atomic loads and arithmetic.
-// Direct layout: has the active missed kTakeoverCycles - 1 cycles in a row? JACK's frame
-// times say so exactly, whatever order the two workers run in within a cycle (the active
-// stamps the cycle of each block it renders: WorkerSlot::lastCycleFrame), so a dead active
-// is replaced in the first cycle after the one it missed, as a dead output stage is. Without
-// them: this standby's own cycles in a row without the active advancing.
-bool activeMissedCycles(const CallbackContext& context, const WorkerSlot& active, const CurrentCycle& cycle,
-                        uint32_t frames) noexcept {
-    const uint64_t stamped = active.lastCycleFrame.load(std::memory_order_acquire);
-    if (cycle.known && stamped != 0)
-        return frameAtOrAfter(cycle.frame, static_cast<jack_nframes_t>(stamped) + kTakeoverCycles * frames);
-    return context.activeStall >= kTakeoverCycles;
-}
-
 // RT-safe: a bounded seqlock read and a copy.
 // A standby renders each block from the active's end-of-block state, so that its block is
 // the same signal; when the active does not advance (dead, hung, or simply later in this
@@ -67,6 +53,8 @@ bool followActive(CallbackContext& context, uint64_t nowNs, const CurrentCycle& 
     Segment& segment = *context.segment;
     WorkerSlot& slot = segment.slots[context.slot];
     const uint32_t active = segment.control.activeSlot.load(std::memory_order_acquire);
+    const CurrentCycle previousCycle = context.previousCycle;
+    context.previousCycle = cycle;
     bool advanced = false;
     // A standby that plays for the active keeps the time itself: it renders on from its own
     // state until it hands back (the active aligns to it meanwhile: adoptStandbyState).
@@ -114,16 +102,14 @@ bool followActive(CallbackContext& context, uint64_t nowNs, const CurrentCycle& 
     // skipped while JACK reorders it, and its blocks would not continue the active's anyway.
     const WorkerSlot& activeSlot = segment.slots[active % kWorkerSlots];
     if (!context.relay && !context.tookOver && context.syncedRun >= kWarmBlocks &&
-        activeMissedCycles(context, activeSlot, cycle, frames)) {
+        playerMissedCycles(segment.output.playClaim, cycle, previousCycle, frames, context.activeStall) &&
+        claimCycle(segment.output.playClaim, cycle, context.slot, true)) {
+        // This cycle is this standby's now; the active, should it run in this cycle after
+        // all, finds it claimed and returns silence (playsDirect).
         context.tookOver = true;
         context.activeCallbacksAtTakeover = activeSlot.callbacks.load(std::memory_order_acquire);
         slot.takeoverNs.store(nowNs, std::memory_order_relaxed);
-        // The active's last buffer stays in JACK's mix while its ports are connected: cancelled
-        // from now on when it can be (engine/rt/stale_buffer.h), and announced with the
-        // takeover in one store, so that an active that runs again hands it over only then.
-        const bool cancels = beginCancelling(context.stale, segment, activeSlot, frames, context.channels, cycle);
-        if (cancels) segment.output.staleCancellations.fetch_add(1, std::memory_order_relaxed);
-        slot.takeover.store(cancels ? kTakeoverCancelling : kTakeoverPlain, std::memory_order_release);
+        slot.takeover.store(1, std::memory_order_release);
     }
     return false;
 }
@@ -384,10 +370,15 @@ bool playsDirect(CallbackContext& context, const JackCycle& cycle, bool active) 
             slot.handbackFrame.store(0, std::memory_order_relaxed);
             slot.takeover.store(0, std::memory_order_release);
         }
+        // The active claims each cycle it plays: a standby that took this very cycle over
+        // first plays it, and this one returns silence.
         const WorkerSlot& standby = segment.slots[(context.slot + 1) % kWorkerSlots];
-        if (standby.takeover.load(std::memory_order_acquire) == 0) return true;
+        const CurrentCycle current{cycle.known, cycle.frame};
+        if (standby.takeover.load(std::memory_order_acquire) == 0)
+            return claimCycle(segment.output.playClaim, current, context.slot, false);
         const uint64_t handback = standby.handbackFrame.load(std::memory_order_acquire);
-        return handback != 0 && cycle.known && frameReached(cycle.frame, handback);
+        return handback != 0 && cycle.known && frameReached(cycle.frame, handback) &&
+               claimCycle(segment.output.playClaim, current, context.slot, false);
     }
     if (!context.tookOver) return false;
     const uint32_t activeSlot = (context.slot + 1) % kWorkerSlots;
@@ -437,40 +428,27 @@ void publishBlock(CallbackContext& context, uint64_t number, uint32_t frames, ui
     block.sequence.store(begin + 1, std::memory_order_release);
 }
 
-// RT-safe: copies of one block, atomic loads and stores, jack_port_connected.
-// Direct layout: what this worker's stream carries in this cycle, and the record of it for
-// the other worker (WorkerSlot::lastOutput, with the block in this worker's audio ring). The
-// worker that plays returns its block, minus the active's stale buffer after a takeover that
-// cancels it (followActive). A worker that played in its previous callback and does not
-// now, because the standby took over and cancels its buffer (it was late, or is fenced, not
-// dead), returns that buffer once more, which the standby cancels through this cycle. A
-// handback at the frame both agreed on is exact by itself: the standby stops, the active
-// resumes. Silence otherwise.
-void playDirect(CallbackContext& context, WorkerSlot& slot, float* out, uint32_t frames, bool plays, uint64_t number,
-                const JackCycle& jackCycle) noexcept {
+// RT-safe: a copy of one block; silenceStale.
+// Direct layout: what this worker's stream carries in this cycle. The worker that plays
+// returns its block and, from the cycle it began to play in instead of the other worker
+// (a takeover, sustaind's switch, a handback), silences what that worker left in JACK's mix
+// (engine/rt/stale_buffer.h); the other returns silence.
+void playDirect(CallbackContext& context, float* out, uint32_t frames, bool plays) noexcept {
     Segment& segment = *context.segment;
     const WorkerSlot& other = segment.slots[(context.slot + 1) % kWorkerSlots];
-    const CurrentCycle cycle{jackCycle.known, jackCycle.frame};
-    const uint64_t returnedBefore = slot.lastOutput.load(std::memory_order_relaxed);
-    uint64_t returned = 0;
     if (plays && frames <= kMaxRelayFrames) {
         for (uint32_t f = 0; f < frames; ++f)
             for (uint32_t c = 0; c < context.channels; ++c)
                 out[size_t{f} * context.channels + c] = context.scratch[size_t{f} * kAudioChannels];
-        if (cancelStale(context.stale, other, out, frames, context.channels, cycle))
+        if (!context.playedLast && beginSilencing(context.stale, other))
+            segment.output.staleCancellations.fetch_add(1, std::memory_order_relaxed);
+        if (silenceStale(context.stale, other, frames))
             segment.output.staleCancelledCycles.fetch_add(1, std::memory_order_relaxed);
-        keepReturnedBuffer(context.stale, out, frames, context.channels);
-        returned = ((number + 1) << 1) | context.slot;
-    } else if (context.playedLast && returnedBefore != 0 && frames <= kMaxRelayFrames &&
-               other.takeover.load(std::memory_order_acquire) == kTakeoverCancelling) {
-        yieldReturnedBuffer(context.stale, slot, out, frames, context.channels, cycle);
-        returned = returnedBefore;  // the same buffer as before
     } else {
         std::memset(out, 0, sizeof(float) * size_t{frames} * context.channels);
+        context.stale.silencing = false;
     }
-    if (!plays) context.stale.cancelling = false;
-    context.playedLast = plays;
-    slot.lastOutput.store(returned, std::memory_order_release);
+    context.playedLast = plays && frames <= kMaxRelayFrames;
 }
 
 }  // namespace
@@ -490,10 +468,7 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
     // neither consume commands nor produce sound, even for one block.
     if (slot.epoch.load(std::memory_order_acquire) != context.startEpoch || frames > kMaxRelayFrames) {
         std::memset(out, 0, sizeof(float) * outSamples);
-        // Direct layout: a fenced worker that played hands its last buffer over once (the
-        // standby that took over cancels it through this cycle). Its slot is still its own:
-        // sustaind resets it for a replacement only once this process is gone.
-        if (!context.relay && context.playedLast) playDirect(context, slot, out, frames, false, 0, readJackCycle(context));
+        context.playedLast = false;
         return;
     }
 
@@ -519,7 +494,7 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
     const bool plays = !context.relay && playsDirect(context, cycle, active);
     if (aligned == Alignment::AlreadyRendered) {
         // This cycle's block is the standby's (it plays it): nothing to render or play here.
-        playDirect(context, slot, out, frames, false, 0, cycle);
+        playDirect(context, out, frames, false);
         publishCallbackEnd(slot, context.loadSmoothed, startNs, monotonicNs(), frames, context.samplesPerNs);
         context.blocks.fetch_add(1, std::memory_order_release);
         return;
@@ -551,10 +526,8 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
         // buffer, which JACK keeps mixing until it drops the client, is silence.
         std::memset(out, 0, sizeof(float) * outSamples);
     } else {
-        // The block played is kept in the audio ring too, for the other worker to cancel
-        // should this one die while it plays; a standby that does not play shadows in silence.
-        if (plays) publishBlock(context, number, frames, startNs, cycle);
-        playDirect(context, slot, out, frames, plays, number, cycle);
+        // A standby that does not play shadows in silence.
+        playDirect(context, out, frames, plays);
     }
     if (context.fading && !context.fadedOut && context.state.master.remaining == 0 &&
         context.state.master.current == 0.0) {

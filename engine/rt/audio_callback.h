@@ -67,6 +67,7 @@ struct CallbackContext {
     FrameZeroEstimator clock;
     uint64_t syncedThrough = 0;   // the active's `blocks` at our last sync
     uint64_t syncedEpoch = 0;     // the epoch of the active process we last synced from
+    CurrentCycle previousCycle;   // standby: the JACK cycle of its previous callback
     uint32_t activeStall = 0;     // own cycles in a row in which the active did not advance
     bool tookOver = false;        // direct layout: this standby plays instead of the active
     uint64_t syncedRun = 0;       // blocks in a row started from the active's state, up to the current stall
@@ -79,8 +80,8 @@ struct CallbackContext {
     jack_nframes_t lastCycleFrame = 0;  // relay layout: JACK's frame time of our previous callback's cycle
     bool lastCycleKnown = false;
     bool playedLast = false;  // direct layout: this worker's stream carried its block in the previous callback
-    // Direct layout: cancelling the other worker's stale buffer when it dies while it plays;
-    // this worker's last buffer, handed over when it was late (engine/rt/stale_buffer.h).
+    // Direct layout: silencing the other worker's stale buffer when this one plays instead
+    // of it (engine/rt/stale_buffer.h).
     StaleBuffer stale;
     float scratch[kMaxRelayFrames * kAudioChannels] = {};
     bool fading = false;

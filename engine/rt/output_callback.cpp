@@ -141,45 +141,15 @@ void followRelayDelay(OutputContext& context, const AudioBlock& block, const Cur
 }
 
 // RT-safe: atomic loads and arithmetic.
-// Has the playing stage missed kTakeoverCycles - 1 cycles in a row (dead, stopped, or not
-// run by JACK)? JACK's frame times say so exactly, whatever order the two stages run in
-// within a cycle: the playing stage stamps each cycle it ran in (WorkerSlot::lastCycleFrame).
-// So a dead stage is replaced in the first cycle after the one it missed, the least JACK's
-// physics allow (that cycle mixed its stale buffer alone). A stage that was only late (JACK
-// skips a late client for a cycle about once a second on a loaded machine) hands over
-// without a wrong sample: see yieldPlayedBuffer. Without JACK's frame times: its callback
-// count has not moved in kTakeoverCycles of this stage's callbacks in a row.
-bool writerMissedCycles(OutputContext& context, uint32_t writer, const CurrentCycle& cycle, uint32_t frames) noexcept {
+// Has the playing stage missed the cycles before this one (dead, stopped, or not run by
+// JACK)? The rule is playerMissedCycles's; here the stall count it falls back on.
+bool writerMissedCycles(OutputContext& context, uint32_t writer, const CurrentCycle& cycle,
+                        const CurrentCycle& ownPrevious, uint32_t frames) noexcept {
     const WorkerSlot& playing = context.segment->outputs[writer];
     const uint64_t callbacks = playing.callbacks.load(std::memory_order_acquire);
     context.writerStall = callbacks == context.lastWriterCallbacks ? context.writerStall + 1 : 0;
     context.lastWriterCallbacks = callbacks;
-    const uint64_t stamped = playing.lastCycleFrame.load(std::memory_order_acquire);
-    if (cycle.known && stamped != 0) {
-        const auto ranIn = static_cast<jack_nframes_t>(stamped);
-        return frameAtOrAfter(cycle.frame, ranIn + kTakeoverCycles * frames);
-    }
-    return context.writerStall >= kTakeoverCycles;
-}
-
-// RT-safe: atomic loads and one CAS.
-// Claims the JACK cycle this callback runs in for this stage (OutputMetrics::playClaim):
-// true if this stage plays it. The playing stage claims every cycle it runs in unless the
-// other has claimed it already (then it took over); a stage taking over claims a cycle only
-// if nobody has yet (`takingOver`), so that a late playing stage that does run in this
-// cycle keeps it. Either way exactly one stage plays a cycle, whatever their order.
-// Without JACK's frame times there is nothing to claim by: the role alone decides. Bounded:
-// the word changes at most once per cycle per stage, so a few attempts always settle it;
-// should they not, the role decides (the playing stage plays, a takeover waits).
-bool claimCycle(OutputMetrics& output, const CurrentCycle& cycle, uint32_t slot, bool takingOver) noexcept {
-    if (!cycle.known) return true;
-    const uint64_t mine = (storedFrame(cycle.frame) << 1) | slot;
-    uint64_t claim = output.playClaim.load(std::memory_order_acquire);
-    for (int attempt = 0; attempt < 4; ++attempt) {
-        if (claim != 0 && static_cast<jack_nframes_t>(claim >> 1) == cycle.frame) return claim == mine;
-        if (output.playClaim.compare_exchange_strong(claim, mine, std::memory_order_acq_rel)) return true;
-    }
-    return !takingOver;
+    return playerMissedCycles(context.segment->output.playClaim, cycle, ownPrevious, frames, context.writerStall);
 }
 
 bool blocksEqual(const float* a, const float* b, uint32_t count) noexcept {
@@ -219,7 +189,8 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
     const size_t outSamples = static_cast<size_t>(frames) * context.channels;
     std::memset(out, 0, sizeof(float) * outSamples);
     const CurrentCycle cycleNow = currentCycle(context);
-    uint64_t returned = 0;  // for WorkerSlot::lastOutput: silence unless a block is played
+    const CurrentCycle previousCycle = context.previousCycle;
+    context.previousCycle = cycleNow;
 
     const bool fenced = me.epoch.load(std::memory_order_acquire) != context.startEpoch;
     uint32_t writer = output.writerSlot.load(std::memory_order_acquire);
@@ -227,28 +198,31 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         // A standby output stage: watch the playing one; take over when it stops running.
         // The claim of this cycle first: the playing stage may be running this very cycle
         // after all (it missed the previous one only), and then it keeps it.
-        if (writerMissedCycles(context, writer, cycleNow, frames) && claimCycle(output, cycleNow, context.slot, true) &&
+        if (writerMissedCycles(context, writer, cycleNow, previousCycle, frames) &&
+            claimCycle(output.playClaim, cycleNow, context.slot, true) &&
             output.writerSlot.compare_exchange_strong(writer, context.slot, std::memory_order_acq_rel)) {
             output.takeovers.fetch_add(1, std::memory_order_relaxed);
             writer = context.slot;
         }
-    } else if (!fenced && writer == context.slot && !claimCycle(output, cycleNow, context.slot, false)) {
+    } else if (!fenced && writer == context.slot && !claimCycle(output.playClaim, cycleNow, context.slot, false)) {
         writer = (context.slot + 1) % kOutputSlots;  // the other stage took this cycle over: it plays it
     }
     // Playing from this cycle on, whoever decided it (this stage above, or sustaind when the
-    // other stage died): cancel what that stage left in JACK's mix.
-    if (!fenced && writer == context.slot && context.lastWriter != context.slot && context.lastWriter < kOutputSlots &&
-        beginCancelling(context.stale, segment, segment.outputs[context.lastWriter], frames, context.channels, cycleNow))
+    // other stage died): silence what that stage left in JACK's mix, in every cycle this one
+    // plays while JACK still mixes it. A stage that does not play returns silence (`out`
+    // was cleared above).
+    const bool plays = !fenced && writer == context.slot;
+    if (plays && context.lastWriter != context.slot && context.lastWriter < kOutputSlots &&
+        beginSilencing(context.stale, segment.outputs[context.lastWriter]))
         output.staleCancellations.fetch_add(1, std::memory_order_relaxed);
-    // What this stage returned in its previous callback (it writes its own lastOutput only).
-    const uint64_t returnedBefore = me.lastOutput.load(std::memory_order_relaxed);
-    const bool yielding = context.lastWriter == context.slot && writer != context.slot && returnedBefore != 0 &&
-                          frames <= kMaxRelayFrames;
+    if (!plays) context.stale.silencing = false;
+    if (plays && silenceStale(context.stale, segment.outputs[(context.slot + 1) % kOutputSlots], frames))
+        output.staleCancelledCycles.fetch_add(1, std::memory_order_relaxed);
     context.lastWriter = writer;
     // A stage that does not play has published nothing that holds: when it plays again it
     // publishes its own delay as soon as it has measured it.
     if (writer != context.slot) context.delayPublished = kDelayUnpublished;
-    if (!fenced && writer == context.slot && frames <= kMaxRelayFrames && context.stopRequested.load() == 0 &&
+    if (plays && frames <= kMaxRelayFrames && context.stopRequested.load() == 0 &&
         (output.synced.load(std::memory_order_acquire) != 0 || lockPlayPosition(context, cycleNow, startNs, frames))) {
         const uint64_t number = output.nextBlock.load(std::memory_order_relaxed);
         bool relock = false;
@@ -282,11 +256,7 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
             // and never run away from the worker that renders.
             if (segment.slots[active].lastBlock.load(std::memory_order_acquire) <= number) relock = true;
         }
-        if (cancelStale(context.stale, segment.outputs[(context.slot + 1) % kOutputSlots], out, frames, context.channels,
-                        cycleNow))
-            output.staleCancelledCycles.fetch_add(1, std::memory_order_relaxed);
         if (source < 2) {
-            returned = ((number + 1) << 1) | (source == 0 ? active : standby);
             const AudioRing& ring = segment.audio[source == 0 ? active : standby];
             followRelayDelay(context, ring.blocks[number % kAudioRingBlocks], cycleNow, startNs, frames);
         }
@@ -322,13 +292,6 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         }
     }
 
-    if (yielding) {
-        yieldReturnedBuffer(context.stale, me, out, frames, context.channels, cycleNow);
-        returned = returnedBefore;  // the same buffer as before
-    } else if (returned != 0) {
-        keepReturnedBuffer(context.stale, out, frames, context.channels);
-    }
-    me.lastOutput.store(returned, std::memory_order_release);
     me.lastCycleFrame.store(cycleNow.known ? storedFrame(cycleNow.frame) : 0, std::memory_order_release);
     publishCallbackEnd(me, context.loadSmoothed, startNs, monotonicNs(), frames, context.samplesPerNs);
     context.blocks.fetch_add(1, std::memory_order_release);

@@ -49,6 +49,7 @@ struct OutputContext {
     double samplesPerNs = 48000.0 / 1e9;
     uint64_t lastWriterCallbacks = 0;  // standby output stage: the playing one's callbacks, last seen
     uint32_t writerStall = 0;
+    CurrentCycle previousCycle;        // the JACK cycle of this stage's previous callback
     uint32_t lastWriter = kOutputSlots;  // the playing stage in this stage's previous cycle (kOutputSlots: none yet)
     uint32_t trailingCycles = 0;       // cycles in a row the play position trailed by more than one period
     // How many periods lie between a block's rendering and its playing (1 normally; 2 after
@@ -67,8 +68,8 @@ struct OutputContext {
     std::atomic<uint64_t> blocks{0};
     std::atomic<uint32_t> stopRequested{0};
     OutputTrace* trace = nullptr;  // diagnosis only; null in normal use
-    // Cancelling the other stage's stale buffer when it dies; this stage's last buffer,
-    // handed over when it was late (engine/rt/stale_buffer.h).
+    // Silencing the other stage's stale buffer when this one plays instead of it
+    // (engine/rt/stale_buffer.h).
     StaleBuffer stale;
     pthread_t audioThread{};        // written once by the first callback (pthread_self: no system call)
     std::atomic<bool> audioThreadKnown{false};

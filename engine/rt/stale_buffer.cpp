@@ -1,102 +1,96 @@
 #include "engine/rt/stale_buffer.h"
 
+#include <cstring>
+
 #include "engine/rt/callback_timing.h"
-#include "engine/rt/output_callback.h"
 
 namespace sustain {
 
 namespace {
 
-// Cycles a stale buffer is cancelled at most: JACK drops a dead client within 8-17 ms (and
-// sustaind disconnects its ports sooner), so this bound is only reached if something is
-// wrong; then subtracting no more is the safer error.
-constexpr uint32_t kMaxCancelCycles = 256;
+/// The JACK frame time a claim names. RT-safe: arithmetic.
+jack_nframes_t claimedFrame(uint64_t claim) noexcept { return static_cast<jack_nframes_t>(claim >> 1); }
 
 }  // namespace
 
-// RT-safe: atomic loads and the copy of one block.
-// JACK keeps mixing the last buffer the other process returned until its ports leave the
-// graph: from this cycle on, subtract that buffer while it is mixed, so that the sum is
-// exactly the block that should be heard. A subtraction of a buffer that is not mixed
-// would be a full-scale click; a stale buffer left alone is what JACK does anyway: so when
-// anything is unknown, nothing is subtracted.
-bool beginCancelling(StaleBuffer& stale, const Segment& segment, const WorkerSlot& peer, uint32_t frames,
-                     uint32_t channels, const CurrentCycle& cycle) noexcept {
-    stale.cancelling = false;
+// RT-safe: atomic loads and arithmetic.
+// A dead player is replaced in the first cycle after the one it missed, the least JACK's
+// physics allow (that cycle mixed its stale buffer alone). The player claims each cycle at
+// the start of its callback, so the claims say exactly which cycles it began, whatever order
+// the two processes run in within a cycle; one it began is not taken from it, even if it
+// has not finished it yet (late, not dead: what it writes would be mixed beside what this
+// process plays). And a cycle this standby did not run either was not missed by the player
+// alone: the driver woke late and JACK's frame time jumped, or JACK reordered the graph;
+// taking over from a player that is merely late costs more than it saves (a load is not a
+// fault). So this standby must have run the cycle before this one itself.
+bool playerMissedCycles(const std::atomic<uint64_t>& playClaim, const CurrentCycle& cycle,
+                        const CurrentCycle& ownPrevious, uint32_t frames, uint32_t stallCallbacks) noexcept {
+    const uint64_t claim = playClaim.load(std::memory_order_acquire);
+    if (!cycle.known || claim == 0) return stallCallbacks >= kTakeoverCycles;
+    const bool ranPrevious = ownPrevious.known && static_cast<jack_nframes_t>(ownPrevious.frame + frames) == cycle.frame;
+    return ranPrevious && frameAtOrAfter(cycle.frame, claimedFrame(claim) + kTakeoverCycles * frames);
+}
+
+// RT-safe: atomic loads and one CAS, a few attempts at most.
+// The claim is 1 << 33 | frame << 1 | slot. A cycle older than the one claimed last is never
+// claimed: a process that runs it now runs late, after the other took over, and what it
+// wrote would be mixed with what the other plays. Without JACK's frame times there is
+// nothing to claim by: the roles decide (the takeover by stall counts). The word changes at
+// most once per cycle per process, so a few attempts always settle it; should they not, the
+// role decides (the process that plays plays, a takeover waits).
+bool claimCycle(std::atomic<uint64_t>& playClaim, const CurrentCycle& cycle, uint32_t slot, bool takingOver) noexcept {
+    if (!cycle.known) return true;
+    const uint64_t mine = (storedFrame(cycle.frame) << 1) | slot;
+    uint64_t claim = playClaim.load(std::memory_order_acquire);
+    for (int attempt = 0; attempt < 4; ++attempt) {
+        if (claim != 0) {
+            if (claimedFrame(claim) == cycle.frame) return claim == mine;
+            if (frameAtOrAfter(claimedFrame(claim), cycle.frame)) return false;  // a later cycle is claimed already
+        }
+        if (playClaim.compare_exchange_strong(claim, mine, std::memory_order_acq_rel)) return true;
+    }
+    return !takingOver;
+}
+
+// RT-safe: atomic loads.
+bool beginSilencing(StaleBuffer& stale, const WorkerSlot& peer) noexcept {
     // The ports of the last process seen running in that slot: the one that played (sustaind
     // may already have reset the slot for a replacement, which is not looked up before it runs).
     const int32_t pid = stale.peerPortsPid.load(std::memory_order_acquire);
-    if (pid <= 0 || !cycle.known || frames > kMaxRelayFrames) return false;
-    const uint64_t last = peer.lastOutput.load(std::memory_order_acquire);
-    if (last == 0) return false;  // it returned silence: there is nothing to cancel
-    const uint64_t number = (last >> 1) - 1;
-    const AudioRing& ring = segment.audio[last & 1];
-    const uint64_t epoch = ring.blocks[number % kAudioRingBlocks].epoch.load(std::memory_order_relaxed);
-    if (!readAudioBlock(ring, number, epoch, frames, stale.stale, keptChannels(channels))) return false;
-    stale.cancelling = true;
-    stale.cancelPid = pid;
-    stale.cancelFromFrame = cycle.frame;
-    stale.cancelCycles = 0;
-    return true;
+    stale.silencing = pid > 0;
+    stale.silencedPid = pid;
+    stale.peerCallbacksAtStart = peer.callbacks.load(std::memory_order_acquire);
+    return stale.silencing;
 }
 
-// RT-safe: jack_port_connected reads the server's graph in shared memory (no lock, no
-// system call; in a JACK process thread it never waits for a pending graph change).
-// Measured with JACK2 1.9.21: the connection count a client reads in its process callback
-// is the one with which JACK mixes that cycle's buffers, so the switch back to the plain
-// block falls on the exact cycle (docs/failover.md). Ends for good once no port is
-// connected, in the cycle after the one in which the other process ran again (it was late,
-// not dead: in that cycle it returned its last buffer once more, from the next on silence;
-// see yieldReturnedBuffer), when its ports were looked up for another process, after
-// kMaxCancelCycles, or in a cycle without JACK's frame time (nothing then tells a yield).
-bool cancelStale(StaleBuffer& stale, const WorkerSlot& peer, float* out, uint32_t frames, uint32_t channels,
-                 const CurrentCycle& cycle) noexcept {
-    if (!stale.cancelling) return false;
-    // A yield stamped in the takeover's cycle or later (it may come in that very cycle,
-    // before or after this process read it), and in an earlier cycle than this one.
-    const uint64_t yielded = peer.yieldedCycleFrame.load(std::memory_order_acquire);
-    const auto yieldFrame = static_cast<jack_nframes_t>(yielded);
-    const bool ranAgain = yielded != 0 && frameAtOrAfter(yieldFrame, stale.cancelFromFrame) &&
-                          cycle.frame != yieldFrame && frameAtOrAfter(cycle.frame, yieldFrame);
-    if (!cycle.known || ranAgain || stale.peerPortsPid.load(std::memory_order_acquire) != stale.cancelPid ||
-        stale.cancelCycles >= kMaxCancelCycles) {
-        stale.cancelling = false;
+// RT-safe: jack_port_connected, jack_port_flags and jack_port_get_buffer read the server's
+// graph in shared memory (no lock, no system call), and a memset of one period per channel.
+// The other process's port buffer lives in the server's shared memory, where jackd mixes it
+// from; zeroed, it adds nothing to the mix, whenever jackd mixes it and whenever it drops
+// the client. A process that does not play a cycle writes silence itself (it lost the
+// claim, or it is fenced), so zeroing its buffer is never wrong; it ends once the other
+// process has run a callback of its own since (its own silence is in its buffer then), once
+// none of its ports is a connected output any more (jackd then mixes none of them; a port
+// released by a dead client is no output, and its number may soon name a replacement's
+// port), or when the ports were looked up for another process.
+bool silenceStale(StaleBuffer& stale, const WorkerSlot& peer, uint32_t frames) noexcept {
+    if (!stale.silencing) return false;
+    if (peer.callbacks.load(std::memory_order_acquire) != stale.peerCallbacksAtStart ||
+        stale.peerPortsPid.load(std::memory_order_acquire) != stale.silencedPid) {
+        stale.silencing = false;
         return false;
     }
-    bool anyConnected = false;
-    const uint32_t kept = keptChannels(channels);
-    for (uint32_t c = 0; c < kept; ++c) {
-        jack_port_t* port = stale.peerPorts[c].load(std::memory_order_acquire);
-        if (port == nullptr || jack_port_connected(port) <= 0) continue;
-        anyConnected = true;
-        for (uint32_t f = 0; f < frames; ++f) out[size_t{f} * channels + c] -= stale.stale[size_t{f} * kept + c];
+    bool silenced = false;
+    for (auto& peerPort : stale.peerPorts) {
+        jack_port_t* port = peerPort.load(std::memory_order_acquire);
+        if (port == nullptr || jack_port_connected(port) <= 0 || (jack_port_flags(port) & JackPortIsOutput) == 0) continue;
+        auto* buffer = static_cast<float*>(jack_port_get_buffer(port, frames));
+        if (buffer == nullptr) continue;
+        std::memset(buffer, 0, sizeof(float) * frames);
+        silenced = true;
     }
-    if (!anyConnected) {
-        stale.cancelling = false;
-        return false;
-    }
-    ++stale.cancelCycles;
-    return true;
-}
-
-// RT-safe: a copy of one block and an atomic store.
-// The other process took over because this one missed cycles (it was late, not dead), and
-// subtracts this one's last buffer in every cycle up to and including the one this stamp
-// names: so this one returns that very buffer once more now (the sum is then the block that
-// should be heard) and silence from the next cycle, when the other has seen the stamp.
-void yieldReturnedBuffer(StaleBuffer& stale, WorkerSlot& me, float* out, uint32_t frames, uint32_t channels,
-                         const CurrentCycle& cycle) noexcept {
-    const uint32_t kept = keptChannels(channels);
-    for (uint32_t f = 0; f < frames; ++f)
-        for (uint32_t c = 0; c < kept; ++c) out[size_t{f} * channels + c] = stale.returned[size_t{f} * kept + c];
-    if (cycle.known) me.yieldedCycleFrame.store(storedFrame(cycle.frame), std::memory_order_release);
-}
-
-// RT-safe: a copy of one block.
-void keepReturnedBuffer(StaleBuffer& stale, const float* out, uint32_t frames, uint32_t channels) noexcept {
-    const uint32_t kept = keptChannels(channels);
-    for (uint32_t f = 0; f < frames; ++f)
-        for (uint32_t c = 0; c < kept; ++c) stale.returned[size_t{f} * kept + c] = out[size_t{f} * channels + c];
+    if (!silenced) stale.silencing = false;
+    return silenced;
 }
 
 }  // namespace sustain

@@ -1,9 +1,11 @@
 // A process in JACK's mix that dies leaves its last buffer there: jackd mixes that buffer
 // again every cycle until it drops the client (8-17 ms), or until sustaind disconnects its
 // ports. The process that plays instead (the standby output stage in the relay layout, the
-// standby worker in the direct layout) subtracts it for exactly as long as it is mixed, so
-// that what the driver plays is the block that should be heard (docs/failover.md, "A process
-// in the mix dies"). Both callbacks use these functions; the rules are decided here only.
+// standby worker in the direct layout) silences that buffer where JACK keeps it, in the
+// server's shared memory, in every cycle it plays while the dead process's ports are still
+// connected, so that what the driver plays is exactly the block that should be heard
+// (docs/failover.md, "A process in the mix dies"). Who plays a cycle, when a standby takes
+// over, and the silencing are decided here only; both callbacks use these functions.
 #pragma once
 
 #include <jack/jack.h>
@@ -21,49 +23,45 @@ struct CurrentCycle {
     jack_nframes_t frame = 0;
 };
 
-/// What a callback keeps to cancel the other process's stale buffer, and to hand its own
-/// last buffer over when it stops playing. Owned by the audio thread, except the peer's
-/// ports, which the process's control (or main) thread looks up (lookUpPeerPorts, engine/process_setup.h).
+/// What a callback keeps to silence the other process's stale buffer. Owned by the audio
+/// thread, except the peer's ports, which the process's control (or main) thread looks up
+/// (lookUpPeerPorts, engine/process_setup.h).
 struct StaleBuffer {
     // The other process's JACK ports, for the process `peerPortsPid` (ports first, then the
     // pid with release); null when it has none yet or there is no JACK.
     std::atomic<jack_port_t*> peerPorts[kAudioChannels] = {};
     std::atomic<int32_t> peerPortsPid{0};
-    bool cancelling = false;             // subtracting `stale` from what this process plays
-    int32_t cancelPid = 0;               // the process whose buffer is cancelled
-    jack_nframes_t cancelFromFrame = 0;  // JACK's frame time of the takeover's cycle
-    uint32_t cancelCycles = 0;
-    float stale[kMaxRelayFrames * kAudioChannels] = {};     // its last buffer, two channels at most, interleaved
-    float returned[kMaxRelayFrames * kAudioChannels] = {};  // what this process returned last (yieldReturnedBuffer)
+    bool silencing = false;            // silencing the other process's buffers in each cycle this one plays
+    int32_t silencedPid = 0;           // the process whose buffers are silenced
+    uint64_t peerCallbacksAtStart = 0; // its callback count when the silencing began
 };
 
-/// The channels of a device's buffer the kept buffers hold: the two the workers render (a
-/// device's further channels are never cancelled). RT-safe: arithmetic.
-inline uint32_t keptChannels(uint32_t channels) noexcept { return channels < kAudioChannels ? channels : kAudioChannels; }
+/// Has the process that plays (`player`: the active worker in the direct layout, the
+/// playing output stage in the relay layout) missed the cycles before this one, so that this
+/// process, its standby, should play instead? By JACK's frame times: nobody has claimed any
+/// of the last kTakeoverCycles - 1 cycles (`playClaim`, the word claimCycle writes), while
+/// this process itself ran the cycle before this one. Without frame times: `stallCallbacks`,
+/// this process's callbacks in a row in which the player's callback count did not move,
+/// reached kTakeoverCycles. Thread: the audio thread.  RT-safe: yes.
+bool playerMissedCycles(const std::atomic<uint64_t>& playClaim, const CurrentCycle& cycle,
+                        const CurrentCycle& ownPrevious, uint32_t frames, uint32_t stallCallbacks) noexcept;
+
+/// Claims the JACK cycle `cycle` for the process in `slot` (OutputMetrics::playClaim): true
+/// if it plays that cycle. The process that plays claims each cycle it runs in, before it
+/// writes its output (`takingOver` false); its standby claims a cycle only when it takes
+/// over (`takingOver` true), and only if nobody has claimed it yet. Either way exactly one
+/// process plays a cycle, whatever their order within it. Thread: the audio thread.  RT-safe: yes.
+bool claimCycle(std::atomic<uint64_t>& playClaim, const CurrentCycle& cycle, uint32_t slot, bool takingOver) noexcept;
 
 /// This process plays from this cycle on, instead of the process in `peer` (the other slot
-/// of the same kind): takes that process's last buffer (WorkerSlot::lastOutput names it in
-/// the audio ring) to cancel it from now on. Returns true if the cancellation began; false
-/// when anything is unknown (no JACK ports to watch, no frame time, silence, the block
-/// rewritten since): then nothing is subtracted, which is what JACK does anyway.
+/// of the same kind): silence that process's buffers in JACK's mix from now on. Returns
+/// true if the silencing began; false when the other process's ports are not known.
 /// Thread: the audio thread.  RT-safe: yes.
-bool beginCancelling(StaleBuffer& stale, const Segment& segment, const WorkerSlot& peer, uint32_t frames,
-                     uint32_t channels, const CurrentCycle& cycle) noexcept;
+bool beginSilencing(StaleBuffer& stale, const WorkerSlot& peer) noexcept;
 
-/// Subtracts the stale buffer from `out` (interleaved, `channels` channels), channel by
-/// channel, while that channel's port is still connected. Returns true if it subtracted in
-/// this cycle (for the count in OutputMetrics::staleCancelledCycles).
-/// Thread: the audio thread.  RT-safe: yes.
-bool cancelStale(StaleBuffer& stale, const WorkerSlot& peer, float* out, uint32_t frames, uint32_t channels,
-                 const CurrentCycle& cycle) noexcept;
-
-/// This process played in its previous callback and the other one plays now: returns its
-/// last buffer once more in this cycle and stamps it (WorkerSlot::yieldedCycleFrame).
-/// Thread: the audio thread.  RT-safe: yes.
-void yieldReturnedBuffer(StaleBuffer& stale, WorkerSlot& me, float* out, uint32_t frames, uint32_t channels,
-                         const CurrentCycle& cycle) noexcept;
-
-/// Keeps what this process returned, for yieldReturnedBuffer. Thread: the audio thread.  RT-safe: yes.
-void keepReturnedBuffer(StaleBuffer& stale, const float* out, uint32_t frames, uint32_t channels) noexcept;
+/// In a cycle this process plays: zeroes the other process's port buffers that JACK still
+/// mixes. Returns true if it silenced any in this cycle (for the count in
+/// OutputMetrics::staleCancelledCycles). Thread: the audio thread.  RT-safe: yes.
+bool silenceStale(StaleBuffer& stale, const WorkerSlot& peer, uint32_t frames) noexcept;
 
 }  // namespace sustain

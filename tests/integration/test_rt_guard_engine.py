@@ -41,19 +41,19 @@ def test(paths):
         time.sleep(0.5)
         os.kill(playing_output_stage(engine)[1], signal.SIGKILL)
         wait_until(lambda: engine.status()[1]["output"]["stale_cancelled_cycles"] > 0, 5,
-                   "the other output stage to cancel the dead one's buffer")
+                   "the other output stage to silence the dead one's buffer")
         time.sleep(0.5)
         check(engine.stop() == 0, "sustaind stops cleanly")
 
     # The direct layout: the active worker SIGKILLed, so that the standby takes over and
-    # cancels the dead worker's buffer under the guard (its report joins the others).
+    # silences the dead worker's buffer under the guard (its report joins the others).
     with JackServer() as jack, Engine(paths, jack, ["--layout", "direct"], env_extra=env) as engine:
         wait_until(lambda: "spare ready" in engine.log(), 10, "the standby")
         engine.send("/engine/gain", ("f", 0.3))
         time.sleep(0.3)
         os.kill(active_worker_pid(engine.log()), signal.SIGKILL)
         wait_until(lambda: engine.status()[1]["output"]["stale_cancelled_cycles"] > 0, 5,
-                   "the standby worker to cancel the dead active's buffer")
+                   "the standby worker to silence the dead active's buffer")
         time.sleep(0.5)
         check(engine.stop() == 0, "sustaind stops cleanly (direct layout)")
 

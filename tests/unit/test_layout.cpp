@@ -17,7 +17,7 @@
 using namespace sustain;
 
 TEST_CASE("layout: sizes and offsets are pinned to layout version 6") {
-    CHECK(kLayoutVersion == 14);
+    CHECK(kLayoutVersion == 15);
     CHECK(sizeof(OscMetrics) == 640);
     CHECK(sizeof(Command) == 48);
     CHECK(sizeof(SegmentHeader) == 128);

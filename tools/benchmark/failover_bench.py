@@ -11,8 +11,8 @@ trace.
 
 With --target output (relay layout) the faults go to the output stage that plays instead,
 a process in JACK's mix (SIGKILL, and SIGSEGV inside its callback): the damage is what the
-stage that takes over could not cancel (docs/failover.md), and every recording is checked
-for a sample louder than the tone's own peak (a subtraction too many would be one).
+stage that takes over could not silence (docs/failover.md), and every recording is checked
+for a sample louder than the tone's own peak (a stale buffer left beside the new one would be one).
 """
 import argparse
 import json
