@@ -65,6 +65,11 @@ def run_layout(paths, layout, faults_per_kind, batch, target="active"):
     results = {}
     louder = []
     slow_rebuilds = []
+    # Failovers each fault caused (status: worker failovers, or output failovers with
+    # --target output), counted from the status before the fault to the status once the
+    # replacement is warm: exactly one each, or the log is kept for the record.
+    failovers_per_fault = []
+    counter = "output_failovers" if target == "output" else "failovers"
     trace_prefix = f"/tmp/sustain-output-trace-{os.getpid()}"
     env = {"LD_PRELOAD": paths.fault_injector, "SUSTAIN_OUTPUT_TRACE": trace_prefix}
     exclusive = layout == "exclusive"
@@ -72,6 +77,7 @@ def run_layout(paths, layout, faults_per_kind, batch, target="active"):
                                       env_extra=env) as engine:
         ready_marker = "standby without a stream" if exclusive else "spare ready"
         wait_until(lambda: engine.log().count(ready_marker) >= 1, 10, "the standby")
+        failovers_at_start = engine.status()[1]["supervisor"][counter]
         # An exclusive-device fault costs a stream start; a hang there is found only by the
         # wall clock (nothing else renders to count cycles by): kills and crashes only.
         faults = {k: v for k, v in FAULTS.items() if not (exclusive and k == "hang")}
@@ -90,6 +96,7 @@ def run_layout(paths, layout, faults_per_kind, batch, target="active"):
                     for _ in range(count):
                         before = engine.log().count(ready_marker)
                         victim = playing_output_stage(engine)[1] if target == "output" else active_worker_in_status(engine)
+                        failovers_before = engine.status()[1]["supervisor"][counter]
                         times.append(time.monotonic() - started)
                         os.kill(victim, how)
                         # Judged by the status (the log can lag behind it); an exclusive-device
@@ -104,6 +111,7 @@ def run_layout(paths, layout, faults_per_kind, batch, target="active"):
                             # Reported, not fatal: the next fault waits for a spare again.
                             slow_rebuilds.append(name)
                             wait_until(ready, 30, "the replacement")
+                        failovers_per_fault.append(engine.status()[1]["supervisor"][counter] - failovers_before)
                         time.sleep(max(0.0, interval - (time.monotonic() - started - times[-1])))
                     recording.finish()
                     report = recording.analyze("--gap-min", "16")
@@ -133,6 +141,18 @@ def run_layout(paths, layout, faults_per_kind, batch, target="active"):
         opened = [float(m) for m in re.findall(r"opened the device in ([0-9.]+) ms", log)]
         detection = [int(m) / 1000.0 for m in re.findall(r"detected (\d+) us after", log) if int(m) > 0]
         results["rebuilds_over_5_s"] = slow_rebuilds
+        results["faults"] = len(failovers_per_fault)
+        results["failovers"] = sum(failovers_per_fault)
+        # All of them, also those between the faults' windows (a takeover without a fault).
+        results["failovers_in_run"] = engine.status()[1]["supervisor"][counter] - failovers_at_start
+        results["faults_without_exactly_one_failover"] = [
+            {"fault": i, "failovers": n} for i, n in enumerate(failovers_per_fault) if n != 1]
+        if results["faults_without_exactly_one_failover"] or results["failovers_in_run"] != results["faults"]:
+            kept = os.path.join(paths.build, "bench", f"failover-{layout}-{target}.log")
+            os.makedirs(os.path.dirname(kept), exist_ok=True)
+            with open(kept, "w") as f:
+                f.write(log)
+            results["log_kept"] = kept
         results["samples_louder_than_the_tone"] = sum(louder)
         status = engine.status()[1]
         results["stale_cancellations"] = status["output"]["stale_cancellations"]
@@ -207,6 +227,10 @@ def main():
             print(f"    {name:8} {d['p50']:>20} {d['p99']:>8} {d['max']:>8}   {x['max']:>20} {hit:>10}"
                   f"   {t['p50']:>14} {t['p99']:>6} {t['max']:>6}   (damaged samples themselves, all causes: "
                   f"p50 {c['p50']} p99 {c['p99']} max {c['max']})")
+        print(f"    failovers {results['failovers_in_run']} in the run, {results['failovers']} in the faults' windows, for "
+              f"{results['faults']} faults; faults without exactly one: "
+              f"{results['faults_without_exactly_one_failover'] or 'none'}"
+              + (f" (log: {results['log_kept']})" if results.get("log_kept") else ""))
         print(f"    samples louder than the tone's own peak: {results['samples_louder_than_the_tone']}; "
               f"output takeovers {results['output_takeovers']}, stale buffers cancelled {results['stale_cancellations']} "
               f"({results['stale_cancelled_cycles']} cycles)")
