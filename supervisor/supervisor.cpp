@@ -32,7 +32,7 @@ constexpr uint64_t kStoppedCheckAfterNs = 10'000'000ull;   // a process's state 
 constexpr uint64_t kGraphChangeGraceNs = 100'000'000;  // see graceUntilNs_
 constexpr uint64_t kDeviceRetryNs = 1'000'000'000;     // see deviceGoneSinceNs_
 constexpr uint64_t kFaultsBeforeDeviceLossNs = 1'000'000'000;  // see forgiveFaultsBeforeDeviceLoss
-constexpr uint64_t kConfirmTakeoverCycles = 3;  // direct layout: see tick()
+constexpr uint64_t kConfirmTakeoverCycles = 3;  // see Supervisor::takenOverProcessHung
 
 uint64_t secondsToNs(double seconds) { return static_cast<uint64_t>(seconds * 1e9); }
 
@@ -366,14 +366,11 @@ void Supervisor::checkOutputTakeover(uint64_t nowNs) {
         // The standby stage took over: the playing one did not run for kTakeoverCycles.
         // On a loaded machine JACK now and then starts a client late; killing such a stage
         // would change the graph (which makes JACK skip clients again) and count a crash for
-        // nothing. It is given a few cycles to run again, and then stays as the standby
-        // (it plays silence as long as it is not the writer). Its buffer is in the mix
-        // meanwhile, so the wait is short: a third of the hang limit.
+        // nothing. It stays as the standby if it runs again (it plays silence as long as it
+        // is not the writer); takenOverProcessHung decides when it will not.
         info.role.store(static_cast<uint32_t>(WorkerRole::Standby), std::memory_order_release);
         segment_.supervisor.outputFailovers.fetch_add(1, std::memory_order_relaxed);
-        c.takenOver = true;
-        c.callbacksAtTakeover = callbacks;
-        c.clockAtTakeover = cycleClock_;
+        noteTakeover(c, callbacks, nowNs);
         return;
     }
     if (callbacks != c.callbacksAtTakeover) {
@@ -385,10 +382,38 @@ void Supervisor::checkOutputTakeover(uint64_t nowNs) {
                      "stays, as the standby", name(Kind::Output, previous), c.process.pid(), kTakeoverCycles, writer);
         return;
     }
-    if (cycleClock_ - c.clockAtTakeover >= std::max<uint64_t>(options_.hangCycles / 3, 1)) {
+    if (takenOverProcessHung(c, nowNs)) {
         c.takenOver = false;
         onFault(Kind::Output, previous, "stopped playing; the standby output stage took over", nowNs);
     }
+}
+
+void Supervisor::noteTakeover(Child& c, uint64_t callbacks, uint64_t nowNs) {
+    c.takenOver = true;
+    c.callbacksAtTakeover = callbacks;
+    c.clockAtTakeover = cycleClock_;
+    c.audioThread = c.process.audioThread();
+    c.cpuAtTakeoverNs = c.process.threadCpuNs(c.audioThread);
+    c.wallAtTakeoverNs = nowNs;
+}
+
+// A process in the mix that a standby took over from (it missed cycles) and that has not run
+// a callback since: hung, or only not run by JACK? A dead one is seen through its pidfd
+// before this. After kConfirmTakeoverCycles of the engine's clock: one stopped by a signal
+// is hung, and so is one whose audio thread keeps a core busy without finishing a callback
+// (a loop: it used at least half the time since as CPU; the process's other threads may be
+// busy for good reasons, JACK telling it about a new client's ports, say); one whose audio
+// thread sleeps is waiting for JACK to run it, which costs nothing heard (the standby plays
+// and silences its buffer: engine/rt/stale_buffer.h), so it is given a third of the hang
+// limit before it is taken for hung all the same.
+bool Supervisor::takenOverProcessHung(const Child& c, uint64_t nowNs) const {
+    const uint64_t cycles = cycleClock_ - c.clockAtTakeover;
+    if (cycles >= std::max<uint64_t>(options_.hangCycles / 3, kConfirmTakeoverCycles)) return true;
+    if (cycles < kConfirmTakeoverCycles) return false;
+    if (c.process.stopped()) return true;
+    const uint64_t cpu = c.process.threadCpuNs(c.audioThread);
+    return cpu >= c.cpuAtTakeoverNs && nowNs > c.wallAtTakeoverNs &&
+           (cpu - c.cpuAtTakeoverNs) * 2 >= nowNs - c.wallAtTakeoverNs;
 }
 
 void Supervisor::advanceCycleClock() {
@@ -542,22 +567,19 @@ void Supervisor::tick() {
     // instead. That alone does not tell a dead or hung active from one JACK merely did not
     // run for a cycle or two (a late wake-up, a graph change): the active's own callback
     // count does. If it moves again the standby hands back by itself and nothing is fenced;
-    // if it stays still for kConfirmTakeoverCycles more cycles of the engine's clock, the
-    // active is taken out of the mix and the switch made official. (A death is seen sooner
-    // through the pidfd.)
+    // once takenOverProcessHung says it is hung, the active is taken out of the mix and the
+    // switch made official. (A death is seen sooner through the pidfd.)
     if (!relay && workers_[standby].process.running() && workers_[active].process.running() &&
         segment_.slots[standby].takeover.load(std::memory_order_acquire) != 0) {
         Child& a = workers_[active];
         const uint64_t callbacks = segment_.slots[active].callbacks.load(std::memory_order_acquire);
         if (!a.takenOver) {
-            a.takenOver = true;
-            a.callbacksAtTakeover = callbacks;
-            a.clockAtTakeover = cycleClock_;
+            noteTakeover(a, callbacks, now);
         } else if (callbacks != a.callbacksAtTakeover) {
             a.takenOver = false;
             spdlog::info("worker {} (pid {}) was not run for a few cycles and the standby played meanwhile; it runs "
                          "again and plays on", active, a.process.pid());
-        } else if (cycleClock_ - a.clockAtTakeover >= kConfirmTakeoverCycles) {
+        } else if (takenOverProcessHung(a, now)) {
             a.takenOver = false;
             onFault(Kind::Worker, active, "stopped rendering; the standby took over",
                     segment_.slots[standby].takeoverNs.load(std::memory_order_relaxed));

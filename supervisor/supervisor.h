@@ -79,6 +79,9 @@ private:
         bool takenOver = false;
         uint64_t callbacksAtTakeover = 0;  // its callback count when the takeover was seen
         uint64_t clockAtTakeover = 0;      // cycleClock_ then
+        pid_t audioThread = 0;             // its audio thread (WorkerProcess::audioThread), found then
+        uint64_t cpuAtTakeoverNs = 0;      // that thread's CPU time then
+        uint64_t wallAtTakeoverNs = 0;     // and the time
     };
 
     Child& child(Kind kind, uint32_t slot) { return kind == Kind::Worker ? workers_[slot] : outputs_[slot]; }
@@ -100,6 +103,8 @@ private:
     /// Relay layout: makes a standby output stage's takeover official, and tells an output
     /// stage that was only late (it runs again: it stays, as the standby) from one that failed.
     void checkOutputTakeover(uint64_t nowNs);
+    void noteTakeover(Child& c, uint64_t callbacks, uint64_t nowNs);
+    bool takenOverProcessHung(const Child& c, uint64_t nowNs) const;
     void advanceCycleClock();
     void updateHealth();
     bool waitForState(Kind kind, uint32_t slot, WorkerState wanted, double seconds, std::string& error);

@@ -1,5 +1,6 @@
 #include "supervisor/worker_process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -10,6 +11,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace sustain {
@@ -84,20 +86,76 @@ bool WorkerProcess::spawn(const std::string& path, const std::vector<std::string
     return true;
 }
 
+namespace {
+
+/// The fields after "(comm) " of a /proc stat line, or null. comm may contain spaces and
+/// parentheses: the last ')' ends it.
+const char* statFields(const char* text) {
+    const char* end = std::strrchr(text, ')');
+    return end != nullptr && end[1] == ' ' ? end + 2 : nullptr;
+}
+
+bool readSmallFile(const char* path, char* buffer, size_t size) {
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    const ssize_t n = ::read(fd, buffer, size - 1);
+    ::close(fd);
+    if (n <= 0) return false;
+    buffer[n] = '\0';
+    return true;
+}
+
+}  // namespace
+
 bool WorkerProcess::stopped() const {
     if (!running()) return false;
     char path[64];
     std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid_));
-    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
     char buffer[512];
-    const ssize_t n = ::read(fd, buffer, sizeof buffer - 1);
-    ::close(fd);
-    if (n <= 0) return false;
-    buffer[n] = '\0';
-    // "pid (comm) state ...": comm may contain spaces and parentheses, the last ')' ends it.
-    const char* end = std::strrchr(buffer, ')');
-    return end != nullptr && end[1] == ' ' && end[2] == 'T';
+    if (!readSmallFile(path, buffer, sizeof buffer)) return false;
+    const char* state = statFields(buffer);  // "pid (comm) state ..."
+    return state != nullptr && state[0] == 'T';
+}
+
+
+pid_t WorkerProcess::audioThread() const {
+    if (!running()) return 0;
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/task", static_cast<int>(pid_));
+    DIR* tasks = ::opendir(path);
+    if (tasks == nullptr) return 0;
+    pid_t best = 0;
+    long bestPriority = 0;
+    while (const dirent* entry = ::readdir(tasks)) {
+        const long tid = std::strtol(entry->d_name, nullptr, 10);
+        if (tid <= 0) continue;
+        char statPath[96];
+        char text[1024];
+        std::snprintf(statPath, sizeof statPath, "/proc/%d/task/%ld/stat", static_cast<int>(pid_), tid);
+        if (!readSmallFile(statPath, text, sizeof text)) continue;
+        // From the state (field 3) on: rt_priority is field 40, 38 fields further.
+        const char* field = statFields(text);
+        for (int skip = 0; field != nullptr && skip < 37; ++skip) {
+            field = std::strchr(field, ' ');
+            if (field != nullptr) ++field;
+        }
+        const long priority = field != nullptr ? std::strtol(field, nullptr, 10) : 0;
+        if (priority > bestPriority) {
+            bestPriority = priority;
+            best = static_cast<pid_t>(tid);
+        }
+    }
+    ::closedir(tasks);
+    return best;
+}
+
+uint64_t WorkerProcess::threadCpuNs(pid_t tid) const {
+    if (!running() || tid <= 0) return 0;
+    char path[96];
+    char text[256];
+    std::snprintf(path, sizeof path, "/proc/%d/task/%d/schedstat", static_cast<int>(pid_), static_cast<int>(tid));
+    if (!readSmallFile(path, text, sizeof text)) return 0;
+    return std::strtoull(text, nullptr, 10);  // time on a CPU, in ns
 }
 
 bool WorkerProcess::tryReap() {

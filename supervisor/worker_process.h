@@ -48,6 +48,13 @@ public:
     /// /proc/<pid>/stat). A process being traced (state t) is not counted. Thread: main.
     bool stopped() const;
 
+    /// The child's audio thread: the thread with the highest real-time priority (JACK's
+    /// process thread; the control thread runs below it). 0 if none is real-time. Thread: main.
+    pid_t audioThread() const;
+
+    /// CPU time thread `tid` of the child has used so far, in ns (0 if unknown). Thread: main.
+    uint64_t threadCpuNs(pid_t tid) const;
+
     bool running() const { return pid_ > 0 && !reaped_; }
     pid_t pid() const { return pid_; }
     int pidFd() const { return pidFd_; }
