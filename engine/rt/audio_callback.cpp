@@ -102,7 +102,7 @@ bool followActive(CallbackContext& context, uint64_t nowNs, const CurrentCycle& 
     // skipped while JACK reorders it, and its blocks would not continue the active's anyway.
     const WorkerSlot& activeSlot = segment.slots[active % kWorkerSlots];
     if (!context.relay && !context.tookOver && context.syncedRun >= kWarmBlocks &&
-        playerMissedCycles(segment.output.playClaim, cycle, previousCycle, frames, context.activeStall) &&
+        playerMissedCycles(activeSlot, cycle, previousCycle, frames, context.activeStall) &&
         claimCycle(segment.output.playClaim, cycle, context.slot, true)) {
         // This cycle is this standby's now; the active, should it run in this cycle after
         // all, finds it claimed and returns silence (playsDirect).
@@ -526,8 +526,10 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
         // buffer, which JACK keeps mixing until it drops the client, is silence.
         std::memset(out, 0, sizeof(float) * outSamples);
     } else {
-        // A standby that does not play shadows in silence.
-        playDirect(context, out, frames, plays);
+        // A standby that does not play shadows in silence; so does an active whose callback
+        // ran so late that the standby took over meanwhile.
+        playDirect(context, out, frames,
+                   plays && (!cycle.known || stillPlays(segment.output.playClaim, context.slot)));
     }
     if (context.fading && !context.fadedOut && context.state.master.remaining == 0 &&
         context.state.master.current == 0.0) {

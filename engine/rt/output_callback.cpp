@@ -149,7 +149,7 @@ bool writerMissedCycles(OutputContext& context, uint32_t writer, const CurrentCy
     const uint64_t callbacks = playing.callbacks.load(std::memory_order_acquire);
     context.writerStall = callbacks == context.lastWriterCallbacks ? context.writerStall + 1 : 0;
     context.lastWriterCallbacks = callbacks;
-    return playerMissedCycles(context.segment->output.playClaim, cycle, ownPrevious, frames, context.writerStall);
+    return playerMissedCycles(playing, cycle, ownPrevious, frames, context.writerStall);
 }
 
 bool blocksEqual(const float* a, const float* b, uint32_t count) noexcept {
@@ -292,6 +292,9 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
         }
     }
 
+    // A callback that ran so late that the other stage took over meanwhile returns silence:
+    // its block would be mixed beside the other's.
+    if (plays && cycleNow.known && !stillPlays(output.playClaim, context.slot)) std::memset(out, 0, sizeof(float) * outSamples);
     me.lastCycleFrame.store(cycleNow.known ? storedFrame(cycleNow.frame) : 0, std::memory_order_release);
     publishCallbackEnd(me, context.loadSmoothed, startNs, monotonicNs(), frames, context.samplesPerNs);
     context.blocks.fetch_add(1, std::memory_order_release);

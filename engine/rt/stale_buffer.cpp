@@ -15,20 +15,21 @@ jack_nframes_t claimedFrame(uint64_t claim) noexcept { return static_cast<jack_n
 
 // RT-safe: atomic loads and arithmetic.
 // A dead player is replaced in the first cycle after the one it missed, the least JACK's
-// physics allow (that cycle mixed its stale buffer alone). The player claims each cycle at
-// the start of its callback, so the claims say exactly which cycles it began, whatever order
-// the two processes run in within a cycle; one it began is not taken from it, even if it
-// has not finished it yet (late, not dead: what it writes would be mixed beside what this
-// process plays). And a cycle this standby did not run either was not missed by the player
+// physics allow (that cycle mixed its stale buffer alone); the frame times say so exactly,
+// whatever order the two processes run in within a cycle (the player stamps each cycle it
+// finished: WorkerSlot::lastCycleFrame). A player that began that cycle and dies in it is
+// missed the same; one that is only late and finishes it while this standby plays returns
+// silence (stillPlays). A cycle this standby did not run either was not missed by the player
 // alone: the driver woke late and JACK's frame time jumped, or JACK reordered the graph;
-// taking over from a player that is merely late costs more than it saves (a load is not a
-// fault). So this standby must have run the cycle before this one itself.
-bool playerMissedCycles(const std::atomic<uint64_t>& playClaim, const CurrentCycle& cycle,
-                        const CurrentCycle& ownPrevious, uint32_t frames, uint32_t stallCallbacks) noexcept {
-    const uint64_t claim = playClaim.load(std::memory_order_acquire);
-    if (!cycle.known || claim == 0) return stallCallbacks >= kTakeoverCycles;
+// taking over there is a takeover without a fault. So this standby must have run the cycle
+// before this one itself.
+bool playerMissedCycles(const WorkerSlot& player, const CurrentCycle& cycle, const CurrentCycle& ownPrevious,
+                        uint32_t frames, uint32_t stallCallbacks) noexcept {
+    const uint64_t stamped = player.lastCycleFrame.load(std::memory_order_acquire);
+    if (!cycle.known || stamped == 0) return stallCallbacks >= kTakeoverCycles;
+    const auto ranIn = static_cast<jack_nframes_t>(stamped);
     const bool ranPrevious = ownPrevious.known && static_cast<jack_nframes_t>(ownPrevious.frame + frames) == cycle.frame;
-    return ranPrevious && frameAtOrAfter(cycle.frame, claimedFrame(claim) + kTakeoverCycles * frames);
+    return ranPrevious && frameAtOrAfter(cycle.frame, ranIn + kTakeoverCycles * frames);
 }
 
 // RT-safe: atomic loads and one CAS, a few attempts at most.
@@ -50,6 +51,12 @@ bool claimCycle(std::atomic<uint64_t>& playClaim, const CurrentCycle& cycle, uin
         if (playClaim.compare_exchange_strong(claim, mine, std::memory_order_acq_rel)) return true;
     }
     return !takingOver;
+}
+
+// RT-safe: an atomic load.
+bool stillPlays(const std::atomic<uint64_t>& playClaim, uint32_t slot) noexcept {
+    const uint64_t claim = playClaim.load(std::memory_order_acquire);
+    return claim == 0 || (claim & 1) == slot;
 }
 
 // RT-safe: atomic loads.

@@ -38,13 +38,13 @@ struct StaleBuffer {
 
 /// Has the process that plays (`player`: the active worker in the direct layout, the
 /// playing output stage in the relay layout) missed the cycles before this one, so that this
-/// process, its standby, should play instead? By JACK's frame times: nobody has claimed any
-/// of the last kTakeoverCycles - 1 cycles (`playClaim`, the word claimCycle writes), while
-/// this process itself ran the cycle before this one. Without frame times: `stallCallbacks`,
-/// this process's callbacks in a row in which the player's callback count did not move,
-/// reached kTakeoverCycles. Thread: the audio thread.  RT-safe: yes.
-bool playerMissedCycles(const std::atomic<uint64_t>& playClaim, const CurrentCycle& cycle,
-                        const CurrentCycle& ownPrevious, uint32_t frames, uint32_t stallCallbacks) noexcept;
+/// process, its standby, should play instead? By JACK's frame times: the player finished no
+/// cycle in the last kTakeoverCycles - 1 (WorkerSlot::lastCycleFrame), while this process
+/// itself ran the cycle before this one. Without frame times: `stallCallbacks`, this
+/// process's callbacks in a row in which the player's callback count did not move, reached
+/// kTakeoverCycles. Thread: the audio thread.  RT-safe: yes.
+bool playerMissedCycles(const WorkerSlot& player, const CurrentCycle& cycle, const CurrentCycle& ownPrevious,
+                        uint32_t frames, uint32_t stallCallbacks) noexcept;
 
 /// Claims the JACK cycle `cycle` for the process in `slot` (OutputMetrics::playClaim): true
 /// if it plays that cycle. The process that plays claims each cycle it runs in, before it
@@ -52,6 +52,13 @@ bool playerMissedCycles(const std::atomic<uint64_t>& playClaim, const CurrentCyc
 /// over (`takingOver` true), and only if nobody has claimed it yet. Either way exactly one
 /// process plays a cycle, whatever their order within it. Thread: the audio thread.  RT-safe: yes.
 bool claimCycle(std::atomic<uint64_t>& playClaim, const CurrentCycle& cycle, uint32_t slot, bool takingOver) noexcept;
+
+/// Whether the cycle this process claimed is still the newest claim, or the other process
+/// has claimed a later one meanwhile (this callback ran so late that the other took over):
+/// then what this callback returns would be mixed beside what the other plays, and it must
+/// return silence instead. Asked at the end of a callback that plays. Thread: the audio
+/// thread.  RT-safe: yes.
+bool stillPlays(const std::atomic<uint64_t>& playClaim, uint32_t slot) noexcept;
 
 /// This process plays from this cycle on, instead of the process in `peer` (the other slot
 /// of the same kind): silence that process's buffers in JACK's mix from now on. Returns
