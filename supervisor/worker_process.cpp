@@ -133,7 +133,7 @@ pid_t WorkerProcess::audioThread() const {
         char text[1024];
         std::snprintf(statPath, sizeof statPath, "/proc/%d/task/%ld/stat", static_cast<int>(pid_), tid);
         if (!readSmallFile(statPath, text, sizeof text)) continue;
-        // From the state (field 3) on: rt_priority is field 40, 38 fields further.
+        // From the state (field 3) on: rt_priority is field 40, 37 fields further.
         const char* field = statFields(text);
         for (int skip = 0; field != nullptr && skip < 37; ++skip) {
             field = std::strchr(field, ' ');

@@ -436,19 +436,16 @@ void publishBlock(CallbackContext& context, uint64_t number, uint32_t frames, ui
 void playDirect(CallbackContext& context, float* out, uint32_t frames, bool plays) noexcept {
     Segment& segment = *context.segment;
     const WorkerSlot& other = segment.slots[(context.slot + 1) % kWorkerSlots];
-    if (plays && frames <= kMaxRelayFrames) {
+    const bool playsNow = plays && frames <= kMaxRelayFrames;
+    if (playsNow) {
         for (uint32_t f = 0; f < frames; ++f)
             for (uint32_t c = 0; c < context.channels; ++c)
                 out[size_t{f} * context.channels + c] = context.scratch[size_t{f} * kAudioChannels];
-        if (!context.playedLast && beginSilencing(context.stale, other))
-            segment.output.staleCancellations.fetch_add(1, std::memory_order_relaxed);
-        if (silenceStale(context.stale, other, frames))
-            segment.output.staleCancelledCycles.fetch_add(1, std::memory_order_relaxed);
     } else {
         std::memset(out, 0, sizeof(float) * size_t{frames} * context.channels);
-        context.stale.silencing = false;
     }
-    context.playedLast = plays && frames <= kMaxRelayFrames;
+    silenceStale(context.stale, other, playsNow, !context.playedLast, frames, segment.output);
+    context.playedLast = playsNow;
 }
 
 }  // namespace

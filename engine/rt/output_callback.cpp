@@ -212,12 +212,9 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
     // plays while JACK still mixes it. A stage that does not play returns silence (`out`
     // was cleared above).
     const bool plays = !fenced && writer == context.slot;
-    if (plays && context.lastWriter != context.slot && context.lastWriter < kOutputSlots &&
-        beginSilencing(context.stale, segment.outputs[context.lastWriter]))
-        output.staleCancellations.fetch_add(1, std::memory_order_relaxed);
-    if (!plays) context.stale.silencing = false;
-    if (plays && silenceStale(context.stale, segment.outputs[(context.slot + 1) % kOutputSlots], frames))
-        output.staleCancelledCycles.fetch_add(1, std::memory_order_relaxed);
+    const bool otherPlayedBefore = context.lastWriter != context.slot && context.lastWriter < kOutputSlots;
+    silenceStale(context.stale, segment.outputs[(context.slot + 1) % kOutputSlots], plays, otherPlayedBefore, frames,
+                 output);
     context.lastWriter = writer;
     // A stage that does not play has published nothing that holds: when it plays again it
     // publishes its own delay as soon as it has measured it.

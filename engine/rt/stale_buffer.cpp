@@ -59,17 +59,6 @@ bool stillPlays(const std::atomic<uint64_t>& playClaim, uint32_t slot) noexcept 
     return claim == 0 || (claim & 1) == slot;
 }
 
-// RT-safe: atomic loads.
-bool beginSilencing(StaleBuffer& stale, const WorkerSlot& peer) noexcept {
-    // The ports of the last process seen running in that slot: the one that played (sustaind
-    // may already have reset the slot for a replacement, which is not looked up before it runs).
-    const int32_t pid = stale.peerPortsPid.load(std::memory_order_acquire);
-    stale.silencing = pid > 0;
-    stale.silencedPid = pid;
-    stale.peerCallbacksAtStart = peer.callbacks.load(std::memory_order_acquire);
-    return stale.silencing;
-}
-
 // RT-safe: jack_port_connected, jack_port_flags and jack_port_get_buffer read the server's
 // graph in shared memory (no lock, no system call), and a memset of one period per channel.
 // The other process's port buffer lives in the server's shared memory, where jackd mixes it
@@ -80,12 +69,26 @@ bool beginSilencing(StaleBuffer& stale, const WorkerSlot& peer) noexcept {
 // none of its ports is a connected output any more (jackd then mixes none of them; a port
 // released by a dead client is no output, and its number may soon name a replacement's
 // port), or when the ports were looked up for another process.
-bool silenceStale(StaleBuffer& stale, const WorkerSlot& peer, uint32_t frames) noexcept {
-    if (!stale.silencing) return false;
+void silenceStale(StaleBuffer& stale, const WorkerSlot& peer, bool plays, bool begins, uint32_t frames,
+                  OutputMetrics& counts) noexcept {
+    if (plays && begins) {
+        // The ports of the last process seen running in that slot: the one that played
+        // (sustaind may already have reset the slot for a replacement, which is not looked
+        // up before it runs).
+        const int32_t pid = stale.peerPortsPid.load(std::memory_order_acquire);
+        stale.silencing = pid > 0;
+        stale.silencedPid = pid;
+        stale.peerCallbacksAtStart = peer.callbacks.load(std::memory_order_acquire);
+        if (stale.silencing) counts.staleCancellations.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (!plays || !stale.silencing) {
+        stale.silencing = false;
+        return;
+    }
     if (peer.callbacks.load(std::memory_order_acquire) != stale.peerCallbacksAtStart ||
         stale.peerPortsPid.load(std::memory_order_acquire) != stale.silencedPid) {
         stale.silencing = false;
-        return false;
+        return;
     }
     bool silenced = false;
     for (auto& peerPort : stale.peerPorts) {
@@ -96,8 +99,10 @@ bool silenceStale(StaleBuffer& stale, const WorkerSlot& peer, uint32_t frames) n
         std::memset(buffer, 0, sizeof(float) * frames);
         silenced = true;
     }
-    if (!silenced) stale.silencing = false;
-    return silenced;
+    if (silenced)
+        counts.staleCancelledCycles.fetch_add(1, std::memory_order_relaxed);
+    else
+        stale.silencing = false;
 }
 
 }  // namespace sustain

@@ -60,15 +60,12 @@ bool claimCycle(std::atomic<uint64_t>& playClaim, const CurrentCycle& cycle, uin
 /// thread.  RT-safe: yes.
 bool stillPlays(const std::atomic<uint64_t>& playClaim, uint32_t slot) noexcept;
 
-/// This process plays from this cycle on, instead of the process in `peer` (the other slot
-/// of the same kind): silence that process's buffers in JACK's mix from now on. Returns
-/// true if the silencing began; false when the other process's ports are not known.
+/// Every callback of a process in the mix: whether it `plays` this cycle and `begins` to
+/// play in it instead of the process in `peer` (the other slot of the same kind). From the
+/// cycle it begins on, it zeroes that process's port buffers that JACK still mixes, in every
+/// cycle it plays; it counts both in `counts` (staleCancellations, staleCancelledCycles).
 /// Thread: the audio thread.  RT-safe: yes.
-bool beginSilencing(StaleBuffer& stale, const WorkerSlot& peer) noexcept;
-
-/// In a cycle this process plays: zeroes the other process's port buffers that JACK still
-/// mixes. Returns true if it silenced any in this cycle (for the count in
-/// OutputMetrics::staleCancelledCycles). Thread: the audio thread.  RT-safe: yes.
-bool silenceStale(StaleBuffer& stale, const WorkerSlot& peer, uint32_t frames) noexcept;
+void silenceStale(StaleBuffer& stale, const WorkerSlot& peer, bool plays, bool begins, uint32_t frames,
+                  OutputMetrics& counts) noexcept;
 
 }  // namespace sustain
