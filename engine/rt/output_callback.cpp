@@ -67,18 +67,37 @@ uint64_t newestCompleted(const Segment& segment, uint32_t& slot) noexcept {
 }
 
 // RT-safe: a few atomic loads.
-// Locks the play position one period behind the active worker: the block it completed in
-// the previous cycle is always there, whatever the order of clients in this cycle. Whether
-// the newest block is from this cycle or the previous one: see renderedThisCycle; when
-// unsure, the older block is chosen, which costs a period of latency, never a sample.
+// The worker whose blocks set the play position: the active, once it runs as such (a standby
+// may be ahead of it, or after a cold start still count in the numbering of a process that is
+// gone). While the active is fenced or dead and sustaind has not promoted the standby yet (it
+// takes a moment, or is itself stopped), the standby: its blocks are the ones played then, in
+// the same numbering, and without it no position could be found until the promotion.
+// kWorkerSlots when there is none.
+uint32_t positionSource(const Segment& segment) noexcept {
+    const uint32_t active = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
+    const auto activeState = static_cast<WorkerState>(segment.slots[active].state.load(std::memory_order_acquire));
+    if (activeState == WorkerState::Active) return active;
+    if (activeState != WorkerState::Fenced && activeState != WorkerState::Dead) return kWorkerSlots;
+    const uint32_t standby = (active + 1) % kWorkerSlots;
+    const auto standbyState = static_cast<WorkerState>(segment.slots[standby].state.load(std::memory_order_acquire));
+    const bool rendersInStep = standbyState == WorkerState::Warm || standbyState == WorkerState::Starting;
+    return rendersInStep && segment.slots[standby].role.load(std::memory_order_acquire) ==
+                                static_cast<uint32_t>(WorkerRole::Standby)
+               ? standby
+               : kWorkerSlots;
+}
+
+// RT-safe: a few atomic loads.
+// Locks the play position one period behind the worker that sets it (positionSource): the
+// block it completed in the previous cycle is always there, whatever the order of clients in
+// this cycle. Whether the newest block is from this cycle or the previous one: see
+// renderedThisCycle; when unsure, the older block is chosen, which costs a period of
+// latency, never a sample.
 bool lockPlayPosition(OutputContext& context, const CurrentCycle& cycle, uint64_t nowNs, uint32_t frames) noexcept {
     Segment& segment = *context.segment;
     OutputMetrics& output = segment.output;
-    // Lock to the active worker only, once it runs as such: a standby may be ahead of it, or
-    // (after a cold start) still count in the numbering of a process that is gone.
-    const uint32_t source = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
-    if (segment.slots[source].state.load(std::memory_order_acquire) != static_cast<uint32_t>(WorkerState::Active))
-        return false;
+    const uint32_t source = positionSource(segment);
+    if (source >= kWorkerSlots) return false;
     const uint64_t completed = segment.slots[source].lastBlock.load(std::memory_order_acquire);
     if (completed < 2) return false;
     const double periodNs = static_cast<double>(frames) / context.samplesPerNs;

@@ -28,6 +28,10 @@ SKIP = 77
 # samples, with JACK reporting 100 xruns a second), and later still in a sanitizer build
 # (the server busy with instrumented clients that overran).
 XRUN_WINDOW = 1024 if not os.environ.get("SUSTAIN_SANITIZER") else 2048
+# Periods of damage one JACK-reported xrun explains (Recording.split_damage): the stale or
+# silent periods while JACK waits for a late client (two at most) and the period on either
+# side, where the analyzer flags the edges of the step.
+XRUN_PERIODS = 4
 
 
 class TestFailure(Exception):
@@ -403,7 +407,15 @@ class Engine:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        # SUSTAIN_KEEP_TRACES=DIR keeps sustaind's log and the output stages' traces there
+        # (for a benchmark whose damage is to be explained afterwards).
+        keep = os.environ.get("SUSTAIN_KEEP_TRACES")
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            shutil.copy(self.log_path, keep)
         for path in glob.glob(self.env.get("SUSTAIN_OUTPUT_TRACE", "/nonexistent/none") + ".*"):
+            if keep:
+                shutil.copy(path, keep)
             os.unlink(path)
         for pid in self.worker_pids():
             if pid_alive(pid):
@@ -491,7 +503,7 @@ class Recording:
             print(f"analyzer: {result.stdout}\n{result.stderr}", flush=True)
         return report
 
-    def split_damage(self, report, window=XRUN_WINDOW):
+    def split_damage(self, report, window=XRUN_WINDOW, max_periods_per_xrun=XRUN_PERIODS):
         """Splits the analyzer's damage events into those the machine explains and the rest,
         which the engine must answer for. Returns (engine_events, machine_events); each of
         the latter has a "cause":
@@ -507,7 +519,11 @@ class Recording:
           (140 to 340 a minute here); a single JACK client playing a sine is damaged at the
           same places (39 of its 40 damage events in 45 s; docs/quality.md). Exact, not a window.
         - "xrun": within `window` frames of an xrun JACK reported to the recorder (the driver
-          played a stale period because a client was late; the report itself comes late)."""
+          played a stale period because a client was late; the report itself comes late),
+          and no longer than what those xruns explain: JACK waits at most two periods for a
+          late client before it runs the next cycle, so each reported xrun explains up to
+          XRUN_PERIODS periods of damage or silence. A longer event is the engine's, xrun or
+          not (pass max_periods_per_xrun=None for a test that bounds such events itself)."""
         summary = self.summary if hasattr(self, "summary") else {}
         xruns = summary.get("xrun_frames", [])
         jumps = sorted(at for at, _ in summary.get("cycle_jumps", []))
@@ -529,7 +545,8 @@ class Recording:
             elif event["gap_samples"] == 0 and late_wake:
                 event["cause"] = "late_wake"
                 machine.append(event)
-            elif near:
+            elif near and (max_periods_per_xrun is None or
+                           max(end - start + 1, event["damaged"] + event["gap_samples"]) <= max_periods_per_xrun * period * len(set(near))):
                 event["cause"] = "xrun"
                 machine.append(event)
             else:
