@@ -27,7 +27,7 @@ namespace sustain {
 namespace {
 
 struct OutputOptions : ChildOptions {
-    std::string trace;  // diagnosis: write every cycle's decision to this file
+    std::string trace;  // diagnosis: append every cycle's decision to this file (every stage in a slot)
 };
 
 /// Runs the output stage's audio thread a few real-time priority steps above the workers'
@@ -77,7 +77,7 @@ int runOutput(const OutputOptions& options) {
     if (!options.trace.empty()) {
         trace = std::make_unique<OutputTrace>();
         SpscRing<OutputTraceRecord>::initialize(trace->indices, kOutputTraceCapacity);
-        traceFile = std::fopen(options.trace.c_str(), "w");
+        traceFile = std::fopen(options.trace.c_str(), "a");
         if (traceFile != nullptr) context->trace = trace.get();
     }
     auto drainTrace = [&] {

@@ -546,7 +546,7 @@ class Recording:
                 event["cause"] = "late_wake"
                 machine.append(event)
             elif near and (max_periods_per_xrun is None or
-                           max(end - start + 1, event["damaged"] + event["gap_samples"]) <= max_periods_per_xrun * period * len(set(near))):
+                           event["damaged"] + event["gap_samples"] <= max_periods_per_xrun * period * len(set(near))):
                 event["cause"] = "xrun"
                 machine.append(event)
             else:
