@@ -204,7 +204,11 @@ struct alignas(64) WorkerSlot {
     std::atomic<uint64_t> handbackFrame;   // direct layout, a standby that took over: the JACK frame from which the active plays again (0: none yet)
     std::atomic<uint64_t> handbacks;       // direct layout: takeovers handed back because the active ran again (it was late, not dead)
     std::atomic<uint64_t> lastCycleFrame;  // writer: the worker's callback; 1 << 32 | JACK's frame time of the cycle its last block was rendered in (0: unknown)
-    uint64_t reserved[4];
+    // What a fence leaves readable (shm/fencing.h): the epoch the fenced process had, and the
+    // block numbers below which it had completed every block it published. 0: not fenced.
+    std::atomic<uint64_t> fencedEpoch;       // writer: sustaind
+    std::atomic<uint64_t> fencedBelowBlock;  // writer: sustaind
+    uint64_t reserved[2];
 };
 static_assert(sizeof(WorkerSlot) == 384);
 
@@ -342,7 +346,8 @@ struct alignas(64) OutputMetrics {
     // cycle even when a takeover and a late process's return fall into the same cycle.
     // 0: none yet.
     std::atomic<uint64_t> playClaim;         // writer: the callbacks of the processes in the mix (CAS)
-    uint64_t reserved[7];
+    std::atomic<uint64_t> fromFenced;        // blocks played from a fenced worker, completed before its fence (neither other worker had them)
+    uint64_t reserved[6];
 };
 
 /// Counters and histograms. Each has one writer; readers compute rates and percentiles.

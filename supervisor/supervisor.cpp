@@ -14,6 +14,7 @@
 #include "engine/rt/callback_timing.h"
 #include "shm/clock.h"
 #include "shm/fault_point.h"
+#include "shm/fencing.h"
 #include "shm/realtime.h"
 #include "shm/spsc_ring.h"
 
@@ -109,6 +110,7 @@ bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& e
     // A cycle stamped by the slot's previous process says nothing about this one (after a
     // JACK server restart, not even about the same clock).
     info.lastCycleFrame.store(0, std::memory_order_relaxed);
+    clearFence(info);
     info.role.store(static_cast<uint32_t>(role), std::memory_order_relaxed);
     // A fresh epoch per process: whatever an earlier process of this slot might still
     // write carries another epoch and is ignored.
@@ -279,8 +281,7 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
 
     // Fence first: the process's epoch becomes stale, so even if it runs on for a moment it
     // may neither publish a block nor consume a command.
-    info.state.store(static_cast<uint32_t>(WorkerState::Fenced), std::memory_order_release);
-    info.epoch.store(segment_.control.epoch.fetch_add(1, std::memory_order_acq_rel) + 1, std::memory_order_release);
+    fenceSlot(segment_.control, info);
     // A fenced worker has no role any more: from this instant the status shows one active
     // worker at most (the standby, once promoted), never the failed one beside it.
     if (kind == Kind::Worker) info.role.store(static_cast<uint32_t>(WorkerRole::None), std::memory_order_release);

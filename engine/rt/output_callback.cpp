@@ -171,6 +171,20 @@ bool writerMissedCycles(OutputContext& context, uint32_t writer, const CurrentCy
     return playerMissedCycles(playing, cycle, ownPrevious, frames, context.writerStall);
 }
 
+// RT-safe: atomic loads and a copy.
+// Block `number` as a fenced worker completed it before its fence (shm/fencing.h): the
+// standby skips a number when it takes the active's newer state, and if the active is fenced
+// right then, its ring is the only place that block exists.
+bool readFencedBlock(const Segment& segment, uint64_t number, uint32_t frames, float* out, uint32_t channels) noexcept {
+    for (uint32_t s = 0; s < kWorkerSlots; ++s) {
+        const WorkerSlot& slot = segment.slots[s];
+        const uint64_t epoch = slot.fencedEpoch.load(std::memory_order_acquire);
+        if (epoch == 0 || number >= slot.fencedBelowBlock.load(std::memory_order_relaxed)) continue;
+        if (readAudioBlock(segment.audio[s], number, epoch, frames, out, channels)) return true;
+    }
+    return false;
+}
+
 bool blocksEqual(const float* a, const float* b, uint32_t count) noexcept {
     return std::memcmp(a, b, sizeof(float) * count) == 0;
 }
@@ -264,6 +278,8 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
             output.fromStandby.fetch_add(1, std::memory_order_relaxed);
             source = 1;
             output.lastFromStandbyCycle.store(cycle, std::memory_order_relaxed);
+        } else if (readFencedBlock(segment, number, frames, out, context.channels)) {
+            output.fromFenced.fetch_add(1, std::memory_order_relaxed);
         } else {
             std::memset(out, 0, sizeof(float) * outSamples);
             output.unfilled.fetch_add(1, std::memory_order_relaxed);

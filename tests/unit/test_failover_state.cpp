@@ -15,6 +15,7 @@
 #include "engine/rt/output_callback.h"
 #include "engine/rt/synth.h"
 #include "shm/clock.h"
+#include "shm/fencing.h"
 #include "shm/frame_clock.h"
 #include "shm/seqlock.h"
 #include "shm/segment.h"
@@ -172,6 +173,33 @@ TEST_CASE("direct: the standby shadows in silence and takes over after two cycle
     bool sound = false;
     for (float s : rig.workers[1].out) sound = sound || s != 0.0f;
     CHECK(sound);
+}
+
+TEST_CASE("relay: a number the standby skipped is played from the fenced active that completed it") {
+    // The standby runs before the active in these cycles, so it renders each number from the
+    // active's previous state (after it, it would render the next number ahead of the active).
+    for (const char* order : {"sao", "osa"}) {
+        CAPTURE(order);
+        Rig rig(true);
+        for (int i = 0; i < 20; ++i) rig.cycle(order);
+        // JACK does not run the standby in one cycle; in the next it takes the active's newer
+        // state and renders the number after it: the one it missed exists in the active's ring only.
+        rig.cycle("ao");
+        rig.cycle("s");
+        CHECK(rig.workers[1].context->state.blocks == rig.workers[0].context->state.blocks + 1);
+        // Then the active dies and sustaind fences it, before the output has played that block.
+        fenceSlot(rig.segment->control, rig.segment->slots[0]);
+        rig.segment->slots[0].role.store(static_cast<uint32_t>(WorkerRole::None));
+        rig.cycle("o");
+        for (int i = 0; i < 20; ++i) rig.cycle("so");
+        const OutputMetrics& m = rig.segment->output;
+        CHECK(m.unfilled.load() == 0);
+        CHECK(m.fromFenced.load() >= 1);
+        CHECK(worstResidual(rig.heard, size_t{3} * kFrames, 440.0) < 0.02);
+        // A block the fenced active completes after the fence is not taken: the slot is
+        // fenced below the number it had reached.
+        CHECK(rig.segment->slots[0].fencedBelowBlock.load() <= rig.segment->slots[0].lastBlock.load());
+    }
 }
 
 TEST_CASE("relay: after a cold start the standby follows the new active's numbering") {

@@ -140,6 +140,7 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
         {"output",
          {{"blocks_from_active", s.fromActive},
           {"blocks_from_standby", s.fromStandby},
+          {"blocks_from_fenced", s.fromFenced},
           {"unfilled_blocks", s.unfilled},
           {"resyncs", s.resyncs},
           {"takeovers", s.takeovers},

@@ -203,6 +203,7 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     const OutputMetrics& out = segment.output;
     s.fromActive = out.fromActive.load();
     s.fromStandby = out.fromStandby.load();
+    s.fromFenced = out.fromFenced.load();
     s.unfilled = out.unfilled.load();
     s.resyncs = out.resyncs.load();
     s.takeovers = out.takeovers.load();

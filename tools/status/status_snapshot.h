@@ -80,7 +80,7 @@ struct StatusSnapshot {
     double failoverMsLast = 0, failoverMsMax = 0, rebuildMsLast = 0, rebuildMsMax = 0, detectionMsLast = 0,
            detectionMsMax = 0;
     // output stage (relay)
-    uint64_t fromActive = 0, fromStandby = 0, unfilled = 0, resyncs = 0, takeovers = 0, matched = 0, compared = 0, lagBlocks = 0;
+    uint64_t fromActive = 0, fromStandby = 0, fromFenced = 0, unfilled = 0, resyncs = 0, takeovers = 0, matched = 0, compared = 0, lagBlocks = 0;
     uint64_t staleCancellations = 0, staleCancelledCycles = 0;
     std::vector<ProcessStatus> processes;
     // parameters
