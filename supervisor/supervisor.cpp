@@ -34,6 +34,7 @@ constexpr uint64_t kGraphChangeGraceNs = 100'000'000;  // see graceUntilNs_
 constexpr uint64_t kDeviceRetryNs = 1'000'000'000;     // see deviceGoneSinceNs_
 constexpr uint64_t kFaultsBeforeDeviceLossNs = 1'000'000'000;  // see forgiveFaultsBeforeDeviceLoss
 constexpr uint64_t kConfirmTakeoverCycles = 3;  // see Supervisor::takenOverProcessHung
+constexpr uint64_t kBehindCycles = 2;  // a process this many cycles behind the others is watched (checkHang)
 
 uint64_t secondsToNs(double seconds) { return static_cast<uint64_t>(seconds * 1e9); }
 
@@ -148,6 +149,7 @@ bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& e
     c.referenceAtBeat = 0;
     c.respawnAtNs = 0;
     c.startTimed = false;
+    c.audioThread = 0;
     spdlog::info("{} started as {} (pid {})", name(kind, slot), role == WorkerRole::Active ? "active" : "standby",
                  c.process.pid());
     return true;
@@ -406,8 +408,13 @@ void Supervisor::noteTakeover(Child& c, uint64_t callbacks, uint64_t nowNs) {
 // busy for good reasons, JACK telling it about a new client's ports, say); one whose audio
 // thread sleeps is waiting for JACK to run it, which costs nothing heard (the standby plays
 // and silences its buffer: engine/rt/stale_buffer.h), so it is given a third of the hang
-// limit before it is taken for hung all the same.
-bool Supervisor::takenOverProcessHung(const Child& c, uint64_t nowNs) const {
+// limit before it is taken for hung all the same. Cycles the machine did not run its CPU
+// (cpu_progress.h) do not count.
+bool Supervisor::takenOverProcessHung(Child& c, uint64_t nowNs) {
+    if (waitsOnUnrunCpu(c, nowNs)) {
+        noteTakeover(c, c.callbacksAtTakeover, nowNs);  // the machine's cycles: counted from now
+        return false;
+    }
     const uint64_t cycles = cycleClock_ - c.clockAtTakeover;
     if (cycles >= std::max<uint64_t>(options_.hangCycles / 3, kConfirmTakeoverCycles)) return true;
     if (cycles < kConfirmTakeoverCycles) return false;
@@ -415,6 +422,17 @@ bool Supervisor::takenOverProcessHung(const Child& c, uint64_t nowNs) const {
     const uint64_t cpu = c.process.threadCpuNs(c.audioThread);
     return cpu >= c.cpuAtTakeoverNs && nowNs > c.wallAtTakeoverNs &&
            (cpu - c.cpuAtTakeoverNs) * 2 >= nowNs - c.wallAtTakeoverNs;
+}
+
+bool Supervisor::waitsOnUnrunCpu(Child& c, uint64_t nowNs) {
+    if (c.audioThread == 0) c.audioThread = c.process.audioThread();
+    const int cpu = c.process.threadCpu(c.audioThread);
+    if (cpu < 0) return false;
+    if (!cpusSampled_) {
+        cpus_.sample(nowNs);
+        cpusSampled_ = true;
+    }
+    return !cpus_.running(cpu, nowNs);
 }
 
 void Supervisor::advanceCycleClock() {
@@ -492,7 +510,10 @@ void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t nowNs) {
     }
     // Counted in cycles of the audio clock, not in wall-clock time (which gives false
     // alarms on a loaded machine); the wall clock is only the last resort when nothing else
-    // runs to count by.
+    // runs to count by. Cycles missed while the machine did not run the CPU its audio thread
+    // waits on are the machine's, not a hang: the count starts again (cpu_progress.h).
+    if (reference - c.referenceAtProgress >= kBehindCycles && waitsOnUnrunCpu(c, nowNs))
+        c.referenceAtProgress = reference;
     const uint64_t missed = reference - c.referenceAtProgress;
     if (missed >= options_.hangCycles || nowNs - c.progressNs > secondsToNs(options_.stallTimeoutS)) {
         onFault(kind, slot, "missed " + std::to_string(missed) + " cycles: hung", nowNs);
@@ -543,6 +564,7 @@ void Supervisor::tick() {
     const uint64_t now = monotonicNs();
     segment_.control.supervisorHeartbeatNs.store(now, std::memory_order_release);
     const bool relay = options_.layout == OutputLayout::Relay;
+    cpusSampled_ = false;
 
     // Replacements that are due.
     for (Kind kind : {Kind::Worker, Kind::Output}) {
@@ -593,6 +615,7 @@ void Supervisor::tick() {
     if (relay) checkOutputTakeover(now);
     for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) checkHang(Kind::Worker, slot, now);
     for (uint32_t slot = 0; slot < kOutputSlots; ++slot) checkHang(Kind::Output, slot, now);
+    if (!cpusSampled_) cpus_.reset();  // nobody behind: the next one behind starts afresh
 
     // Relay layout: a worker's stream only gives it the period clock; its ports are taken
     // out of the graph as soon as it runs, so that a hung worker holds up nothing JACK

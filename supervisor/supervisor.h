@@ -8,6 +8,7 @@
 
 #include "osc/command_router.h"
 #include "shm/layout.h"
+#include "supervisor/cpu_progress.h"
 #include "supervisor/jack_graph.h"
 #include "supervisor/service_notify.h"
 #include "supervisor/worker_process.h"
@@ -104,7 +105,10 @@ private:
     /// stage that was only late (it runs again: it stays, as the standby) from one that failed.
     void checkOutputTakeover(uint64_t nowNs);
     void noteTakeover(Child& c, uint64_t callbacks, uint64_t nowNs);
-    bool takenOverProcessHung(const Child& c, uint64_t nowNs) const;
+    bool takenOverProcessHung(Child& c, uint64_t nowNs);
+    /// Whether the CPU `c`'s audio thread waits on is not being run by the machine at all
+    /// (cpu_progress.h): the cycles it misses meanwhile are the machine's, not a hang.
+    bool waitsOnUnrunCpu(Child& c, uint64_t nowNs);
     void advanceCycleClock();
     void updateHealth();
     bool waitForState(Kind kind, uint32_t slot, WorkerState wanted, double seconds, std::string& error);
@@ -127,6 +131,8 @@ private:
     // Cycles of the audio clock as seen by sustaind: advanced by the fastest running
     // process, so a hung process does not stop it and a replaced one does not reset it.
     uint64_t cycleClock_ = 0;
+    CpuProgress cpus_;           // read only while some process is behind (waitsOnUnrunCpu)
+    bool cpusSampled_ = false;   // cpus_ was read in this tick
     uint64_t slowestStartNs_ = 0;  // the longest any process took from spawn to its first callback
     /// How long a process may take from spawn to its first callback before it counts as hung.
     uint64_t startupLimitNs() const;

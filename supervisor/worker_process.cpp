@@ -95,6 +95,17 @@ const char* statFields(const char* text) {
     return end != nullptr && end[1] == ' ' ? end + 2 : nullptr;
 }
 
+// Field `number` (1-based, as in proc(5)) of a /proc stat line, from the state (field 3)
+// on; nullptr if the line is shorter.
+const char* statField(const char* text, int number) {
+    const char* field = statFields(text);
+    for (int skip = 3; field != nullptr && skip < number; ++skip) {
+        field = std::strchr(field, ' ');
+        if (field != nullptr) ++field;
+    }
+    return field;
+}
+
 bool readSmallFile(const char* path, char* buffer, size_t size) {
     const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
@@ -133,12 +144,7 @@ pid_t WorkerProcess::audioThread() const {
         char text[1024];
         std::snprintf(statPath, sizeof statPath, "/proc/%d/task/%ld/stat", static_cast<int>(pid_), tid);
         if (!readSmallFile(statPath, text, sizeof text)) continue;
-        // From the state (field 3) on: rt_priority is field 40, 37 fields further.
-        const char* field = statFields(text);
-        for (int skip = 0; field != nullptr && skip < 37; ++skip) {
-            field = std::strchr(field, ' ');
-            if (field != nullptr) ++field;
-        }
+        const char* field = statField(text, 40);  // rt_priority
         const long priority = field != nullptr ? std::strtol(field, nullptr, 10) : 0;
         if (priority > bestPriority) {
             bestPriority = priority;
@@ -147,6 +153,16 @@ pid_t WorkerProcess::audioThread() const {
     }
     ::closedir(tasks);
     return best;
+}
+
+int WorkerProcess::threadCpu(pid_t tid) const {
+    if (!running() || tid <= 0) return -1;
+    char path[96];
+    char text[1024];
+    std::snprintf(path, sizeof path, "/proc/%d/task/%d/stat", static_cast<int>(pid_), static_cast<int>(tid));
+    if (!readSmallFile(path, text, sizeof text)) return -1;
+    const char* field = statField(text, 39);  // processor
+    return field != nullptr ? static_cast<int>(std::strtol(field, nullptr, 10)) : -1;
 }
 
 uint64_t WorkerProcess::threadCpuNs(pid_t tid) const {

@@ -52,6 +52,10 @@ public:
     /// process thread; the control thread runs below it). 0 if none is real-time. Thread: main.
     pid_t audioThread() const;
 
+    /// The CPU thread `tid` of the child last ran on or waits to run on (-1 if unknown).
+    /// Thread: main.
+    int threadCpu(pid_t tid) const;
+
     /// CPU time thread `tid` of the child has used so far, in ns (0 if unknown). Thread: main.
     uint64_t threadCpuNs(pid_t tid) const;
 

@@ -23,6 +23,7 @@ SMOKE = [
     ("soak.py", ["--minutes", "0.15", "--fault-every", "3", "--baseline-minutes", "0.05"]),
     ("peer_bench.py", ["--rounds", "1", "--idle-seconds", "1", "--round-trips", "10", "--messages", "5000"]),
     ("churn_bench.py", ["--rounds", "1", "--seconds", "2", "--churners", "40"]),
+    ("load_bench.py", ["--minutes", "0.05", "--window-seconds", "3", "--faults", "2"]),
 ]
 
 

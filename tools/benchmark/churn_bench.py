@@ -17,7 +17,6 @@ last churner taken in or not; for sustain also its table's size over time (sampl
 sustain-status every 0.5 s: it must stay bounded). Writes JSON.
 """
 import argparse
-import json
 import os
 import select
 import statistics
@@ -27,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peer_bench import Client, Scsynth, Sustain, median_of, parse_message  # noqa: E402
-from figures import percentile  # noqa: E402
+from figures import machine, percentile, write_report  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "integration"))
 import osc_wire  # noqa: E402
@@ -233,12 +232,9 @@ def main():
             return f"{v:.3f}" if isinstance(v, float) else str(v)
         print(f"{key:36s} {shown(summary['sustain'][key]):>10s} {shown(summary['scsynth'][key]):>10s}")
     report = {"benchmark": "churn", "parameters": vars(args), "live_clients": LIVE,
-              "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release},
+              "machine": machine(),
               "summary": summary, "windows": results}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=1)
-    print(f"figures: {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

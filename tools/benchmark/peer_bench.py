@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import osc_wire  # noqa: E402
 from harness import (Engine, JackServer, Paths, TestFailure, children_of, free_udp_port, stop_process,  # noqa: E402
                      wait_until)
-from figures import percentile  # noqa: E402
+from figures import machine, percentile, write_report  # noqa: E402
 
 VOICES = 4
 TONE_GAIN = 0.2
@@ -567,13 +567,10 @@ def main():
         print(f"floor, {name} playing a sine: idle cpu {figures['idle_cpu_percent']:.2f} %, "
               f"{figures['idle_context_switches_per_s']:.0f} switches/s")
     report = {"benchmark": "peer", "scsynth_version": version, "jack": {"rate": 48000, "frames": 64},
-              "parameters": vars(args), "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release},
+              "parameters": vars(args), "machine": machine(),
               "summary": summary, "ratios_sustain_over_scsynth": ratios, "floor": floor_summary,
               "floor_windows": floor, "windows": results}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=1)
-    print(f"figures: {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ SUSTAIN_PACKAGES=(
   jackd2 libjack-jackd2-dev libncurses-dev tmux
   libtomlplusplus-dev libsystemd-dev libavahi-client-dev avahi-daemon avahi-utils dbus
   supercollider-language supercollider-server iproute2
-  puredata-core
+  puredata-core stress-ng
 )
 
 say() { printf 'sustain: %s\n' "$*" >&2; }
