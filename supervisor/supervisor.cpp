@@ -511,9 +511,10 @@ void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t nowNs) {
     // Counted in cycles of the audio clock, not in wall-clock time (which gives false
     // alarms on a loaded machine); the wall clock is only the last resort when nothing else
     // runs to count by. Cycles missed while the machine did not run the CPU its audio thread
-    // waits on are the machine's, not a hang: the count starts again (cpu_progress.h).
-    if (reference - c.referenceAtProgress >= kBehindCycles && waitsOnUnrunCpu(c, nowNs))
-        c.referenceAtProgress = reference;
+    // waits on are the machine's, not a hang: they do not add to the count (cpu_progress.h),
+    // which stays at kBehindCycles so that its CPU is watched on every tick.
+    if (reference - c.referenceAtProgress > kBehindCycles && waitsOnUnrunCpu(c, nowNs))
+        c.referenceAtProgress = reference - kBehindCycles;
     const uint64_t missed = reference - c.referenceAtProgress;
     if (missed >= options_.hangCycles || nowNs - c.progressNs > secondsToNs(options_.stallTimeoutS)) {
         onFault(kind, slot, "missed " + std::to_string(missed) + " cycles: hung", nowNs);
