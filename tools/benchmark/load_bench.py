@@ -305,14 +305,22 @@ def main():
 
     paths = Paths([None, args.build])
     windows = {"sustain": [], "sine": []}
+    lost = []  # windows whose recording failed
     rounds = max(1, round(args.minutes * 60 / args.window_seconds))
     with JackServer() as jack:
         for r in range(rounds):
             order = ["sustain", "sine"] if r % 2 == 0 else ["sine", "sustain"]
             for name in order:
                 player = Sustain(paths, jack, args.layout) if name == "sustain" else SineClient(jack)
-                with Load(args.hogs, args.mixed):
-                    window = run_window(player, paths, jack, args.window_seconds, args.settle_seconds)
+                try:
+                    with Load(args.hogs, args.mixed):
+                        window = run_window(player, paths, jack, args.window_seconds, args.settle_seconds)
+                except (TestFailure, subprocess.TimeoutExpired) as e:
+                    # The recorder itself (not the engine) can be starved past its deadline
+                    # under this load: the window is not judged, and counted as lost.
+                    lost.append({"round": r + 1, "player": name, "reason": str(e)[:300]})
+                    print(f"round {r + 1}/{rounds} {name:8s} LOST: {str(e)[:200]}", flush=True)
+                    continue
                 windows[name].append(window)
                 print(f"round {r + 1}/{rounds} {name:8s} damaged {window['damaged_samples']:5d} samples "
                       f"({window['damaged_samples_not_the_machines']} not the machine's), "
@@ -321,8 +329,12 @@ def main():
                       f"{window['late_stage_covers'] if name == 'sustain' else '-'}", flush=True)
         faults = []
         if args.faults > 0:
-            with Load(args.hogs, args.mixed):
-                faults = run_faults(paths, jack, args.layout, args.faults, args.fault_interval)
+            try:
+                with Load(args.hogs, args.mixed):
+                    faults = run_faults(paths, jack, args.layout, args.faults, args.fault_interval)
+            except (TestFailure, subprocess.TimeoutExpired) as e:
+                lost.append({"round": None, "player": "faults", "reason": str(e)[:300]})
+                print(f"fault phase LOST: {str(e)[:200]}", flush=True)
 
     summary = {name: summarize(w) for name, w in windows.items()}
     damage = [f["damaged_samples"] for f in faults]
@@ -346,6 +358,9 @@ def main():
     print(f"{'xruns per minute':42s} {s['xruns_per_minute']:10.1f} {p['xruns_per_minute']:10.1f}")
     print(f"{'takeovers without a fault':42s} {s['takeovers_without_fault']:10d} {'-':>10s}")
     print(f"{'late stages covered by a standby':42s} {s['late_stage_covers']:10d} {'-':>10s}")
+    if lost:
+        print(f"windows lost (recording failed, not judged): {len(lost)}: "
+              + ", ".join(f"round {w['round']} {w['player']}" for w in lost))
     if faults:
         print(f"faults under load: {fault_summary['faults']}, failovers {fault_summary['failovers']} "
               f"({fault_summary['faults_with_one_failover']} with exactly one), spare warm again "
@@ -361,7 +376,7 @@ def main():
                   f" (max {row['runnable_wait_ms_per_s_max']:.1f})")
     report = {"benchmark": "load", "jack": {"rate": 48000, "frames": 64}, "parameters": vars(args),
               "machine": machine(),
-              "summary": summary, "faults_under_load": fault_summary, "faults": faults,
+              "summary": summary, "windows_lost": lost, "faults_under_load": fault_summary, "faults": faults,
               "threads": threads, "windows": windows}
     write_report(args.out, report)
 
