@@ -2,7 +2,6 @@
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
-#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
@@ -43,28 +42,10 @@ void recordDuration(std::atomic<uint64_t>& last, std::atomic<uint64_t>& max, uin
     last.store(us, std::memory_order_relaxed);
     if (us > max.load(std::memory_order_relaxed)) max.store(us, std::memory_order_relaxed);
 }
-
-// Slot s's worker and output stage run on the s-th CPU sustaind may use, when it may use
-// two or more: a CPU the machine leaves unrun for a while (cpu_progress.h) then holds up one
-// slot's processes only, and the other slot's output stage and worker play on. Left to the
-// scheduler, both output stages could wait on that one CPU, and nothing would play: on a
-// loaded 2-core VM a stage of each slot was queued there together now and then.
-std::vector<int> slotCpus() {
-    std::vector<int> cpus;
-    cpu_set_t allowed;
-    CPU_ZERO(&allowed);
-    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) < 2)
-        return std::vector<int>(kWorkerSlots, -1);
-    for (int cpu = 0; cpu < CPU_SETSIZE && cpus.size() < kWorkerSlots; ++cpu)
-        if (CPU_ISSET(cpu, &allowed)) cpus.push_back(cpu);
-    return cpus;
-}
-
 }  // namespace
 
 Supervisor::Supervisor(Segment& segment, CommandRouter& router, SupervisorOptions options)
-    : segment_(segment), router_(router), options_(std::move(options)), graph_("sustain-" + options_.instance + "-graph", segment.supervisor.graphChangesDropped),
-      slotCpu_(slotCpus()) {
+    : segment_(segment), router_(router), options_(std::move(options)), graph_("sustain-" + options_.instance + "-graph", segment.supervisor.graphChangesDropped) {
     epoll_ = epoll_create1(EPOLL_CLOEXEC);
     sigset_t signals;
     sigemptyset(&signals);
@@ -147,7 +128,6 @@ bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& e
     if (!c.process.spawn(path,
                          {"--instance", options_.instance, "--slot", std::to_string(slot), "--wake-fd", "3",
                           "--supervisor-pid", std::to_string(getpid()), "--log-level", options_.logLevel},
-                         slotCpu_[slot % slotCpu_.size()],
                          error)) {
         if (kind == Kind::Worker) router_.detachWorker(slot);
         info.state.store(static_cast<uint32_t>(WorkerState::Dead), std::memory_order_release);

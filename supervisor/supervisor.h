@@ -5,7 +5,6 @@
 #include <deque>
 #include <functional>
 #include <string>
-#include <vector>
 
 #include "osc/command_router.h"
 #include "shm/layout.h"
@@ -135,9 +134,6 @@ private:
     CpuProgress cpus_;           // read only while some process is behind (waitsOnUnrunCpu)
     bool cpusSampled_ = false;   // cpus_ was read in this tick
     uint64_t slowestStartNs_ = 0;  // the longest any process took from spawn to its first callback
-    // The CPU each slot's processes (its worker and its output stage) are confined to, or -1
-    // for anywhere: see slotCpus() in supervisor.cpp.
-    std::vector<int> slotCpu_;
     /// How long a process may take from spawn to its first callback before it counts as hung.
     uint64_t startupLimitNs() const;
     // JACK reorders its graph when a client comes or goes, and may skip clients for a few

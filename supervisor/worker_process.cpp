@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/prctl.h>
@@ -34,7 +33,7 @@ WorkerProcess::~WorkerProcess() {
     release();
 }
 
-bool WorkerProcess::spawn(const std::string& path, const std::vector<std::string>& args, int cpu, std::string& error) {
+bool WorkerProcess::spawn(const std::string& path, const std::vector<std::string>& args, std::string& error) {
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
         error = std::string("socketpair: ") + std::strerror(errno);
@@ -70,12 +69,6 @@ bool WorkerProcess::spawn(const std::string& path, const std::vector<std::string
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, nullptr);
-        if (cpu >= 0) {
-            cpu_set_t only;
-            CPU_ZERO(&only);
-            CPU_SET(cpu, &only);
-            sched_setaffinity(0, sizeof only, &only);  // if refused, the child runs anywhere
-        }
         execv(path.c_str(), argv.data());
         _exit(127);
     }

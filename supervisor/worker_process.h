@@ -31,10 +31,8 @@ public:
     /// The child gets its own process group (a terminal's Ctrl-C goes to sustaind, which
     /// fades out properly) and PR_SET_PDEATHSIG, so it never outlives sustaind.
     /// Thread: sustaind's main thread only (PDEATHSIG follows the forking thread).
-    /// `cpu` >= 0 confines the child (every thread it will start) to that CPU; -1 leaves it
-    /// where sustaind may run.
     /// Errors: false with `error` set (fork, socketpair or pidfd_open failed).
-    bool spawn(const std::string& path, const std::vector<std::string>& args, int cpu, std::string& error);
+    bool spawn(const std::string& path, const std::vector<std::string>& args, std::string& error);
 
     /// Reaps the child if it has exited; true once reaped (then `exit()` is valid).
     /// Thread: main.
