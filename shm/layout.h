@@ -16,7 +16,7 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 15;
+inline constexpr uint32_t kLayoutVersion = 16;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
@@ -456,7 +456,8 @@ struct alignas(64) SupervisorMetrics {  // writer: sustaind
     std::atomic<uint64_t> coldStarts;        // everything died at once
     std::atomic<uint64_t> deviceLosses;      // times the audio device went away under a running engine
     std::atomic<uint64_t> graphChangesDropped;  // port removals not asked for: the JACK server left 16 unanswered
-    uint64_t reserved[3];
+    std::atomic<uint64_t> stuckProcesses;    // killed and not gone yet (an uninterruptible wait in the kernel)
+    uint64_t reserved[2];
 };
 
 enum class RegistryKind : uint32_t { Free = 0, Segment = 1, LockFile = 2, SocketPair = 3 };

@@ -26,6 +26,8 @@ constexpr uint64_t kTagTimer = 2;
 constexpr uint64_t kTagChild = 0x1000;      // | kind << 8 | slot
 constexpr uint64_t kTagSentinel = 0x10000;  // set for the sentinel socket, clear for the pidfd
 constexpr long kTickNs = 2'000'000;         // hang checks and bookkeeping every 2 ms
+constexpr int kFaultReapWaitMs = 20;           // a killed process normally goes within a few ms
+constexpr uint64_t kStuckReportNs = 1'000'000'000;  // one that is still there after 1 s is stuck
 constexpr uint64_t kStartupLimitNs = 10'000'000'000ull;    // see startupLimitNs()
 constexpr uint64_t kMinStartupLimitNs = 1'000'000'000ull;  // see startupLimitNs()
 constexpr uint64_t kStartupSlack = 5;                      // see startupLimitNs()
@@ -201,7 +203,14 @@ void Supervisor::forget(Kind kind, uint32_t slot) {
     unwatch(c.process.pidFd());
     unwatch(c.process.wakeFd());
     if (kind == Kind::Worker) router_.detachWorker(slot);
-    c.process.release();
+    if (c.process.running()) {
+        c.dying = std::move(c.process);
+        c.dyingSinceNs = monotonicNs();
+        c.dyingReported = false;
+        segment_.supervisor.stuckProcesses.fetch_add(1, std::memory_order_relaxed);
+    } else {
+        c.process.release();
+    }
     WorkerSlot& info = slotInfo(kind, slot);
     info.pid.store(0, std::memory_order_release);
     info.state.store(static_cast<uint32_t>(WorkerState::Dead), std::memory_order_release);
@@ -304,8 +313,11 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
     // JACK mixes its stale buffer any longer (it would until it drops the client).
     if (kind == Kind::Output || options_.layout == OutputLayout::Direct)
         graph_.disconnectClient(jackClientName(kind, slot));
-    if (!c.process.tryReap()) c.process.killAndReap();
-    const std::string exit = c.process.exit().describe();
+    // Never waits long: a process stuck in an uninterruptible wait (state D) would hold up
+    // the supervision of everything else. Such a one is reaped later (reapDying), and its
+    // slot is refilled only then.
+    const bool gone = c.process.tryReap() || c.process.killAndReap(kFaultReapWaitMs);
+    const std::string exit = gone ? c.process.exit().describe() : "killed (SIGKILL), not gone yet";
     const auto reason = static_cast<WorkerExit>(info.exitReason.load(std::memory_order_acquire));
     // A replacement finding no device means the same: the engine did start on it.
     const bool deviceGone = reason == WorkerExit::DeviceLost || reason == WorkerExit::NoDevice;
@@ -561,17 +573,39 @@ void Supervisor::updateHealth() {
     segment_.supervisor.degradedReason.store(static_cast<uint32_t>(reason), std::memory_order_release);
 }
 
+void Supervisor::reapDying(uint64_t nowNs) {
+    for (Kind kind : {Kind::Worker, Kind::Output}) {
+        for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
+            Child& c = child(kind, slot);
+            if (c.dying.pid() <= 0) continue;
+            const pid_t pid = c.dying.pid();
+            if (c.dying.tryReap()) {
+                if (c.dyingReported)
+                    spdlog::warn("{} (pid {}) is gone at last, {:.1f} s after it was killed; its slot is refilled",
+                                 name(kind, slot), pid, (nowNs - c.dyingSinceNs) / 1e9);
+                c.dying.release();
+                segment_.supervisor.stuckProcesses.fetch_sub(1, std::memory_order_relaxed);
+            } else if (!c.dyingReported && nowNs - c.dyingSinceNs > kStuckReportNs) {
+                c.dyingReported = true;
+                spdlog::error("{} (pid {}) does not die: it is stuck in the kernel (an uninterruptible wait, state D); "
+                              "its slot stays empty until the kernel lets it go", name(kind, slot), pid);
+            }
+        }
+    }
+}
+
 void Supervisor::tick() {
     const uint64_t now = monotonicNs();
     segment_.control.supervisorHeartbeatNs.store(now, std::memory_order_release);
     const bool relay = options_.layout == OutputLayout::Relay;
     cpusSampled_ = false;
 
-    // Replacements that are due.
+    // Replacements that are due, in slots whose killed process is gone.
+    reapDying(now);
     for (Kind kind : {Kind::Worker, Kind::Output}) {
         for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
             Child& c = child(kind, slot);
-            if (c.respawnAtNs == 0 || now < c.respawnAtNs || c.process.running()) continue;
+            if (c.respawnAtNs == 0 || now < c.respawnAtNs || c.process.running() || c.dying.pid() > 0) continue;
             const WorkerRole role = c.respawnRole;
             std::string error;
             if (!spawn(kind, slot, role, error)) {

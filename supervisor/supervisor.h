@@ -64,6 +64,11 @@ private:
     /// One child process and what sustaind tracks about it.
     struct Child {
         WorkerProcess process;
+        // A process killed but not yet gone (stuck in the kernel): the slot's replacement
+        // waits for it, since every shared-memory writer of a slot is one process at a time.
+        WorkerProcess dying;
+        uint64_t dyingSinceNs = 0;
+        bool dyingReported = false;     // the error "does not die" was logged
         uint64_t spawnedNs = 0;
         uint64_t lastCallbacks = 0;     // its callback count at the last check
         uint64_t referenceAtProgress = 0;  // the cycle reference when it last advanced
@@ -100,6 +105,8 @@ private:
     void onFault(Kind kind, uint32_t slot, const std::string& why, uint64_t noticedNs);
     void promoteStandby(uint32_t failedSlot, uint64_t noticedNs);
     void tick();
+    /// Reaps the killed processes the kernel has let go; says which ones it does not.
+    void reapDying(uint64_t nowNs);
     void checkHang(Kind kind, uint32_t slot, uint64_t nowNs);
     /// Relay layout: makes a standby output stage's takeover official, and tells an output
     /// stage that was only late (it runs again: it stays, as the standby) from one that failed.

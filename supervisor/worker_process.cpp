@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/prctl.h>
@@ -13,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 namespace sustain {
 
@@ -31,6 +33,21 @@ std::string ChildExit::describe() const {
 WorkerProcess::~WorkerProcess() {
     if (running()) killAndReap();
     release();
+}
+
+WorkerProcess& WorkerProcess::operator=(WorkerProcess&& other) noexcept {
+    if (this == &other) return *this;
+    release();
+    pid_ = other.pid_;
+    pidFd_ = other.pidFd_;
+    wakeFd_ = other.wakeFd_;
+    reaped_ = other.reaped_;
+    exit_ = other.exit_;
+    other.pid_ = -1;
+    other.pidFd_ = -1;
+    other.wakeFd_ = -1;
+    other.reaped_ = false;
+    return *this;
 }
 
 bool WorkerProcess::spawn(const std::string& path, const std::vector<std::string>& args, std::string& error) {
@@ -187,19 +204,29 @@ bool WorkerProcess::tryReap() {
     return true;
 }
 
-void WorkerProcess::killAndReap() {
+void WorkerProcess::kill() {
     if (pid_ <= 0 || reaped_) return;
     if (pidFd_ >= 0)
         signalPidFd(pidFd_, SIGKILL);
     else
-        kill(pid_, SIGKILL);
-    int status = 0;
-    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+        ::kill(pid_, SIGKILL);
+}
+
+bool WorkerProcess::killAndReap(int timeoutMs) {
+    if (pid_ <= 0 || reaped_) return true;
+    kill();
+    timespec start{};
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (!tryReap()) {
+        timespec now{};
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        const long waitedMs = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1'000'000;
+        if (waitedMs >= timeoutMs) return false;
+        // The pidfd turns readable once the child has exited; without one, look again in 2 ms.
+        pollfd exited{pidFd_, POLLIN, 0};
+        if (pidFd_ < 0 || poll(&exited, 1, static_cast<int>(timeoutMs - waitedMs)) < 0) usleep(2000);
     }
-    reaped_ = true;
-    exit_.exited = WIFEXITED(status);
-    exit_.code = exit_.exited ? WEXITSTATUS(status) : 0;
-    exit_.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    return true;
 }
 
 void WorkerProcess::release() {

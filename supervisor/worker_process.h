@@ -25,6 +25,8 @@ public:
     WorkerProcess() = default;
     WorkerProcess(const WorkerProcess&) = delete;
     WorkerProcess& operator=(const WorkerProcess&) = delete;
+    /// Takes over `other`'s child and descriptors; `other` is left empty. Thread: main.
+    WorkerProcess& operator=(WorkerProcess&& other) noexcept;
     ~WorkerProcess();
 
     /// Forks and execs `path` with `args`, the child's end of the socketpair as fd 3.
@@ -38,8 +40,18 @@ public:
     /// Thread: main.
     bool tryReap();
 
-    /// SIGKILLs the child (if still running) and reaps it. Thread: main.
-    void killAndReap();
+    /// Sends SIGKILL and returns at once. The child is gone only once tryReap() says so:
+    /// a thread in an uninterruptible wait (state D: a hung disk or driver, a frozen
+    /// cgroup) holds the whole process until the kernel lets it go. Thread: main.
+    void kill();
+
+    /// SIGKILLs the child (if still running) and reaps it, waiting at most `timeoutMs`.
+    /// Returns whether it was reaped. Thread: main.
+    bool killAndReap(int timeoutMs = kReapTimeoutMs);
+
+    /// How long killAndReap() waits by default: tearing down a process with locked memory
+    /// and a JACK client takes milliseconds; one that takes seconds is stuck in the kernel.
+    static constexpr int kReapTimeoutMs = 2000;
 
     /// Closes the descriptors of a reaped child. Thread: main.
     void release();

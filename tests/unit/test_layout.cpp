@@ -16,8 +16,8 @@
 
 using namespace sustain;
 
-TEST_CASE("layout: sizes and offsets are pinned to layout version 6") {
-    CHECK(kLayoutVersion == 15);
+TEST_CASE("layout: sizes and offsets are pinned to the layout version") {
+    CHECK(kLayoutVersion == 16);
     CHECK(sizeof(OscMetrics) == 640);
     CHECK(sizeof(Command) == 48);
     CHECK(sizeof(SegmentHeader) == 128);

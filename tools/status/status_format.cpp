@@ -128,6 +128,7 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
           {"cold_starts", s.coldStarts},
           {"device_losses", s.deviceLosses},
           {"graph_changes_dropped", s.graphChangesDropped},
+          {"stuck_processes", s.stuckProcesses},
           {"waiting_for_device", s.waitingForDevice},
           {"spare_ready", s.spareReady},
           {"output_spare_ready", s.outputSpareReady},

@@ -188,6 +188,7 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     s.coldStarts = sup.coldStarts.load();
     s.deviceLosses = sup.deviceLosses.load();
     s.graphChangesDropped = sup.graphChangesDropped.load();
+    s.stuckProcesses = sup.stuckProcesses.load();
     s.waitingForDevice = sup.degradedReason.load() == static_cast<uint32_t>(DegradedReason::WaitingForDevice);
     s.spareReady = sup.spareReady.load() != 0;
     s.outputSpareReady = sup.outputSpareReady.load() != 0;
