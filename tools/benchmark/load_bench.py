@@ -156,6 +156,12 @@ class Sustain:
     def counters(self):
         return takeover_counters(self.engine.status()[1])
 
+    def supervision_log(self):
+        """sustaind's own lines about takeovers, hangs and deaths: why a takeover was made."""
+        words = ("hung", "killed", "failover", "took over", "stopped", "never started", "is active now")
+        return [line for line in self.engine.log().splitlines()
+                if "sustaind]" in line and any(word in line for word in words)]
+
     def stop(self):
         self.engine.stop()
         self.engine.__exit__(None, None, None)
@@ -184,6 +190,9 @@ class SineClient:
     def counters(self):
         return {}
 
+    def supervision_log(self):
+        return []
+
     def stop(self):
         stop_process(self.process)
 
@@ -209,10 +218,12 @@ def run_window(player, paths, jack, seconds, settle):
             report = recording.analyze("--gap-min", "16")
             total, unexplained, events = damage_of(recording, report)
         counters_after = player.counters()
+        spurious = {k: counters_after[k] - counters_before[k] for k in counters_after}
+        # With no fault injected, sustaind's reasons for a takeover are kept to explain it.
+        takeover_log = player.supervision_log() if sum(spurious.get(k, 0) for k in TAKEOVERS) else []
     finally:
         player.stop()
     minutes = seconds / 60.0
-    spurious = {k: counters_after[k] - counters_before[k] for k in counters_after}
     return {"seconds": seconds, "damaged_samples": total, "damaged_samples_per_minute": total / minutes,
             "damaged_samples_not_the_machines": unexplained, "damage_events": events,
             "xruns": len(summary.get("xrun_frames", [])),
@@ -220,6 +231,7 @@ def run_window(player, paths, jack, seconds, settle):
             "takeovers_without_fault": spurious,
             "takeovers_without_fault_total": sum(spurious.get(k, 0) for k in TAKEOVERS),
             "late_stage_covers": sum(spurious.get(k, 0) for k in COVERS),
+            "takeover_log": takeover_log,
             "threads": thread_table(threads_before, threads_after, seconds)}
 
 
@@ -327,6 +339,8 @@ def main():
                       f"xruns {window['xruns']:4d}, takeovers without a fault "
                       f"{window['takeovers_without_fault_total'] if name == 'sustain' else '-'}, covers "
                       f"{window['late_stage_covers'] if name == 'sustain' else '-'}", flush=True)
+                for line in window["takeover_log"]:
+                    print(f"    {line}", flush=True)
         faults = []
         if args.faults > 0:
             try:
