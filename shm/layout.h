@@ -432,7 +432,10 @@ struct alignas(64) WorkerMetrics {
     std::atomic<uint64_t> drainBins[kDrainBins + 1];      // writer: control thread; push→drained, us
 };
 
-enum class DegradedReason : uint32_t { None = 0, NoSpare = 1, BackingOff = 2, NoOutputSpare = 3, ColdStart = 4, WaitingForDevice = 5 };
+enum class DegradedReason : uint32_t {
+    None = 0, NoSpare = 1, BackingOff = 2, NoOutputSpare = 3, ColdStart = 4, WaitingForDevice = 5,
+    StuckProcess = 6,  // a killed process does not die (the kernel holds it); its slot waits
+};
 
 struct alignas(64) SupervisorMetrics {  // writer: sustaind
     std::atomic<uint64_t> crashCount;        // worker and output-stage processes that died or were fenced

@@ -44,6 +44,10 @@ EngineHealth describeHealth(const SupervisorMetrics& metrics, bool standby, bool
         case DegradedReason::WaitingForDevice:
             health.text = "waiting for the audio device";
             break;
+        case DegradedReason::StuckProcess:
+            health.text = "degraded: a killed process does not die (stuck in the kernel), no spare until it does, " +
+                          crashes(crashCount);
+            break;
     }
     return health;
 }

@@ -566,6 +566,8 @@ void Supervisor::updateHealth() {
         reason = DegradedReason::WaitingForDevice;
     else if (segment_.supervisor.backingOff.load(std::memory_order_relaxed) != 0)
         reason = DegradedReason::BackingOff;
+    else if (segment_.supervisor.stuckProcesses.load(std::memory_order_relaxed) != 0)
+        reason = DegradedReason::StuckProcess;
     else if (options_.standby && !spare)
         reason = DegradedReason::NoSpare;
     else if (relay && options_.standby && !outputSpare)

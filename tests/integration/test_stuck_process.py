@@ -102,6 +102,8 @@ def test(paths):
                 _, meanwhile = engine.status()
                 check(meanwhile["supervisor"]["stuck_processes"] == 1 and not meanwhile["supervisor"]["spare_ready"],
                       "the frozen worker's slot stays empty while it is stuck (one writer per slot)")
+                check(meanwhile["health"] == "degraded" and "does not die" in meanwhile["health_reason"],
+                      f"the status says why there is no spare: {meanwhile['health']}, {meanwhile['health_reason']}")
                 frozen.thaw()
                 wait_until(lambda: engine.status()[1]["supervisor"]["stuck_processes"] == 0
                            and engine.status()[1]["supervisor"]["spare_ready"]

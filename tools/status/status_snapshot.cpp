@@ -30,6 +30,7 @@ const char* degradedName(uint32_t reason) {
         case DegradedReason::NoOutputSpare: return "no spare output stage ready";
         case DegradedReason::ColdStart: return "cold start";
         case DegradedReason::WaitingForDevice: return "the audio device is gone: waiting for it to come back";
+        case DegradedReason::StuckProcess: return "a killed process does not die (stuck in the kernel): its slot waits";
     }
     return "unknown";
 }
