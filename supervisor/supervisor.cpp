@@ -26,7 +26,9 @@ constexpr uint64_t kTagTimer = 2;
 constexpr uint64_t kTagChild = 0x1000;      // | kind << 8 | slot
 constexpr uint64_t kTagSentinel = 0x10000;  // set for the sentinel socket, clear for the pidfd
 constexpr long kTickNs = 2'000'000;         // hang checks and bookkeeping every 2 ms
-constexpr int kFaultReapWaitMs = 20;           // a killed process normally goes within a few ms
+// A killed process normally goes within milliseconds, and its replacement starts right
+// after; one the kernel holds longer than this is left to reapDying.
+constexpr int kFaultReapWaitMs = WorkerProcess::kReapTimeoutMs;
 constexpr uint64_t kStuckReportNs = 1'000'000'000;  // one that is still there after 1 s is stuck
 constexpr uint64_t kStartupLimitNs = 10'000'000'000ull;    // see startupLimitNs()
 constexpr uint64_t kMinStartupLimitNs = 1'000'000'000ull;  // see startupLimitNs()
@@ -313,8 +315,8 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
     // JACK mixes its stale buffer any longer (it would until it drops the client).
     if (kind == Kind::Output || options_.layout == OutputLayout::Direct)
         graph_.disconnectClient(jackClientName(kind, slot));
-    // Never waits long: a process stuck in an uninterruptible wait (state D) would hold up
-    // the supervision of everything else. Such a one is reaped later (reapDying), and its
+    // Never waits for good: a process stuck in an uninterruptible wait (state D) would hold
+    // up the supervision of everything else. Such a one is reaped later (reapDying), and its
     // slot is refilled only then.
     const bool gone = c.process.tryReap() || c.process.killAndReap(kFaultReapWaitMs);
     const std::string exit = gone ? c.process.exit().describe() : "killed (SIGKILL), not gone yet";

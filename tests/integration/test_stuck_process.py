@@ -75,7 +75,7 @@ def test(paths):
             time.sleep(0.4)
             frozen_ns = time.monotonic_ns()
             with Frozen(active) as frozen:
-                wait_until(lambda: engine.status()[1]["supervisor"]["stuck_processes"] == 1, 3,
+                wait_until(lambda: engine.status()[1]["supervisor"]["stuck_processes"] == 1, 6,
                            "sustaind to take the frozen worker for hung, kill it and see it does not die")
                 _, stuck = engine.status()
                 time.sleep(0.8)
