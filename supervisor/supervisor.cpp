@@ -26,9 +26,6 @@ constexpr uint64_t kTagTimer = 2;
 constexpr uint64_t kTagChild = 0x1000;      // | kind << 8 | slot
 constexpr uint64_t kTagSentinel = 0x10000;  // set for the sentinel socket, clear for the pidfd
 constexpr long kTickNs = 2'000'000;         // hang checks and bookkeeping every 2 ms
-// A killed process normally goes within milliseconds, and its replacement starts right
-// after; one the kernel holds longer than this is left to reapDying.
-constexpr int kFaultReapWaitMs = WorkerProcess::kReapTimeoutMs;
 constexpr uint64_t kStuckReportNs = 1'000'000'000;  // one that is still there after 1 s is stuck
 constexpr uint64_t kStartupLimitNs = 10'000'000'000ull;    // see startupLimitNs()
 constexpr uint64_t kMinStartupLimitNs = 1'000'000'000ull;  // see startupLimitNs()
@@ -316,9 +313,9 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
     if (kind == Kind::Output || options_.layout == OutputLayout::Direct)
         graph_.disconnectClient(jackClientName(kind, slot));
     // Never waits for good: a process stuck in an uninterruptible wait (state D) would hold
-    // up the supervision of everything else. Such a one is reaped later (reapDying), and its
-    // slot is refilled only then.
-    const bool gone = c.process.tryReap() || c.process.killAndReap(kFaultReapWaitMs);
+    // up the supervision of everything else. One not gone within killAndReap's bound is
+    // reaped later (reapDying), and its slot is refilled only then.
+    const bool gone = c.process.tryReap() || c.process.killAndReap();
     const std::string exit = gone ? c.process.exit().describe() : "killed (SIGKILL), not gone yet";
     const auto reason = static_cast<WorkerExit>(info.exitReason.load(std::memory_order_acquire));
     // A replacement finding no device means the same: the engine did start on it.
@@ -712,7 +709,8 @@ void Supervisor::shutdown() {
             while (monotonicNs() < deadline && !c.process.tryReap()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
             if (!c.process.tryReap()) {
                 spdlog::warn("{} did not stop within {} s; killing it", name(kind, slot), options_.shutdownTimeoutS);
-                c.process.killAndReap();
+                if (!c.process.killAndReap())
+                    spdlog::error("{} does not die (stuck in the kernel): left to the kernel", name(kind, slot));
             }
             forget(kind, slot);
         }

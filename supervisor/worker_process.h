@@ -40,13 +40,10 @@ public:
     /// Thread: main.
     bool tryReap();
 
-    /// Sends SIGKILL and returns at once. The child is gone only once tryReap() says so:
-    /// a thread in an uninterruptible wait (state D: a hung disk or driver, a frozen
-    /// cgroup) holds the whole process until the kernel lets it go. Thread: main.
-    void kill();
-
     /// SIGKILLs the child (if still running) and reaps it, waiting at most `timeoutMs`.
-    /// Returns whether it was reaped. Thread: main.
+    /// Returns whether it was reaped: a thread in an uninterruptible wait (state D: a hung
+    /// disk or driver, a frozen cgroup) holds the whole process until the kernel lets it
+    /// go; tryReap() says when. Thread: main.
     bool killAndReap(int timeoutMs = kReapTimeoutMs);
 
     /// How long killAndReap() waits by default: tearing down a process with locked memory
@@ -78,6 +75,8 @@ public:
     const ChildExit& exit() const { return exit_; }
 
 private:
+    void kill();  // SIGKILL, without waiting
+
     pid_t pid_ = -1;
     int pidFd_ = -1;
     int wakeFd_ = -1;

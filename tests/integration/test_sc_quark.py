@@ -223,9 +223,9 @@ def judge_wire(relay):
               and abs(messages[0][1][0] - freq) < 1e-3 and abs(messages[1][1][0] - AMP) < 1e-6,
               f"event {step}'s bundle sets voice 0 to {freq} Hz, gain {AMP}: {messages}")
         # The stamp is the event's logical time plus the latency. sclang sends at the logical
-        # time or later, never earlier: its interpreter runs at normal priority, and a machine
-        # that leaves its CPU unrun delays a send by up to ~100 ms (so one send may leave
-        # late; the stamp must not move with it). Never more than the latency ahead.
+        # time or later, never earlier: its interpreter runs at normal priority, so a machine
+        # that leaves its CPU unrun delays a send by as long (100 ms and more); the stamp
+        # must not move with it. Never more than the latency ahead.
         ahead = (due - arrival) / 1e9
         aheads.append(ahead)
         check(0 < ahead <= LATENCY_S + 0.002,

@@ -6,9 +6,6 @@ status keeps a fresh heartbeat and shows the stuck process, another fault meanwh
 standby output stage killed) is handled, and once the kernel lets the frozen worker go its
 slot is refilled. Judged through the status JSON.
 
-Before: sustaind waited in waitpid() for the frozen worker: its loop stood still (the
-status said "sustaind does not respond"), nothing else was supervised, no spare came back.
-
 The sound while the killed worker is stuck is recorded and printed, not judged: 1 to 4
 silent periods in 5 of 6 runs, no xrun reported near them, while JACK skips the one worker
 that renders far more often than before (its caught_up_blocks, printed). An open finding,

@@ -219,8 +219,9 @@ def run_window(player, paths, jack, seconds, settle):
             total, unexplained, events = damage_of(recording, report)
         counters_after = player.counters()
         spurious = {k: counters_after[k] - counters_before[k] for k in counters_after}
+        spurious_total = sum(spurious.get(k, 0) for k in TAKEOVERS)
         # With no fault injected, sustaind's reasons for a takeover are kept to explain it.
-        takeover_log = player.supervision_log() if sum(spurious.get(k, 0) for k in TAKEOVERS) else []
+        takeover_log = player.supervision_log() if spurious_total else []
     finally:
         player.stop()
     minutes = seconds / 60.0
@@ -229,7 +230,7 @@ def run_window(player, paths, jack, seconds, settle):
             "xruns": len(summary.get("xrun_frames", [])),
             "xruns_per_minute": len(summary.get("xrun_frames", [])) / minutes,
             "takeovers_without_fault": spurious,
-            "takeovers_without_fault_total": sum(spurious.get(k, 0) for k in TAKEOVERS),
+            "takeovers_without_fault_total": spurious_total,
             "late_stage_covers": sum(spurious.get(k, 0) for k in COVERS),
             "takeover_log": takeover_log,
             "threads": thread_table(threads_before, threads_after, seconds)}
