@@ -479,19 +479,37 @@ class Recording:
             offset += 8 + size + (size & 1)
         raise TestFailure("the recording has no data chunk")
 
-    def monotonic_ns_at(self, index):
-        """When the driver played sample `index` of the recording, on CLOCK_MONOTONIC: the start
-        of its JACK cycle (JACK's estimate of the driver's wake-up) plus its place in the cycle."""
+    def cycle_times(self):
+        """JACK's start time of each of the recorder's cycles (--cycle-times), read once."""
         if not hasattr(self, "cycles"):
             with open(self.cycle_times_path) as f:
                 self.cycles = json.load(f)
-        frames, usecs = self.cycles["frame"], self.cycles["usecs"]
+        return self.cycles
+
+    def monotonic_ns_at(self, index):
+        """When the driver played sample `index` of the recording, on CLOCK_MONOTONIC: the start
+        of its JACK cycle (JACK's estimate of the driver's wake-up) plus its place in the cycle."""
+        cycles = self.cycle_times()
+        frames, usecs = cycles["frame"], cycles["usecs"]
         k = bisect.bisect_right(frames, index) - 1
         if k < 0:
             raise TestFailure(f"sample {index} lies before the first recorded cycle")
-        rate = self.cycles["sample_rate"]
+        rate = cycles["sample_rate"]
         jack_us = usecs[k] + (index - frames[k]) * 1e6 / rate
-        return (jack_us - self.cycles["jack_minus_monotonic_us"]) * 1000.0
+        return (jack_us - cycles["jack_minus_monotonic_us"]) * 1000.0
+
+    def index_at_monotonic_ns(self, ns):
+        """The recording's sample the driver played at `ns` (CLOCK_MONOTONIC): the inverse of
+        monotonic_ns_at. A time the driver skipped (it woke late and jumped ahead) maps to the
+        first sample played after it."""
+        cycles = self.cycle_times()
+        frames, usecs = cycles["frame"], cycles["usecs"]
+        jack_us = ns / 1000.0 + cycles["jack_minus_monotonic_us"]
+        k = bisect.bisect_right(usecs, jack_us) - 1
+        if k < 0:
+            raise TestFailure(f"{ns} ns lies before the first recorded cycle")
+        rate, period = cycles["sample_rate"], self.jack.frames
+        return frames[k] + min((jack_us - usecs[k]) * rate / 1e6, period if k + 1 < len(frames) else float("inf"))
 
     def analyze(self, *args):
         result = subprocess.run([self.paths.analyze, "--in", self.wav, "--json", "--damage-report", "10"] + list(args),
@@ -558,11 +576,9 @@ class Recording:
         JACK's cycle start came at least 1.5 periods after the previous cycle's."""
         if not self.cycle_times_path or not os.path.exists(self.cycle_times_path):
             return []
-        if not hasattr(self, "cycles"):
-            with open(self.cycle_times_path) as f:
-                self.cycles = json.load(f)
-        frames, usecs = self.cycles["frame"], self.cycles["usecs"]
-        period_us = self.jack.frames * 1e6 / self.cycles["sample_rate"]
+        cycles = self.cycle_times()
+        frames, usecs = cycles["frame"], cycles["usecs"]
+        period_us = self.jack.frames * 1e6 / cycles["sample_rate"]
         return [frames[i] for i in range(1, len(frames)) if usecs[i] - usecs[i - 1] >= 1.5 * period_us]
 
     @staticmethod
