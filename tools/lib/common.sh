@@ -82,7 +82,9 @@ sustain_build() {
 sustain_start_dummy_jack() {
   local name="$1" rate="${2:-48000}" frames="${3:-64}"
   # Its own session: a Ctrl-C in the terminal must reach sustaind (which fades out), not jackd.
-  setsid jackd -n "$name" -R -d dummy -r "$rate" -p "$frames" -m >"${TMPDIR:-/tmp}/sustain-jackd-$name.log" 2>&1 &
+  # 256 ports (qjackctl's default, JACK2's is 2048): every client that opens scans all of the
+  # server's port slots once, and a replacement worker pays that before it can play.
+  setsid jackd -n "$name" -R --port-max 256 -d dummy -r "$rate" -p "$frames" -m >"${TMPDIR:-/tmp}/sustain-jackd-$name.log" 2>&1 &
   SUSTAIN_JACKD_PID=$!
   local i
   for i in $(seq 1 100); do
