@@ -334,6 +334,11 @@ class Explorer:
         record["crashes"] = after["supervisor"]["crash_count"] - before["supervisor"]["crash_count"]
         record["output_failovers"] = (after["supervisor"]["output_failovers"]
                                       - before["supervisor"]["output_failovers"])
+        # What the output stages did meanwhile, to explain damage: blocks that were nowhere
+        # (silence), blocks from the standby, cycles one stage took from the other.
+        record["output"] = {key: after["output"][key] - before["output"][key]
+                            for key in ("unfilled_blocks", "blocks_from_standby", "blocks_from_fenced", "takeovers",
+                                        "resyncs")}
         problems = []
         if warm_s is None:
             problems.append("the spare was not warm again within 5 s")
