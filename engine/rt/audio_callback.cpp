@@ -303,6 +303,34 @@ bool holdBackForOutput(CallbackContext& context) noexcept {
     return true;
 }
 
+// RT-safe: an atomic load.
+// Is the standby that would cover this worker missing for now: being started (a replacement
+// not yet in step), fenced or dead? Not in an engine run without one (the slot stays empty).
+bool spareMissing(const CallbackContext& context) noexcept {
+    const WorkerSlot& other = context.segment->slots[(context.slot + 1) % kWorkerSlots];
+    const auto state = static_cast<WorkerState>(other.state.load(std::memory_order_acquire));
+    return state == WorkerState::Starting || state == WorkerState::Fenced || state == WorkerState::Dead;
+}
+
+// RT-safe: arithmetic.
+// The relay layout's margin while the active renders alone. The output stage plays the
+// block the active completed in the previous cycle; a cycle in which JACK does not run the
+// active (a graph change, as when the replacement joins, or a late wake) leaves the stage
+// without a block, which a standby in step would have covered. While the spare is missing,
+// the active renders one block ahead (once: a second block in one cycle, labelled with that
+// cycle's frame time, so that the stage measures and publishes the period of latency it
+// adds) and does not hold back. Once a standby is in step again, the stage's trail makes the
+// active hold back one block (holdBackForOutput), which restores the one-period margin.
+bool renderAheadNow(CallbackContext& context, bool alone) noexcept {
+    if (!alone) {
+        context.renderedAhead = false;
+        return false;
+    }
+    if (context.renderedAhead || context.fading) return false;
+    context.renderedAhead = true;
+    return true;
+}
+
 // RT-safe: arithmetic.
 // JACK cycles since our previous callback in which this worker was not run (JACK skips a
 // client that is still busy when a cycle starts, which a late driver wake-up makes likely).
@@ -478,7 +506,8 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
     takeQueuedCommands(context);
     const JackCycle cycle = readJackCycle(context);
     const uint32_t missed = context.relay ? missedCycles(context, cycle) : 0;
-    if (active && context.relay && holdBackForOutput(context)) {
+    const bool alone = active && context.relay && spareMissing(context);
+    if (active && context.relay && !alone && holdBackForOutput(context)) {
         std::memset(out, 0, sizeof(float) * outSamples);
         slot.callbacks.fetch_add(1, std::memory_order_release);
         slot.lastCallbackNs.store(monotonicNs(), std::memory_order_release);
@@ -519,6 +548,12 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
     context.renderedThrough.store(context.state.frame, std::memory_order_release);
     if (context.relay) {
         publishBlock(context, number, frames, startNs, cycle);
+        if (renderAheadNow(context, alone)) {
+            const uint64_t aheadNumber = context.state.blocks;
+            noteClipped(context, slot, renderTimed(context, frames, active), active);
+            context.renderedThrough.store(context.state.frame, std::memory_order_release);
+            publishBlock(context, aheadNumber, frames, startNs, cycle);
+        }
         // The relay layout keeps every worker out of the mix: a dead worker's last
         // buffer, which JACK keeps mixing until it drops the client, is silence.
         std::memset(out, 0, sizeof(float) * outSamples);
@@ -540,7 +575,7 @@ void renderCallbackBlock(CallbackContext& context, float* out, uint32_t frames, 
     seqlockWrite(published.sequence, published.words, render, FaultPoint::PublishedStateWrite);
     const uint64_t endNs = monotonicNs();
     published.heartbeatNs.store(endNs, std::memory_order_release);
-    slot.lastBlock.store(number + 1, std::memory_order_release);
+    slot.lastBlock.store(context.state.blocks, std::memory_order_release);
     slot.lastCycleFrame.store(cycle.known ? storedFrame(cycle.frame) : 0, std::memory_order_release);
 
     publishCallbackEnd(slot, context.loadSmoothed, startNs, endNs, frames, context.samplesPerNs);

@@ -77,6 +77,7 @@ struct CallbackContext {
     uint64_t activeCallbacksAtTakeover = 0;  // direct layout, a standby that took over: the active's callbacks then
     bool resumeFrameNumbering = false;  // started as the active: continue the last anchor's frame numbers (first block)
     uint32_t holdCooldown = 0;    // relay layout: cycles before the active may hold back a block again
+    bool renderedAhead = false;   // relay layout: the active is a block ahead while its spare is missing
     jack_nframes_t lastCycleFrame = 0;  // relay layout: JACK's frame time of our previous callback's cycle
     bool lastCycleKnown = false;
     bool playedLast = false;  // direct layout: this worker's stream carried its block in the previous callback

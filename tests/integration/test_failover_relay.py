@@ -153,6 +153,10 @@ def test(paths):
                 wait_spare(engine, before)
                 time.sleep(0.3)
         judged_run(paths, jack, engine, 2.5, kill_standby, "3 x SIGKILL of the standby")
+        # While the spare was missing the active rendered a block ahead (a period more of
+        # latency); with the spare in step again it held that block back.
+        check(eventually(lambda: engine.status()[1]["output"]["extra_latency_periods"] == 0, 3),
+              "the period of latency added while the spare was missing is given back")
 
         # An OSC flood of alternating values across 3 kills ends with the last value sent.
         def flood_across_kills():

@@ -229,6 +229,30 @@ TEST_CASE("relay: a play position ahead of the active waits for it instead of ru
     CHECK(m.unfilled.load() == unfilledAfterCatchUp);  // and it stays with the active
 }
 
+TEST_CASE("relay: while the spare is missing the active renders a block ahead, which covers a cycle JACK skips it in") {
+    for (const bool missing : {false, true}) {
+        CAPTURE(missing);
+        Rig rig(true);
+        for (int i = 0; i < 20; ++i) rig.cycle("oas");
+        // The play position one period behind the active, as JACK's frame times lock it:
+        // the stage plays the block the active completed in the previous cycle.
+        OutputMetrics& m = rig.segment->output;
+        m.nextBlock.store(rig.segment->slots[0].lastBlock.load() - 1);
+        const size_t relocked = rig.heard.size() + kFrames;  // that jump is the test's, not heard
+        // The standby is gone and its replacement not yet in step (sustaind marks the slot
+        // dead, then starting): only the active renders. In the other run the slot stays
+        // warm (a standby sustaind has not yet found hung), so nothing changes.
+        if (missing) rig.segment->slots[1].state.store(static_cast<uint32_t>(WorkerState::Dead));
+        for (int i = 0; i < 10; ++i) rig.cycle("oa");
+        rig.cycle("o");   // JACK did not run the active this cycle
+        rig.cycle("oa");  // and the stage runs before it in the next
+        CHECK(m.unfilled.load() == (missing ? 0 : 1));
+        for (int i = 0; i < 10; ++i) rig.cycle("oa");
+        CHECK(m.unfilled.load() == (missing ? 0 : 1));
+        if (missing) CHECK(worstResidual(rig.heard, relocked, 440.0) < 0.02);
+    }
+}
+
 namespace {
 void sendTimed(Rig& rig, uint32_t param, double value, uint64_t sequence, uint64_t dueFrame) {
     Command command{};
