@@ -322,6 +322,10 @@ void renderOutputBlock(OutputContext& context, float* out, uint32_t frames) noex
             record.lag = static_cast<uint32_t>(output.lagBlocks.load(std::memory_order_relaxed));
             SpscRing<OutputTraceRecord>(context.trace->indices, context.trace->slots).tryPush(record);
         }
+    } else if (plays && context.stopRequested.load() == 0 && output.cycles.load(std::memory_order_relaxed) != 0) {
+        // It had a place and lost it (a re-lock), and no worker renders that it could lock
+        // to: a cycle without any block, like one whose block was found nowhere.
+        output.unfilled.fetch_add(1, std::memory_order_relaxed);
     }
 
     // A callback that ran so late that the other stage took over meanwhile returns silence:

@@ -229,6 +229,18 @@ TEST_CASE("relay: a play position ahead of the active waits for it instead of ru
     CHECK(m.unfilled.load() == unfilledAfterCatchUp);  // and it stays with the active
 }
 
+TEST_CASE("relay: a stage that lost its place while no worker renders counts its silent cycles") {
+    Rig rig(true);
+    for (int i = 0; i < 10; ++i) rig.cycle("aso");
+    OutputMetrics& m = rig.segment->output;
+    const uint64_t before = m.unfilled.load();
+    m.synced.store(0);                         // a re-lock
+    for (WorkerSlot& slot : rig.segment->slots) slot.lastCallbackNs.store(1);  // neither worker has run since
+    for (int i = 0; i < 5; ++i) rig.cycle("o");
+    CHECK(m.unfilled.load() == before + 5);
+    CHECK(m.synced.load() == 0);
+}
+
 TEST_CASE("relay: while the spare is missing the active renders a block ahead, which covers a cycle JACK skips it in") {
     for (const bool missing : {false, true}) {
         CAPTURE(missing);

@@ -363,16 +363,19 @@ def main():
     s, p = summary["sustain"], summary["sine"]
     print(f"\nunder {args.hogs} CPU hog{'s' if args.hogs != 1 else ''}{' and stress-ng vm + hdd' if args.mixed else ''}, "
           f"{s['minutes']:.1f} min each, windows alternating ({args.layout} layout)")
+    def cell(value, spec):
+        # A player whose every window was lost has no figure: "-".
+        return f"{'-':>10s}" if value is None else f"{value:{spec}}"
+
     print(f"{'':42s} {'sustain':>10s} {'sine':>10s}")
-    print(f"{'damaged samples per minute (all causes)':42s} {s['damaged_samples_per_minute']:10.1f} "
-          f"{p['damaged_samples_per_minute']:10.1f}")
-    print(f"{'  median window':42s} {s['damaged_samples_per_minute_median_window']:10.1f} "
-          f"{p['damaged_samples_per_minute_median_window']:10.1f}")
-    print(f"{'damaged samples not the machine' + chr(39) + 's':42s} {s['damaged_samples_not_the_machines']:10d} "
-          f"{p['damaged_samples_not_the_machines']:10d}")
-    print(f"{'xruns per minute':42s} {s['xruns_per_minute']:10.1f} {p['xruns_per_minute']:10.1f}")
-    print(f"{'takeovers without a fault':42s} {s['takeovers_without_fault']:10d} {'-':>10s}")
-    print(f"{'late stages covered by a standby':42s} {s['late_stage_covers']:10d} {'-':>10s}")
+    for label, key, spec in (("damaged samples per minute (all causes)", "damaged_samples_per_minute", "10.1f"),
+                             ("  median window", "damaged_samples_per_minute_median_window", "10.1f"),
+                             ("damaged samples not the machine's", "damaged_samples_not_the_machines", "10d"),
+                             ("xruns per minute", "xruns_per_minute", "10.1f")):
+        print(f"{label:42s} {cell(s.get(key), spec)} {cell(p.get(key), spec)}")
+    for label, key in (("takeovers without a fault", "takeovers_without_fault"),
+                       ("late stages covered by a standby", "late_stage_covers")):
+        print(f"{label:42s} {cell(s.get(key), '10d')} {'-':>10s}")
     if lost:
         print(f"windows lost (recording failed, not judged): {len(lost)}: "
               + ", ".join(f"round {w['round']} {w['player']}" for w in lost))
