@@ -314,13 +314,13 @@ bool spareMissing(const CallbackContext& context) noexcept {
 
 // RT-safe: arithmetic.
 // The relay layout's margin while the active renders alone. The output stage plays the
-// block the active completed in the previous cycle; a cycle in which the active runs too late
-// (a loaded machine; a replacement starting takes CPU too) leaves the stage without a block,
-// which a standby in step would have covered. While the spare is missing,
-// the active renders one block ahead (once: a second block in one cycle, labelled with that
-// cycle's frame time, so that the stage measures and publishes the period of latency it
-// adds) and does not hold back. Once a standby is in step again, the stage's trail makes the
-// active hold back one block (holdBackForOutput), which restores the one-period margin.
+// block the active completed in the previous cycle; a cycle in which the active runs too
+// late (a loaded machine; a replacement starting takes CPU too) leaves the stage without a
+// block, which a standby in step would have covered. While the spare is missing, the active
+// renders one block ahead (once: a second block in one cycle, labelled with that cycle's
+// frame time, so that the stage measures and publishes the period of latency it adds) and
+// does not hold back. Once a standby is in step again, the stage's trail makes the active
+// hold back one block (holdBackForOutput), which restores the one-period margin.
 bool renderAheadNow(CallbackContext& context, bool alone) noexcept {
     if (!alone) {
         context.renderedAhead = false;
