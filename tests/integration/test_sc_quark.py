@@ -45,6 +45,7 @@ SCRIPT = os.path.join(HERE, "sc_quark.scd")
 RATE = 48000
 PERIOD = 64
 RAMP = 480                 # sustaind's --ramp-ms 10 at 48 kHz: every change glides this long
+FREQ_HALF_WINDOW = 32      # local_frequencies fits the tone over this many samples each side
 VOICES = 6
 LATENCY_S = 0.2
 DUR_S = 0.125
@@ -150,7 +151,7 @@ class Relay:
         self.sock.close()
 
 
-def local_frequencies(x, begin, end, half=32):
+def local_frequencies(x, begin, end, half=FREQ_HALF_WINDOW):
     """Frequency (Hz) of the tone around each sample n in [begin, end): the sine recurrence
     x[m] + x[m-2] = 2cos(w) x[m-1], fitted by least squares over the 2*half samples around n
     (running sums: one pass over the recording). None where the tone is too quiet."""
@@ -335,7 +336,8 @@ def judge_heard(relay, recording, output_latency):
     begun = [float(found[0])]
     base = found[0] + RAMP
     freqs = local_frequencies(samples, base, len(samples))
-    hidden = [(round(e["start_s"] * RATE) - 32, round(e["end_s"] * RATE) + 32) for e in machine_damage]
+    hidden = [(round(e["start_s"] * RATE) - FREQ_HALF_WINDOW, round(e["end_s"] * RATE) + FREQ_HALF_WINDOW)
+              for e in machine_damage]
     for first, last in hidden:
         for m in range(max(first, base), min(last + 1, base + len(freqs))):
             freqs[m - base] = None
