@@ -33,8 +33,9 @@ void addChildOptions(CLI::App& app, ChildOptions& options) {
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
 }
 
-void setupChildLogging(const char* role, const ChildOptions& options) {
-    setupProcessLogging(options.instance + "/" + role + " " + std::to_string(options.slot), options.logLevel);
+void setupChildLogging(const char* role, const ChildOptions& options, bool withSlot) {
+    setupProcessLogging(options.instance + "/" + role + (withSlot ? " " + std::to_string(options.slot) : ""),
+                        options.logLevel);
 }
 
 int enterChildProcess(int supervisorPid) {
@@ -73,23 +74,27 @@ void lockMemory() {
                      std::strerror(errno));
 }
 
-OpenedStream openAndStartStream(const EngineConfig& config, const std::string& clientName, PaStreamCallback* callback,
-                                void* userData, int channelsWanted, uint32_t& channels) {
-    OpenedStream result;
+bool initializeAudio(const EngineConfig& config, const std::string& clientName, OpenedStream& result) {
+    result = {};
     PaJack_SetClientName(clientName.c_str());
     quietAlsaErrors();
     if (PaError error = Pa_Initialize(); error != paNoError) {
         spdlog::error("PortAudio failed to initialise: {}", Pa_GetErrorText(error));
         result.failure = WorkerExit::NoDevice;
-        return result;
+        return false;
     }
     result.device = chooseOutputDevice(config.device);
     if (result.device.index == paNoDevice) {
         spdlog::error("{}", result.device.error);
         Pa_Terminate();
         result.failure = WorkerExit::NoDevice;
-        return result;
+        return false;
     }
+    return true;
+}
+
+void openAndStartInitialized(const EngineConfig& config, OpenedStream& result, PaStreamCallback* callback,
+                             void* userData, int channelsWanted, uint32_t& channels) {
     if (channelsWanted > 0 && channelsWanted < result.device.channels) result.device.channels = channelsWanted;
     PaStreamParameters output{};
     output.device = result.device.index;
@@ -108,10 +113,17 @@ OpenedStream openAndStartStream(const EngineConfig& config, const std::string& c
         result.stream = nullptr;
         Pa_Terminate();
         result.failure = WorkerExit::StreamFailed;
-        return result;
+        return;
     }
     if (const PaStreamInfo* info = Pa_GetStreamInfo(result.stream); info != nullptr)
         result.outputLatencyFrames = static_cast<uint32_t>(std::lround(info->outputLatency * config.sampleRate));
+}
+
+OpenedStream openAndStartStream(const EngineConfig& config, const std::string& clientName, PaStreamCallback* callback,
+                                void* userData, int channelsWanted, uint32_t& channels) {
+    OpenedStream result;
+    if (initializeAudio(config, clientName, result))
+        openAndStartInitialized(config, result, callback, userData, channelsWanted, channels);
     return result;
 }
 

@@ -28,8 +28,9 @@ struct ChildOptions {
 /// Declares --instance, --slot, --wake-fd, --supervisor-pid and --log-level.
 void addChildOptions(CLI::App& app, ChildOptions& options);
 
-/// Logs to stderr as "[INSTANCE/ROLE SLOT]" at the given level. Thread: main.
-void setupChildLogging(const char* role, const ChildOptions& options);
+/// Logs to stderr as "[INSTANCE/ROLE SLOT]" (without SLOT: "[INSTANCE/ROLE]") at the
+/// given level. Thread: main.
+void setupChildLogging(const char* role, const ChildOptions& options, bool withSlot = true);
 
 /// Dies with sustaind (PR_SET_PDEATHSIG) and refuses to start if it is already gone;
 /// restores default dispositions for SIGINT/SIGTERM (a shell may have ignored them) and
@@ -65,10 +66,20 @@ int64_t jackMinusMonotonicNs();
 /// Every process that may play writes the same value. Thread: main.
 void publishPlayLatency(Segment& segment, uint32_t outputLatencyFrames, uint32_t extraFrames);
 
-/// Initialises PortAudio with the JACK client name `clientName`, chooses the device of the
-/// engine's config, opens a float32 output stream at the config's rate and period with
-/// `callback`, and starts it; `channels` (read by the callback) is set to the stream's
-/// channel count before the start. Logs what failed, with the fix.  Thread: main.
+/// Initialises PortAudio with the JACK client name `clientName` (through JACK, this opens
+/// the client, not yet active) and chooses the device of the engine's config into
+/// `stream.device`. False, with `stream.failure` set and what failed logged, when either
+/// fails. Thread: main.
+bool initializeAudio(const EngineConfig& config, const std::string& clientName, OpenedStream& stream);
+
+/// After initializeAudio: opens a float32 output stream on `stream.device` at the config's
+/// rate and period with `callback`, and starts it; `channels` (read by the callback) is set
+/// to the stream's channel count before the start. On failure `stream.stream` stays null,
+/// `stream.failure` says why and PortAudio is terminated. Thread: main.
+void openAndStartInitialized(const EngineConfig& config, OpenedStream& stream, PaStreamCallback* callback,
+                             void* userData, int channelsWanted, uint32_t& channels);
+
+/// initializeAudio, then openAndStartInitialized. Thread: main.
 OpenedStream openAndStartStream(const EngineConfig& config, const std::string& clientName, PaStreamCallback* callback,
                                 void* userData, int channelsWanted, uint32_t& channels);
 
@@ -93,7 +104,8 @@ bool streamLost(PaStream* stream);
 /// new process holds that slot, for the audio thread to watch should that process die while
 /// it plays (cancelStale, engine/rt/stale_buffer.h). Ports first, then the pid they belong
 /// to (release). Only once that process runs (warm or active): its stream, and so its
-/// client, exists then, and a dead predecessor of the same name is long gone (JACK drops it
+/// client, exists then. Workers' clients have names of their own (workerClientName); an
+/// output stage's dead predecessor of the same name is long gone by then (JACK drops it
 /// within 20 ms; a new process takes longer than that to start).
 /// Thread: a non-real-time thread (jack_port_by_name reads the server's shared memory).
 void lookUpPeerPorts(StaleBuffer& stale, const WorkerSlot& peer, jack_client_t* jackClock, const std::string& client);

@@ -33,6 +33,8 @@ namespace sustain {
 namespace {
 
 struct WorkerOptions : ChildOptions {
+    uint32_t generation = 0;  // names the JACK client (workerClientName)
+    bool prepared = false;    // started ahead: waits for sustaind to give it a slot
     bool listDevices = false;
     std::string device;
     double rate = 48000;
@@ -122,6 +124,23 @@ bool waitForPromotion(Segment& segment, const WorkerOptions& options, CommandFor
     }
 }
 
+/// A prepared worker waits here, with everything done that does not touch a slot, until
+/// sustaind gives it one: a byte on the wake socket, the slot's number. False on EOF
+/// (sustaind closed it), a signal, or a byte that names no slot.
+bool waitForSlot(WorkerOptions& options, int signalFd) {
+    pollfd fds[2] = {{options.wakeFd, POLLIN, 0}, {signalFd, POLLIN, 0}};
+    for (;;) {
+        if (poll(fds, 2, -1) <= 0) continue;
+        if (fds[1].revents & POLLIN) return false;
+        if (fds[0].revents & (POLLIN | POLLHUP)) {
+            unsigned char slot = 0;
+            if (read(options.wakeFd, &slot, 1) != 1 || slot >= kWorkerSlots) return false;
+            options.slot = slot;
+            return true;
+        }
+    }
+}
+
 int listDevices(const WorkerOptions& options) {
     quietAlsaErrors();
     if (Pa_Initialize() != paNoError) {
@@ -140,7 +159,7 @@ int listDevices(const WorkerOptions& options) {
     return 0;
 }
 
-int runWorker(const WorkerOptions& options) {
+int runWorker(WorkerOptions& options) {
     const int signalFd = enterChildProcess(options.supervisorPid);
     if (signalFd < 0) return 1;
 
@@ -152,13 +171,27 @@ int runWorker(const WorkerOptions& options) {
         return exitWith(nullptr, options.slot, WorkerExit::AttachFailed);
     }
     Segment& segment = mapping.get();
+    const EngineConfig& config = segment.config;
+    lockMemory();
+    const std::string clientName = workerClientName(options.instance, options.generation);
+    OpenedStream opened;
+    if (options.prepared) {
+        // Started ahead, while the slot it will fill still has its process: nothing here
+        // writes the segment (a slot has one writer at a time). What is left after the go,
+        // opening and starting the stream, is what a replacement must do.
+        if (!initializeAudio(config, clientName, opened)) return exitWith(nullptr, options.slot, opened.failure);
+        spdlog::debug("prepared: waiting for a slot");
+        if (!waitForSlot(options, signalFd)) {
+            Pa_Terminate();
+            return 0;
+        }
+        setupChildLogging("worker", options);
+    }
     if (options.slot >= kWorkerSlots) {
         spdlog::error("--slot {} does not exist (0..{})", options.slot, kWorkerSlots - 1);
         return exitWith(nullptr, options.slot, WorkerExit::AttachFailed);
     }
-    const EngineConfig& config = segment.config;
     WorkerSlot& slot = segment.slots[options.slot];
-    lockMemory();
 
     auto queue = std::make_unique<CallbackQueue>(kCallbackQueueCapacity);
     auto log = std::make_unique<RtLogRing>();
@@ -201,8 +234,10 @@ int runWorker(const WorkerOptions& options) {
     context->resumeFrameNumbering =
         slot.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Active);
     const uint64_t openingNs = monotonicNs();
-    const std::string clientName = "sustain-" + options.instance + "-w" + std::to_string(options.slot);
-    OpenedStream opened = openAndStartStream(config, clientName, paAudioCallback, context.get(), 2, context->channels);
+    if (options.prepared)
+        openAndStartInitialized(config, opened, paAudioCallback, context.get(), 2, context->channels);
+    else
+        opened = openAndStartStream(config, clientName, paAudioCallback, context.get(), 2, context->channels);
     // An exclusive device may still be held for a moment by the process it was taken from.
     for (int attempt = 0; config.exclusiveDevice != 0 && opened.stream == nullptr &&
                           opened.failure == WorkerExit::StreamFailed && attempt < 20; ++attempt) {
@@ -243,12 +278,15 @@ int runWorker(const WorkerOptions& options) {
     const uint64_t napNs = 1'000'000'000ull * segment.config.framesPerBuffer / std::max(segment.config.sampleRate, 1u) / 3;
     bool stopping = false;
     uint64_t stopDeadline = 0;
-    const uint32_t peer = (options.slot + 1) % kWorkerSlots;
-    const std::string peerClient = "sustain-" + options.instance + "-w" + std::to_string(peer);
+    const WorkerSlot& peer = segment.slots[(options.slot + 1) % kWorkerSlots];
     for (;;) {
         slot.controlBeats.fetch_add(1, std::memory_order_release);
-        // Direct layout: the other worker's ports, to cancel its stale buffer should it die while it plays.
-        if (jackClock != nullptr && !context->relay) lookUpPeerPorts(context->stale, segment.slots[peer], jackClock, peerClient);
+        // Direct layout: the other worker's ports, to cancel its stale buffer should it die
+        // while it plays. sustaind stores a process's client generation before its pid.
+        if (jackClock != nullptr && !context->relay &&
+            peer.pid.load(std::memory_order_acquire) != context->stale.peerPortsPid.load(std::memory_order_relaxed))
+            lookUpPeerPorts(context->stale, peer, jackClock,
+                            workerClientName(options.instance, peer.clientGeneration.load(std::memory_order_acquire)));
         const bool active = slot.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Active);
         updateState(slot, active);
         const bool pending = forwarder.drainOnce();
@@ -314,12 +352,15 @@ int main(int argc, char** argv) {
     sustain::WorkerOptions options;
     CLI::App app{"sustain-worker: renders audio for sustaind (started by sustaind only)"};
     sustain::addChildOptions(app, options);
+    app.add_option("--generation", options.generation, "the engine's count of this worker process (names its JACK client)");
+    app.add_flag("--prepared", options.prepared,
+                 "start ahead: initialise, then wait for sustaind to send the slot to fill on the wake socket");
     app.add_flag("--list-devices", options.listDevices, "list output devices and check the automatic choice plays");
     app.add_option("--device", options.device, "with --list-devices: the device to check");
     app.add_option("--rate", options.rate, "with --list-devices: sample rate to check");
     app.add_option("--frames", options.frames, "with --list-devices: period to check");
     CLI11_PARSE(app, argc, argv);
     if (options.listDevices) return sustain::listDevices(options);
-    sustain::setupChildLogging("worker", options);
+    sustain::setupChildLogging(options.prepared ? "prepared worker" : "worker", options, !options.prepared);
     return sustain::runWorker(options);
 }

@@ -16,7 +16,7 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 16;
+inline constexpr uint32_t kLayoutVersion = 17;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
@@ -187,7 +187,7 @@ struct alignas(64) WorkerSlot {
     std::atomic<uint64_t> clippedSamples;  // writer: the worker's callback
     std::atomic<uint64_t> startedNs;       // writer: the worker, when its stream started
     std::atomic<uint32_t> fadedOut;        // writer: the worker's callback; 1 once the shutdown fade is done
-    uint32_t reserved0;
+    std::atomic<uint32_t> clientGeneration;// writer: sustaind, before pid; names the process's JACK client (workerClientName)
     std::atomic<uint64_t> rtLogDropped;    // writer: the worker's callback; log records lost to a full log ring
     char deviceName[128];                  // writer: the worker, before state becomes Active
     // Standby bookkeeping (writer: the worker's callback):
@@ -460,7 +460,10 @@ struct alignas(64) SupervisorMetrics {  // writer: sustaind
     std::atomic<uint64_t> deviceLosses;      // times the audio device went away under a running engine
     std::atomic<uint64_t> graphChangesDropped;  // port removals not asked for: the JACK server left 16 unanswered
     std::atomic<uint64_t> stuckProcesses;    // killed and not gone yet (an uninterruptible wait in the kernel)
-    uint64_t reserved[2];
+    std::atomic<uint64_t> preparedUsed;      // replacement workers that were started ahead and waiting (docs/failover.md)
+    std::atomic<uint64_t> preparedLost;      // prepared workers that died or were stopped before they were needed
+    std::atomic<int32_t> preparedPid;        // the worker prepared and waiting now (0: none)
+    uint32_t reserved;
 };
 
 enum class RegistryKind : uint32_t { Free = 0, Segment = 1, LockFile = 2, SocketPair = 3 };

@@ -33,6 +33,9 @@ std::string validateInstanceName(std::string_view instance) {
 
 std::string segmentObjectName(std::string_view instance) { return "/sustain-" + std::string(instance); }
 std::string lockObjectName(std::string_view instance) { return "/sustain-" + std::string(instance) + ".lock"; }
+std::string workerClientName(std::string_view instance, uint32_t generation) {
+    return "sustain-" + std::string(instance) + "-w" + std::to_string(generation);
+}
 
 MappedSegment::MappedSegment(MappedSegment&& other) noexcept : base_(other.base_), size_(other.size_) {
     other.base_ = nullptr;

@@ -23,6 +23,13 @@ std::string validateInstanceName(std::string_view instance);
 std::string segmentObjectName(std::string_view instance);
 std::string lockObjectName(std::string_view instance);
 
+/// "sustain-NAME-wG": the JACK client of the worker process sustaind started as the
+/// engine's G-th (0 and 1 at the start). Every worker process has a name of its own, so
+/// that one started while an earlier process of its slot is still known to JACK (a
+/// prepared replacement, docs/failover.md) never collides with it; WorkerSlot's
+/// clientGeneration says which name the process in a slot has.
+std::string workerClientName(std::string_view instance, uint32_t generation);
+
 enum class AttachError {
     None,
     InvalidName,

@@ -16,6 +16,7 @@
 #include "shm/fault_point.h"
 #include "shm/fencing.h"
 #include "shm/realtime.h"
+#include "shm/segment.h"
 #include "shm/spsc_ring.h"
 
 namespace sustain {
@@ -23,6 +24,7 @@ namespace sustain {
 namespace {
 constexpr uint64_t kTagSignal = 1;
 constexpr uint64_t kTagTimer = 2;
+constexpr uint64_t kTagPrepared = 3;        // the prepared worker (| kTagSentinel: its socket)
 constexpr uint64_t kTagChild = 0x1000;      // | kind << 8 | slot
 constexpr uint64_t kTagSentinel = 0x10000;  // set for the sentinel socket, clear for the pidfd
 constexpr long kTickNs = 2'000'000;         // hang checks and bookkeeping every 2 ms
@@ -35,6 +37,9 @@ constexpr uint64_t kGraphChangeGraceNs = 100'000'000;  // see graceUntilNs_
 constexpr uint64_t kDeviceRetryNs = 1'000'000'000;     // see deviceGoneSinceNs_
 constexpr uint64_t kFaultsBeforeDeviceLossNs = 1'000'000'000;  // see forgiveFaultsBeforeDeviceLoss
 constexpr uint64_t kConfirmTakeoverCycles = 3;  // see Supervisor::takenOverProcessHung
+// A prepared worker is started once every worker slot has been warm this long (it takes a
+// CPU for tens of milliseconds, which a replacement still starting should have).
+constexpr uint64_t kPrepareAfterWarmNs = 300'000'000;
 constexpr uint64_t kBehindCycles = 2;  // a process this many cycles behind the others is watched (checkHang)
 
 uint64_t secondsToNs(double seconds) { return static_cast<uint64_t>(seconds * 1e9); }
@@ -87,7 +92,8 @@ std::string Supervisor::name(Kind kind, uint32_t slot) const {
 }
 
 std::string Supervisor::jackClientName(Kind kind, uint32_t slot) const {
-    return "sustain-" + options_.instance + (kind == Kind::Worker ? "-w" : "-out") + std::to_string(slot);
+    if (kind == Kind::Worker) return workerClientName(options_.instance, workers_[slot].generation);
+    return "sustain-" + options_.instance + "-out" + std::to_string(slot);
 }
 
 bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& error) {
@@ -125,11 +131,14 @@ bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& e
         // is then in its ring (it skips what the snapshot already holds).
         router_.attachWorker(slot, -1);
     }
-    const std::string& path = kind == Kind::Worker ? options_.workerPath : options_.outputPath;
-    if (!c.process.spawn(path,
-                         {"--instance", options_.instance, "--slot", std::to_string(slot), "--wake-fd", "3",
-                          "--supervisor-pid", std::to_string(getpid()), "--log-level", options_.logLevel},
-                         error)) {
+    const bool started =
+        kind == Kind::Worker
+            ? startWorkerProcess(slot, error)
+            : c.process.spawn(options_.outputPath,
+                              {"--instance", options_.instance, "--slot", std::to_string(slot), "--wake-fd", "3",
+                               "--supervisor-pid", std::to_string(getpid()), "--log-level", options_.logLevel},
+                              error);
+    if (!started) {
         if (kind == Kind::Worker) router_.detachWorker(slot);
         info.state.store(static_cast<uint32_t>(WorkerState::Dead), std::memory_order_release);
         return false;
@@ -151,9 +160,109 @@ bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& e
     c.respawnAtNs = 0;
     c.startTimed = false;
     c.audioThread = 0;
-    spdlog::info("{} started as {} (pid {})", name(kind, slot), role == WorkerRole::Active ? "active" : "standby",
-                 c.process.pid());
+    spdlog::info("{} started as {} (pid {}){}", name(kind, slot), role == WorkerRole::Active ? "active" : "standby",
+                 c.process.pid(), c.prepared ? ", prepared ahead" : "");
     return true;
+}
+
+bool Supervisor::preparable() const {
+    // An exclusive device is opened on promotion only, and without a device (or a standby)
+    // there is nothing to prepare for.
+    return options_.standby && !options_.exclusiveDevice && deviceGoneSinceNs_ == 0;
+}
+
+bool Supervisor::startWorkerProcess(uint32_t slot, std::string& error) {
+    Child& c = workers_[slot];
+    WorkerSlot& info = segment_.slots[slot];
+    c.prepared = false;
+    if (prepared_.running() && preparable()) {
+        if (prepared_.stopped()) {
+            losePrepared("is stopped", monotonicNs());
+        } else {
+            unwatch(prepared_.pidFd());
+            unwatch(prepared_.wakeFd());
+            // The slot is all set up (epoch, role, ring, state Starting): the byte that names
+            // it lets the prepared worker write there from now on.
+            const auto byte = static_cast<unsigned char>(slot);
+            if (write(prepared_.wakeFd(), &byte, 1) == 1) {
+                c.process = std::move(prepared_);
+                c.generation = preparedGeneration_;
+                c.prepared = true;
+                info.clientGeneration.store(c.generation, std::memory_order_relaxed);
+                segment_.supervisor.preparedPid.store(0, std::memory_order_release);
+                segment_.supervisor.preparedUsed.fetch_add(1, std::memory_order_relaxed);
+                preparedFailures_ = 0;
+                return true;
+            }
+            losePrepared("could not be given its slot", monotonicNs());
+        }
+    }
+    c.generation = nextGeneration_++;
+    info.clientGeneration.store(c.generation, std::memory_order_relaxed);
+    return c.process.spawn(options_.workerPath,
+                           {"--instance", options_.instance, "--slot", std::to_string(slot), "--generation",
+                            std::to_string(c.generation), "--wake-fd", "3", "--supervisor-pid", std::to_string(getpid()),
+                            "--log-level", options_.logLevel},
+                           error);
+}
+
+void Supervisor::keepPrepared(uint64_t nowNs) {
+    if (!preparable() || prepared_.running() || nowNs < prepareAtNs_) return;
+    for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
+        const Child& c = workers_[slot];
+        const auto state = static_cast<WorkerState>(segment_.slots[slot].state.load(std::memory_order_acquire));
+        if (!c.process.running() || c.rebuilding || c.respawnAtNs != 0 ||
+            (state != WorkerState::Warm && state != WorkerState::Active)) {
+            prepareAtNs_ = std::max(prepareAtNs_, nowNs + kPrepareAfterWarmNs);
+            return;
+        }
+    }
+    std::string error;
+    preparedGeneration_ = nextGeneration_++;
+    if (!prepared_.spawn(options_.workerPath,
+                         {"--instance", options_.instance, "--generation", std::to_string(preparedGeneration_),
+                          "--prepared", "--wake-fd", "3", "--supervisor-pid", std::to_string(getpid()), "--log-level",
+                          options_.logLevel},
+                         error)) {
+        spdlog::warn("cannot start a prepared worker: {}", error);
+        ++preparedFailures_;
+        prepareAtNs_ = nowNs + (1'000'000'000ull << std::min<uint32_t>(preparedFailures_, 5));
+        return;
+    }
+    watch(prepared_.pidFd(), kTagPrepared);
+    watch(prepared_.wakeFd(), kTagPrepared | kTagSentinel);
+    segment_.supervisor.preparedPid.store(prepared_.pid(), std::memory_order_release);
+    spdlog::debug("worker prepared ahead (pid {})", prepared_.pid());
+}
+
+void Supervisor::losePrepared(const std::string& why, uint64_t nowNs) {
+    if (prepared_.pid() <= 0) return;
+    unwatch(prepared_.pidFd());
+    unwatch(prepared_.wakeFd());
+    const pid_t pid = prepared_.pid();
+    // It holds no slot: nothing waits for it to be gone, so a process the kernel does not
+    // let die (state D) is left to it, with an error.
+    const bool gone = prepared_.tryReap() || prepared_.killAndReap();
+    const std::string exit = gone ? prepared_.exit().describe() : "does not die (stuck in the kernel): left to the kernel";
+    prepared_.release();
+    segment_.supervisor.preparedPid.store(0, std::memory_order_release);
+    segment_.supervisor.preparedLost.fetch_add(1, std::memory_order_relaxed);
+    ++preparedFailures_;
+    // 2, 4, ... 32 s after losses in a row: a prepared worker is a saving, never a need.
+    const uint64_t delay = 1'000'000'000ull << std::min<uint32_t>(preparedFailures_, 5);
+    if (gone) spdlog::warn("the prepared worker (pid {}) {}{}; another in {} s", pid, why.empty() ? "" : why + ", ",
+                           exit, delay / 1'000'000'000ull);
+    else spdlog::error("the prepared worker (pid {}) {}", pid, exit);
+    prepareAtNs_ = nowNs + delay;
+}
+
+void Supervisor::dropPrepared() {
+    if (prepared_.pid() <= 0) return;
+    unwatch(prepared_.pidFd());
+    unwatch(prepared_.wakeFd());
+    prepared_.killAndReap();
+    prepared_.release();
+    segment_.supervisor.preparedPid.store(0, std::memory_order_release);
 }
 
 bool Supervisor::waitForState(Kind kind, uint32_t slot, WorkerState wanted, double seconds, std::string& error) {
@@ -328,6 +437,7 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
         // Not a crash: the device went away under every process at once. Retry each second.
         if (deviceGoneSinceNs_ == 0) {
             deviceGoneSinceNs_ = now;
+            dropPrepared();  // its JACK client is on a server that is gone
             segment_.supervisor.deviceLosses.fetch_add(1, std::memory_order_relaxed);
             spdlog::error("the audio device is gone ({} (pid {}) lost its stream): waiting for it to come back, "
                           "trying every {} s", name(kind, slot), pid, kDeviceRetryNs / 1'000'000'000);
@@ -686,6 +796,7 @@ void Supervisor::tick() {
                          c.process.pid(), us / 1000.0);
         }
     }
+    keepPrepared(now);
     updateHealth();
     // The service manager's watchdog is answered from here: a hung loop stops the pings.
     if (notifier_ != nullptr) {
@@ -695,6 +806,7 @@ void Supervisor::tick() {
 }
 
 void Supervisor::shutdown() {
+    dropPrepared();
     segment_.control.shutdownRequested.store(1, std::memory_order_release);
     for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) router_.wakeNow(slot);
     for (Child& c : outputs_) {
@@ -743,6 +855,13 @@ int Supervisor::run() {
                 uint64_t expirations = 0;
                 if (read(timerFd_, &expirations, sizeof expirations) < 0) { /* spurious wake */ }
                 ticked = true;
+            } else if ((tag & ~kTagSentinel) == kTagPrepared) {
+                if ((tag & kTagSentinel) != 0) {
+                    char bytes[64];
+                    const ssize_t got = read(prepared_.wakeFd(), bytes, sizeof bytes);
+                    if (got > 0 || (got < 0 && errno == EAGAIN)) continue;
+                }
+                losePrepared("", monotonicNs());
             } else if ((tag & kTagChild) != 0) {
                 const auto kind = static_cast<Kind>((tag >> 8) & 0xf);
                 const auto slot = static_cast<uint32_t>(tag & 0xff) % kWorkerSlots;

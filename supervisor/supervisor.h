@@ -88,6 +88,8 @@ private:
         pid_t audioThread = 0;             // its audio thread (WorkerProcess::audioThread), found then
         uint64_t cpuAtTakeoverNs = 0;      // that thread's CPU time then
         uint64_t wallAtTakeoverNs = 0;     // and the time
+        uint32_t generation = 0;           // workers: names its JACK client (workerClientName)
+        bool prepared = false;             // it was the prepared worker (started ahead)
     };
 
     Child& child(Kind kind, uint32_t slot) { return kind == Kind::Worker ? workers_[slot] : outputs_[slot]; }
@@ -98,6 +100,17 @@ private:
     std::string jackClientName(Kind kind, uint32_t slot) const;
 
     bool spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& error);
+    /// Starts the process for a worker slot: the prepared worker if one waits (it is told
+    /// the slot), or a new one. Errors as spawn.
+    bool startWorkerProcess(uint32_t slot, std::string& error);
+    /// A worker started ahead of need (docs/failover.md): started once every worker slot
+    /// has its process warm, so that the next replacement only opens its stream.
+    void keepPrepared(uint64_t nowNs);
+    bool preparable() const;
+    /// The prepared worker died (or is dropped): reaped, counted, prepared again later.
+    void losePrepared(const std::string& why, uint64_t nowNs);
+    /// Kills the prepared worker without counting it lost (shutdown, device gone).
+    void dropPrepared();
     void scheduleRespawn(Kind kind, uint32_t slot, WorkerRole role, uint64_t notBeforeNs);
     uint64_t crashDelayNs(uint64_t nowNs);
     /// Takes back the crashes counted in the second before a device loss was seen (they were its symptoms).
@@ -130,6 +143,11 @@ private:
     JackGraph graph_;
     Child workers_[kWorkerSlots];
     Child outputs_[kOutputSlots];
+    WorkerProcess prepared_;         // a worker started ahead, waiting for a slot (none: not running)
+    uint32_t preparedGeneration_ = 0;
+    uint64_t prepareAtNs_ = 0;       // no prepared worker is started before this time
+    uint32_t preparedFailures_ = 0;  // prepared workers lost in a row (backs off their restarts)
+    uint32_t nextGeneration_ = 0;    // the next worker process's generation
     int epoll_ = -1;
     int signalFd_ = -1;
     int timerFd_ = -1;

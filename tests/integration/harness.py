@@ -141,6 +141,13 @@ def active_worker_pid(log):
     return pid
 
 
+def prepared_worker_pid(engine, timeout=8):
+    """The pid of the worker sustaind prepared ahead (docs/failover.md), once there is one."""
+    wait_until(lambda: engine.status()[1]["supervisor"]["prepared_worker_pid"] != 0, timeout,
+               "a worker prepared ahead")
+    return engine.status()[1]["supervisor"]["prepared_worker_pid"]
+
+
 def active_worker_in_status(engine):
     """pid of the worker the status shows as active (there must be exactly one): exact at
     any moment, where the log (active_worker_pid) may not yet hold the newest line."""

@@ -1,12 +1,15 @@
 """200 kill cycles in a row (the active worker, SIGKILL, each time after the replacement
-standby renders in step): afterwards no leaked shared memory, no extra processes, no
-leaked file descriptors in sustaind, and the engine still plays the tone cleanly.
+standby renders in step: faster than a worker is prepared ahead, so most replacements are
+started on the spot, some prepared): afterwards no leaked shared memory, no extra
+processes, no leaked file descriptors in sustaind, and the engine still plays the tone
+cleanly.
 """
 import os
 import signal
 import time
 
-from harness import Engine, JackServer, Recording, check, children_of, main, pid_alive, wait_until
+from harness import (Engine, JackServer, Recording, check, children_of, main, pid_alive, prepared_worker_pid,
+                     wait_until)
 from test_failover_relay import active_worker, spare_ready_count
 
 CYCLES = 200
@@ -24,10 +27,12 @@ def test(paths):
     shm_before = shm_names()
     with JackServer() as jack, Engine(paths, jack, ["--restart-limit", "100000", "--gain", "0.5"]) as engine:
         wait_until(lambda: spare_ready_count(engine) >= 1, 5, "the first standby to render in step")
+        prepared_worker_pid(engine)
         time.sleep(0.3)
         fds_before = fd_count(engine.process.pid)
         children_before = len(children_of(engine.process.pid))
-        check(children_before == 4, f"sustaind runs 4 children (2 workers, 2 output stages): {children_before}")
+        check(children_before == 5,
+              f"sustaind runs 5 children (2 workers, 2 output stages, a worker prepared ahead): {children_before}")
         started = time.monotonic()
         for cycle in range(CYCLES):
             before = spare_ready_count(engine)
@@ -36,6 +41,8 @@ def test(paths):
         elapsed = time.monotonic() - started
         print(f"{CYCLES} kill cycles in {elapsed:.1f} s", flush=True)
         time.sleep(1.0)  # let JACK settle after 400 client changes
+        prepared_worker_pid(engine)
+        time.sleep(0.3)
         check(fd_count(engine.process.pid) == fds_before,
               f"sustaind holds as many file descriptors as before ({fd_count(engine.process.pid)} vs {fds_before})")
         children = children_of(engine.process.pid)

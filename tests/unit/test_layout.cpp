@@ -17,13 +17,14 @@
 using namespace sustain;
 
 TEST_CASE("layout: sizes and offsets are pinned to the layout version") {
-    CHECK(kLayoutVersion == 16);
+    CHECK(kLayoutVersion == 17);
     CHECK(sizeof(OscMetrics) == 640);
     CHECK(sizeof(Command) == 48);
     CHECK(sizeof(SegmentHeader) == 128);
     CHECK(sizeof(ControlBlock) == 64);
     CHECK(sizeof(EngineConfig) == 256);
     CHECK(sizeof(WorkerSlot) == 384);
+    CHECK(sizeof(SupervisorMetrics) == 192);
     CHECK(sizeof(AudioBlock) == 8256);
     CHECK(sizeof(OutputMetrics) == 192);
     CHECK(sizeof(RingIndices) == 192);

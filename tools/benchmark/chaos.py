@@ -4,7 +4,7 @@ Runs the real engine on a private JACK dummy server and injects faults at the na
 points of every process (shm/fault_point.h: inside seqlock writes, half a block published,
 between the state-table write and the ring push, inside a ring push, inside the output
 stage's choice of block, during a replacement's start, in sustaind between fencing and
-switching), of every kind (SIGKILL, SIGSTOP for a while then SIGCONT, SIGSEGV, an endless
+switching; and the worker prepared ahead, waiting for a slot), of every kind (SIGKILL, SIGSTOP for a while then SIGCONT, SIGSEGV, an endless
 loop), in an order drawn from a seed (printed; the same seed replays the same schedule).
 After every fault it checks from outside, through the status JSON, OSC and the driver's
 own output (system:monitor_1):
@@ -40,7 +40,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "integration"))
-from harness import Engine, JackServer, Paths, Recording, TestFailure, children_of, wait_until  # noqa: E402
+from harness import (Engine, JackServer, Paths, Recording, TestFailure, children_of, eventually,  # noqa: E402
+                     wait_until)
 from figures import percentile  # noqa: E402
 import osc_wire  # noqa: E402
 
@@ -66,7 +67,9 @@ CELLS = ([("active", p, k) for p in ("callback_entry", "published_state_write", 
                                       "control_drain") for k in KINDS] +
          [("replacement", "replacement_attach", k) for k in KINDS] +
          [("output", "output_choice", k) for k in KINDS] +
-         [("sustaind", p, "stop") for p in ("state_table_before_ring", "ring_push", "fence_before_switch")])
+         [("sustaind", p, "stop") for p in ("state_table_before_ring", "ring_push", "fence_before_switch")] +
+         # Not a fault point: the prepared worker only waits (killed or stopped by a signal).
+         [("prepared", "prepared_wait", k) for k in ("kill", "stop")])
 
 
 class _SigVal(ctypes.Union):
@@ -108,6 +111,7 @@ class StatusWatch:
     """Polls the status JSON in the background and keeps every inconsistency it sees."""
 
     MONOTONIC = (("supervisor", "failovers"), ("supervisor", "crash_count"), ("supervisor", "replacements"),
+                 ("supervisor", "prepared_used"), ("supervisor", "prepared_lost"),
                  ("supervisor", "fencings"), ("osc", "received"), ("osc", "accepted"))
 
     def __init__(self, paths, engine, interval=0.1):
@@ -195,6 +199,7 @@ class Explorer:
         self.faults, self.violations = [], []
         self.quiet_damage_at_xruns = 0  # damage at JACK-reported xruns away from any fault: the machine's
         self.baseline = None  # sustaind's fds and children after the first fault
+        self.prepared_seen = set()  # every prepared worker a fault was aimed at
         self.quiet_damage_engine = []  # damage not at a JACK-reported xrun, away from any fault
         self.late_wakes = 0  # cycles the driver began a period or more late, in every recording
 
@@ -220,6 +225,23 @@ class Explorer:
                 return time.monotonic() - started, s
             time.sleep(0.01)
         return None, self.status()
+
+    def prepared_pid(self, timeout):
+        """The worker prepared ahead (waiting for a slot), once it can be armed; None if there
+        is none within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.status()["supervisor"].get("prepared_worker_pid", 0)
+            if pid and handler_installed(pid):
+                self.prepared_seen.add(pid)
+                return pid
+            time.sleep(0.01)
+        return None
+
+    def children(self):
+        """sustaind's children, not counting the prepared worker (there or not, by timing)."""
+        prepared = self.status()["supervisor"].get("prepared_worker_pid", 0)
+        return [p for p in children_of(self.engine.process.pid) if p != prepared]
 
     def new_worker(self, known, timeout=3.0):
         """The pid of a worker sustaind started that is not in `known`, once its fault points
@@ -263,15 +285,26 @@ class Explorer:
             else:
                 trigger = lambda: self.change(self.rng.uniform(300, 900))  # noqa: E731
         elif role == "replacement":
-            # The standby dies; its replacement is armed the moment its fault points exist and
-            # fails during its start. Two processes go down, no failover.
+            # The standby dies; its replacement fails during its start. Two processes go
+            # down, no failover. The replacement is the prepared worker when there is one
+            # (armed before the standby dies), otherwise a new process, armed the moment its
+            # fault points exist.
+            prepared = self.prepared_pid(timeout=1.5)
+            record["prepared"] = prepared is not None
+            if prepared is not None:
+                arm(prepared, point, kind)
             known = set(children_of(self.engine.process.pid))
             os.kill(self.pid_of(before, "worker", "standby"), signal.SIGKILL)
-            target = self.new_worker(known)
+            target = prepared or self.new_worker(known)
             expected_deaths = 2
             if target is None:
                 record["missed"] = "no replacement appeared"
                 return record
+        elif role == "prepared":
+            # Its death or stop costs nothing heard and is no crash: it is counted lost when
+            # sustaind sees it (a stopped one, when a slot would need it).
+            target = self.prepared_pid(timeout=3.0)
+            expected_deaths = 0
         elif role == "output":
             target = self.pid_of(before, "output", "output")
         else:
@@ -284,7 +317,10 @@ class Explorer:
         if target is None:
             record["missed"] = f"no {role} process in the status"
             return record
-        arm(target, point, kind)
+        if role == "prepared":
+            os.kill(target, signal.SIGKILL if kind == "kill" else signal.SIGSTOP)
+        elif role != "replacement" or not record["prepared"]:
+            arm(target, point, kind)
         fired_at = time.monotonic()
         # The fault took effect once the process is gone or stopped (an endless loop: once
         # sustaind found it hung and killed it). A point passed only on an event (a command
@@ -340,6 +376,10 @@ class Explorer:
                             for key in ("unfilled_blocks", "blocks_from_standby", "blocks_from_fenced", "takeovers",
                                         "resyncs")}
         problems = []
+        if role == "prepared" and kind == "kill":
+            lost = before["supervisor"]["prepared_lost"] + 1
+            if not eventually(lambda: self.status()["supervisor"]["prepared_lost"] >= lost, 2):
+                problems.append("the prepared worker's death was not counted (prepared_lost)")
         if warm_s is None:
             problems.append("the spare was not warm again within 5 s")
         if record["failovers"] != expected_failovers:
@@ -390,7 +430,7 @@ class Explorer:
                         # the first fault is what it must hold at the end.
                         time.sleep(0.5)
                         self.baseline = (len(os.listdir(f"/proc/{self.engine.process.pid}/fd")),
-                                         len(children_of(self.engine.process.pid)))
+                                         len(self.children()))
                     batch.append(record)
                     self.report_fault(record)
                     time.sleep(0.2)
@@ -488,9 +528,9 @@ def main():
     parser.add_argument("--recording-seconds", type=float, default=60.0)
     parser.add_argument("--out", required=True)
     parser.add_argument("--verbose", action="store_true")
-    parser.add_argument("--exclude", action="append", default=[], choices=list(POINTS),
+    parser.add_argument("--exclude", action="append", default=[], choices=list(POINTS) + ["prepared_wait"],
                         help="leave this fault point out (repeatable)")
-    parser.add_argument("--only", action="append", default=[], choices=list(POINTS),
+    parser.add_argument("--only", action="append", default=[], choices=list(POINTS) + ["prepared_wait"],
                         help="inject at this fault point only (repeatable)")
     parser.add_argument("--keep-recordings", action="store_true",
                         help="keep the recordings of the driver's output (their paths are printed)")
@@ -524,11 +564,11 @@ def main():
         elapsed = time.monotonic() - started
         time.sleep(1.0)
         fds_after = len(os.listdir(f"/proc/{engine.process.pid}/fd"))
-        children_after = len(children_of(engine.process.pid))
+        children_after = len(explorer.children())
         fds_before, children_before = explorer.baseline or (fds_after, children_after)
         final = explorer.status()
         result["handbacks"] = sum(w.get("handbacks", 0) for w in final["workers"])
-        known = engine.worker_pids()
+        known = engine.worker_pids() + sorted(explorer.prepared_seen)
         exit_code = engine.stop()
     time.sleep(0.3)
     leftovers = [p for p in known if process_state(p) != "gone"]
@@ -549,7 +589,8 @@ def main():
     if exit_code != 0:
         violations.append(f"sustaind exited with {exit_code}")
     injected = [f for f in explorer.faults if "missed" not in f]
-    warm = [f["spare_warm_ms"] for f in injected if f.get("spare_warm_ms") is not None and f["role"] != "sustaind"]
+    warm = [f["spare_warm_ms"] for f in injected
+            if f.get("spare_warm_ms") is not None and f["role"] not in ("sustaind", "prepared")]
     worker_damage = [f["damage_samples"] for f in injected if f["role"] != "output"]
     output_damage = [f["damage_samples"] + f["damage_at_xruns"] for f in injected if f["role"] == "output"]
     result.update({
@@ -600,7 +641,7 @@ def print_summary(r, args):
     kinds = list(KINDS)
     print("  coverage (point x kind):")
     print("    " + " " * 24 + "".join(f"{k:>6}" for k in kinds))
-    for point in POINTS:
+    for point in list(POINTS) + ["prepared_wait"]:
         row = r["coverage"].get(point, {})
         print(f"    {point:24}" + "".join(f"{row.get(k, '-'):>6}" for k in kinds))
     print(f"  status polled {r['status_polls']} times")

@@ -190,6 +190,9 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     s.deviceLosses = sup.deviceLosses.load();
     s.graphChangesDropped = sup.graphChangesDropped.load();
     s.stuckProcesses = sup.stuckProcesses.load();
+    s.preparedUsed = sup.preparedUsed.load();
+    s.preparedLost = sup.preparedLost.load();
+    s.preparedPid = sup.preparedPid.load();
     s.waitingForDevice = sup.degradedReason.load() == static_cast<uint32_t>(DegradedReason::WaitingForDevice);
     s.spareReady = sup.spareReady.load() != 0;
     s.outputSpareReady = sup.outputSpareReady.load() != 0;

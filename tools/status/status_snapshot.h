@@ -73,7 +73,9 @@ struct StatusSnapshot {
     std::vector<uint64_t> latencyBins;  // a coarse histogram for the live view
     // supervisor
     uint64_t crashCount = 0, replacements = 0, shmLeaks = 0, failovers = 0, fencings = 0, outputFailovers = 0,
-             coldStarts = 0, deviceLosses = 0, graphChangesDropped = 0, stuckProcesses = 0;
+             coldStarts = 0, deviceLosses = 0, graphChangesDropped = 0, stuckProcesses = 0,
+             preparedUsed = 0, preparedLost = 0;
+    int preparedPid = 0;  // a worker started ahead, waiting for a slot (0: none)
     bool waitingForDevice = false;
     bool spareReady = false, outputSpareReady = false, backingOff = false;
     std::string degradedReason;  // "" when none
