@@ -132,7 +132,7 @@ bool waitForSlot(WorkerOptions& options, int signalFd) {
     for (;;) {
         if (poll(fds, 2, -1) <= 0) continue;
         if (fds[1].revents & POLLIN) return false;
-        if (fds[0].revents & (POLLIN | POLLHUP)) {
+        if (fds[0].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) {
             unsigned char slot = 0;
             if (read(options.wakeFd, &slot, 1) != 1 || slot >= kWorkerSlots) return false;
             options.slot = slot;

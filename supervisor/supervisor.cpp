@@ -596,20 +596,22 @@ void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t nowNs) {
         c.lastBeats = beats;
         c.referenceAtBeat = reference;
     }
-    if (nowNs < graceUntilNs_) {
-        // Cycles during the grace time do not count.
-        c.referenceAtProgress = reference;
-        c.referenceAtBeat = reference;
-        return;
-    }
     const bool waitingForDevice = kind == Kind::Worker && options_.exclusiveDevice &&
                                   info.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Standby);
     // A process stopped by a signal is hung, not slow; its state says so at once, where
     // counting would wait: for the startup limit (seconds) before its first callback, or
     // for the wall-clock last resort (a second of stale sound) when nothing else runs to
     // count cycles by. Read only once its callbacks stalled (or have not begun) for a while.
+    // Its state is no count of cycles, so the grace after a graph change does not hold it
+    // up (a replacement stopped as it starts would wait out the grace of its own start).
     if (!waitingForDevice && nowNs - c.progressNs > kStoppedCheckAfterNs && c.process.stopped()) {
         onFault(kind, slot, "stopped by a signal: hung", nowNs);
+        return;
+    }
+    if (nowNs < graceUntilNs_) {
+        // Cycles during the grace time do not count.
+        c.referenceAtProgress = reference;
+        c.referenceAtBeat = reference;
         return;
     }
     if (callbacks == 0 && !waitingForDevice) {
