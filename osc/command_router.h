@@ -87,7 +87,7 @@ public:
     /// Thread: sustaind's main thread.
     void detachWorker(uint32_t slot);
 
-    /// Wakes a worker whatever it announced (for shutdown). Thread: sustaind's main thread.
+    /// Wakes a worker whatever it announced (for shutdown, and a promotion). Thread: sustaind's main thread.
     void wakeNow(uint32_t slot);
 
 private:

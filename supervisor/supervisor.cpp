@@ -40,6 +40,7 @@ constexpr uint64_t kConfirmTakeoverCycles = 3;  // see Supervisor::takenOverProc
 // A prepared worker is started once every worker slot has been warm this long (it takes a
 // CPU for tens of milliseconds, which a replacement still starting should have).
 constexpr uint64_t kPrepareAfterWarmNs = 300'000'000;
+constexpr uint64_t kPreparedCheckNs = 50'000'000;  // how often the prepared worker's state is read
 constexpr uint64_t kBehindCycles = 2;  // a process this many cycles behind the others is watched (checkHang)
 
 uint64_t secondsToNs(double seconds) { return static_cast<uint64_t>(seconds * 1e9); }
@@ -207,6 +208,12 @@ bool Supervisor::startWorkerProcess(uint32_t slot, std::string& error) {
 }
 
 void Supervisor::keepPrepared(uint64_t nowNs) {
+    if (prepared_.running() && nowNs - preparedCheckedNs_ >= kPreparedCheckNs) {
+        // A stopped one would be found only when a slot needs it, and that slot's process
+        // then started on the spot: found now, another is prepared before it is needed.
+        preparedCheckedNs_ = nowNs;
+        if (prepared_.stopped()) losePrepared("is stopped", nowNs);
+    }
     if (!preparable() || prepared_.running() || nowNs < prepareAtNs_) return;
     for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
         const Child& c = workers_[slot];
@@ -373,6 +380,9 @@ void Supervisor::promoteStandby(uint32_t failedSlot, uint64_t noticedNs) {
     if (standby.process.running() && ready) {
         segment_.slots[other].role.store(static_cast<uint32_t>(WorkerRole::Active), std::memory_order_release);
         segment_.control.activeSlot.store(other, std::memory_order_release);
+        // Its control thread marks it active (and drains its ring for it) when it next
+        // loops; a sleeping one is woken for that rather than left for up to 50 ms.
+        router_.wakeNow(other);
         segment_.supervisor.failovers.fetch_add(1, std::memory_order_relaxed);
         const uint64_t us = (monotonicNs() - noticedNs) / 1000;
         recordDuration(segment_.supervisor.failoverUsLast, segment_.supervisor.failoverUsMax, us);

@@ -146,6 +146,7 @@ private:
     WorkerProcess prepared_;         // a worker started ahead, waiting for a slot (none: not running)
     uint32_t preparedGeneration_ = 0;
     uint64_t prepareAtNs_ = 0;       // no prepared worker is started before this time
+    uint64_t preparedCheckedNs_ = 0; // when its state (stopped?) was last read
     uint32_t preparedFailures_ = 0;  // prepared workers lost in a row (backs off their restarts)
     uint32_t nextGeneration_ = 0;    // the next worker process's generation
     int epoll_ = -1;

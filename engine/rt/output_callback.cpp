@@ -69,14 +69,19 @@ uint64_t newestCompleted(const Segment& segment, uint32_t& slot) noexcept {
 // RT-safe: a few atomic loads.
 // The worker whose blocks set the play position: the active, once it runs as such (a standby
 // may be ahead of it, or after a cold start still count in the numbering of a process that is
-// gone). While the active is fenced or dead and sustaind has not promoted the standby yet (it
-// takes a moment, or is itself stopped), the standby: its blocks are the ones played then, in
-// the same numbering, and without it no position could be found until the promotion.
-// kWorkerSlots when there is none.
+// gone). A standby sustaind has just promoted counts as running as the active: it renders as
+// the active from its next callback on (its role says so), while its state says `warm` until
+// its control thread next loops. While the active is fenced or dead and sustaind has not
+// promoted the standby yet (it takes a moment, or is itself stopped), the standby: its blocks
+// are the ones played then, in the same numbering, and without it no position could be found
+// until the promotion. kWorkerSlots when there is none.
 uint32_t positionSource(const Segment& segment) noexcept {
     const uint32_t active = segment.control.activeSlot.load(std::memory_order_acquire) % kWorkerSlots;
     const auto activeState = static_cast<WorkerState>(segment.slots[active].state.load(std::memory_order_acquire));
     if (activeState == WorkerState::Active) return active;
+    if (activeState == WorkerState::Warm &&
+        segment.slots[active].role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Active))
+        return active;
     if (activeState != WorkerState::Fenced && activeState != WorkerState::Dead) return kWorkerSlots;
     const uint32_t standby = (active + 1) % kWorkerSlots;
     const auto standbyState = static_cast<WorkerState>(segment.slots[standby].state.load(std::memory_order_acquire));

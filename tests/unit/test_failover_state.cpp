@@ -87,6 +87,16 @@ struct Rig {
     }
 };
 
+/// Samples in the first run of a whole period of exact zeros from `from` on (0: none).
+size_t firstSilentRun(const std::vector<float>& x, size_t from) {
+    size_t run = 0;
+    for (size_t n = from; n < x.size(); ++n) {
+        run = x[n] == 0.0f ? run + 1 : 0;
+        if (run == kFrames) return run;
+    }
+    return 0;
+}
+
 /// Largest deviation from the sine recurrence x[n] = 2cos(w)x[n-1] - x[n-2].
 double worstResidual(const std::vector<float>& x, size_t from, double freq) {
     const double c = 2.0 * std::cos(2.0 * M_PI * freq / 48000.0);
@@ -239,6 +249,28 @@ TEST_CASE("relay: a stage that lost its place while no worker renders counts its
     for (int i = 0; i < 5; ++i) rig.cycle("o");
     CHECK(m.unfilled.load() == before + 5);
     CHECK(m.synced.load() == 0);
+}
+
+TEST_CASE("relay: a stage that lost its place at a failover locks to the promoted standby at once") {
+    for (const char* order : {"so", "os"}) {
+        CAPTURE(order);
+        Rig rig(true);
+        for (int i = 0; i < 20; ++i) rig.cycle("aso");
+        // The active dies; sustaind fences it and promotes the standby (its role and the
+        // active slot). The standby's state stays `warm` until its control thread next loops,
+        // which can be 50 ms away.
+        Segment& segment = *rig.segment;
+        fenceSlot(segment.control, segment.slots[0]);
+        segment.slots[1].role.store(static_cast<uint32_t>(WorkerRole::Active));
+        segment.control.activeSlot.store(1);
+        OutputMetrics& m = segment.output;
+        m.synced.store(0);  // the stage lost its place at the fault (a re-lock)
+        const uint64_t before = m.unfilled.load();
+        const size_t from = rig.heard.size();
+        for (int i = 0; i < 20; ++i) rig.cycle(order);
+        CHECK(m.unfilled.load() <= before + 1);  // not a period of silence per cycle until the state says active
+        CHECK(firstSilentRun(rig.heard, from + kFrames) == 0);
+    }
 }
 
 TEST_CASE("relay: while the spare is missing the active renders a block ahead, which covers a cycle JACK skips it in") {
