@@ -97,6 +97,14 @@ std::string Supervisor::jackClientName(Kind kind, uint32_t slot) const {
     return "sustain-" + options_.instance + "-out" + std::to_string(slot);
 }
 
+std::vector<std::string> Supervisor::childArgs(std::vector<std::string> args) const {
+    for (std::string arg : {std::string("--instance"), options_.instance, std::string("--wake-fd"), std::string("3"),
+                            std::string("--supervisor-pid"), std::to_string(getpid()), std::string("--log-level"),
+                            options_.logLevel})
+        args.push_back(std::move(arg));
+    return args;
+}
+
 bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& error) {
     WorkerSlot& info = slotInfo(kind, slot);
     Child& c = child(kind, slot);
@@ -135,10 +143,7 @@ bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& e
     const bool started =
         kind == Kind::Worker
             ? startWorkerProcess(slot, error)
-            : c.process.spawn(options_.outputPath,
-                              {"--instance", options_.instance, "--slot", std::to_string(slot), "--wake-fd", "3",
-                               "--supervisor-pid", std::to_string(getpid()), "--log-level", options_.logLevel},
-                              error);
+            : c.process.spawn(options_.outputPath, childArgs({"--slot", std::to_string(slot)}), error);
     if (!started) {
         if (kind == Kind::Worker) router_.detachWorker(slot);
         info.state.store(static_cast<uint32_t>(WorkerState::Dead), std::memory_order_release);
@@ -201,9 +206,7 @@ bool Supervisor::startWorkerProcess(uint32_t slot, std::string& error) {
     c.generation = nextGeneration_++;
     info.clientGeneration.store(c.generation, std::memory_order_relaxed);
     return c.process.spawn(options_.workerPath,
-                           {"--instance", options_.instance, "--slot", std::to_string(slot), "--generation",
-                            std::to_string(c.generation), "--wake-fd", "3", "--supervisor-pid", std::to_string(getpid()),
-                            "--log-level", options_.logLevel},
+                           childArgs({"--slot", std::to_string(slot), "--generation", std::to_string(c.generation)}),
                            error);
 }
 
@@ -227,10 +230,7 @@ void Supervisor::keepPrepared(uint64_t nowNs) {
     std::string error;
     preparedGeneration_ = nextGeneration_++;
     if (!prepared_.spawn(options_.workerPath,
-                         {"--instance", options_.instance, "--generation", std::to_string(preparedGeneration_),
-                          "--prepared", "--wake-fd", "3", "--supervisor-pid", std::to_string(getpid()), "--log-level",
-                          options_.logLevel},
-                         error)) {
+                         childArgs({"--generation", std::to_string(preparedGeneration_), "--prepared"}), error)) {
         spdlog::warn("cannot start a prepared worker: {}", error);
         ++preparedFailures_;
         prepareAtNs_ = nowNs + (1'000'000'000ull << std::min<uint32_t>(preparedFailures_, 5));

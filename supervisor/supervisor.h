@@ -5,6 +5,7 @@
 #include <deque>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "osc/command_router.h"
 #include "shm/layout.h"
@@ -99,6 +100,9 @@ private:
     std::string name(Kind kind, uint32_t slot) const;
     std::string jackClientName(Kind kind, uint32_t slot) const;
 
+    /// `args` (a child's slot, generation, mode) followed by what every child is told:
+    /// the instance, its wake socket (fd 3), sustaind's pid and the log level.
+    std::vector<std::string> childArgs(std::vector<std::string> args) const;
     bool spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& error);
     /// Starts the process for a worker slot: the prepared worker if one waits (it is told
     /// the slot), or a new one. Errors as spawn.
