@@ -177,15 +177,13 @@ int runWorker(WorkerOptions& options) {
     OpenedStream opened;
     if (options.prepared) {
         // Started ahead, while the slot it will fill still has its process: nothing here
-        // writes the segment (a slot has one writer at a time). What is left after the go,
-        // opening and starting the stream, is what a replacement must do.
-        if (!initializeAudio(config, clientName, opened)) return exitWith(nullptr, options.slot, opened.failure);
+        // writes the segment (a slot has one writer at a time). PortAudio is initialised only
+        // after the go: its JACK client is active from then on, a client JACK would run in
+        // every cycle while this process waits.
         spdlog::debug("prepared: waiting for a slot");
-        if (!waitForSlot(options, signalFd)) {
-            Pa_Terminate();
-            return 0;
-        }
+        if (!waitForSlot(options, signalFd)) return 0;
         setupChildLogging("worker", options);
+        if (!initializeAudio(config, clientName, opened)) return exitWith(&segment, options.slot, opened.failure);
     }
     if (options.slot >= kWorkerSlots) {
         spdlog::error("--slot {} does not exist (0..{})", options.slot, kWorkerSlots - 1);

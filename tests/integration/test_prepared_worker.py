@@ -1,7 +1,7 @@
 """Replacement workers prepared ahead (docs/failover.md): once both worker slots render in
-step, sustaind starts one worker that initialises its audio (its JACK client open, not
-active) and waits; a slot's replacement is that process, told its slot, which only opens
-and starts its stream. Judged through the status: every replacement is the process that
+step, sustaind starts one worker that loads, attaches and locks its memory, and waits; a
+slot's replacement is that process, told its slot, which then initialises its audio and
+starts its stream. Judged through the status: every replacement is the process that
 was prepared and the sound stays clean; a prepared worker that dies or is stopped is
 counted lost (not a crash) and never given a slot, and another is prepared; in the direct
 layout the standby finds a prepared replacement's ports (its JACK client has a name of its

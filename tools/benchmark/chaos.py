@@ -4,8 +4,8 @@ Runs the real engine on a private JACK dummy server and injects faults at the na
 points of every process (shm/fault_point.h: inside seqlock writes, half a block published,
 between the state-table write and the ring push, inside a ring push, inside the output
 stage's choice of block, during a replacement's start, in sustaind between fencing and
-switching; and the worker prepared ahead, waiting for a slot), of every kind (SIGKILL, SIGSTOP for a while then SIGCONT, SIGSEGV, an endless
-loop), in an order drawn from a seed (printed; the same seed replays the same schedule).
+switching; and the worker prepared ahead, waiting for a slot), of every kind (SIGKILL,
+SIGSTOP for a while then SIGCONT, SIGSEGV, an endless loop), in an order drawn from a seed (printed; the same seed replays the same schedule).
 After every fault it checks from outside, through the status JSON, OSC and the driver's
 own output (system:monitor_1):
 
@@ -70,6 +70,7 @@ CELLS = ([("active", p, k) for p in ("callback_entry", "published_state_write", 
          [("sustaind", p, "stop") for p in ("state_table_before_ring", "ring_push", "fence_before_switch")] +
          # Not a fault point: the prepared worker only waits (killed or stopped by a signal).
          [("prepared", "prepared_wait", k) for k in ("kill", "stop")])
+CELL_POINTS = list(POINTS) + ["prepared_wait"]  # what --only and --exclude name, and the coverage rows
 
 
 class _SigVal(ctypes.Union):
@@ -243,6 +244,11 @@ class Explorer:
         prepared = self.status()["supervisor"].get("prepared_worker_pid", 0)
         return [p for p in children_of(self.engine.process.pid) if p != prepared]
 
+    def sustaind_fds(self):
+        """sustaind's file descriptors, not counting the prepared worker's pidfd and socket."""
+        prepared = self.status()["supervisor"].get("prepared_worker_pid", 0)
+        return len(os.listdir(f"/proc/{self.engine.process.pid}/fd")) - (2 if prepared else 0)
+
     def new_worker(self, known, timeout=3.0):
         """The pid of a worker sustaind started that is not in `known`, once its fault points
         are installed."""
@@ -302,7 +308,7 @@ class Explorer:
                 return record
         elif role == "prepared":
             # Its death or stop costs nothing heard and is no crash: it is counted lost when
-            # sustaind sees it (a stopped one, when a slot would need it).
+            # sustaind sees it (a stopped one within 50 ms).
             target = self.prepared_pid(timeout=3.0)
             expected_deaths = 0
         elif role == "output":
@@ -429,8 +435,7 @@ class Explorer:
                         # makes (in the direct layout, the first fault): what it holds after
                         # the first fault is what it must hold at the end.
                         time.sleep(0.5)
-                        self.baseline = (len(os.listdir(f"/proc/{self.engine.process.pid}/fd")),
-                                         len(self.children()))
+                        self.baseline = (self.sustaind_fds(), len(self.children()))
                     batch.append(record)
                     self.report_fault(record)
                     time.sleep(0.2)
@@ -528,9 +533,9 @@ def main():
     parser.add_argument("--recording-seconds", type=float, default=60.0)
     parser.add_argument("--out", required=True)
     parser.add_argument("--verbose", action="store_true")
-    parser.add_argument("--exclude", action="append", default=[], choices=list(POINTS) + ["prepared_wait"],
+    parser.add_argument("--exclude", action="append", default=[], choices=CELL_POINTS,
                         help="leave this fault point out (repeatable)")
-    parser.add_argument("--only", action="append", default=[], choices=list(POINTS) + ["prepared_wait"],
+    parser.add_argument("--only", action="append", default=[], choices=CELL_POINTS,
                         help="inject at this fault point only (repeatable)")
     parser.add_argument("--keep-recordings", action="store_true",
                         help="keep the recordings of the driver's output (their paths are printed)")
@@ -563,7 +568,7 @@ def main():
                              args.recording_seconds)
         elapsed = time.monotonic() - started
         time.sleep(1.0)
-        fds_after = len(os.listdir(f"/proc/{engine.process.pid}/fd"))
+        fds_after = explorer.sustaind_fds()
         children_after = len(explorer.children())
         fds_before, children_before = explorer.baseline or (fds_after, children_after)
         final = explorer.status()
@@ -641,7 +646,7 @@ def print_summary(r, args):
     kinds = list(KINDS)
     print("  coverage (point x kind):")
     print("    " + " " * 24 + "".join(f"{k:>6}" for k in kinds))
-    for point in list(POINTS) + ["prepared_wait"]:
+    for point in CELL_POINTS:
         row = r["coverage"].get(point, {})
         print(f"    {point:24}" + "".join(f"{row.get(k, '-'):>6}" for k in kinds))
     print(f"  status polled {r['status_polls']} times")
