@@ -74,27 +74,23 @@ void lockMemory() {
                      std::strerror(errno));
 }
 
-bool initializeAudio(const EngineConfig& config, const std::string& clientName, OpenedStream& result) {
-    result = {};
+OpenedStream openAndStartStream(const EngineConfig& config, const std::string& clientName, PaStreamCallback* callback,
+                                void* userData, int channelsWanted, uint32_t& channels) {
+    OpenedStream result;
     PaJack_SetClientName(clientName.c_str());
     quietAlsaErrors();
     if (PaError error = Pa_Initialize(); error != paNoError) {
         spdlog::error("PortAudio failed to initialise: {}", Pa_GetErrorText(error));
         result.failure = WorkerExit::NoDevice;
-        return false;
+        return result;
     }
     result.device = chooseOutputDevice(config.device);
     if (result.device.index == paNoDevice) {
         spdlog::error("{}", result.device.error);
         Pa_Terminate();
         result.failure = WorkerExit::NoDevice;
-        return false;
+        return result;
     }
-    return true;
-}
-
-void openAndStartInitialized(const EngineConfig& config, OpenedStream& result, PaStreamCallback* callback,
-                             void* userData, int channelsWanted, uint32_t& channels) {
     if (channelsWanted > 0 && channelsWanted < result.device.channels) result.device.channels = channelsWanted;
     PaStreamParameters output{};
     output.device = result.device.index;
@@ -113,17 +109,10 @@ void openAndStartInitialized(const EngineConfig& config, OpenedStream& result, P
         result.stream = nullptr;
         Pa_Terminate();
         result.failure = WorkerExit::StreamFailed;
-        return;
+        return result;
     }
     if (const PaStreamInfo* info = Pa_GetStreamInfo(result.stream); info != nullptr)
         result.outputLatencyFrames = static_cast<uint32_t>(std::lround(info->outputLatency * config.sampleRate));
-}
-
-OpenedStream openAndStartStream(const EngineConfig& config, const std::string& clientName, PaStreamCallback* callback,
-                                void* userData, int channelsWanted, uint32_t& channels) {
-    OpenedStream result;
-    if (initializeAudio(config, clientName, result))
-        openAndStartInitialized(config, result, callback, userData, channelsWanted, channels);
     return result;
 }
 

@@ -66,20 +66,10 @@ int64_t jackMinusMonotonicNs();
 /// Every process that may play writes the same value. Thread: main.
 void publishPlayLatency(Segment& segment, uint32_t outputLatencyFrames, uint32_t extraFrames);
 
-/// Initialises PortAudio with the JACK client name `clientName` (through JACK, this opens
-/// the client, not yet active) and chooses the device of the engine's config into
-/// `stream.device`. False, with `stream.failure` set and what failed logged, when either
-/// fails. Thread: main.
-bool initializeAudio(const EngineConfig& config, const std::string& clientName, OpenedStream& stream);
-
-/// After initializeAudio: opens a float32 output stream on `stream.device` at the config's
-/// rate and period with `callback`, and starts it; `channels` (read by the callback) is set
-/// to the stream's channel count before the start. On failure `stream.stream` stays null,
-/// `stream.failure` says why and PortAudio is terminated. Thread: main.
-void openAndStartInitialized(const EngineConfig& config, OpenedStream& stream, PaStreamCallback* callback,
-                             void* userData, int channelsWanted, uint32_t& channels);
-
-/// initializeAudio, then openAndStartInitialized. Thread: main.
+/// Initialises PortAudio with the JACK client name `clientName`, chooses the device of the
+/// engine's config, opens a float32 output stream at the config's rate and period with
+/// `callback`, and starts it; `channels` (read by the callback) is set to the stream's
+/// channel count before the start. Logs what failed, with the fix.  Thread: main.
 OpenedStream openAndStartStream(const EngineConfig& config, const std::string& clientName, PaStreamCallback* callback,
                                 void* userData, int channelsWanted, uint32_t& channels);
 

@@ -173,17 +173,14 @@ int runWorker(WorkerOptions& options) {
     Segment& segment = mapping.get();
     const EngineConfig& config = segment.config;
     lockMemory();
-    const std::string clientName = workerClientName(options.instance, options.generation);
-    OpenedStream opened;
     if (options.prepared) {
         // Started ahead, while the slot it will fill still has its process: nothing here
         // writes the segment (a slot has one writer at a time). PortAudio is initialised only
-        // after the go: its JACK client is active from then on, a client JACK would run in
-        // every cycle while this process waits.
+        // after the go, as by any worker: it activates its JACK client as it initialises, a
+        // client JACK would run in every cycle while this process waits.
         spdlog::debug("prepared: waiting for a slot");
         if (!waitForSlot(options, signalFd)) return 0;
         setupChildLogging("worker", options);
-        if (!initializeAudio(config, clientName, opened)) return exitWith(&segment, options.slot, opened.failure);
     }
     if (options.slot >= kWorkerSlots) {
         spdlog::error("--slot {} does not exist (0..{})", options.slot, kWorkerSlots - 1);
@@ -232,10 +229,8 @@ int runWorker(WorkerOptions& options) {
     context->resumeFrameNumbering =
         slot.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Active);
     const uint64_t openingNs = monotonicNs();
-    if (options.prepared)
-        openAndStartInitialized(config, opened, paAudioCallback, context.get(), 2, context->channels);
-    else
-        opened = openAndStartStream(config, clientName, paAudioCallback, context.get(), 2, context->channels);
+    const std::string clientName = workerClientName(options.instance, options.generation);
+    OpenedStream opened = openAndStartStream(config, clientName, paAudioCallback, context.get(), 2, context->channels);
     // An exclusive device may still be held for a moment by the process it was taken from.
     for (int attempt = 0; config.exclusiveDevice != 0 && opened.stream == nullptr &&
                           opened.failure == WorkerExit::StreamFailed && attempt < 20; ++attempt) {
