@@ -3,6 +3,8 @@ one in an endless loop within a few times the slowest start seen so far (not aft
 fixed 10 s limit that only the engine's first start has: supervisor startupLimitNs), one
 stopped by a signal as soon as sustaind sees it stopped (state T), which this test checks:
 
+- the worker prepared ahead (docs/failover.md) is killed first, so that the standby's
+  replacement is started on the spot (a new process, the path whose start can hang);
 - the standby is killed; its replacement is stopped (SIGSTOP) the moment it exists, before
   it has opened its stream;
 - sustaind counts it as hung and kills it within half a second (a process whose callbacks
@@ -15,7 +17,7 @@ import signal
 import sys
 import time
 
-from harness import Engine, JackServer, check, children_of, eventually, main
+from harness import Engine, JackServer, check, children_of, eventually, main, prepared_worker_pid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "benchmark"))
 from chaos import process_state  # noqa: E402
@@ -33,6 +35,11 @@ def spare_warm(status):
 def test(paths):
     with JackServer() as jack, Engine(paths, jack, ["--gain", "0.5"]) as engine:
         check(eventually(lambda: spare_warm(engine.status()[1]), 10), "the spare is warm after the start")
+        prepared = prepared_worker_pid(engine)
+        lost = engine.status()[1]["supervisor"]["prepared_lost"]
+        os.kill(prepared, signal.SIGKILL)
+        check(eventually(lambda: engine.status()[1]["supervisor"]["prepared_lost"] == lost + 1, 3),
+              "the prepared worker's death is counted (another is prepared only seconds later)")
         _, before = engine.status()
         standby = [w["pid"] for w in before["workers"] if w["role"] == "standby"][0]
         known = set(children_of(engine.process.pid))
