@@ -41,6 +41,59 @@ def summary(values):
 
 
 
+def measure_batch(paths, jack, engine, into, how, count, interval, target, exclusive, ready_marker, counter,
+                  failovers_per_fault, slow_rebuilds, louder, name):
+    """One recording with `count` faults of one kind (`how`: a signal, or None for a window
+    with nothing injected), each judged in its own window; appends to the lists in `into`."""
+    with Recording(paths, jack, seconds=0.4 + interval * count + 0.3) as recording:
+        started = time.monotonic()
+        time.sleep(0.3)
+        times = []
+        for _ in range(count):
+            times.append(time.monotonic() - started)
+            if how is not None:
+                before = engine.log().count(ready_marker)
+                victim = playing_output_stage(engine)[1] if target == "output" else active_worker_in_status(engine)
+                failovers_before = engine.status()[1]["supervisor"][counter]
+                times[-1] = time.monotonic() - started
+                os.kill(victim, how)
+                # Judged by the status (the log can lag behind it); an exclusive-device
+                # standby has no stream, and its log line says it is attached.
+                if exclusive:
+                    ready = lambda: engine.log().count(ready_marker) > before  # noqa: E731
+                else:
+                    ready = lambda: spare_ready(engine, victim, "output" if target == "output" else "worker")  # noqa: E731
+                try:
+                    wait_until(ready, 5, "the replacement")
+                except TestFailure:
+                    # Reported, not fatal: the next fault waits for a spare again.
+                    slow_rebuilds.append(name)
+                    wait_until(ready, 30, "the replacement")
+                failovers_per_fault.append(engine.status()[1]["supervisor"][counter] - failovers_before)
+            time.sleep(max(0.0, interval - (time.monotonic() - started - times[-1])))
+        recording.finish()
+        report = recording.analyze("--gap-min", "16")
+        samples = recording.samples()
+        peak = max(abs(v) for v in samples[:int(0.25 * 48000)])
+        louder.append(sum(1 for v in samples if abs(v) > peak * 1.001))
+    engine_events, machine_events = recording.split_damage(report)
+    for t in times:
+        # The span of each damage event near the fault, first to last bad sample
+        # (every sample in between is wrong while a stale buffer is mixed in).
+        near = [e for e in engine_events if t - 0.15 <= e["start_s"] <= t + interval - 0.15]
+        into["damage"].append(sum(round((e["end_s"] - e["start_s"]) * 48000) + 1 for e in near))
+        at_xrun = [e for e in machine_events if t - 0.15 <= e["start_s"] <= t + interval - 0.15]
+        into["xrun"].append(sum(round((e["end_s"] - e["start_s"]) * 48000) + 1 for e in at_xrun))
+        # The damaged and silent samples themselves, whoever answers for them (a
+        # span counts the clean samples between a takeover and the switch back too).
+        into["counted"].append(sum(e["damaged"] + e["gap_samples"] for e in near + at_xrun))
+        # The same without the damage JACK's own timing explains exactly and no
+        # fault causes: the driver waking a period or more late, and the
+        # recorder's own cycle jumps (a one-client sine is damaged there too).
+        into["fault"].append(sum(e["damaged"] + e["gap_samples"] for e in near + at_xrun
+                                 if e.get("cause") not in ("late_wake", "recording")))
+
+
 LAYOUT_ARGS = {
     "relay": ["--layout", "relay"],
     "direct": ["--layout", "direct"],
@@ -84,58 +137,20 @@ def run_layout(paths, layout, faults_per_kind, batch, target="active"):
         if target == "output":
             faults = OUTPUT_FAULTS
         interval = 1.0 if exclusive else 0.5
-        for name, how in faults.items():
-            damage, xrun_damage, damaged_count, fault_count = [], [], [], []
-            done = 0
-            while done < faults_per_kind:
-                count = min(batch, faults_per_kind - done)
-                with Recording(paths, jack, seconds=0.4 + interval * count + 0.3) as recording:
-                    started = time.monotonic()
-                    time.sleep(0.3)
-                    times = []
-                    for _ in range(count):
-                        before = engine.log().count(ready_marker)
-                        victim = playing_output_stage(engine)[1] if target == "output" else active_worker_in_status(engine)
-                        failovers_before = engine.status()[1]["supervisor"][counter]
-                        times.append(time.monotonic() - started)
-                        os.kill(victim, how)
-                        # Judged by the status (the log can lag behind it); an exclusive-device
-                        # standby has no stream, and its log line says it is attached.
-                        if exclusive:
-                            ready = lambda: engine.log().count(ready_marker) > before  # noqa: E731
-                        else:
-                            ready = lambda: spare_ready(engine, victim, "output" if target == "output" else "worker")  # noqa: E731
-                        try:
-                            wait_until(ready, 5, "the replacement")
-                        except TestFailure:
-                            # Reported, not fatal: the next fault waits for a spare again.
-                            slow_rebuilds.append(name)
-                            wait_until(ready, 30, "the replacement")
-                        failovers_per_fault.append(engine.status()[1]["supervisor"][counter] - failovers_before)
-                        time.sleep(max(0.0, interval - (time.monotonic() - started - times[-1])))
-                    recording.finish()
-                    report = recording.analyze("--gap-min", "16")
-                    samples = recording.samples()
-                    peak = max(abs(v) for v in samples[:int(0.25 * 48000)])
-                    louder.append(sum(1 for v in samples if abs(v) > peak * 1.001))
-                events = report.get("events", [])
-                engine_events, machine_events = recording.split_damage(report)
-                for t in times:
-                    # The span of each damage event near the fault, first to last bad sample
-                    # (every sample in between is wrong while a stale buffer is mixed in).
-                    near = [e for e in engine_events if t - 0.15 <= e["start_s"] <= t + interval - 0.15]
-                    damage.append(sum(round((e["end_s"] - e["start_s"]) * 48000) + 1 for e in near))
-                    at_xrun = [e for e in machine_events if t - 0.15 <= e["start_s"] <= t + interval - 0.15]
-                    xrun_damage.append(sum(round((e["end_s"] - e["start_s"]) * 48000) + 1 for e in at_xrun))
-                    # The damaged and silent samples themselves, whoever answers for them (a
-                    # span counts the clean samples between a takeover and the switch back too).
-                    damaged_count.append(sum(e["damaged"] + e["gap_samples"] for e in near + at_xrun))
-                    # The same without the damage JACK's own timing explains exactly and no
-                    # fault causes: the driver waking a period or more late, and the
-                    # recorder's own cycle jumps (a one-client sine is damaged there too).
-                    fault_count.append(sum(e["damaged"] + e["gap_samples"] for e in near + at_xrun
-                                           if e.get("cause") not in ("late_wake", "recording")))
-                done += count
+        # The faults' kinds take turns, a batch each, and so does "none": the same windows
+        # with nothing injected, the damage this machine makes on its own in a window as
+        # long (late driver wake-ups, JACK's xruns), measured in the same run.
+        faults = dict(faults, none=None)
+        lists = {name: {"damage": [], "xrun": [], "counted": [], "fault": []} for name in faults}
+        done = 0
+        while done < faults_per_kind:
+            count = min(batch, faults_per_kind - done)
+            for name, how in faults.items():
+                measure_batch(paths, jack, engine, lists[name], how, count, interval, target, exclusive, ready_marker,
+                              counter, failovers_per_fault, slow_rebuilds, louder, name)
+            done += count
+        for name in faults:
+            damage, xrun_damage, damaged_count, fault_count = (lists[name][k] for k in ("damage", "xrun", "counted", "fault"))
             results[name] = {"damaged_samples": summary(damage), "per_fault": damage,
                              "damage_at_jack_xruns": summary(xrun_damage), "per_fault_at_xruns": xrun_damage,
                              "damaged_samples_counted": summary(damaged_count), "per_fault_counted": damaged_count,
@@ -223,7 +238,7 @@ def main():
         print(f"\n  {layout}")
         print(f"    {'fault':8} {'damaged samples p50':>20} {'p99':>8} {'max':>8}   {'at JACK xruns: max':>20} {'faults hit':>10}"
               f"   {'all damage p50':>14} {'p99':>6} {'max':>6}")
-        for name in [k for k in dict.fromkeys(list(FAULTS) + list(OUTPUT_FAULTS)) if k in results]:
+        for name in [k for k in dict.fromkeys(list(FAULTS) + list(OUTPUT_FAULTS) + ["none"]) if k in results]:
             d = results[name]["damaged_samples"]
             x = results[name]["damage_at_jack_xruns"]
             hit = sum(1 for v in results[name]["per_fault_at_xruns"] if v)
