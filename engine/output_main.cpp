@@ -35,10 +35,10 @@ struct OutputOptions : ChildOptions {
 /// the last to be late, and a worker that is late is covered by the other one anyway.
 void raiseAudioPriority(const OutputContext& context) {
     constexpr int kStepsAboveWorkers = 5;
-    if (!context.audioThreadKnown.load(std::memory_order_acquire)) return;
+    if (!context.audioThread.known.load(std::memory_order_acquire)) return;
     int policy = 0;
     sched_param param{};
-    if (pthread_getschedparam(context.audioThread, &policy, &param) != 0) return;
+    if (pthread_getschedparam(context.audioThread.thread, &policy, &param) != 0) return;
     if (policy == SCHED_OTHER) {
         spdlog::warn("the audio thread runs without real-time priority: every other program can delay it. Run the "
                      "JACK server with real-time scheduling (jackd -R, the default; or PipeWire with RTKit) and an "
@@ -46,7 +46,7 @@ void raiseAudioPriority(const OutputContext& context) {
         return;
     }
     param.sched_priority = std::min(param.sched_priority + kStepsAboveWorkers, sched_get_priority_max(policy));
-    if (const int error = pthread_setschedparam(context.audioThread, policy, &param); error != 0)
+    if (const int error = pthread_setschedparam(context.audioThread.thread, policy, &param); error != 0)
         spdlog::warn("cannot raise the output stage's priority above the workers' ({}); allow it with an rtprio "
                      "limit (LimitRTPRIO=95, or /etc/security/limits.d/audio.conf; docs/install.md)",
                      std::strerror(error));
@@ -118,6 +118,7 @@ int runOutput(const OutputOptions& options) {
         context->jackClock.store(jackClock, std::memory_order_release);
     }
     raiseAudioPriority(*context);
+    confineAudioThread(context->audioThread, options.slot, "output stage");
     const uint32_t peer = (options.slot + 1) % kOutputSlots;
     const std::string peerClient = "sustain-" + options.instance + "-out" + std::to_string(peer);
 

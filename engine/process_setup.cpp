@@ -3,6 +3,8 @@
 #include "shm/process_log.h"
 
 #include <pa_jack.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -157,6 +159,24 @@ bool waitForFirstCallback(const std::atomic<uint64_t>& blocks) {
     while (blocks.load(std::memory_order_acquire) == 0 && monotonicNs() < deadline)
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     return blocks.load(std::memory_order_acquire) != 0;
+}
+
+void confineAudioThread(const AudioThread& audio, uint32_t slot, const char* what) {
+    if (!audio.known.load(std::memory_order_acquire)) return;
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) < 2) return;
+    const auto wanted = static_cast<int>(slot % static_cast<uint32_t>(CPU_COUNT(&allowed)));
+    int cpu = -1;
+    for (int candidate = 0, seen = 0; candidate < CPU_SETSIZE && cpu < 0; ++candidate)
+        if (CPU_ISSET(candidate, &allowed) && seen++ == wanted) cpu = candidate;
+    cpu_set_t only;
+    CPU_ZERO(&only);
+    CPU_SET(cpu, &only);
+    if (const int error = pthread_setaffinity_np(audio.thread, sizeof only, &only); error != 0)
+        spdlog::warn("{}: cannot confine the audio thread to CPU {} ({}); it runs on any", what, cpu, std::strerror(error));
+    else
+        spdlog::debug("{}: audio thread on CPU {}", what, cpu);
 }
 
 bool streamLost(PaStream* stream) {

@@ -250,6 +250,7 @@ int runWorker(WorkerOptions& options) {
     spdlog::info("rendering on {} ({} Hz, {} frames, {} voices, {} layout, output latency {} frames)",
                  opened.device.name, config.sampleRate, config.framesPerBuffer, config.voices,
                  context->relay ? "relay" : "direct", opened.outputLatencyFrames);
+    confineAudioThread(context->audioThread, options.slot, "worker");
     if (!context->relay && slot.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Active))
         publishPlayLatency(segment, opened.outputLatencyFrames, 0);
     jack_client_t* jackClock = nullptr;

@@ -589,6 +589,7 @@ int paAudioCallback(const void* /*input*/, void* output, unsigned long frames,
     auto& context = *static_cast<CallbackContext*>(userData);
     flushDenormals();
     touchCallbackStackOnce(context.stackTouched);
+    context.audioThread.note();
     renderCallbackBlock(context, static_cast<float*>(output), static_cast<uint32_t>(frames),
                         (statusFlags & paOutputUnderflow) != 0);
     return paContinue;

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "engine/rt/rt_log.h"
+#include "engine/rt/callback_timing.h"
 #include "engine/rt/stale_buffer.h"
 #include "shm/frame_clock.h"
 #include "shm/layout.h"
@@ -93,6 +94,7 @@ struct CallbackContext {
     // timed-command horizon (engine/control_thread.h).
     std::atomic<uint64_t> renderedThrough{0};
     std::atomic<uint32_t> stopRequested{0};  // set by the control thread on a signal: fade out like a shutdown
+    AudioThread audioThread;
 };
 
 /// Renders one block: applies queued commands, renders, publishes state and metrics.

@@ -1,6 +1,8 @@
 // What every audio callback publishes about itself at the end of a block.
 #pragma once
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstdint>
 
@@ -22,6 +24,21 @@ inline constexpr uint32_t kTakeoverCycles = 8;
 #else
 inline constexpr uint32_t kTakeoverCycles = 2;
 #endif
+
+/// The thread an audio callback runs on, for the process's main thread to set its priority
+/// and CPU once the stream runs. Written once, by the first callback.
+struct AudioThread {
+    pthread_t thread{};
+    std::atomic<bool> known{false};
+
+    /// At every callback's start. Thread: the audio thread.  RT-safe: yes (pthread_self
+    /// reads the thread pointer: no system call).
+    void note() noexcept {
+        if (known.load(std::memory_order_relaxed)) return;
+        thread = pthread_self();
+        known.store(true, std::memory_order_release);
+    }
+};
 
 /// A JACK frame time in a 64-bit field where 0 means "none": 1 << 32 | frame, so that frame
 /// 0 is a value too. RT-safe: arithmetic.

@@ -348,10 +348,7 @@ int paOutputCallback(const void* /*input*/, void* output, unsigned long frames,
     auto& context = *static_cast<OutputContext*>(userData);
     flushDenormals();
     touchCallbackStackOnce(context.stackTouched);
-    if (!context.audioThreadKnown.load(std::memory_order_relaxed)) {
-        context.audioThread = pthread_self();
-        context.audioThreadKnown.store(true, std::memory_order_release);
-    }
+    context.audioThread.note();
     if ((statusFlags & paOutputUnderflow) != 0)
         context.segment->outputs[context.slot].xruns.fetch_add(1, std::memory_order_relaxed);
     renderOutputBlock(context, static_cast<float*>(output), static_cast<uint32_t>(frames));

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "engine/rt/callback_timing.h"
 #include "engine/rt/stale_buffer.h"
 #include "shm/layout.h"
 
@@ -71,8 +72,7 @@ struct OutputContext {
     // Silencing the other stage's stale buffer when this one plays instead of it
     // (engine/rt/stale_buffer.h).
     StaleBuffer stale;
-    pthread_t audioThread{};        // written once by the first callback (pthread_self: no system call)
-    std::atomic<bool> audioThreadKnown{false};
+    AudioThread audioThread;
 };
 
 /// Copies block `number` of `ring` into `out` (interleaved, `channels` channels, taking the
