@@ -274,12 +274,17 @@ class JackServer:
                 return self
             except TestFailure:
                 output = open(self.log.name).read()
-                if attempt == 0 and "Too many servers" in output and not jackd_running():
-                    # Stale entries of servers that died uncleanly (other names, other runs)
-                    # fill JACK's registry; with no server running at all it is safe to let
-                    # JACK start a fresh one.
-                    print("note: JACK's server registry is full of stale entries and no jackd runs: "
-                          "removing it", flush=True)
+                stop_process(self.process)
+                if attempt == 0 and not jackd_running():
+                    # JACK's state in /dev/shm, shared by every server of this user, can be
+                    # left unusable by processes that died uncleanly: stale entries fill
+                    # its server registry ("Too many servers"); and every later jackd stayed
+                    # asleep as it started, saying nothing, in one full test run (one thread,
+                    # waiting; what it waited on was not caught, a lock in that shared state
+                    # held by a process killed while it held it fits). With no server running
+                    # at all it is safe to let JACK start afresh.
+                    print("note: jackd did not start and no jackd runs: removing JACK's stale state in /dev/shm",
+                          flush=True)
                     remove_stale_jack_registry()
                     continue
                 raise TestFailure(f"jackd did not start: {output[-2000:]}")
@@ -304,7 +309,11 @@ class JackServer:
     def up(self):
         if self.process.poll() is not None:
             raise TestFailure("jackd exited")
-        return subprocess.run(["jack_lsp"], env=self.env(), capture_output=True).returncode == 0
+        try:
+            # A server asleep as it starts keeps jack_lsp waiting too.
+            return subprocess.run(["jack_lsp"], env=self.env(), capture_output=True, timeout=3).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
 
     def __exit__(self, *exc):
         stop_process(self.process)

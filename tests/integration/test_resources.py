@@ -13,7 +13,10 @@ defined state, and recovery where recovery is possible:
   cleanly or exits saying why (71, EX_OSERR, or 69 when the device could not be opened for
   lack of descriptors), and leaves no shared memory behind.
 - sustaind's own file descriptors (libjack's server connection, the instance lock) are
-  not inherited by the processes it starts: a replacement holds none of them.
+  not inherited by the processes it starts: a replacement holds none of them;
+- a CPU the machine leaves unrun holds up one slot only: the audio thread of slot s's
+  worker and output stage (a replacement's too) may run on the s-th CPU sustaind may use
+  only, and their control threads anywhere (docs/decisions.md).
 The missing audio device at start is covered by test_lifecycle.
 """
 import json
@@ -148,6 +151,41 @@ def nothing_inherited(paths):
         for child in children_of(engine.process.pid):
             shared = ours & open_files(child)
             check(not shared, f"process {child} holds none of sustaind's sockets or its lock: {sorted(shared)}")
+        audio_threads_on_their_slots_cpu(engine)
+
+
+def allowed_cpus(pid, tid):
+    with open(f"/proc/{pid}/task/{tid}/status") as f:
+        line = next(line for line in f if line.startswith("Cpus_allowed_list:"))
+    cpus = set()
+    for part in line.split(":")[1].strip().split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def audio_threads_on_their_slots_cpu(engine):
+    cpus = sorted(os.sched_getaffinity(engine.process.pid))
+    if len(cpus) < 2:
+        print(f"ok: one CPU only ({cpus}): nothing to confine")
+        return
+    for process in engine.status()[1]["workers"]:
+        pid, slot = process["pid"], process["slot"]
+        audio, control = [], []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            priority, policy = int(fields[37]), int(fields[38])
+            if policy == 1 and priority >= 5:  # SCHED_FIFO at JACK's client priority or above: the audio thread
+                audio.append(tid)
+            elif policy == 1:
+                control.append(tid)
+        check(len(audio) == 1, f"{process['kind']} {slot} (pid {pid}) has one audio thread: {audio}")
+        check(allowed_cpus(pid, audio[0]) == {cpus[slot % len(cpus)]},
+              f"{process['kind']} {slot}'s audio thread runs on CPU {cpus[slot % len(cpus)]} only: "
+              f"{sorted(allowed_cpus(pid, audio[0]))}")
+        for tid in control:
+            check(allowed_cpus(pid, tid) == set(cpus), f"{process['kind']} {slot}'s control thread runs on any CPU")
 
 
 def test(paths):
