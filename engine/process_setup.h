@@ -78,12 +78,11 @@ OpenedStream openAndStartStream(const EngineConfig& config, const std::string& c
 bool waitForFirstCallback(const std::atomic<uint64_t>& blocks);
 
 /// Confines the audio thread to the `slot`-th CPU this process may use, when it may use two
-/// or more: slot s's worker and output stage share CPU s. A CPU the machine leaves unrun for
-/// a while (a virtual machine's host, cpu_progress.h) then holds up one slot's audio only,
-/// and the other slot's output stage and worker play on; left to the scheduler, both output
-/// stages, or the active and its standby, were queued on that one CPU together now and then,
-/// and nothing played. Only the audio thread: the main and control threads go where the
-/// scheduler puts them, so that a control thread that loops never starves the other slot's.
+/// or more: slot s's worker and output stage share CPU s, so that a CPU the machine leaves
+/// unrun for a while (a virtual machine's host, cpu_progress.h) holds up one slot's audio
+/// only and the other slot's output stage and worker play on; the scheduler alone may queue
+/// both slots' audio threads on that one CPU. Only the audio thread: the main and control
+/// threads go where the scheduler puts them, so that one that loops starves no other.
 /// Thread: main, once the callback has run.
 void confineAudioThread(const AudioThread& audio, uint32_t slot, const char* what);
 
