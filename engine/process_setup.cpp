@@ -200,7 +200,14 @@ void closeStream(PaStream* stream) {
     Pa_Terminate();
 }
 
+bool jackMixesStaleBuffers() {
+    // PipeWire's JACK library names itself in its version string ("... (using PipeWire x.y.z)").
+    static const bool jack2 = std::strstr(jack_get_version_string(), "PipeWire") == nullptr;
+    return jack2;
+}
+
 void lookUpPeerPorts(StaleBuffer& stale, const WorkerSlot& peer, jack_client_t* jackClock, const std::string& client) {
+    if (!jackMixesStaleBuffers()) return;  // no ports: the callback then never calls into JACK for them
     const int32_t pid = peer.pid.load(std::memory_order_acquire);
     const auto state = static_cast<WorkerState>(peer.state.load(std::memory_order_acquire));
     if (pid <= 0 || pid == stale.peerPortsPid.load(std::memory_order_relaxed) ||

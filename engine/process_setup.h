@@ -100,9 +100,18 @@ bool streamLost(PaStream* stream);
 /// freed under it; buffered output (logs, the trace) is flushed first. Thread: main.
 [[noreturn]] void exitDeviceLost(WorkerSlot& slot);
 
+/// Whether the JACK server mixes a dead client's last port buffers again, from memory another
+/// client can zero: JACK2 does (so silenceStale is needed and works there). PipeWire's JACK
+/// does not: it mixes a client's buffer only for a cycle that client produced it, hands out
+/// another client's output buffer only to a client whose input is connected to it (null
+/// otherwise), and its jack_port_connected takes a lock, which no callback may wait on.
+/// Under it no peer port is looked up, so silenceStale has nothing to call JACK for.
+/// Thread: any.  RT-safe: no (the first call reads the library's version).
+bool jackMixesStaleBuffers();
+
 /// Looks up the JACK ports (`client`:out_0, out_1) of the process now in `peer` whenever a
 /// new process holds that slot, for the audio thread to watch should that process die while
-/// it plays (cancelStale, engine/rt/stale_buffer.h). Ports first, then the pid they belong
+/// it plays (silenceStale, engine/rt/stale_buffer.h). Ports first, then the pid they belong
 /// to (release). Only once that process runs (warm or active): its stream, and so its
 /// client, exists then. Workers' clients have names of their own (workerClientName); an
 /// output stage's dead predecessor of the same name is long gone by then (JACK drops it

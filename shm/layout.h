@@ -16,7 +16,7 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 17;
+inline constexpr uint32_t kLayoutVersion = 18;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
@@ -449,7 +449,7 @@ struct alignas(64) SupervisorMetrics {  // writer: sustaind
     std::atomic<uint32_t> outputSpareReady;  // 1 while a standby output stage runs (relay layout)
     std::atomic<uint64_t> failovers;         // switches of the active worker
     std::atomic<uint64_t> fencings;          // workers fenced (epoch made stale, then killed)
-    std::atomic<uint64_t> outputFailovers;   // switches of the output stage
+    std::atomic<uint64_t> outputFailovers;   // playing output stages lost (dead or hung), the standby playing instead
     std::atomic<uint64_t> detectionUsLast;   // fault (last heartbeat) → sustaind noticed
     std::atomic<uint64_t> detectionUsMax;
     std::atomic<uint64_t> failoverUsLast;    // sustaind noticed → standby made active
@@ -463,7 +463,9 @@ struct alignas(64) SupervisorMetrics {  // writer: sustaind
     std::atomic<uint64_t> preparedUsed;      // replacement workers that were started ahead and waiting (docs/failover.md)
     std::atomic<uint64_t> preparedLost;      // prepared workers that died or were stopped before they were needed
     std::atomic<int32_t> preparedPid;        // the worker prepared and waiting now (0: none)
-    uint32_t reserved;
+    // A standby output stage played for the playing one while JACK did not run it, and that
+    // one ran again and plays on as the standby: nothing lost, nothing killed.
+    std::atomic<uint32_t> outputCovers;
 };
 
 enum class RegistryKind : uint32_t { Free = 0, Segment = 1, LockFile = 2, SocketPair = 3 };

@@ -32,6 +32,7 @@ constexpr uint64_t kStuckReportNs = 1'000'000'000;  // one that is still there a
 constexpr uint64_t kStartupLimitNs = 10'000'000'000ull;    // see startupLimitNs()
 constexpr uint64_t kMinStartupLimitNs = 1'000'000'000ull;  // see startupLimitNs()
 constexpr uint64_t kStartupSlack = 5;                      // see startupLimitNs()
+constexpr uint64_t kMinPreparedStartupLimitNs = 500'000'000ull;  // see startupLimitNs(const Child&)
 constexpr uint64_t kStoppedCheckAfterNs = 10'000'000ull;   // a process's state is read once its callbacks stalled this long
 constexpr uint64_t kGraphChangeGraceNs = 100'000'000;  // see graceUntilNs_
 constexpr uint64_t kDeviceRetryNs = 1'000'000'000;     // see deviceGoneSinceNs_
@@ -423,6 +424,13 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
         kind == Kind::Worker && segment_.control.activeSlot.load(std::memory_order_acquire) == slot;
     const bool wasPlayingOutput =
         kind == Kind::Output && segment_.output.writerSlot.load(std::memory_order_acquire) == slot;
+    // A playing output stage is lost whether sustaind switches now or the standby stage took
+    // over by itself before: seen by checkOutputTakeover (takenOver), or not yet (its role
+    // still says it plays). Counted once, here: a stage merely late is a cover, not a loss.
+    const bool playingOutputLost =
+        kind == Kind::Output &&
+        (wasPlayingOutput || c.takenOver ||
+         info.role.load(std::memory_order_acquire) == static_cast<uint32_t>(WorkerRole::Active));
     SUSTAIN_FAULT_POINT(FaultPoint::FenceBeforeSwitch);
     // Switch before the kill: tearing down a process with locked memory and a JACK client
     // takes milliseconds, and the switch must not wait for it.
@@ -472,12 +480,13 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
         return;
     }
     const uint32_t other = (slot + 1) % kOutputSlots;
+    if (playingOutputLost && outputs_[other].process.running())  // the standby stage plays instead
+        segment_.supervisor.outputFailovers.fetch_add(1, std::memory_order_relaxed);
     if (wasPlayingOutput) {
         uint32_t expected = slot;
         if (outputs_[other].process.running()) {
             // The standby output stage has usually taken over by itself already.
             segment_.output.writerSlot.compare_exchange_strong(expected, other, std::memory_order_acq_rel);
-            segment_.supervisor.outputFailovers.fetch_add(1, std::memory_order_relaxed);
             spdlog::warn("output stage {} plays now", other);
         } else {
             scheduleRespawn(Kind::Output, slot, WorkerRole::Active, now + delay);
@@ -503,12 +512,12 @@ void Supervisor::checkOutputTakeover(uint64_t nowNs) {
         // nothing. It stays as the standby if it runs again (it plays silence as long as it
         // is not the writer); takenOverProcessHung decides when it will not.
         info.role.store(static_cast<uint32_t>(WorkerRole::Standby), std::memory_order_release);
-        segment_.supervisor.outputFailovers.fetch_add(1, std::memory_order_relaxed);
         noteTakeover(c, callbacks, nowNs);
         return;
     }
     if (callbacks != c.callbacksAtTakeover) {
         c.takenOver = false;
+        segment_.supervisor.outputCovers.fetch_add(1, std::memory_order_relaxed);
         // A spare again at once (its own control loop says so too, within 50 ms).
         auto playing = static_cast<uint32_t>(WorkerState::Active);
         info.state.compare_exchange_strong(playing, static_cast<uint32_t>(WorkerState::Warm), std::memory_order_acq_rel);
@@ -516,10 +525,8 @@ void Supervisor::checkOutputTakeover(uint64_t nowNs) {
                      "stays, as the standby", name(Kind::Output, previous), c.process.pid(), kTakeoverCycles, writer);
         return;
     }
-    if (takenOverProcessHung(c, nowNs)) {
-        c.takenOver = false;
-        onFault(Kind::Output, previous, "stopped playing; the standby output stage took over", nowNs);
-    }
+    // onFault counts the loss (takenOver still set) and forgets the process.
+    if (takenOverProcessHung(c, nowNs)) onFault(Kind::Output, previous, "stopped playing; the standby output stage took over", nowNs);
 }
 
 void Supervisor::noteTakeover(Child& c, uint64_t callbacks, uint64_t nowNs) {
@@ -589,6 +596,16 @@ uint64_t Supervisor::startupLimitNs() const {
     return std::clamp(kStartupSlack * slowestStartNs_, kMinStartupLimitNs, kStartupLimitNs);
 }
 
+uint64_t Supervisor::startupLimitNs(const Child& c) const {
+    // A prepared worker was loaded, attached and locked in memory while it waited; from its
+    // go it only initialises the audio library and opens its stream, a fraction of a start
+    // from nothing. Judged by what prepared workers took from the go (the same slack, at
+    // least kMinPreparedStartupLimitNs), it is found hung sooner while the active renders
+    // alone. Until one prepared start was seen, and never beyond it, the general limit.
+    if (!c.prepared || slowestPreparedStartNs_ == 0) return startupLimitNs();
+    return std::clamp(kStartupSlack * slowestPreparedStartNs_, kMinPreparedStartupLimitNs, startupLimitNs());
+}
+
 void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t nowNs) {
     Child& c = child(kind, slot);
     if (!c.process.running()) return;
@@ -625,14 +642,15 @@ void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t nowNs) {
         return;
     }
     if (callbacks == 0 && !waitingForDevice) {
-        const uint64_t limitNs = startupLimitNs();
+        const uint64_t limitNs = startupLimitNs(c);
         if (nowNs - c.spawnedNs > limitNs)
             onFault(kind, slot, fmt::format("never started rendering ({:.1f} s after its start)", limitNs / 1e9), nowNs);
         return;
     }
     if (callbacks != 0 && !c.startTimed) {
         c.startTimed = true;
-        slowestStartNs_ = std::max(slowestStartNs_, nowNs - c.spawnedNs);
+        uint64_t& slowest = c.prepared ? slowestPreparedStartNs_ : slowestStartNs_;
+        slowest = std::max(slowest, nowNs - c.spawnedNs);
     }
     if (waitingForDevice) {
         // No stream, so no callbacks to count: only its control thread shows it is alive.

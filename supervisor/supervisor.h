@@ -80,7 +80,7 @@ private:
         uint64_t lastBeats = 0;         // its control thread's beats at the last check
         uint64_t referenceAtBeat = 0;   // the cycle clock when they last advanced
         uint64_t respawnAtNs = 0;       // 0: none scheduled
-        bool startTimed = false;        // its start (spawn to first callback) is in slowestStartNs_
+        bool startTimed = false;        // its start (spawn or go to first callback) is in slowest(Prepared)StartNs_
         WorkerRole respawnRole = WorkerRole::None;
         // Relay layout, an output stage the standby stage took over from: late or failed?
         bool takenOver = false;
@@ -164,8 +164,11 @@ private:
     CpuProgress cpus_;           // read only while some process is behind (waitsOnUnrunCpu)
     bool cpusSampled_ = false;   // cpus_ was read in this tick
     uint64_t slowestStartNs_ = 0;  // the longest any process took from spawn to its first callback
+    uint64_t slowestPreparedStartNs_ = 0;  // the longest a prepared worker took from its go to its first callback
     /// How long a process may take from spawn to its first callback before it counts as hung.
     uint64_t startupLimitNs() const;
+    /// The same for `c`: a prepared worker, given its slot, only opens its stream.
+    uint64_t startupLimitNs(const Child& c) const;
     // JACK reorders its graph when a client comes or goes, and may skip clients for a few
     // cycles meanwhile: no hang verdicts until this time.
     uint64_t graceUntilNs_ = 0;

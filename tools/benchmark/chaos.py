@@ -376,6 +376,8 @@ class Explorer:
         record["crashes"] = after["supervisor"]["crash_count"] - before["supervisor"]["crash_count"]
         record["output_failovers"] = (after["supervisor"]["output_failovers"]
                                       - before["supervisor"]["output_failovers"])
+        record["output_covers"] = (after["supervisor"].get("output_covers", 0)
+                                   - before["supervisor"].get("output_covers", 0))
         # What the output stages did meanwhile, to explain damage: blocks that were nowhere
         # (silence), blocks from the standby, cycles one stage took from the other.
         record["output"] = {key: after["output"][key] - before["output"][key]
@@ -390,6 +392,12 @@ class Explorer:
             problems.append("the spare was not warm again within 5 s")
         if record["failovers"] != expected_failovers:
             problems.append(f"{record['failovers']} failovers for a fault that calls for {expected_failovers}")
+        # The playing output stage lost: one output failover; anything else: none (a stage
+        # JACK merely ran late is a cover, output_covers, and no loss).
+        expected_output_failovers = 1 if role == "output" else 0
+        if record["output_failovers"] != expected_output_failovers:
+            problems.append(f"{record['output_failovers']} output failovers for a fault that calls for "
+                            f"{expected_output_failovers}")
         if record["crashes"] != expected_deaths:
             problems.append(f"{record['crashes']} crashes counted for {expected_deaths} process(es) the fault took down")
         # A change right after the fault, then /engine/sync: answered once it is applied.

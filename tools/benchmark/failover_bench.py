@@ -9,6 +9,12 @@ renders in step). For the relay layout also the latency it adds: output callback
 minus the start of the callback that rendered the block it plays, from the output stage's
 trace.
 
+Each fault's damage is reported twice: in its window (0.5 s around it, all the damage near
+it) and in its span (--span-ms, 150 by default: from a period before the signal, placed
+exactly in the recording by JACK's cycle times, to that long after it). Windows with nothing
+injected ("none") get both too: the machine's own damage in a span as long is the
+background a fault's figures are read against.
+
 With --target output (relay layout) the faults go to the output stage that plays instead,
 a process in JACK's mix (SIGKILL, and SIGSEGV inside its callback): the damage is what the
 stage that takes over could not silence (docs/failover.md), and every recording is checked
@@ -42,20 +48,23 @@ def summary(values):
 
 
 def measure_batch(paths, jack, engine, into, how, count, interval, target, exclusive, ready_marker, counter,
-                  failovers_per_fault, slow_rebuilds, louder, name):
+                  failovers_per_fault, slow_rebuilds, louder, name, span_s):
     """One recording with `count` faults of one kind (`how`: a signal, or None for a window
     with nothing injected), each judged in its own window; appends to the lists in `into`."""
     with Recording(paths, jack, seconds=0.4 + interval * count + 0.3) as recording:
         started = time.monotonic()
         time.sleep(0.3)
         times = []
+        signalled_ns = []  # CLOCK_MONOTONIC when the signal was sent (or would have been)
         for _ in range(count):
             times.append(time.monotonic() - started)
+            signalled_ns.append(time.monotonic_ns())
             if how is not None:
                 before = engine.log().count(ready_marker)
                 victim = playing_output_stage(engine)[1] if target == "output" else active_worker_in_status(engine)
                 failovers_before = engine.status()[1]["supervisor"][counter]
                 times[-1] = time.monotonic() - started
+                signalled_ns[-1] = time.monotonic_ns()
                 os.kill(victim, how)
                 # Judged by the status (the log can lag behind it); an exclusive-device
                 # standby has no stream, and its log line says it is attached.
@@ -77,6 +86,17 @@ def measure_batch(paths, jack, engine, into, how, count, interval, target, exclu
         peak = max(abs(v) for v in samples[:int(0.25 * 48000)])
         louder.append(sum(1 for v in samples if abs(v) > peak * 1.001))
     engine_events, machine_events = recording.split_damage(report)
+    rate, period = 48000, jack.frames
+    for ns in signalled_ns:
+        # The fault's own span, placed exactly in the recording by JACK's cycle times: from
+        # a period before the signal to span_s after it (the stale buffer, the takeover,
+        # jackd dropping the dead client, the replacement joining the graph). Damage of the
+        # machine's elsewhere in the window does not count against the fault here.
+        at = recording.index_at_monotonic_ns(ns)
+        inside = [e for e in engine_events + machine_events
+                  if at - period <= e["start_s"] * rate <= at + span_s * rate
+                  and e.get("cause") not in ("late_wake", "recording")]
+        into["span"].append(sum(e["damaged"] + e["gap_samples"] for e in inside))
     for t in times:
         # The span of each damage event near the fault, first to last bad sample
         # (every sample in between is wrong while a stale buffer is mixed in).
@@ -114,7 +134,7 @@ def spare_ready(engine, failed_pid, kind):
     return status["supervisor"][key] and failed_pid not in pids
 
 
-def run_layout(paths, layout, faults_per_kind, batch, target="active"):
+def run_layout(paths, layout, faults_per_kind, batch, target="active", span_s=0.15):
     results = {}
     louder = []
     slow_rebuilds = []
@@ -141,13 +161,13 @@ def run_layout(paths, layout, faults_per_kind, batch, target="active"):
         # with nothing injected, the damage this machine makes on its own in a window as
         # long (late driver wake-ups, JACK's xruns), measured in the same run.
         faults = dict(faults, none=None)
-        lists = {name: {"damage": [], "xrun": [], "counted": [], "fault": []} for name in faults}
+        lists = {name: {"damage": [], "xrun": [], "counted": [], "fault": [], "span": []} for name in faults}
         done = 0
         while done < faults_per_kind:
             count = min(batch, faults_per_kind - done)
             for name, how in faults.items():
                 measure_batch(paths, jack, engine, lists[name], how, count, interval, target, exclusive, ready_marker,
-                              counter, failovers_per_fault, slow_rebuilds, louder, name)
+                              counter, failovers_per_fault, slow_rebuilds, louder, name, span_s)
             done += count
         for name in faults:
             damage, xrun_damage, damaged_count, fault_count = (lists[name][k] for k in ("damage", "xrun", "counted", "fault"))
@@ -155,7 +175,10 @@ def run_layout(paths, layout, faults_per_kind, batch, target="active"):
                              "damage_at_jack_xruns": summary(xrun_damage), "per_fault_at_xruns": xrun_damage,
                              "damaged_samples_counted": summary(damaged_count), "per_fault_counted": damaged_count,
                              "damaged_samples_of_the_fault": summary(fault_count), "per_fault_of_the_fault": fault_count,
-                             "within_one_period": sum(1 for v in fault_count if v <= 64)}
+                             "within_one_period": sum(1 for v in fault_count if v <= 64),
+                             "damaged_samples_in_fault_span": summary(lists[name]["span"]),
+                             "per_fault_in_span": lists[name]["span"],
+                             "within_one_period_in_span": sum(1 for v in lists[name]["span"] if v <= 64)}
         # Timings logged by sustaind for every failover and rebuild.
         log = engine.log()
         failover = [int(m) / 1000.0 for m in re.findall(r"switched (\d+) us after", log)]
@@ -222,16 +245,19 @@ def main():
     parser.add_argument("--layouts", default="relay,direct,exclusive")
     parser.add_argument("--target", choices=("active", "output"), default="active",
                         help="the process faulted: the active worker, or the output stage that plays (relay)")
+    parser.add_argument("--span-ms", type=int, default=150,
+                        help="the fault's span: damage from a period before the signal to this long after it")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     if args.target == "output":
         args.layouts = "relay"
     paths = Paths([None, args.build])
     report = {"benchmark": "failover", "target": args.target, "faults_per_kind": args.faults, "rate": 48000, "frames": 64,
-              "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "nproc": os.cpu_count(), "layouts": {}}
+              "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "nproc": os.cpu_count(), "span_ms": args.span_ms,
+              "layouts": {}}
     for layout in args.layouts.split(","):
         print(f"layout {layout}: {args.faults} faults of each kind ...", flush=True)
-        report["layouts"][layout] = run_layout(paths, layout, args.faults, args.batch, args.target)
+        report["layouts"][layout] = run_layout(paths, layout, args.faults, args.batch, args.target, args.span_ms / 1000)
     print()
     print(f"failover benchmark ({args.target}), {args.faults} faults per kind and layout, 48 kHz / 64 frames")
     for layout, results in report["layouts"].items():
@@ -252,6 +278,10 @@ def main():
             f = results[name]["damaged_samples_of_the_fault"]
             print(f"    {'':8} damaged samples of the fault (late driver wakes excluded): p50 {f['p50']} p99 {f['p99']} "
                   f"max {f['max']}; within one period {results[name]['within_one_period']} of {f['n']}")
+            f = results[name]["damaged_samples_in_fault_span"]
+            print(f"    {'':8} in the fault's span only (a period before the signal to {report['span_ms']} ms after): "
+                  f"p50 {f['p50']} p99 {f['p99']} max {f['max']}; within one period "
+                  f"{results[name]['within_one_period_in_span']} of {f['n']}")
         print(f"    failovers {results['failovers_in_run']} in the run, {results['failovers']} in the faults' windows, for "
               f"{results['faults']} faults; faults without exactly one: "
               f"{results['faults_without_exactly_one_failover'] or 'none'}"

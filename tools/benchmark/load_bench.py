@@ -120,9 +120,10 @@ def thread_table(before, after, seconds):
 # ---- the two players ------------------------------------------------------------------------
 
 # With no fault injected, each of these is a takeover without a death.
-TAKEOVERS = ("failovers", "crashes")
-# A standby that played for a late process which then plays on as the standby; the output
-# stage counts it (output_takeovers) as sustaind does (output_failovers): once each.
+TAKEOVERS = ("failovers", "output_failovers", "crashes")
+# A standby that played for a late process which then plays on as the standby: the output
+# stages count every cycle taken over (output_takeovers, also those sustaind never saw,
+# output_covers those it did), the direct layout's standby its handbacks.
 COVERS = ("output_takeovers", "handbacks")
 
 
@@ -130,6 +131,7 @@ def takeover_counters(status):
     """Everything in the status that counts a takeover, a cover or a process lost."""
     supervisor, output = status["supervisor"], status["output"]
     return {"failovers": supervisor["failovers"], "output_failovers": supervisor["output_failovers"],
+            "output_covers": supervisor.get("output_covers", 0),
             "output_takeovers": output["takeovers"], "crashes": supervisor["crash_count"],
             "handbacks": sum(w.get("handbacks", 0) for w in status["workers"])}
 

@@ -125,6 +125,7 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
           {"failovers", s.failovers},
           {"fencings", s.fencings},
           {"output_failovers", s.outputFailovers},
+          {"output_covers", s.outputCovers},
           {"cold_starts", s.coldStarts},
           {"device_losses", s.deviceLosses},
           {"graph_changes_dropped", s.graphChangesDropped},

@@ -186,6 +186,7 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     s.failovers = sup.failovers.load();
     s.fencings = sup.fencings.load();
     s.outputFailovers = sup.outputFailovers.load();
+    s.outputCovers = sup.outputCovers.load();
     s.coldStarts = sup.coldStarts.load();
     s.deviceLosses = sup.deviceLosses.load();
     s.graphChangesDropped = sup.graphChangesDropped.load();

@@ -74,7 +74,7 @@ struct StatusSnapshot {
     // supervisor
     uint64_t crashCount = 0, replacements = 0, shmLeaks = 0, failovers = 0, fencings = 0, outputFailovers = 0,
              coldStarts = 0, deviceLosses = 0, graphChangesDropped = 0, stuckProcesses = 0,
-             preparedUsed = 0, preparedLost = 0;
+             preparedUsed = 0, preparedLost = 0, outputCovers = 0;
     int preparedPid = 0;  // a worker started ahead, waiting for a slot (0: none)
     bool waitingForDevice = false;
     bool spareReady = false, outputSpareReady = false, backingOff = false;
