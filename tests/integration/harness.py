@@ -484,6 +484,8 @@ class Recording:
         summary = json.loads(out)
         check(summary["recorder_overflows"] == 0, "the recorder lost no samples itself")
         self.summary = summary
+        if self.cycle_times_path:
+            self.cycle_times()  # read now: the directory goes when the recording is left
         return summary
 
     def samples(self):
@@ -595,7 +597,7 @@ class Recording:
     def late_wakes(self):
         """Frames (recording indices) of the cycles the driver began a period or more late:
         JACK's cycle start came at least 1.5 periods after the previous cycle's."""
-        if not self.cycle_times_path or not os.path.exists(self.cycle_times_path):
+        if not self.cycle_times_path:
             return []
         cycles = self.cycle_times()
         frames, usecs = cycles["frame"], cycles["usecs"]

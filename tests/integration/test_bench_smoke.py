@@ -48,6 +48,19 @@ def test(paths):
             check(result.returncode == 0 and os.path.exists(out), f"{script} ran ({result.returncode}) and wrote its figures")
             with open(out) as f:
                 check(isinstance(json.load(f), dict), f"{script}: its figures are JSON")
+        # The stale-buffer measurement on JACK2 and PipeWire's JACK (its own servers, its own
+        # clients): one kill on each.
+        out = os.path.join(work, "pipewire-stale.json")
+        result = subprocess.run([sys.executable, os.path.join(BENCH, "pipewire_stale.py"), "--runs", "1",
+                                 "--steady", "0.5", "--after", "0.5", "--json", out],
+                                capture_output=True, text=True, timeout=240)
+        if result.returncode != 0:
+            print(result.stdout[-3000:], result.stderr[-3000:], flush=True)
+        check(result.returncode == 0 and os.path.exists(out), f"pipewire_stale.py ran ({result.returncode})")
+        with open(out) as f:
+            backends = json.load(f)["backends"]
+        check(all("runs" in backends[b] for b in ("pipewire", "jack2")),
+              f"pipewire_stale.py measured both servers: {[(b, e.get('error')) for b, e in backends.items()]}")
 
 
 if __name__ == "__main__":

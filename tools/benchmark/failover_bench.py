@@ -85,14 +85,16 @@ def measure_batch(paths, jack, engine, into, how, count, interval, target, exclu
         samples = recording.samples()
         peak = max(abs(v) for v in samples[:int(0.25 * 48000)])
         louder.append(sum(1 for v in samples if abs(v) > peak * 1.001))
-    engine_events, machine_events = recording.split_damage(report)
+        # Inside the recording's lifetime: its cycle times (late driver wake-ups, the place
+        # of each signal) go with its directory.
+        engine_events, machine_events = recording.split_damage(report)
+        signalled_at = [recording.index_at_monotonic_ns(ns) for ns in signalled_ns]
     rate, period = 48000, jack.frames
-    for ns in signalled_ns:
+    for at in signalled_at:
         # The fault's own span, placed exactly in the recording by JACK's cycle times: from
         # a period before the signal to span_s after it (the stale buffer, the takeover,
         # jackd dropping the dead client, the replacement joining the graph). Damage of the
         # machine's elsewhere in the window does not count against the fault here.
-        at = recording.index_at_monotonic_ns(ns)
         inside = [e for e in engine_events + machine_events
                   if at - period <= e["start_s"] * rate <= at + span_s * rate
                   and e.get("cause") not in ("late_wake", "recording")]
@@ -217,7 +219,8 @@ def run_layout(paths, layout, faults_per_kind, batch, target="active", span_s=0.
                         if len(fields) < 9:
                             continue
                         cycle, source = int(fields[0]), fields[2]
-                        if source in ("0", "1"):
+                        # A block whose render start was not stamped (0) says nothing of latency.
+                        if source in ("0", "1") and int(fields[8]) > 0:
                             latency.append((int(fields[7]) - int(fields[8])) / 1000.0)
                         # Audio-path detection: cycles from the last block played from the
                         # active to the first played from the standby (1 = the very next).
