@@ -202,8 +202,8 @@ void closeStream(PaStream* stream) {
 
 bool jackMixesStaleBuffers() {
     // PipeWire's JACK library names itself in its version string ("... (using PipeWire x.y.z)").
-    static const bool jack2 = std::strstr(jack_get_version_string(), "PipeWire") == nullptr;
-    return jack2;
+    static const bool mixes = std::strstr(jack_get_version_string(), "PipeWire") == nullptr;
+    return mixes;
 }
 
 void lookUpPeerPorts(StaleBuffer& stale, const WorkerSlot& peer, jack_client_t* jackClock, const std::string& client) {

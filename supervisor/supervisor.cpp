@@ -167,6 +167,7 @@ bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& e
     c.respawnAtNs = 0;
     c.startTimed = false;
     c.audioThread = 0;
+    c.mainCpuAtSpawnNs = c.prepared ? c.process.threadCpuNs(c.process.pid()) : 0;
     spdlog::info("{} started as {} (pid {}){}", name(kind, slot), role == WorkerRole::Active ? "active" : "standby",
                  c.process.pid(), c.prepared ? ", prepared ahead" : "");
     return true;
@@ -596,12 +597,22 @@ uint64_t Supervisor::startupLimitNs() const {
     return std::clamp(kStartupSlack * slowestStartNs_, kMinStartupLimitNs, kStartupLimitNs);
 }
 
+// A prepared worker past its own limit is hung only if it spins: its main thread, which
+// runs the start, used at least a quarter of the time since its go as CPU. One that waits
+// (for JACK, which may be removing a dead client right then, or for a CPU the machine does
+// not run) is slow, not hung, and is judged by the general limit.
+bool Supervisor::spinsAsItStarts(const Child& c, uint64_t startedNs) const {
+    const uint64_t cpuNs = c.process.threadCpuNs(c.process.pid());
+    return cpuNs > c.mainCpuAtSpawnNs && 4 * (cpuNs - c.mainCpuAtSpawnNs) >= startedNs;
+}
+
 uint64_t Supervisor::startupLimitNs(const Child& c) const {
     // A prepared worker was loaded, attached and locked in memory while it waited; from its
     // go it only initialises the audio library and opens its stream, a fraction of a start
     // from nothing. Judged by what prepared workers took from the go (the same slack, at
-    // least kMinPreparedStartupLimitNs), it is found hung sooner while the active renders
-    // alone. Until one prepared start was seen, and never beyond it, the general limit.
+    // least kMinPreparedStartupLimitNs), one that loops is found sooner while the active
+    // renders alone (spinsAsItStarts). Until one prepared start was seen, and never beyond
+    // it, the general limit.
     if (!c.prepared || slowestPreparedStartNs_ == 0) return startupLimitNs();
     return std::clamp(kStartupSlack * slowestPreparedStartNs_, kMinPreparedStartupLimitNs, startupLimitNs());
 }
@@ -642,9 +653,14 @@ void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t nowNs) {
         return;
     }
     if (callbacks == 0 && !waitingForDevice) {
-        const uint64_t limitNs = startupLimitNs(c);
-        if (nowNs - c.spawnedNs > limitNs)
-            onFault(kind, slot, fmt::format("never started rendering ({:.1f} s after its start)", limitNs / 1e9), nowNs);
+        const uint64_t startedNs = nowNs - c.spawnedNs;
+        if (startedNs > startupLimitNs())
+            onFault(kind, slot, fmt::format("never started rendering ({:.1f} s after its start)", startupLimitNs() / 1e9),
+                    nowNs);
+        else if (startedNs > startupLimitNs(c) && spinsAsItStarts(c, startedNs))
+            onFault(kind, slot, fmt::format("loops as it starts (its main thread busy {:.1f} s after its go, beyond "
+                                            "the {:.1f} s a prepared worker may take)",
+                                            startedNs / 1e9, startupLimitNs(c) / 1e9), nowNs);
         return;
     }
     if (callbacks != 0 && !c.startTimed) {

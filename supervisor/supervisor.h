@@ -91,6 +91,7 @@ private:
         uint64_t wallAtTakeoverNs = 0;     // and the time
         uint32_t generation = 0;           // workers: names its JACK client (workerClientName)
         bool prepared = false;             // it was the prepared worker (started ahead)
+        uint64_t mainCpuAtSpawnNs = 0;     // a prepared worker: its main thread's CPU time at its go
     };
 
     Child& child(Kind kind, uint32_t slot) { return kind == Kind::Worker ? workers_[slot] : outputs_[slot]; }
@@ -169,6 +170,9 @@ private:
     uint64_t startupLimitNs() const;
     /// The same for `c`: a prepared worker, given its slot, only opens its stream.
     uint64_t startupLimitNs(const Child& c) const;
+    /// Whether `c`'s main thread used at least a quarter of the `startedNs` since its spawn
+    /// (a prepared worker: its go) as CPU.
+    bool spinsAsItStarts(const Child& c, uint64_t startedNs) const;
     // JACK reorders its graph when a client comes or goes, and may skip clients for a few
     // cycles meanwhile: no hang verdicts until this time.
     uint64_t graceUntilNs_ = 0;

@@ -48,19 +48,34 @@ def test(paths):
             check(result.returncode == 0 and os.path.exists(out), f"{script} ran ({result.returncode}) and wrote its figures")
             with open(out) as f:
                 check(isinstance(json.load(f), dict), f"{script}: its figures are JSON")
-        # The stale-buffer measurement on JACK2 and PipeWire's JACK (its own servers, its own
-        # clients): one kill on each.
-        out = os.path.join(work, "pipewire-stale.json")
-        result = subprocess.run([sys.executable, os.path.join(BENCH, "pipewire_stale.py"), "--runs", "1",
-                                 "--steady", "0.5", "--after", "0.5", "--json", out],
-                                capture_output=True, text=True, timeout=240)
-        if result.returncode != 0:
-            print(result.stdout[-3000:], result.stderr[-3000:], flush=True)
-        check(result.returncode == 0 and os.path.exists(out), f"pipewire_stale.py ran ({result.returncode})")
-        with open(out) as f:
-            backends = json.load(f)["backends"]
-        check(all("runs" in backends[b] for b in ("pipewire", "jack2")),
-              f"pipewire_stale.py measured both servers: {[(b, e.get('error')) for b, e in backends.items()]}")
+        pipewire_stale_smoke(work)
+
+
+def pipewire_stale_smoke(work):
+    """The stale-buffer measurement on JACK2 and PipeWire's JACK (servers and clients of its
+    own): one kill on each. It installs PipeWire's packages and runs daemons as root."""
+    if os.geteuid() != 0:
+        print("note: pipewire_stale.py needs root (it installs packages, runs its servers real-time): not run",
+              flush=True)
+        return
+    out = os.path.join(work, "pipewire-stale.json")
+    process = subprocess.Popen([sys.executable, os.path.join(BENCH, "pipewire_stale.py"), "--runs", "1",
+                                "--steady", "0.5", "--after", "0.5", "--json", out],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        process.terminate()  # it stops its servers and clients on SIGTERM
+        stdout, stderr = process.communicate(timeout=30)
+    if process.returncode != 0:
+        print(stdout[-3000:], stderr[-3000:], flush=True)
+    check(process.returncode == 0 and os.path.exists(out), f"pipewire_stale.py ran ({process.returncode})")
+    with open(out) as f:
+        report = json.load(f)
+    backends = report["backends"]
+    check(all(backends.get(b, {}).get("summary", {}).get("runs_ok", 0) >= 1 for b in ("pipewire", "jack2")),
+          f"pipewire_stale.py measured a kill on both servers: {[(b, e.get('error')) for b, e in backends.items()]}")
+    check(report["ldconfig_unchanged"], "the system's libjack is still JACK2's")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,9 @@ def looping_prepared_worker(paths):
               "the prepared worker is the standby's replacement, warm")
         check(eventually(lambda: engine.status()[1]["supervisor"]["prepared_worker_pid"] not in (0, first), 8),
               "another worker is prepared")
+        # The first prepared start, from its go to warm (its first callback came before):
+        # the prepared limit is 5 times at most that, and at least 0.5 s.
+        first_start_s = engine.status()[1]["supervisor"]["rebuild_time_ms"]["last"] / 1000
         looping = engine.status()[1]["supervisor"]["prepared_worker_pid"]
         check(eventually(lambda: handler_installed(looping), 5), "the prepared worker's fault points are installed")
         arm(looping, "replacement_attach", "loop")
@@ -75,10 +78,15 @@ def looping_prepared_worker(paths):
         killed_at = time.monotonic()
         check(eventually(lambda: process_state(looping) == "gone", 5), "the looping prepared worker is killed")
         took = time.monotonic() - killed_at
-        print(f"the looping prepared worker was found hung and killed {took:.2f} s after its go", flush=True)
-        if not os.environ.get("SUSTAIN_SANITIZER"):
-            check(took < 0.95, f"found by the prepared workers' startup limit, below the general one of at least "
-                               f"1 s: {took:.2f} s")
+        limit = max(0.5, 5 * first_start_s)
+        print(f"the looping prepared worker was found hung and killed {took:.2f} s after the standby's kill "
+              f"(the prepared limit: {limit:.2f} s at most)", flush=True)
+        if limit < 0.9:
+            # The kill seen, the go given, the next tick: well within 0.35 s.
+            check(took < limit + 0.35, f"found by the prepared workers' startup limit ({limit:.2f} s at most), below "
+                                       f"the general one of at least 1 s: {took:.2f} s")
+        else:
+            print("note: the first prepared start was too slow here to tell the two limits apart", flush=True)
         standby_and_replacement_lost(engine, before)
 
 

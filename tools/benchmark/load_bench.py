@@ -122,8 +122,8 @@ def thread_table(before, after, seconds):
 # With no fault injected, each of these is a takeover without a death.
 TAKEOVERS = ("failovers", "output_failovers", "crashes")
 # A standby that played for a late process which then plays on as the standby: the output
-# stages count every cycle taken over (output_takeovers, also those sustaind never saw,
-# output_covers those it did), the direct layout's standby its handbacks.
+# stages count every takeover (output_takeovers, also those sustaind never saw;
+# output_covers those it saw), the direct layout's standby its handbacks.
 COVERS = ("output_takeovers", "handbacks")
 
 

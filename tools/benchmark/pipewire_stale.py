@@ -577,9 +577,14 @@ class PipeWire(Backend):
         self.server_log = self.tmp / "pipewire.log"
         self.server = Proc(["pipewire", "-c", "pwstale.conf"], denv, self.server_log,
                            stdin=False, stdout=False, name="pipewire")
+        if not os.path.exists(os.path.join(PW_JACK_DIR, "libjack.so.0")):
+            # Without it the clients would load JACK2's libjack and find some other server.
+            raise RuntimeError(f"PipeWire's libjack is not in {PW_JACK_DIR}")
+        # JACK_DEFAULT_SERVER names no server, should JACK2's libjack be loaded all the same.
         self.env = dict(base, XDG_RUNTIME_DIR=str(rt), PIPEWIRE_RUNTIME_DIR=str(rt),
                         PIPEWIRE_REMOTE=self.core, PIPEWIRE_LATENCY=f"{PERIOD}/{RATE}",
-                        PIPEWIRE_DEBUG="2", LD_LIBRARY_PATH=PW_JACK_DIR)
+                        PIPEWIRE_DEBUG="2", LD_LIBRARY_PATH=PW_JACK_DIR,
+                        JACK_DEFAULT_SERVER=f"pwstale-none-{os.getpid()}", JACK_NO_START_SERVER="1")
         self.tool_env = {k: v for k, v in self.env.items() if k != "LD_LIBRARY_PATH"}
         end = time.monotonic() + 20
         while not (rt / self.core).exists():

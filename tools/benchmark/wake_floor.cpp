@@ -23,6 +23,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -40,7 +42,9 @@ int runSleeper(int fd) {
     sustain::requestLowRealtimePriority("wake-floor sleeper");
     pollfd wait{fd, POLLIN, 0};
     for (;;) {
-        if (ppoll(&wait, 1, nullptr, nullptr) <= 0) continue;
+        const int ready = ppoll(&wait, 1, nullptr, nullptr);
+        if (ready < 0 && errno != EINTR) return 1;
+        if (ready <= 0) continue;
         uint64_t sentNs = 0;
         const ssize_t got = read(fd, &sentNs, sizeof sentNs);
         if (got != sizeof sentNs) return 0;  // the waker is done
@@ -81,6 +85,9 @@ int main(int argc, char** argv) {
     close(fds[1]);
     if (setpriority(PRIO_PROCESS, 0, -10) != 0) std::perror("setpriority(-10), measured at the default instead");
 
+    // The sleeper asks for its priority first thing; what it got is reported.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const bool sleeperFifo = (sched_getscheduler(child) & ~SCHED_RESET_ON_FORK) == SCHED_FIFO;
     std::mt19937 random(12345);
     std::uniform_int_distribution<int> gapUs(3000, 7000);
     std::vector<uint64_t> latencies;
@@ -103,6 +110,7 @@ int main(int argc, char** argv) {
     const nlohmann::json out = {
         {"count", latencies.size()},
         {"sleeper", "SCHED_FIFO 1, ppoll on a socketpair (a worker's control thread)"},
+        {"sleeper_got_sched_fifo", sleeperFifo},
         {"waker", "nice -10, one write per wake, 3-7 ms apart (sustaind's OSC thread at 200 messages/s)"},
         {"p50_us", percentileUs(latencies, 0.50)},
         {"p95_us", percentileUs(latencies, 0.95)},
