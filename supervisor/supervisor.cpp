@@ -481,7 +481,8 @@ void Supervisor::onFault(Kind kind, uint32_t slot, const std::string& why, uint6
         return;
     }
     const uint32_t other = (slot + 1) % kOutputSlots;
-    if (playingOutputLost && outputs_[other].process.running())  // the standby stage plays instead
+    // The standby stage plays instead; a device gone under every process is counted apart.
+    if (playingOutputLost && !deviceGone && outputs_[other].process.running())
         segment_.supervisor.outputFailovers.fetch_add(1, std::memory_order_relaxed);
     if (wasPlayingOutput) {
         uint32_t expected = slot;

@@ -41,6 +41,11 @@ FAULTS = {
 }
 
 
+# Damage JACK's own timing explains exactly and no fault causes: the driver waking a period
+# or more late, and the recorder's own cycle jumps (a one-client sine is damaged there too).
+TIMING_CAUSES = ("late_wake", "recording")
+
+
 def summary(values):
     return {"n": len(values), "p50": percentile(values, 50), "p99": percentile(values, 99), "max": max(values) if values else None}
 
@@ -97,7 +102,7 @@ def measure_batch(paths, jack, engine, into, how, count, interval, target, exclu
         # machine's elsewhere in the window does not count against the fault here.
         inside = [e for e in engine_events + machine_events
                   if at - period <= e["start_s"] * rate <= at + span_s * rate
-                  and e.get("cause") not in ("late_wake", "recording")]
+                  and e.get("cause") not in TIMING_CAUSES]
         into["span"].append(sum(e["damaged"] + e["gap_samples"] for e in inside))
     for t in times:
         # The span of each damage event near the fault, first to last bad sample
@@ -109,11 +114,9 @@ def measure_batch(paths, jack, engine, into, how, count, interval, target, exclu
         # The damaged and silent samples themselves, whoever answers for them (a
         # span counts the clean samples between a takeover and the switch back too).
         into["counted"].append(sum(e["damaged"] + e["gap_samples"] for e in near + at_xrun))
-        # The same without the damage JACK's own timing explains exactly and no
-        # fault causes: the driver waking a period or more late, and the
-        # recorder's own cycle jumps (a one-client sine is damaged there too).
+        # The same without the damage of JACK's own timing (TIMING_CAUSES).
         into["fault"].append(sum(e["damaged"] + e["gap_samples"] for e in near + at_xrun
-                                 if e.get("cause") not in ("late_wake", "recording")))
+                                 if e.get("cause") not in TIMING_CAUSES))
 
 
 LAYOUT_ARGS = {
@@ -177,10 +180,10 @@ def run_layout(paths, layout, faults_per_kind, batch, target="active", span_s=0.
                              "damage_at_jack_xruns": summary(xrun_damage), "per_fault_at_xruns": xrun_damage,
                              "damaged_samples_counted": summary(damaged_count), "per_fault_counted": damaged_count,
                              "damaged_samples_of_the_fault": summary(fault_count), "per_fault_of_the_fault": fault_count,
-                             "within_one_period": sum(1 for v in fault_count if v <= 64),
+                             "within_one_period": sum(1 for v in fault_count if v <= jack.frames),
                              "damaged_samples_in_fault_span": summary(lists[name]["span"]),
                              "per_fault_in_span": lists[name]["span"],
-                             "within_one_period_in_span": sum(1 for v in lists[name]["span"] if v <= 64)}
+                             "within_one_period_in_span": sum(1 for v in lists[name]["span"] if v <= jack.frames)}
         # Timings logged by sustaind for every failover and rebuild.
         log = engine.log()
         failover = [int(m) / 1000.0 for m in re.findall(r"switched (\d+) us after", log)]

@@ -119,7 +119,8 @@ def thread_table(before, after, seconds):
 
 # ---- the two players ------------------------------------------------------------------------
 
-# With no fault injected, each of these is a takeover without a death.
+# With no fault injected, each of these is a takeover without a death (their sum counts
+# counter increments: a process lost counts as a failover and as a crash).
 TAKEOVERS = ("failovers", "output_failovers", "crashes")
 # A standby that played for a late process which then plays on as the standby: the output
 # stages count every takeover (output_takeovers, also those sustaind never saw;

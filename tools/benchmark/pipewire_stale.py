@@ -556,6 +556,33 @@ class Backend:
         if self.server:
             self.server.kill(signal.SIGTERM, timeout=5)
 
+    def wait_for_ports(self, end, choose, what):
+        """Lists the server's ports until `choose(ports)` returns (sink inputs, recorder
+        sources, how the recorder source was found) with some sink input, or `end` passes."""
+        last = ""
+        while time.monotonic() < end:
+            if self.server.p.poll() is not None:
+                raise RuntimeError(f"{self.server.name} exited: " + self.server_log.read_text()[-2000:])
+            try:
+                rc, out, err = self.client_ls()
+            except subprocess.TimeoutExpired:
+                continue
+            last = out + err
+            if rc == 0:
+                ports = parse_ls(out)
+                ins, sources, kind = choose(ports)
+                if ins:
+                    self.sink_in, self.rec_src, self.rec_src_kind = ins, sources, kind
+                    self.info["ports"] = ports
+                    self.info["ls_header"] = [l for l in out.splitlines() if l.startswith("RATE")]
+                    break
+            time.sleep(0.3)
+        if not self.sink_in:
+            raise RuntimeError(f"{what}:\n" + last[-3000:])
+        if not self.rec_src:
+            self.rec_src_kind = "FALLBACK: no monitor port visible; R connected to A:out and B:out (client-side mix)"
+        return self
+
 
 class PipeWire(Backend):
     kind = "pipewire"
@@ -593,28 +620,13 @@ class PipeWire(Backend):
             if time.monotonic() > end:
                 raise RuntimeError("pipewire socket did not appear")
             time.sleep(0.05)
-        last = ""
-        while time.monotonic() < end:
-            rc, out, err = self.client_ls()
-            last = out + err
-            ports = parse_ls(out)
-            mine = [p for p in ports if self.sink in p["name"].split(":")[0] or self.sink in p["name"]]
+        def choose(ports):
+            mine = [p for p in ports if self.sink in p["name"]]
             ins = [p["name"] for p in mine if p["dir"] == "in" and "audio" in p["type"]]
-            mons = [p["name"] for p in mine if p["dir"] == "out" and "audio" in p["type"]]
-            if rc == 0 and ins:
-                self.sink_in = ins
-                m = [n for n in mons if "monitor" in n.lower()]
-                self.rec_src = m[:1] if m else []
-                self.rec_src_kind = "sink monitor port seen by JACK clients" if m else ""
-                self.info["ports"] = ports
-                self.info["ls_header"] = [l for l in out.splitlines() if l.startswith("RATE")]
-                break
-            time.sleep(0.3)
-        if not self.sink_in:
-            raise RuntimeError("null sink ports not visible to JACK clients:\n" + last[-3000:])
-        if not self.rec_src:
-            self.rec_src_kind = "FALLBACK: no monitor port visible; R connected to A:out and B:out (client-side mix)"
-        return self
+            monitors = [p["name"] for p in mine if p["dir"] == "out" and "audio" in p["type"]
+                        and "monitor" in p["name"].lower()]
+            return ins, monitors[:1], "sink monitor port seen by JACK clients" if monitors else ""
+        return self.wait_for_ports(end, choose, "null sink ports not visible to JACK clients")
 
     def diag(self):
         out = {}
@@ -653,33 +665,11 @@ class Jack2(Backend):
         cmd = ["jackd", "-n", self.sname, "-R", "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD), "-m"]
         self.info["cmd"] = " ".join(cmd)
         self.server = Proc(cmd, self.env, self.server_log, stdin=False, stdout=False, name="jackd")
-        end = time.monotonic() + 20
-        last = ""
-        while time.monotonic() < end:
-            if self.server.p.poll() is not None:
-                raise RuntimeError("jackd exited: " + self.server_log.read_text()[-2000:])
-            try:
-                rc, out, err = self.client_ls()
-            except subprocess.TimeoutExpired:
-                continue
-            last = out + err
-            if rc == 0:
-                ports = parse_ls(out)
-                ins = [p["name"] for p in ports if p["name"].startswith("system:playback_")]
-                mons = [p["name"] for p in ports if p["name"].startswith("system:") and "monitor" in p["name"]]
-                if ins:
-                    self.sink_in = ins[:1]
-                    self.rec_src = mons[:1]
-                    self.rec_src_kind = "system:monitor_1 (dummy driver -m)" if mons else ""
-                    self.info["ports"] = ports
-                    self.info["ls_header"] = [l for l in out.splitlines() if l.startswith("RATE")]
-                    break
-            time.sleep(0.3)
-        if not self.sink_in:
-            raise RuntimeError("jackd not reachable:\n" + last[-3000:])
-        if not self.rec_src:
-            self.rec_src_kind = "FALLBACK: no monitor port; R connected to A:out and B:out (client-side mix)"
-        return self
+        def choose(ports):
+            ins = [p["name"] for p in ports if p["name"].startswith("system:playback_")]
+            monitors = [p["name"] for p in ports if p["name"].startswith("system:") and "monitor" in p["name"]]
+            return ins[:1], monitors[:1], "system:monitor_1 (dummy driver -m)" if monitors else ""
+        return self.wait_for_ports(time.monotonic() + 20, choose, "jackd not reachable")
 
     def stop(self):
         super().stop()
