@@ -27,7 +27,11 @@ constexpr uint64_t kTagTimer = 2;
 constexpr uint64_t kTagPrepared = 3;        // the prepared worker (| kTagSentinel: its socket)
 constexpr uint64_t kTagChild = 0x1000;      // | kind << 8 | slot
 constexpr uint64_t kTagSentinel = 0x10000;  // set for the sentinel socket, clear for the pidfd
-constexpr long kTickNs = 2'000'000;         // hang checks and bookkeeping every 2 ms
+constexpr long kTickNs = 2'000'000;         // hang checks and bookkeeping while something is in motion
+// While every process keeps up and nothing is pending, the loop ticks this seldom
+// (Supervisor::steady): a process that stops is found as soon as before, within hangCycles
+// (16 ms) plus kBehindCycles, because the first tick that sees it behind returns to kTickNs.
+constexpr long kSteadyTickNs = 16'000'000;
 constexpr uint64_t kStuckReportNs = 1'000'000'000;  // one that is still there after 1 s is stuck
 constexpr uint64_t kStartupLimitNs = 10'000'000'000ull;    // see startupLimitNs()
 constexpr uint64_t kMinStartupLimitNs = 1'000'000'000ull;  // see startupLimitNs()
@@ -63,11 +67,42 @@ Supervisor::Supervisor(Segment& segment, CommandRouter& router, SupervisorOption
     signalFd_ = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
     watch(signalFd_, kTagSignal);
     timerFd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-    itimerspec period{};
-    period.it_interval.tv_nsec = kTickNs;
-    period.it_value.tv_nsec = kTickNs;
-    timerfd_settime(timerFd_, 0, &period, nullptr);
+    setTickPeriod(kTickNs);
     watch(timerFd_, kTagTimer);
+}
+
+void Supervisor::setTickPeriod(long ns) {
+    if (ns == tickNs_) return;
+    tickNs_ = ns;
+    itimerspec period{};
+    period.it_interval.tv_nsec = ns;
+    period.it_value.tv_nsec = ns;
+    timerfd_settime(timerFd_, 0, &period, nullptr);
+}
+
+bool Supervisor::behind(Kind kind, uint32_t slot) const {
+    const Child& c = kind == Kind::Worker ? workers_[slot] : outputs_[slot];
+    const WorkerSlot& info = kind == Kind::Worker ? segment_.slots[slot] : segment_.outputs[slot];
+    return c.process.running() && info.callbacks.load(std::memory_order_acquire) == c.lastCallbacks &&
+           cycleClock_ - c.referenceAtProgress > kBehindCycles;
+}
+
+// Nothing needs a close watch: the relay layout (in the direct layout the audio waits for
+// the supervisor to take a failed worker out of the mix), no grace time after a graph change,
+// the device there, and every process running, past its start, out of the graph if it is a
+// worker, nowhere near behind, with nothing scheduled, taken over or being killed.
+bool Supervisor::steady(uint64_t nowNs) const {
+    if (options_.layout != OutputLayout::Relay || nowNs < graceUntilNs_ || deviceGoneSinceNs_ != 0) return false;
+    for (Kind kind : {Kind::Worker, Kind::Output}) {
+        for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
+            const Child& c = kind == Kind::Worker ? workers_[slot] : outputs_[slot];
+            if (!c.process.running() || !c.startTimed || c.rebuilding || c.respawnAtNs != 0 || c.takenOver ||
+                c.dying.pid() > 0 || (kind == Kind::Worker && !c.detached) ||
+                cycleClock_ - c.referenceAtProgress > kBehindCycles)
+                return false;
+        }
+    }
+    return true;
 }
 
 Supervisor::~Supervisor() {
@@ -681,7 +716,11 @@ void Supervisor::checkHang(Kind kind, uint32_t slot, uint64_t nowNs) {
     // runs to count by. Cycles missed while the machine did not run the CPU its audio thread
     // waits on are the machine's, not a hang: they do not add to the count (cpu_progress.h),
     // which stays at kBehindCycles so that its CPU is watched on every tick.
-    if (reference - c.referenceAtProgress > kBehindCycles && waitsOnUnrunCpu(c, nowNs))
+    // Nor do cycles a worker misses while its slot's output stage, above it on the same CPU
+    // (decisions.md), is behind too: that stage is judged, and a loop in it holds the CPU.
+    if (reference - c.referenceAtProgress > kBehindCycles &&
+        ((kind == Kind::Worker && options_.layout == OutputLayout::Relay && behind(Kind::Output, slot)) ||
+         waitsOnUnrunCpu(c, nowNs)))
         c.referenceAtProgress = reference - kBehindCycles;
     const uint64_t missed = reference - c.referenceAtProgress;
     if (missed >= options_.hangCycles || nowNs - c.progressNs > secondsToNs(options_.stallTimeoutS)) {
@@ -850,6 +889,7 @@ void Supervisor::tick() {
         notifier_->watchdog(now);
         notifier_->report(segment_.supervisor, options_.standby, relay);
     }
+    setTickPeriod(steady(now) ? kSteadyTickNs : kTickNs);
 }
 
 void Supervisor::shutdown() {
@@ -882,7 +922,7 @@ int Supervisor::run() {
     epoll_event events[16];
     for (;;) {
         const int count = epoll_wait(epoll_, events, 16, 100);
-        bool ticked = false;
+        bool ticked = false;  // also after a death: its replacement is not left to a steady tick
         for (int i = 0; i < count; ++i) {
             const uint64_t tag = events[i].data.u64;
             if (tag == kTagSignal) {
@@ -909,6 +949,7 @@ int Supervisor::run() {
                     if (got > 0 || (got < 0 && errno == EAGAIN)) continue;
                 }
                 losePrepared("", monotonicNs());
+                ticked = true;
             } else if ((tag & kTagChild) != 0) {
                 const auto kind = static_cast<Kind>((tag >> 8) & 0xf);
                 const auto slot = static_cast<uint32_t>(tag & 0xff) % kWorkerSlots;
@@ -920,6 +961,7 @@ int Supervisor::run() {
                     if (got > 0 || (got < 0 && errno == EAGAIN)) continue;
                 }
                 onFault(kind, slot, "", noticedNs);
+                ticked = true;
             }
         }
         if (ticked || count == 0) tick();

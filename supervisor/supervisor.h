@@ -34,8 +34,8 @@ struct SupervisorOptions {
 
 /// Runs the workers (active and standby) and, in the relay layout, the output stages
 /// (playing and standby), and keeps them running. Everything happens on sustaind's main
-/// thread in one epoll loop (signalfd, pidfds, sentinel sockets, a 2 ms timerfd), so the
-/// supervisor needs no locks.
+/// thread in one epoll loop (signalfd, pidfds, sentinel sockets, a timerfd: every 2 ms while
+/// something is in motion, every 16 ms while all keep up), so the supervisor needs no locks.
 class Supervisor {
 public:
     Supervisor(Segment& segment, CommandRouter& router, SupervisorOptions options);
@@ -123,6 +123,11 @@ private:
     void onFault(Kind kind, uint32_t slot, const std::string& why, uint64_t noticedNs);
     void promoteStandby(uint32_t failedSlot, uint64_t noticedNs);
     void tick();
+    /// The supervision loop's tick: kTickNs or, while steady(), kSteadyTickNs.
+    void setTickPeriod(long ns);
+    bool steady(uint64_t nowNs) const;
+    /// Whether a running process has not advanced for more than kBehindCycles (as of its last check).
+    bool behind(Kind kind, uint32_t slot) const;
     /// Reaps the killed processes the kernel has let go; says which ones it does not.
     void reapDying(uint64_t nowNs);
     void checkHang(Kind kind, uint32_t slot, uint64_t nowNs);
@@ -157,6 +162,7 @@ private:
     int epoll_ = -1;
     int signalFd_ = -1;
     int timerFd_ = -1;
+    long tickNs_ = 0;  // the timer's period now
     std::deque<uint64_t> recentCrashesNs_;
     uint64_t lastLoggedWriter_ = 0;
     // Cycles of the audio clock as seen by sustaind: advanced by the fastest running
