@@ -22,6 +22,7 @@
 #include "shm/clock.h"
 #include "shm/segment.h"
 #include "shm/spsc_ring.h"
+#include "sustain_version.h"
 
 namespace sustain {
 namespace {
@@ -172,6 +173,7 @@ int runOutput(const OutputOptions& options) {
 int main(int argc, char** argv) {
     sustain::OutputOptions options;
     CLI::App app{"sustain-output: the output stage of sustaind's relay layout (started by sustaind only)"};
+    app.set_version_flag("--version", std::string("sustain-output ") + SUSTAIN_VERSION);
     sustain::addChildOptions(app, options);
     app.add_option("--trace", options.trace, "diagnosis: write each cycle's decision to this file");
     CLI11_PARSE(app, argc, argv);

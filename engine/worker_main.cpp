@@ -28,6 +28,7 @@
 #include "shm/realtime.h"
 #include "shm/segment.h"
 #include "shm/seqlock.h"
+#include "sustain_version.h"
 
 namespace sustain {
 namespace {
@@ -345,6 +346,7 @@ int runWorker(WorkerOptions& options) {
 int main(int argc, char** argv) {
     sustain::WorkerOptions options;
     CLI::App app{"sustain-worker: renders audio for sustaind (started by sustaind only)"};
+    app.set_version_flag("--version", std::string("sustain-worker ") + SUSTAIN_VERSION);
     sustain::addChildOptions(app, options);
     app.add_option("--generation", options.generation, "the engine's count of this worker process (names its JACK client)");
     app.add_flag("--prepared", options.prepared,

@@ -23,12 +23,17 @@
 #include "supervisor/service_notify.h"
 #include "supervisor/supervisor.h"
 #include "supervisor/zeroconf.h"
+#include "sustain_features.h"
+#include "sustain_version.h"
 
 #ifndef SUSTAIN_WORKER_BUILD_PATH
 #define SUSTAIN_WORKER_BUILD_PATH ""
 #endif
 #ifndef SUSTAIN_OUTPUT_BUILD_PATH
 #define SUSTAIN_OUTPUT_BUILD_PATH ""
+#endif
+#ifndef SUSTAIN_SUPERVISOR_BUILD_PATH
+#define SUSTAIN_SUPERVISOR_BUILD_PATH ""
 #endif
 
 namespace sustain {
@@ -84,13 +89,14 @@ struct Options {
     double scheduleHorizonS = static_cast<double>(kDefaultTimedHorizonNs) / 1e9;
 };
 
-/// A helper binary: beside sustaind when installed, else where the build put it.
+/// A helper binary: the build tree's when this is the build tree's sustaind, else the
+/// installed one in libexecdir/sustain, found from sustaind's own place (any prefix).
 std::string findBinary(const char* name, const char* buildPath) {
     std::error_code ignored;
     const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ignored);
-    const std::filesystem::path beside = self.parent_path() / name;
-    if (!self.empty() && std::filesystem::exists(beside, ignored)) return beside.string();
-    return buildPath;
+    if (self.empty()) return "";
+    if (self == std::filesystem::path(SUSTAIN_SUPERVISOR_BUILD_PATH)) return buildPath;
+    return (self.parent_path() / SUSTAIN_HELPERS_FROM_BINDIR / name).lexically_normal().string();
 }
 std::string findWorker() { return findBinary("sustain-worker", SUSTAIN_WORKER_BUILD_PATH); }
 std::string findOutput() { return findBinary("sustain-output", SUSTAIN_OUTPUT_BUILD_PATH); }
@@ -114,7 +120,9 @@ int run(const Options& options) {
     const std::string outputPath = findOutput();
     for (const std::string& path : {workerPath, outputPath}) {
         if (path.empty() || access(path.c_str(), X_OK) != 0) {
-            spdlog::error("cannot find sustain-worker and sustain-output (looked beside sustaind and in the build tree)");
+            spdlog::error("cannot find sustain-worker and sustain-output: {} is missing or not executable (sustaind "
+                          "starts them from libexecdir/sustain beside its own installation, or from its build tree)",
+                          path.empty() ? std::string("/proc/self/exe") : path);
             return kExitUnavailable;
         }
     }
@@ -272,6 +280,7 @@ int main(int argc, char** argv) {
     sustain::installFaultPoints();  // test builds: tools/chaos arms points with a signal (shm/fault_point.h)
     sustain::Options options;
     CLI::App app{"sustaind: the sustain audio engine (OSC in, sound out)"};
+    app.set_version_flag("--version", std::string("sustaind ") + SUSTAIN_VERSION);
     app.add_option("--port", options.port, "UDP port for OSC")->capture_default_str();
     app.add_option("--config", options.configPath,
                    "control-surface mapping (TOML, docs/mapping.md; examples/touchosc.toml); re-read on SIGHUP");

@@ -1,8 +1,13 @@
 #include "supervisor/service_notify.h"
 
+#include "sustain_features.h"
+
+#if SUSTAIN_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -56,9 +61,20 @@ ServiceNotifier::ServiceNotifier(int notifyFd) : notifyFd_(notifyFd) {
     const char* socket = std::getenv("NOTIFY_SOCKET");
     systemd_ = socket != nullptr && socket[0] != '\0';
     uint64_t watchdogUs = 0;
+#if SUSTAIN_HAVE_SYSTEMD
     // Unset: the workers must not take the watchdog for theirs (with WATCHDOG_PID unset,
     // sd_watchdog_enabled() says yes to any process that reads it).
     const int enabled = sd_watchdog_enabled(1, &watchdogUs);
+#else
+    // Built without libsystemd: a service manager's socket is not spoken to.
+    if (systemd_)
+        spdlog::warn("NOTIFY_SOCKET is set, but this sustaind was built without systemd notification "
+                     "(meson -Dsystemd=disabled): use Type=simple, or --notify-fd with s6");
+    systemd_ = false;
+    unsetenv("WATCHDOG_USEC");
+    unsetenv("WATCHDOG_PID");
+    const int enabled = 0;
+#endif
     if (enabled > 0) {
         watchdogUs_ = watchdogUs;
         if (!systemd_)
@@ -98,10 +114,12 @@ bool ServiceNotifier::checkNotifyFd(int fd, std::string& error) {
     return true;
 }
 
-void ServiceNotifier::send(const std::string& message) {
+void ServiceNotifier::send([[maybe_unused]] const std::string& message) {
     if (!systemd_) return;
+#if SUSTAIN_HAVE_SYSTEMD
     const int result = sd_notify(0, message.c_str());
     if (result < 0) spdlog::debug("sd_notify(\"{}\") failed: {}", message, std::strerror(-result));
+#endif
 }
 
 void ServiceNotifier::status(std::string_view text) {

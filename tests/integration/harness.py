@@ -177,6 +177,19 @@ class Paths:
         self.osc_flood = os.path.join(self.build, "tools", "benchmark", "sustain-osc-flood")
         self.status = os.path.join(self.build, "tools", "status", "sustain-status")
         self.osc_query = os.path.join(self.build, "tools", "status", "sustain-osc-query")
+        self.features = built_features(self.build)
+
+
+def built_features(build):
+    """The optional parts this build has (meson_options.txt), from its sustain_features.h:
+    {"systemd": bool, "zeroconf": bool, "live_view": bool}."""
+    features = {}
+    with open(os.path.join(build, "sustain_features.h")) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "#define" and parts[1].startswith("SUSTAIN_HAVE_"):
+                features[parts[1][len("SUSTAIN_HAVE_"):].lower()] = parts[2] == "1"
+    return features
 
 
 def jackd_running():

@@ -24,6 +24,7 @@ SMOKE = [
     ("peer_bench.py", ["--rounds", "1", "--idle-seconds", "1", "--round-trips", "10", "--messages", "5000"]),
     ("churn_bench.py", ["--rounds", "1", "--seconds", "2", "--churners", "40"]),
     ("load_bench.py", ["--minutes", "0.05", "--window-seconds", "3", "--faults", "2"]),
+    ("restart_gap.py", ["--quick"]),
 ]
 
 

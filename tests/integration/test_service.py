@@ -338,15 +338,29 @@ def zeroconf(paths, jack, directory):
         avahi.close()
 
 
+def zeroconf_refused(paths):
+    """A build without Zeroconf refuses --zeroconf as a usage error, saying why."""
+    result = subprocess.run([paths.sustaind, "--zeroconf", "--instance", f"nozc{os.getpid()}"],
+                            capture_output=True, text=True, timeout=30)
+    check(result.returncode == 64 and "built without Zeroconf" in result.stderr + result.stdout,
+          f"--zeroconf is refused with the reason in a build without it (exit {result.returncode})")
+
+
 def test(paths):
     bad_notify_fds(paths)
     journal_priorities(paths, tempfile.mkdtemp(prefix="sustain-journal-"))
     directory = tempfile.mkdtemp(prefix="sustain-svc-")
     try:
         with JackServer() as jack:
-            notify_and_watchdog(paths, jack, directory)
-            no_standby_ready(paths, jack, directory)
-            zeroconf(paths, jack, directory)
+            if paths.features["systemd"]:
+                notify_and_watchdog(paths, jack, directory)
+                no_standby_ready(paths, jack, directory)
+            else:
+                print("SKIPPED systemd notification: this build has none (meson -Dsystemd=disabled)", flush=True)
+            if paths.features["zeroconf"]:
+                zeroconf(paths, jack, directory)
+            else:
+                zeroconf_refused(paths)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

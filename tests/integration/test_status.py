@@ -127,7 +127,9 @@ def test(paths):
         wait_until(lambda: status_json(paths, engine.instance)[0] == 0, 10, "healthy again")
 
         # The live view in a real terminal.
-        if shutil.which("tmux"):
+        if not paths.features["live_view"]:
+            print("SKIPPED the live view: this build has none (meson -Dlive_view=disabled)", flush=True)
+        elif shutil.which("tmux"):
             session = f"sustain-status-{os.getpid()}"
             subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "32",
                             f"{paths.status} --instance {engine.instance} --interval 0.1"], check=True)

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tools/audio/signal_check.h"
+#include "sustain_version.h"
 
 namespace {
 
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
     CLI::App app{"Judges a recorded sustain test tone sample by sample: damage (sine recurrence "
                  "residual), gaps, clicks, and expected frequency/amplitude windows.\n"
                  "Exit 0: all OK; 1: a check failed; 2: usage or I/O error."};
+    app.set_version_flag("--version", std::string("sustain-analyze ") + SUSTAIN_VERSION);
     std::string inPath;
     int channel = 0;
     bool json = false;

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "tools/audio/sample_ring.h"
+#include "sustain_version.h"
 
 namespace {
 
@@ -193,6 +194,7 @@ int main(int argc, char** argv) {
                  "WAV file for exactly round(seconds*rate) frames.\n"
                  "Exit 0: valid recording; 1: failed or invalid (recorder overflow, no audio for 5 s, "
                  "server gone); 2: usage or setup error."};
+    app.set_version_flag("--version", std::string("sustain-record ") + SUSTAIN_VERSION);
     const char* envServer = std::getenv("JACK_DEFAULT_SERVER");
     std::string server = envServer != nullptr && *envServer != '\0' ? envServer : "default";
     std::vector<std::string> sources;

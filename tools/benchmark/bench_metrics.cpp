@@ -13,6 +13,7 @@
 #include "shm/clock.h"
 #include "shm/segment.h"
 #include "tools/benchmark/metrics_reader.h"
+#include "sustain_version.h"
 
 namespace {
 
@@ -23,6 +24,7 @@ constexpr auto kPollPeriod = std::chrono::milliseconds(10);
 int main(int argc, char** argv) {
     using namespace sustain;
     CLI::App app{"sustain-bench-metrics: one JSON snapshot of an engine's counters and latency histograms"};
+    app.set_version_flag("--version", std::string("sustain-bench-metrics ") + SUSTAIN_VERSION);
     std::string instance = "default";
     std::string sincePath;
     double settleMs = 0.0;

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "shm/clock.h"
+#include "sustain_version.h"
 
 namespace {
 
@@ -65,6 +66,7 @@ void sleepUntil(uint64_t ns) {
 
 int main(int argc, char** argv) {
     CLI::App app{"sustain-osc-flood: paced OSC over UDP (pre-serialised messages, one sendto each)"};
+    app.set_version_flag("--version", std::string("sustain-osc-flood ") + SUSTAIN_VERSION);
     std::string host = "127.0.0.1";
     uint16_t port = 0;
     double rate = 1000.0;

@@ -460,8 +460,9 @@ def run_window(engine, jack, flood, args):
         time.sleep(args.settle_seconds)
         window = {"idle": measure_idle(engine.pids(), jack.process.pid, args.idle_seconds)}
         trips = round_trip(engine, args.round_trips)
+        # Every round trip is kept, in order, for the histogram in tools/report.
         window["round_trip_ms"] = {"n": len(trips), "p50": percentile(trips, 50), "p99": percentile(trips, 99),
-                                   "lost": args.round_trips - len(trips)}
+                                   "lost": args.round_trips - len(trips), "samples": [round(t, 4) for t in trips]}
         window["intake_1"] = intake(engine, flood, 1, args.messages)
         window["intake_4"] = intake(engine, flood, 4, args.messages)
         return window

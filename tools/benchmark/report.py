@@ -242,6 +242,11 @@ def latency_scenario(ms, rate_hz, ticks_per_s):
                                           if lat["count"] else None)
     agg["drain_mean_us_pooled"] = (sum(i * c for i, c in enumerate(drain_bins)) / drain["count"]
                                    if drain["count"] else None)
+    # The pooled histograms themselves, as [bin, count] pairs of the bins that are not empty
+    # (receive -> applied in samples, push -> drain in us; the last bin is the overflow), for
+    # the plots of tools/report.
+    agg["latency_histogram_samples"] = [[i, c] for i, c in enumerate(lat_bins) if c]
+    agg["drain_histogram_us"] = [[i, c] for i, c in enumerate(drain_bins) if c]
     agg["messages_pooled"] = lat["count"]
     agg["latency_overflow_pooled"] = lat["overflow"]
     agg["drain_overflow_pooled"] = drain["overflow"]

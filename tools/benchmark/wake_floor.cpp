@@ -34,6 +34,7 @@
 
 #include "shm/clock.h"
 #include "shm/realtime.h"
+#include "sustain_version.h"
 
 namespace {
 
@@ -64,6 +65,7 @@ double percentileUs(const std::vector<uint64_t>& sorted, double q) {
 int main(int argc, char** argv) {
     CLI::App app{"sustain-wake-floor: the wake-up latency of a SCHED_FIFO 1 thread in another process, "
                  "woken through a socketpair as the command path wakes a worker's control thread"};
+    app.set_version_flag("--version", std::string("sustain-wake-floor ") + SUSTAIN_VERSION);
     int count = 1000;
     app.add_option("--count", count, "wakes to measure")->check(CLI::Range(10, 1'000'000));
     CLI11_PARSE(app, argc, argv);

@@ -13,15 +13,18 @@ SUSTAIN_PACKAGES=(
   jackd2 libjack-jackd2-dev libncurses-dev tmux
   libtomlplusplus-dev libsystemd-dev libavahi-client-dev avahi-daemon avahi-utils dbus
   supercollider-language supercollider-server iproute2
-  puredata-core stress-ng
+  puredata-core stress-ng help2man
 )
 
 say() { printf 'sustain: %s\n' "$*" >&2; }
 
 # Installs the packages that are missing, as root or through sudo; quick when none is.
-sustain_install_packages() {
+sustain_install_packages() { sustain_ensure_packages "${SUSTAIN_PACKAGES[@]}"; }
+
+# Installs those of the Debian packages named that are missing.
+sustain_ensure_packages() {
   local missing=() p
-  for p in "${SUSTAIN_PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <string>
+#include "sustain_version.h"
 
 namespace {
 
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
     std::string path;
     std::vector<std::string> values;
     CLI::App app{"sustain-osc-query: send one OSC message and print the replies"};
+    app.set_version_flag("--version", std::string("sustain-osc-query ") + SUSTAIN_VERSION);
     app.add_option("--host", host, "engine address")->capture_default_str();
     app.add_option("--port", port, "engine UDP port")->capture_default_str();
     app.add_option("--listen-ms", listenMs, "how long to print replies")->capture_default_str();

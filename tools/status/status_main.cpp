@@ -4,8 +4,12 @@
 //   sustain-status                  live view (on a terminal), q quits
 //   sustain-status --once           one plain-text report
 //   sustain-status --json --once    one JSON object (fields as in DESIGN.md)
-#include <ncurses.h>
 #include <unistd.h>
+
+#include "sustain_features.h"
+#if SUSTAIN_HAVE_LIVE_VIEW
+#include <ncurses.h>
+#endif
 
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -16,6 +20,7 @@
 #include "shm/segment.h"
 #include "tools/status/status_format.h"
 #include "tools/status/status_snapshot.h"
+#include "sustain_version.h"
 
 namespace sustain {
 namespace {
@@ -54,6 +59,7 @@ int once(const Options& options) {
 }
 
 /// Rates between two snapshots, per second.
+#if SUSTAIN_HAVE_LIVE_VIEW
 double rate(uint64_t now, uint64_t before, double seconds) {
     return seconds > 0 && now >= before ? static_cast<double>(now - before) / seconds : 0.0;
 }
@@ -166,6 +172,13 @@ int live(const Options& options) {
     endwin();
     return static_cast<int>(health);
 }
+#else
+// Built without ncurses (meson -Dlive_view=disabled): the plain report, once.
+int live(const Options& options) {
+    std::fprintf(stderr, "sustain-status: built without the live view (meson -Dlive_view=disabled): reporting once\n");
+    return once(options);
+}
+#endif
 
 }  // namespace
 }  // namespace sustain
@@ -173,6 +186,7 @@ int live(const Options& options) {
 int main(int argc, char** argv) {
     sustain::Options options;
     CLI::App app{"sustain-status: the health of a running sustain engine (exit code 0 healthy, 1 degraded, 2 down)"};
+    app.set_version_flag("--version", std::string("sustain-status ") + SUSTAIN_VERSION);
     app.add_option("--instance", options.instance, "engine instance")->capture_default_str();
     app.add_flag("--json", options.json, "print one JSON object (with --once)");
     app.add_flag("--once", options.once, "print once and exit (default on a terminal: a live view; q quits)");
