@@ -95,7 +95,7 @@ std::string findBinary(const char* name, const char* buildPath) {
     std::error_code ignored;
     const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ignored);
     if (self.empty()) return "";
-    if (self == std::filesystem::path(SUSTAIN_SUPERVISOR_BUILD_PATH)) return buildPath;
+    if (std::filesystem::equivalent(self, SUSTAIN_SUPERVISOR_BUILD_PATH, ignored)) return buildPath;
     return (self.parent_path() / SUSTAIN_HELPERS_FROM_BINDIR / name).lexically_normal().string();
 }
 std::string findWorker() { return findBinary("sustain-worker", SUSTAIN_WORKER_BUILD_PATH); }
@@ -116,15 +116,13 @@ int run(const Options& options) {
     // Before any thread exists: it takes the watchdog variables out of the environment.
     ServiceNotifier notifier(options.notifyFd);
 
-    const std::string workerPath = findWorker();
-    const std::string outputPath = findOutput();
-    for (const std::string& path : {workerPath, outputPath}) {
-        if (path.empty() || access(path.c_str(), X_OK) != 0) {
-            spdlog::error("cannot find sustain-worker and sustain-output: {} is missing or not executable (sustaind "
-                          "starts them from libexecdir/sustain beside its own installation, or from its build tree)",
-                          path.empty() ? std::string("/proc/self/exe") : path);
-            return kExitUnavailable;
-        }
+    HelperBinary worker;
+    HelperBinary output;
+    std::string helperError;
+    if (!worker.open(findWorker(), helperError) || !output.open(findOutput(), helperError)) {
+        spdlog::error("cannot start sustain-worker and sustain-output: {} (sustaind starts them from libexecdir/sustain "
+                      "beside its own installation, or from its build tree)", helperError);
+        return kExitUnavailable;
     }
     const bool relay = options.layout == "relay";
     if (relay && options.frames > kMaxRelayFrames) {
@@ -213,8 +211,8 @@ int run(const Options& options) {
 
     SupervisorOptions supervisorOptions;
     supervisorOptions.instance = options.instance;
-    supervisorOptions.workerPath = workerPath;
-    supervisorOptions.outputPath = outputPath;
+    supervisorOptions.worker = worker;
+    supervisorOptions.output = output;
     supervisorOptions.layout = relay ? OutputLayout::Relay : OutputLayout::Direct;
     supervisorOptions.standby = !options.noStandby;
     supervisorOptions.exclusiveDevice = options.exclusiveDevice;

@@ -130,7 +130,7 @@ void ServiceNotifier::status(std::string_view text) {
 
 void ServiceNotifier::report(const SupervisorMetrics& metrics, bool standby, bool relay) {
     if (!active()) return;
-    // Everything describeHealth() reads, packed: 500 ticks a second need no new string.
+    // Everything describeHealth() reads, packed: a tick (every 2 ms at most) needs no new string.
     const uint64_t fingerprint = metrics.degradedReason.load(std::memory_order_acquire) |
                                  metrics.spareReady.load(std::memory_order_acquire) << 4 |
                                  metrics.outputSpareReady.load(std::memory_order_acquire) << 5 |

@@ -29,8 +29,9 @@ constexpr uint64_t kTagChild = 0x1000;      // | kind << 8 | slot
 constexpr uint64_t kTagSentinel = 0x10000;  // set for the sentinel socket, clear for the pidfd
 constexpr long kTickNs = 2'000'000;         // hang checks and bookkeeping while something is in motion
 // While every process keeps up and nothing is pending, the loop ticks this seldom
-// (Supervisor::steady): a process that stops is found as soon as before, within hangCycles
-// (16 ms) plus kBehindCycles, because the first tick that sees it behind returns to kTickNs.
+// (Supervisor::steady). A process that stops is seen behind at the next tick, which returns
+// to kTickNs; the cycles it missed by then count, so it is found hung within hangCycles
+// (16 ms) of its stop, or at the steady tick after that, whichever comes later.
 constexpr long kSteadyTickNs = 16'000'000;
 constexpr uint64_t kStuckReportNs = 1'000'000'000;  // one that is still there after 1 s is stuck
 constexpr uint64_t kStartupLimitNs = 10'000'000'000ull;    // see startupLimitNs()
@@ -83,22 +84,24 @@ void Supervisor::setTickPeriod(long ns) {
 bool Supervisor::behind(Kind kind, uint32_t slot) const {
     const Child& c = kind == Kind::Worker ? workers_[slot] : outputs_[slot];
     const WorkerSlot& info = kind == Kind::Worker ? segment_.slots[slot] : segment_.outputs[slot];
-    return c.process.running() && info.callbacks.load(std::memory_order_acquire) == c.lastCallbacks &&
+    return c.process.running() && c.startTimed && info.callbacks.load(std::memory_order_acquire) == c.lastCallbacks &&
            cycleClock_ - c.referenceAtProgress > kBehindCycles;
 }
 
 // Nothing needs a close watch: the relay layout (in the direct layout the audio waits for
 // the supervisor to take a failed worker out of the mix), no grace time after a graph change,
-// the device there, and every process running, past its start, out of the graph if it is a
-// worker, nowhere near behind, with nothing scheduled, taken over or being killed.
+// the device there, nobody waiting on a CPU the machine does not run, and every process
+// running, past its start, out of the graph if it is a worker, less than kBehindCycles
+// behind, with nothing scheduled, taken over or being killed.
 bool Supervisor::steady(uint64_t nowNs) const {
-    if (options_.layout != OutputLayout::Relay || nowNs < graceUntilNs_ || deviceGoneSinceNs_ != 0) return false;
+    if (options_.layout != OutputLayout::Relay || nowNs < graceUntilNs_ || deviceGoneSinceNs_ != 0 || cpusSampled_)
+        return false;
     for (Kind kind : {Kind::Worker, Kind::Output}) {
         for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
             const Child& c = kind == Kind::Worker ? workers_[slot] : outputs_[slot];
             if (!c.process.running() || !c.startTimed || c.rebuilding || c.respawnAtNs != 0 || c.takenOver ||
                 c.dying.pid() > 0 || (kind == Kind::Worker && !c.detached) ||
-                cycleClock_ - c.referenceAtProgress > kBehindCycles)
+                cycleClock_ - c.referenceAtProgress >= kBehindCycles)
                 return false;
         }
     }
@@ -179,7 +182,7 @@ bool Supervisor::spawn(Kind kind, uint32_t slot, WorkerRole role, std::string& e
     const bool started =
         kind == Kind::Worker
             ? startWorkerProcess(slot, error)
-            : c.process.spawn(options_.outputPath, childArgs({"--slot", std::to_string(slot)}), error);
+            : c.process.spawn(options_.output, childArgs({"--slot", std::to_string(slot)}), error);
     if (!started) {
         if (kind == Kind::Worker) router_.detachWorker(slot);
         info.state.store(static_cast<uint32_t>(WorkerState::Dead), std::memory_order_release);
@@ -242,7 +245,7 @@ bool Supervisor::startWorkerProcess(uint32_t slot, std::string& error) {
     }
     c.generation = nextGeneration_++;
     info.clientGeneration.store(c.generation, std::memory_order_relaxed);
-    return c.process.spawn(options_.workerPath,
+    return c.process.spawn(options_.worker,
                            childArgs({"--slot", std::to_string(slot), "--generation", std::to_string(c.generation)}),
                            error);
 }
@@ -266,7 +269,7 @@ void Supervisor::keepPrepared(uint64_t nowNs) {
     }
     std::string error;
     preparedGeneration_ = nextGeneration_++;
-    if (!prepared_.spawn(options_.workerPath,
+    if (!prepared_.spawn(options_.worker,
                          childArgs({"--generation", std::to_string(preparedGeneration_), "--prepared"}), error)) {
         spdlog::warn("cannot start a prepared worker: {}", error);
         ++preparedFailures_;
@@ -847,7 +850,15 @@ void Supervisor::tick() {
     if (relay) checkOutputTakeover(now);
     for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) checkHang(Kind::Worker, slot, now);
     for (uint32_t slot = 0; slot < kOutputSlots; ++slot) checkHang(Kind::Output, slot, now);
-    if (!cpusSampled_) cpus_.reset();  // nobody behind: the next one behind starts afresh
+    // Nobody behind: while ticks are steady (16 ms apart) the CPUs' times are still read, so
+    // that the first tick to see a process behind knows whether its CPU ran meanwhile; at
+    // 2 ms apart the next one behind starts afresh.
+    if (!cpusSampled_) {
+        if (tickNs_ == kSteadyTickNs)
+            cpus_.sample(now);
+        else
+            cpus_.reset();
+    }
 
     // Relay layout: a worker's stream only gives it the period clock; its ports are taken
     // out of the graph as soon as it runs, so that a hung worker holds up nothing JACK

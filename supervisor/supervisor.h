@@ -18,8 +18,8 @@ namespace sustain {
 
 struct SupervisorOptions {
     std::string instance;
-    std::string workerPath;
-    std::string outputPath;
+    HelperBinary worker;  // sustain-worker
+    HelperBinary output;  // sustain-output
     std::string logLevel = "info";
     OutputLayout layout = OutputLayout::Relay;
     bool standby = true;              // run a standby worker (and a standby output stage)

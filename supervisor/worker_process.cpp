@@ -50,7 +50,26 @@ WorkerProcess& WorkerProcess::operator=(WorkerProcess&& other) noexcept {
     return *this;
 }
 
-bool WorkerProcess::spawn(const std::string& path, const std::vector<std::string>& args, std::string& error) {
+bool HelperBinary::open(const std::string& file, std::string& error) {
+    const int opened = ::open(file.c_str(), O_PATH | O_CLOEXEC);
+    if (opened < 0 || access(file.c_str(), X_OK) != 0) {
+        error = file + ": " + std::strerror(errno);
+        if (opened >= 0) close(opened);
+        return false;
+    }
+    // Above the descriptors a child is given (0-3), so that it survives until the exec.
+    fd = fcntl(opened, F_DUPFD_CLOEXEC, 10);
+    close(opened);
+    if (fd < 0) {
+        error = file + ": " + std::strerror(errno);
+        return false;
+    }
+    path = file;
+    return true;
+}
+
+bool WorkerProcess::spawn(const HelperBinary& binary, const std::vector<std::string>& args, std::string& error) {
+    const std::string& path = binary.path;
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
         error = std::string("socketpair: ") + std::strerror(errno);
@@ -82,11 +101,13 @@ bool WorkerProcess::spawn(const std::string& path, const std::vector<std::string
         // Nothing else of sustaind's goes along: libjack's server connection and avahi's
         // sockets are opened without close-on-exec, and a child holding them keeps them
         // open after sustaind has closed them (or died).
-        close_range(4, ~0U, 0);
+        // The binary's own descriptor stays until the exec (close-on-exec takes it then).
+        close_range(4, static_cast<unsigned>(binary.fd) - 1, 0);
+        close_range(static_cast<unsigned>(binary.fd) + 1, ~0U, 0);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, nullptr);
-        execv(path.c_str(), argv.data());
+        execveat(binary.fd, "", argv.data(), environ, AT_EMPTY_PATH);
         _exit(127);
     }
     close(pair[1]);

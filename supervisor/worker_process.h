@@ -17,6 +17,18 @@ struct ChildExit {
     std::string describe() const;
 };
 
+/// A binary sustaind starts (sustain-worker, sustain-output) as it was when sustaind started:
+/// held open, so that every process started later runs that same file, also after a package
+/// upgrade has replaced it (the new version's shared-memory layout may differ from this
+/// sustaind's; the new one runs from the next start of sustaind).
+struct HelperBinary {
+    std::string path;  // for messages, and the child's argv[0]
+    int fd = -1;       // O_PATH, close-on-exec, 10 or above; open for sustaind's lifetime
+
+    /// Opens `path`. Thread: main.  Errors: false with `error` saying why.
+    bool open(const std::string& file, std::string& error);
+};
+
 /// A worker process and the two things that tell sustaind it died: a pidfd (exit status,
 /// no PID-reuse race) and the parent's end of a socketpair (EOF when the kernel has torn
 /// the child down; also the channel for wake bytes).
@@ -29,12 +41,12 @@ public:
     WorkerProcess& operator=(WorkerProcess&& other) noexcept;
     ~WorkerProcess();
 
-    /// Forks and execs `path` with `args`, the child's end of the socketpair as fd 3.
+    /// Forks and execs `binary` with `args`, the child's end of the socketpair as fd 3.
     /// The child gets its own process group (a terminal's Ctrl-C goes to sustaind, which
     /// fades out properly) and PR_SET_PDEATHSIG, so it never outlives sustaind.
     /// Thread: sustaind's main thread only (PDEATHSIG follows the forking thread).
     /// Errors: false with `error` set (fork, socketpair or pidfd_open failed).
-    bool spawn(const std::string& path, const std::vector<std::string>& args, std::string& error);
+    bool spawn(const HelperBinary& binary, const std::vector<std::string>& args, std::string& error);
 
     /// Reaps the child if it has exited; true once reaped (then `exit()` is valid).
     /// Thread: main.

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -71,7 +72,22 @@ class Probe(html.parser.HTMLParser):
 
 
 def run(command, timeout, env=None):
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    """Runs a benchmark or tools/report in a session of its own. Cut short (out of time, or
+    this test stopped), the whole session gets SIGTERM first, so that the benchmark's own
+    cleanup stops the JACK server and engines it started."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except BaseException:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+        raise
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if result.returncode == SKIP:  # no jackd: the benchmark skipped, and so does this test
         print(f"skipping: {' '.join(command[:2])} skipped: {result.stdout[-500:]}", flush=True)
         sys.exit(SKIP)

@@ -113,14 +113,14 @@ def test(paths):
         return
     out_dir = tempfile.mkdtemp(prefix="sustain-deb-")
     try:
-        built = run([os.path.join(ROOT, "tools", "package"), "--out", out_dir], timeout=1500)
+        built = run([os.path.join(ROOT, "tools", "package"), "--out", out_dir], timeout=1200)
         check(built.returncode == 0, "tools/package builds the package" +
               ("" if built.returncode == 0 else f":\n{built.stderr[-3000:]}"))
         deb = built.stdout.strip().splitlines()[-1]
         check(deb.endswith(".deb") and os.path.isfile(deb), f"tools/package prints the .deb's path last ({deb})")
         print(f"tools/package said:\n{built.stderr[-2000:]}", flush=True)
         try:
-            out = run(sudo() + ["apt-get", "install", "-y", "--no-install-recommends", deb], timeout=600,
+            out = run(sudo() + ["apt-get", "install", "-y", "--no-install-recommends", deb], timeout=240,
                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
             check(out.returncode == 0, "apt installs the package" +
                   ("" if out.returncode == 0 else f":\n{out.stdout[-2000:]}{out.stderr[-2000:]}"))
@@ -130,7 +130,7 @@ def test(paths):
             plays(paths)
         finally:
             files = [line for line in run(["dpkg", "-L", "sustain"]).stdout.splitlines() if line.strip()]
-            out = run(sudo() + ["apt-get", "purge", "-y", "sustain"], timeout=300,
+            out = run(sudo() + ["apt-get", "purge", "-y", "sustain"], timeout=240,
                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
         check(out.returncode == 0, f"apt purges the package: {out.stderr[-1000:]}")
         check(not installed() and run(["dpkg-query", "-W", "sustain"]).returncode != 0, "dpkg no longer knows sustain")

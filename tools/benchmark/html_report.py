@@ -150,6 +150,8 @@ def median_window(windows):
 
 
 def plot_restart(data, out_dir):
+    jack = data.get("jack") or {}
+    period_ms = jack.get("frames", 64) * 1000.0 / jack.get("rate", 48000)
     engines = [e for e in ("sustain", "scsynth") if data["windows"].get(e)]
     titles = {"sustain": "sustain: its active worker SIGKILLed (relay layout)",
               "scsynth": "scsynth: SIGKILLed, restarted at once by a script"}
@@ -170,7 +172,7 @@ def plot_restart(data, out_dir):
         stretches = w.get("stretches_from_fault_ms") or ([w["gap_from_fault_ms"]] if w["gap_from_fault_ms"] else [])
         for first, last in stretches:
             # At least a period wide, so that a short stretch is still seen.
-            ax.axvspan(first, max(last, first + 1.33), color="orange", alpha=0.3, linewidth=0)
+            ax.axvspan(first, max(last, first + period_ms), color="orange", alpha=0.3, linewidth=0)
         ax.set_xlim(left, right)
         ax.set_ylim(-0.75, 0.75)
         ax.set_ylabel("sample value")
@@ -223,7 +225,9 @@ def percentiles_only(title, rows, unit, note, out_dir, name):
 
 
 def plot_receive_applied(data, out_dir):
-    rate = (data.get("parameters", {}).get("jack") or {}).get("rate", 48000)
+    jack = data.get("parameters", {}).get("jack") or {}
+    rate = jack.get("rate", 48000)
+    frames = jack.get("frames", 64)
     agg = data["scenarios"]["latency"]["aggregate"]
     pairs = agg.get("latency_histogram_samples")
     if not pairs:
@@ -241,7 +245,7 @@ def plot_receive_applied(data, out_dir):
         if v is not None:
             ax.axvline(v * 1000.0 / rate, color="black", linestyle=style, linewidth=1,
                        label=f"{q} {v} samples ({v * 1000.0 / rate:.2f} ms)")
-    period = 64 * 1000.0 / rate
+    period = frames * 1000.0 / rate
     ax.axvline(period, color=COLORS["floor"], linestyle=":", linewidth=1, label=f"one period ({period:.2f} ms)")
     ax.set_xlabel("OSC receive -> applied in the audio callback, ms (one bar per sample)")
     ax.set_ylabel("messages")

@@ -16,6 +16,10 @@ SUSTAIN_PACKAGES=(
   puredata-core stress-ng help2man
 )
 
+# What the tests need besides (tools/test installs them): matplotlib for tools/report, and a
+# browser that renders its page headless (tests/integration/test_report.py).
+SUSTAIN_TEST_PACKAGES=(python3-matplotlib chromium)
+
 say() { printf 'sustain: %s\n' "$*" >&2; }
 
 # Installs the packages that are missing, as root or through sudo; quick when none is.
