@@ -116,6 +116,14 @@ int run(const Options& options) {
     // Before any thread exists: it takes the watchdog variables out of the environment.
     ServiceNotifier notifier(options.notifyFd);
 
+    const bool relay = options.layout == "relay";
+    if (relay && options.frames > kMaxRelayFrames) {
+        spdlog::error("--frames {}: the relay layout carries periods of at most {} frames", options.frames, kMaxRelayFrames);
+        return kExitUsage;
+    }
+
+    if (!ensureFileDescriptors()) return kExitSystem;
+    // After the limit is known to leave room: each helper is held open (HelperBinary).
     HelperBinary worker;
     HelperBinary output;
     std::string helperError;
@@ -124,13 +132,6 @@ int run(const Options& options) {
                       "beside its own installation, or from its build tree)", helperError);
         return kExitUnavailable;
     }
-    const bool relay = options.layout == "relay";
-    if (relay && options.frames > kMaxRelayFrames) {
-        spdlog::error("--frames {}: the relay layout carries periods of at most {} frames", options.frames, kMaxRelayFrames);
-        return kExitUsage;
-    }
-
-    if (!ensureFileDescriptors()) return kExitSystem;
     std::string message;
     ZeroconfOptions zeroconfOptions;
     zeroconfOptions.instance = options.instance;
