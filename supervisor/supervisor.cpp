@@ -82,9 +82,9 @@ void Supervisor::setTickPeriod(long ns) {
 }
 
 bool Supervisor::behind(Kind kind, uint32_t slot) const {
-    const Child& c = kind == Kind::Worker ? workers_[slot] : outputs_[slot];
-    const WorkerSlot& info = kind == Kind::Worker ? segment_.slots[slot] : segment_.outputs[slot];
-    return c.process.running() && c.startTimed && info.callbacks.load(std::memory_order_acquire) == c.lastCallbacks &&
+    const Child& c = child(kind, slot);
+    return c.process.running() && c.startTimed &&
+           slotInfo(kind, slot).callbacks.load(std::memory_order_acquire) == c.lastCallbacks &&
            cycleClock_ - c.referenceAtProgress > kBehindCycles;
 }
 
@@ -98,7 +98,7 @@ bool Supervisor::steady(uint64_t nowNs) const {
         return false;
     for (Kind kind : {Kind::Worker, Kind::Output}) {
         for (uint32_t slot = 0; slot < kWorkerSlots; ++slot) {
-            const Child& c = kind == Kind::Worker ? workers_[slot] : outputs_[slot];
+            const Child& c = child(kind, slot);
             if (!c.process.running() || !c.startTimed || c.rebuilding || c.respawnAtNs != 0 || c.takenOver ||
                 c.dying.pid() > 0 || (kind == Kind::Worker && !c.detached) ||
                 cycleClock_ - c.referenceAtProgress >= kBehindCycles)

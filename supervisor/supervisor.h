@@ -95,7 +95,11 @@ private:
     };
 
     Child& child(Kind kind, uint32_t slot) { return kind == Kind::Worker ? workers_[slot] : outputs_[slot]; }
+    const Child& child(Kind kind, uint32_t slot) const { return kind == Kind::Worker ? workers_[slot] : outputs_[slot]; }
     WorkerSlot& slotInfo(Kind kind, uint32_t slot) {
+        return kind == Kind::Worker ? segment_.slots[slot] : segment_.outputs[slot];
+    }
+    const WorkerSlot& slotInfo(Kind kind, uint32_t slot) const {
         return kind == Kind::Worker ? segment_.slots[slot] : segment_.outputs[slot];
     }
     std::string name(Kind kind, uint32_t slot) const;
