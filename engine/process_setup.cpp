@@ -77,7 +77,7 @@ void lockMemory() {
 }
 
 OpenedStream openAndStartStream(const EngineConfig& config, const std::string& clientName, PaStreamCallback* callback,
-                                void* userData, int channelsWanted, uint32_t& channels) {
+                                void* userData, int channelsWanted, uint32_t& channels, int inputChannels) {
     OpenedStream result;
     PaJack_SetClientName(clientName.c_str());
     quietAlsaErrors();
@@ -99,8 +99,13 @@ OpenedStream openAndStartStream(const EngineConfig& config, const std::string& c
     output.channelCount = result.device.channels;
     output.sampleFormat = paFloat32;
     output.suggestedLatency = Pa_GetDeviceInfo(result.device.index)->defaultLowOutputLatency;
-    PaError error = Pa_OpenStream(&result.stream, nullptr, &output, config.sampleRate, config.framesPerBuffer,
-                                  paClipOff | paDitherOff, callback, userData);
+    PaStreamParameters input{};
+    input.device = result.device.index;
+    input.channelCount = inputChannels;
+    input.sampleFormat = paFloat32;
+    input.suggestedLatency = Pa_GetDeviceInfo(result.device.index)->defaultLowInputLatency;
+    PaError error = Pa_OpenStream(&result.stream, inputChannels > 0 ? &input : nullptr, &output, config.sampleRate,
+                                  config.framesPerBuffer, paClipOff | paDitherOff, callback, userData);
     // Before the start: from then on the callback reads it on its own thread.
     channels = static_cast<uint32_t>(result.device.channels);
     if (error == paNoError) error = Pa_StartStream(result.stream);

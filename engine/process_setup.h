@@ -70,9 +70,10 @@ void publishPlayLatency(Segment& segment, uint32_t outputLatencyFrames, uint32_t
 /// Initialises PortAudio with the JACK client name `clientName`, chooses the device of the
 /// engine's config, opens a float32 output stream at the config's rate and period with
 /// `callback`, and starts it; `channels` (read by the callback) is set to the stream's
-/// channel count before the start. Logs what failed, with the fix.  Thread: main.
+/// channel count before the start; with `inputChannels`, the stream also records that many
+/// channels of the same device. Logs what failed, with the fix.  Thread: main.
 OpenedStream openAndStartStream(const EngineConfig& config, const std::string& clientName, PaStreamCallback* callback,
-                                void* userData, int channelsWanted, uint32_t& channels);
+                                void* userData, int channelsWanted, uint32_t& channels, int inputChannels = 0);
 
 /// Waits up to 5 s for the callback to run once (`blocks` > 0). Thread: main.
 bool waitForFirstCallback(const std::atomic<uint64_t>& blocks);

@@ -16,7 +16,7 @@
 namespace sustain {
 
 inline constexpr uint32_t kLayoutMagic = 0x53555354;  // "SUST"
-inline constexpr uint32_t kLayoutVersion = 18;
+inline constexpr uint32_t kLayoutVersion = 19;
 
 inline constexpr uint32_t kMaxVoices = 16;
 inline constexpr uint32_t kWorkerSlots = 2;            // active + standby
@@ -31,6 +31,7 @@ inline constexpr uint32_t kRegistryEntries = 16;
 inline constexpr uint32_t kInstanceNameMax = 32;       // without the terminating NUL
 inline constexpr uint32_t kMaxTimedEvents = 1024;      // timed bundle messages waiting for their time, engine-wide
 inline constexpr uint32_t kLateBins = 24;              // lateness of late bundles: bin b holds [2^(b-1), 2^b) ms
+inline constexpr uint32_t kRenderHostSlots = 2;        // audio host role: render hosts (active + standby; docs/hosts.md)
 
 static_assert((kCommandRingCapacity & (kCommandRingCapacity - 1)) == 0);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
@@ -152,6 +153,10 @@ static_assert(sizeof(FrameClock) == 192);
 
 enum class OutputLayout : uint32_t { Direct = 0, Relay = 1 };
 
+/// What this sustaind is (docs/hosts.md): the whole engine on one machine, or the audio
+/// host of several (its render hosts have no segment of their own that matters here).
+enum class EngineRole : uint32_t { Local = 0, AudioHost = 1 };
+
 /// Written by sustaind before the first worker starts; constant afterwards.
 struct alignas(64) EngineConfig {
     uint32_t sampleRate;
@@ -161,7 +166,7 @@ struct alignas(64) EngineConfig {
     uint32_t rampSamples;      // length of every parameter ramp (smoothing)
     uint32_t fadeSamples;      // length of the fade-out on shutdown
     uint32_t exclusiveDevice;  // 1: one process owns the device; a standby opens it only when promoted
-    uint32_t reserved0;
+    uint32_t role;             // EngineRole
     char instance[kInstanceNameMax + 1];
     char device[128];          // --device as given; empty = automatic choice
     char reserved1[63];
@@ -485,6 +490,62 @@ struct alignas(64) Registry {
     RegistryEntry entries[kRegistryEntries];
 };
 
+
+// ---- Render hosts (audio host role, docs/hosts.md) -----------------------------------------
+
+enum class HostState : uint32_t {
+    Empty = 0,    // no render host in this row
+    Joining = 1,  // connected; not yet delivering blocks in step
+    InStep = 2,   // delivers every block in step: a warm standby, or the one played
+    Down = 3,     // stopped delivering (killed, frozen, link down, unplugged) or disconnected
+};
+
+/// One render host as the audio host sees it. The link's fields are written by sustaind,
+/// the blocks' by the host output stage (its callback).
+struct alignas(64) RenderHostSlot {
+    std::atomic<uint32_t> state;            // writer: sustaind (HostState)
+    std::atomic<uint32_t> connected;        // writer: sustaind; 1 while its link is open
+    std::atomic<uint64_t> linkGeneration;   // writer: sustaind; +1 on each new link in this row (the stage reconnects ports)
+    char netName[32];                       // writer: sustaind, before linkGeneration; its netjack2 client name
+    char address[48];                       // writer: sustaind, before linkGeneration; where its link comes from
+    std::atomic<uint64_t> joins;            // writer: sustaind; links accepted in this row
+    std::atomic<uint64_t> snapshotsSent;    // writer: sustaind; joins and re-syncs
+    std::atomic<uint64_t> commandsSent;     // writer: sustaind
+    std::atomic<uint64_t> downs;            // writer: sustaind; times it went down
+    std::atomic<uint64_t> downSinceNs;      // writer: sustaind; when it went down (0: up)
+    std::atomic<uint64_t> upSinceNs;        // writer: sustaind; when it came back (joined) after a fault
+    std::atomic<uint64_t> warmUsLast;       // writer: sustaind; back (first block after a fault) -> in step again
+    std::atomic<uint64_t> warmUsMax;        // writer: sustaind
+    // writer: the host output stage's callback
+    std::atomic<uint64_t> blocks;           // labelled blocks that arrived
+    std::atomic<uint64_t> lateBlocks;       // ... after the cycle they were to be played in
+    std::atomic<uint64_t> outOfStepBlocks;  // ... labelled not in step (catching up, re-syncing)
+    std::atomic<uint64_t> played;           // blocks played from this host
+    std::atomic<uint64_t> lastArrivalCycle; // the stage's cycle + 1 when its last block arrived (0: never)
+    std::atomic<uint64_t> inStepRun;        // blocks in a row that arrived in time and in step
+    std::atomic<uint32_t> latencyCycles;    // the last block: arrival cycle minus the cycle it was asked for in
+    std::atomic<uint32_t> connectedPorts;   // writer: the stage's main thread; 1 while its ports are wired
+    uint64_t reserved[4];
+};
+static_assert(sizeof(RenderHostSlot) == 256);
+
+struct alignas(64) HostsRegion {
+    std::atomic<uint32_t> preferred;        // writer: sustaind; the row whose blocks are played when present
+    std::atomic<uint32_t> playoutPeriods;   // writer: sustaind, before the stage starts; blocks are asked for this many cycles ahead
+    std::atomic<uint64_t> cycle;            // writer: the stage's callback; the cycle (JACK frame time / period) it plays now
+    std::atomic<uint64_t> cycleStartNs;     // writer: same; CLOCK_MONOTONIC start of that cycle
+    std::atomic<uint64_t> fromPreferred;    // writer: the stage; blocks played from the preferred host
+    std::atomic<uint64_t> fromOther;        // writer: the stage; ... from the other (the preferred's was missing)
+    std::atomic<uint64_t> outOfStepPlayed;  // writer: the stage; ... from a host not in step (nothing better)
+    std::atomic<uint64_t> unfilled;         // writer: the stage; cycles with no block: silence
+    std::atomic<uint64_t> compared;         // writer: the stage; tags both hosts delivered in step
+    std::atomic<uint64_t> matched;          // ... and bit-identical
+    std::atomic<uint64_t> failovers;        // writer: sustaind; preferred host switched because it went down
+    std::atomic<uint64_t> commandsLate;     // writer: sustaind; commands numbered later than asked (their block was already asked for)
+    uint64_t reserved[4];
+    RenderHostSlot hosts[kRenderHostSlots];
+};
+
 // ---- The segment ------------------------------------------------------------------------
 
 struct Segment {
@@ -503,6 +564,7 @@ struct Segment {
     WorkerMetrics workers[kWorkerSlots];
     SupervisorMetrics supervisor;
     Registry registry;
+    HostsRegion hosts;                    // audio host role only (EngineConfig::role)
 };
 static_assert(std::is_standard_layout_v<Segment>);
 

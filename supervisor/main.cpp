@@ -12,6 +12,9 @@
 #include <csignal>
 #include <filesystem>
 
+#include "hosts/audio_host.h"
+#include "hosts/link_protocol.h"
+#include "hosts/render_host.h"
 #include "osc/command_router.h"
 #include "osc/mapping.h"
 #include "osc/osc_server.h"
@@ -31,6 +34,9 @@
 #endif
 #ifndef SUSTAIN_OUTPUT_BUILD_PATH
 #define SUSTAIN_OUTPUT_BUILD_PATH ""
+#endif
+#ifndef SUSTAIN_HOST_OUTPUT_BUILD_PATH
+#define SUSTAIN_HOST_OUTPUT_BUILD_PATH ""
 #endif
 #ifndef SUSTAIN_SUPERVISOR_BUILD_PATH
 #define SUSTAIN_SUPERVISOR_BUILD_PATH ""
@@ -87,6 +93,12 @@ struct Options {
     std::string zeroconfName;  // empty: "sustain (<instance>)"
     double leaseS = static_cast<double>(Feedback::kDefaultLeaseNs) / 1e9;
     double scheduleHorizonS = static_cast<double>(kDefaultTimedHorizonNs) / 1e9;
+    // Several machines (docs/hosts.md)
+    std::string role = "local";
+    uint16_t hostPort = kDefaultHostPort;
+    std::string audioHost;
+    std::string netName;
+    uint32_t hostLatency = 4;
 };
 
 /// A helper binary: the build tree's when this is the build tree's sustaind, else the
@@ -100,6 +112,7 @@ std::string findBinary(const char* name, const char* buildPath) {
 }
 std::string findWorker() { return findBinary("sustain-worker", SUSTAIN_WORKER_BUILD_PATH); }
 std::string findOutput() { return findBinary("sustain-output", SUSTAIN_OUTPUT_BUILD_PATH); }
+std::string findHostOutput() { return findBinary("sustain-host-output", SUSTAIN_HOST_OUTPUT_BUILD_PATH); }
 
 int run(const Options& options) {
     // A shell starts background jobs with SIGINT ignored, and an ignored signal never
@@ -123,11 +136,18 @@ int run(const Options& options) {
     }
 
     if (!ensureFileDescriptors()) return kExitSystem;
+    const bool audioHost = options.role == "audio";
     // After the limit is known to leave room: each helper is held open (HelperBinary).
     HelperBinary worker;
     HelperBinary output;
+    HelperBinary hostOutput;
     std::string helperError;
-    if (!worker.open(findWorker(), helperError) || !output.open(findOutput(), helperError)) {
+    if (audioHost && !hostOutput.open(findHostOutput(), helperError)) {
+        spdlog::error("cannot start sustain-host-output: {} (sustaind starts it from libexecdir/sustain beside its own "
+                      "installation, or from its build tree)", helperError);
+        return kExitUnavailable;
+    }
+    if (!audioHost && (!worker.open(findWorker(), helperError) || !output.open(findOutput(), helperError))) {
         spdlog::error("cannot start sustain-worker and sustain-output: {} (sustaind starts them from libexecdir/sustain "
                       "beside its own installation, or from its build tree)", helperError);
         return kExitUnavailable;
@@ -210,32 +230,52 @@ int run(const Options& options) {
         return osc.portInUse() ? kExitBusy : kExitUsage;
     }
 
-    SupervisorOptions supervisorOptions;
-    supervisorOptions.instance = options.instance;
-    supervisorOptions.worker = worker;
-    supervisorOptions.output = output;
-    supervisorOptions.layout = relay ? OutputLayout::Relay : OutputLayout::Direct;
-    supervisorOptions.standby = !options.noStandby;
-    supervisorOptions.exclusiveDevice = options.exclusiveDevice;
-    supervisorOptions.logLevel = options.logLevel;
-    supervisorOptions.restartLimit = options.restartLimit;
-    supervisorOptions.restartWindowS = options.restartWindowS;
+    std::unique_ptr<AudioHost> hosts;
+    std::unique_ptr<Supervisor> supervisor;
+    if (audioHost) {
+        AudioHostOptions hostOptions;
+        hostOptions.instance = options.instance;
+        hostOptions.bindAddress = options.bind;
+        hostOptions.hostPort = options.hostPort;
+        hostOptions.allow = oscOptions.allow;
+        hostOptions.playoutPeriods = options.hostLatency;
+        hostOptions.masterGain = options.gain;
+        hostOptions.logLevel = options.logLevel;
+        hostOptions.hostOutput = hostOutput;
+        hosts = std::make_unique<AudioHost>(segment, router, hostOptions);
+        notifier.status("starting: the host output stage");
+        if (!hosts->start(message)) {
+            spdlog::error("cannot start the audio host: {}", message);
+            return kExitUnavailable;
+        }
+    } else {
+        SupervisorOptions supervisorOptions;
+        supervisorOptions.instance = options.instance;
+        supervisorOptions.worker = worker;
+        supervisorOptions.output = output;
+        supervisorOptions.layout = relay ? OutputLayout::Relay : OutputLayout::Direct;
+        supervisorOptions.standby = !options.noStandby;
+        supervisorOptions.exclusiveDevice = options.exclusiveDevice;
+        supervisorOptions.logLevel = options.logLevel;
+        supervisorOptions.restartLimit = options.restartLimit;
+        supervisorOptions.restartWindowS = options.restartWindowS;
 #if defined(__SANITIZE_THREAD__)
-    // ThreadSanitizer stops threads for tens of milliseconds now and then (its shadow
-    // bookkeeping), on this kind of machine sometimes for more than 300 ms; at 12 cycles
-    // (16 ms) healthy workers would be fenced as hung. A TSan build looks for races, not
-    // for timing: hangs count after 40 times as many cycles.
-    supervisorOptions.hangCycles *= 40;
-    supervisorOptions.controlHangCycles *= 40;
-    spdlog::info("ThreadSanitizer build: hangs count after {} cycles", supervisorOptions.hangCycles);
+        // ThreadSanitizer stops threads for tens of milliseconds now and then (its shadow
+        // bookkeeping), on this kind of machine sometimes for more than 300 ms; at 12 cycles
+        // (16 ms) healthy workers would be fenced as hung. A TSan build looks for races, not
+        // for timing: hangs count after 40 times as many cycles.
+        supervisorOptions.hangCycles *= 40;
+        supervisorOptions.controlHangCycles *= 40;
+        spdlog::info("ThreadSanitizer build: hangs count after {} cycles", supervisorOptions.hangCycles);
 #endif
-    Supervisor supervisor(segment, router, supervisorOptions);
-    supervisor.setServiceNotifier(&notifier);
-    notifier.status("starting: opening the audio device");
-    if (!supervisor.start(message)) {
-        spdlog::error("cannot start the engine: {}", message);
-        notifier.status("cannot start the engine: " + message);
-        return kExitUnavailable;
+        supervisor = std::make_unique<Supervisor>(segment, router, supervisorOptions);
+        supervisor->setServiceNotifier(&notifier);
+        notifier.status("starting: opening the audio device");
+        if (!supervisor->start(message)) {
+            spdlog::error("cannot start the engine: {}", message);
+            notifier.status("cannot start the engine: " + message);
+            return kExitUnavailable;
+        }
     }
     osc.start();
     // After the OSC thread runs: whoever finds the engine can control it.
@@ -246,12 +286,14 @@ int run(const Options& options) {
         spdlog::warn("{}: not advertised; the engine runs anyway", message);
     const std::string tcp = osc.tcpPort() != 0 ? fmt::format(" and tcp {}:{}", options.bind, osc.tcpPort()) : "";
     spdlog::info("sustain ready: instance \"{}\", OSC on udp {}:{}{}, playing on {}, {} Hz, {} frames, {} voices, "
-                 "{} layout{}, master gain {}{}",
-                 options.instance, options.bind, osc.boundPort(), tcp, segment.slots[0].deviceName, options.rate,
-                 options.frames, options.voices, options.layout, options.noStandby ? " without standby" : "", options.gain,
+                 "{}{}, master gain {}{}",
+                 options.instance, options.bind, osc.boundPort(), tcp,
+                 audioHost ? segment.outputs[0].deviceName : segment.slots[0].deviceName, options.rate, options.frames,
+                 options.voices, audioHost ? "audio host of render hosts" : options.layout + " layout",
+                 options.noStandby ? " without standby" : "", options.gain,
                  options.gain == 0.0 ? " (send /engine/gain to hear it)" : "");
-    if (!options.configPath.empty()) {
-        supervisor.setReloadHandler([&] {
+    if (!options.configPath.empty() && supervisor) {
+        supervisor->setReloadHandler([&] {
             std::string error;
             std::optional<Mapping> mapping = Mapping::load(options.configPath, options.voices, options.rate, error);
             if (!mapping) {
@@ -264,7 +306,7 @@ int run(const Options& options) {
             osc.setMapping(std::make_shared<const Mapping>(std::move(*mapping)));
         });
     }
-    const int code = supervisor.run();
+    const int code = audioHost ? hosts->run() : supervisor->run();
     zeroconf.stop();
     osc.stop();
     owner.remove();
@@ -339,6 +381,22 @@ int main(int argc, char** argv) {
     app.add_option("--zeroconf-name", options.zeroconfName,
                    "Zeroconf service name (default: \"sustain (<instance>)\"; renamed \"... #2\" if taken)")
         ->needs(zeroconf);
+    app.add_option("--role", options.role,
+                   "local: the whole engine on this machine; audio: the audio host of render hosts on other machines "
+                   "(netjack2; docs/hosts.md); render: a render host of --audio-host")
+        ->check(CLI::IsMember({"local", "audio", "render"}))
+        ->capture_default_str();
+    app.add_option("--host-port", options.hostPort, "--role audio/render: TCP port of the audio host's link to its "
+                                                    "render hosts (on --bind; render hosts must be in --allow)")
+        ->capture_default_str();
+    app.add_option("--audio-host", options.audioHost, "--role render: address of the audio host");
+    app.add_option("--net-name", options.netName,
+                   "--role render: this host's netjack2 client name on the audio host (jackd -d net -n NAME)");
+    app.add_option("--host-latency", options.hostLatency,
+                   "--role audio: blocks are asked of the render hosts this many periods before they are played "
+                   "(at least netjack2's network latency + 1; docs/hosts.md)")
+        ->check(CLI::Range(1u, 30u))
+        ->capture_default_str();
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& error) {
@@ -365,6 +423,26 @@ int main(int argc, char** argv) {
         return sustain::kExitUnavailable;
     }
     sustain::setupProcessLogging(options.instance + "/sustaind", options.logLevel);
+    if (options.role == "render") {
+        if (options.audioHost.empty() || options.netName.empty()) {
+            spdlog::error("--role render needs --audio-host ADDRESS and --net-name NAME (docs/hosts.md)");
+            return sustain::kExitUsage;
+        }
+        for (int signal : {SIGINT, SIGTERM, SIGHUP}) std::signal(signal, SIG_DFL);
+        sigset_t signals;
+        sigemptyset(&signals);
+        sigaddset(&signals, SIGINT);
+        sigaddset(&signals, SIGTERM);
+        sigaddset(&signals, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+        sustain::RenderHostOptions renderOptions;
+        renderOptions.audioHost = options.audioHost;
+        renderOptions.hostPort = options.hostPort;
+        renderOptions.netName = options.netName;
+        renderOptions.device = options.device;
+        renderOptions.instance = options.instance;
+        return sustain::runRenderHost(renderOptions);
+    }
     std::string error;
     if (*notifyFd && !sustain::ServiceNotifier::checkNotifyFd(options.notifyFd, error)) {
         spdlog::error("{}", error);

@@ -17,7 +17,7 @@
 using namespace sustain;
 
 TEST_CASE("layout: sizes and offsets are pinned to the layout version") {
-    CHECK(kLayoutVersion == 18);
+    CHECK(kLayoutVersion == 19);
     CHECK(sizeof(OscMetrics) == 640);
     CHECK(sizeof(Command) == 48);
     CHECK(sizeof(SegmentHeader) == 128);

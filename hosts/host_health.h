@@ -1,0 +1,47 @@
+// When a render host counts as down, back, and a warm standby again; which one is played.
+// Decided here once, by sustaind on the audio host (hosts/audio_host.cpp), from what the
+// host output stage counts (shm/layout.h, RenderHostSlot). docs/hosts.md has the table.
+#pragma once
+
+#include <cstdint>
+
+#include "shm/layout.h"
+
+namespace sustain {
+
+/// Cycles without a block from a host that delivered before, after which it is down. The
+/// output stage needs no verdict to cover it (it plays the other host's block of the same
+/// number in the first cycle the block is missing); the verdict moves the preference and
+/// shows in the status.
+inline constexpr uint64_t kHostDownCycles = 12;
+/// Blocks in a row, arriving in time and in step, after which a host is a warm standby.
+inline constexpr uint64_t kHostWarmBlocks = 16;
+
+struct HostObservation {
+    HostState state = HostState::Empty;
+    bool connected = false;
+    uint64_t cycle = 0;             // the stage's cycle now
+    uint64_t lastArrivalCycle = 0;  // RenderHostSlot::lastArrivalCycle (cycle + 1; 0: never)
+    uint64_t inStepRun = 0;
+};
+
+/// The host's next state. Thread: any.
+constexpr HostState judgeHost(const HostObservation& seen) {
+    if (seen.state == HostState::Empty) return HostState::Empty;
+    if (!seen.connected) return HostState::Down;
+    const bool delivering = seen.lastArrivalCycle != 0 && seen.cycle + 1 - seen.lastArrivalCycle <= kHostDownCycles;
+    if (!delivering) return seen.state == HostState::Joining ? HostState::Joining : HostState::Down;
+    if (seen.state == HostState::InStep && seen.inStepRun > 0) return HostState::InStep;
+    return seen.inStepRun >= kHostWarmBlocks ? HostState::InStep : HostState::Joining;
+}
+
+/// The row to prefer: the current one while it is in step, else another in step, else the
+/// current one (nothing better). Thread: any.
+constexpr uint32_t choosePreferred(uint32_t current, const HostState (&states)[kRenderHostSlots]) {
+    if (states[current % kRenderHostSlots] == HostState::InStep) return current % kRenderHostSlots;
+    for (uint32_t row = 0; row < kRenderHostSlots; ++row)
+        if (states[row] == HostState::InStep) return row;
+    return current % kRenderHostSlots;
+}
+
+}  // namespace sustain

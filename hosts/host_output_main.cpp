@@ -1,0 +1,203 @@
+// sustain-host-output: the audio host's output stage (sustaind --role audio). Asks every
+// render host for block n + D in cycle n and plays block n from whichever host delivered it
+// in step. Started by sustaind only. See docs/hosts.md.
+#include <jack/jack.h>
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "engine/process_setup.h"
+#include "hosts/host_output_callback.h"
+#include "hosts/netjack_ports.h"
+#include "shm/clock.h"
+#include "shm/segment.h"
+#include "sustain_version.h"
+
+namespace sustain {
+namespace {
+
+jack_client_t* openClient(const std::string& name) {
+    jack_status_t status{};
+    jack_client_t* client = jack_client_open(name.c_str(), JackNoStartServer, &status);
+    if (client == nullptr)
+        spdlog::error("cannot open the JACK client {} (status 0x{:x}): the audio host's JACK server must run "
+                      "(with `jack_load netmanager` for the render hosts; docs/hosts.md)", name, static_cast<unsigned>(status));
+    return client;
+}
+
+/// Connects `from` to `to` unless they are; true when connected afterwards.
+bool ensureConnected(jack_client_t* client, const std::string& from, const std::string& to) {
+    const int result = jack_connect(client, from.c_str(), to.c_str());
+    return result == 0 || result == EEXIST;
+}
+
+/// Keeps each render host's netjack2 ports wired to ours: its client appears when its
+/// slave connects and is made anew by the netmanager each time it comes back.
+class HostWiring {
+public:
+    HostWiring(HostOutputContext& context, std::string requestPort, std::string playClient)
+        : context_(context), requestPort_(std::move(requestPort)), playClient_(std::move(playClient)) {}
+
+    void refresh() {
+        for (uint32_t host = 0; host < kRenderHostSlots; ++host) refreshHost(host);
+    }
+
+private:
+    void refreshHost(uint32_t host) {
+        RenderHostSlot& slot = context_.segment->hosts.hosts[host];
+        const uint64_t generation = slot.linkGeneration.load(std::memory_order_acquire);
+        if (generation != wiredGeneration_[host]) {
+            // Another render host in this row (or the same one back): start from no wires.
+            jack_port_disconnect(context_.playClient, context_.audioIn[host]);
+            jack_port_disconnect(context_.playClient, context_.labelIn[host]);
+            wiredGeneration_[host] = generation;
+            wiredName_[host].clear();
+        }
+        const std::string name(slot.netName, strnlen(slot.netName, sizeof slot.netName));
+        if (name.empty() || slot.connected.load(std::memory_order_acquire) == 0) {
+            slot.connectedPorts.store(0, std::memory_order_relaxed);
+            return;
+        }
+        if (jack_port_connected(context_.labelIn[host]) > 0 && jack_port_connected(context_.audioIn[host]) > 0 &&
+            wiredName_[host] == name) {
+            slot.connectedPorts.store(1, std::memory_order_relaxed);
+            return;
+        }
+        const std::string ownAudio = playClient_ + ":" + jack_port_short_name(context_.audioIn[host]);
+        const std::string ownLabel = playClient_ + ":" + jack_port_short_name(context_.labelIn[host]);
+        const bool wired = ensureConnected(context_.requestClient, requestPort_, netjackToSlavePort(name, 1)) &&
+                           ensureConnected(context_.playClient, netjackFromSlavePort(name, kNetjackAudioChannel), ownAudio) &&
+                           ensureConnected(context_.playClient, netjackFromSlavePort(name, kNetjackLabelChannel), ownLabel);
+        if (wired && wiredName_[host] != name) spdlog::info("render host {} (row {}) wired", name, host);
+        if (wired) wiredName_[host] = name;
+        slot.connectedPorts.store(wired ? 1 : 0, std::memory_order_relaxed);
+    }
+
+    HostOutputContext& context_;
+    std::string requestPort_;
+    std::string playClient_;
+    uint64_t wiredGeneration_[kRenderHostSlots] = {};
+    std::string wiredName_[kRenderHostSlots];
+};
+
+int runHostOutput(const ChildOptions& options) {
+    const int signalFd = enterChildProcess(options.supervisorPid);
+    if (signalFd < 0) return 1;
+    MappedSegment mapping;
+    std::string detail;
+    const AttachError attached = attachSegment(options.instance, false, mapping, &detail);
+    if (attached != AttachError::None) {
+        spdlog::error("{}", describe(attached, options.instance, detail));
+        return static_cast<int>(WorkerExit::AttachFailed);
+    }
+    Segment& segment = mapping.get();
+    WorkerSlot& self = segment.outputs[0];
+    lockMemory();
+
+    auto context = std::make_unique<HostOutputContext>();
+    context->segment = &segment;
+    context->frames = segment.config.framesPerBuffer;
+    context->fadeSamples = std::max<uint32_t>(1, segment.config.fadeSamples);
+    const std::string requestName = "sustain-" + options.instance + "-request";
+    const std::string playName = "sustain-" + options.instance + "-hosts";
+    context->requestClient = openClient(requestName);
+    context->playClient = context->requestClient != nullptr ? openClient(playName) : nullptr;
+    if (context->playClient == nullptr) return static_cast<int>(WorkerExit::NoDevice);
+    jack_client_t* request = context->requestClient;
+    jack_client_t* play = context->playClient;
+    if (jack_get_sample_rate(play) != segment.config.sampleRate || jack_get_buffer_size(play) != segment.config.framesPerBuffer) {
+        spdlog::error("the JACK server runs at {} Hz, {} frames; the engine was started with --rate {} --frames {}",
+                      jack_get_sample_rate(play), jack_get_buffer_size(play), segment.config.sampleRate,
+                      segment.config.framesPerBuffer);
+        return static_cast<int>(WorkerExit::StreamFailed);
+    }
+    context->request = jack_port_register(request, "request", JACK_DEFAULT_AUDIO_TYPE, JackPortIsOutput, 0);
+    for (uint32_t host = 0; host < kRenderHostSlots; ++host) {
+        context->audioIn[host] = jack_port_register(play, ("host" + std::to_string(host) + "_audio").c_str(),
+                                                    JACK_DEFAULT_AUDIO_TYPE, JackPortIsInput, 0);
+        context->labelIn[host] = jack_port_register(play, ("host" + std::to_string(host) + "_label").c_str(),
+                                                    JACK_DEFAULT_AUDIO_TYPE, JackPortIsInput, 0);
+    }
+    for (uint32_t channel = 0; channel < kAudioChannels; ++channel)
+        context->out[channel] = jack_port_register(play, ("out_" + std::to_string(channel + 1)).c_str(),
+                                                   JACK_DEFAULT_AUDIO_TYPE, JackPortIsOutput, 0);
+    context->jackMinusMonotonicNs.store(jackMinusMonotonicNs(), std::memory_order_relaxed);
+    jack_set_process_callback(request, hostRequestProcess, context.get());
+    jack_set_process_callback(play, hostPlayProcess, context.get());
+    if (jack_activate(request) != 0 || jack_activate(play) != 0) {
+        spdlog::error("cannot activate the output stage's JACK clients");
+        return static_cast<int>(WorkerExit::StreamFailed);
+    }
+    // The stage plays on the machine's playback ports, the first two.
+    const char** physical = jack_get_ports(play, nullptr, JACK_DEFAULT_AUDIO_TYPE, JackPortIsPhysical | JackPortIsInput);
+    for (uint32_t channel = 0; physical != nullptr && channel < kAudioChannels && physical[channel] != nullptr; ++channel)
+        jack_connect(play, jack_port_name(context->out[channel]), physical[channel]);
+    if (physical != nullptr) jack_free(physical);
+    jack_latency_range_t latency{};
+    jack_port_get_latency_range(context->out[0], JackPlaybackLatency, &latency);
+    const uint32_t playLatency = latency.max;
+    publishPlayLatency(segment, playLatency, 0);
+    std::snprintf(self.deviceName, sizeof self.deviceName, "JACK (render hosts over netjack2)");
+    self.startedNs.store(monotonicNs(), std::memory_order_release);
+    self.state.store(static_cast<uint32_t>(WorkerState::Active), std::memory_order_release);
+    spdlog::info("host output stage: asks for blocks {} cycles ahead, output latency {} frames",
+                 segment.hosts.playoutPeriods.load(), playLatency);
+
+    HostWiring wiring(*context, requestName + ":request", playName);
+    pollfd fds[2] = {{options.wakeFd, POLLIN, 0}, {signalFd, POLLIN, 0}};
+    uint64_t nextClockNs = monotonicNs() + 1'000'000'000ull;
+    for (;;) {
+        self.controlBeats.fetch_add(1, std::memory_order_release);
+        wiring.refresh();
+        if (monotonicNs() > nextClockNs) {  // the two clocks drift apart slowly
+            context->jackMinusMonotonicNs.store(jackMinusMonotonicNs(), std::memory_order_relaxed);
+            nextClockNs = monotonicNs() + 1'000'000'000ull;
+        }
+        // On shutdown, the fade first (the callback says when it has played it; 100 ms at most).
+        if (segment.control.shutdownRequested.load(std::memory_order_acquire) != 0) {
+            const uint64_t deadline = monotonicNs() + 100'000'000ull;
+            while (self.fadedOut.load(std::memory_order_acquire) == 0 && monotonicNs() < deadline) usleep(1000);
+            break;
+        }
+        if (poll(fds, 2, 20) <= 0) continue;
+        if (fds[0].revents & (POLLIN | POLLHUP)) {
+            char bytes[64];
+            if (read(options.wakeFd, bytes, sizeof bytes) == 0) {
+                spdlog::warn("sustaind closed the wake socket; stopping");
+                break;
+            }
+        }
+        if (fds[1].revents & POLLIN) {
+            signalfd_siginfo info{};
+            if (read(signalFd, &info, sizeof info) == sizeof info && info.ssi_signo != SIGPIPE) break;
+        }
+    }
+    jack_deactivate(play);
+    jack_deactivate(request);
+    jack_client_close(play);
+    jack_client_close(request);
+    self.exitReason.store(static_cast<uint32_t>(WorkerExit::Clean), std::memory_order_release);
+    return 0;
+}
+
+}  // namespace
+}  // namespace sustain
+
+int main(int argc, char** argv) {
+    sustain::ChildOptions options;
+    CLI::App app{"sustain-host-output: the audio host's output stage (started by sustaind --role audio only)"};
+    app.set_version_flag("--version", std::string("sustain-host-output ") + SUSTAIN_VERSION);
+    sustain::addChildOptions(app, options);
+    CLI11_PARSE(app, argc, argv);
+    sustain::setupChildLogging("host-output", options, false);
+    return sustain::runHostOutput(options);
+}

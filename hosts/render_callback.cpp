@@ -1,0 +1,110 @@
+#include "hosts/render_callback.h"
+
+#include <cstring>
+
+namespace sustain {
+namespace {
+
+/// Takes a newer snapshot, then the commands that follow the snapshot rendered from.
+void takeLinkInput(RenderHostContext& context) noexcept {
+    const uint32_t newest = context.snapshotGeneration.load(std::memory_order_acquire);
+    if (newest != context.generation) {
+        RenderSnapshot snapshot;
+        if (seqlockRead(context.snapshotSequence, context.snapshotWords, snapshot) && snapshot.generation == newest) {
+            TaggedRenderConfig config;
+            config.voices = context.voices;
+            config.sampleRate = context.sampleRate;
+            config.rampSamples = snapshot.rampSamples;
+            context.renderer.configure(config);
+            context.renderer.reset(snapshot.state);
+            context.generation = newest;
+            context.inStep = true;
+        }
+    }
+    QueuedTaggedCommand item;
+    for (uint32_t taken = 0; taken < kRenderQueueCapacity; ++taken) {
+        const QueuedTaggedCommand* next = context.queue->peek();
+        if (next == nullptr) break;
+        // A command of a snapshot not yet taken waits for it (it is written first).
+        if (next->generation > context.generation) break;
+        context.queue->try_dequeue(item);
+        if (item.generation < context.generation) continue;  // of an older snapshot: the new one holds it
+        switch (context.renderer.add(item.command)) {
+            case TaggedRenderer::AddResult::Late:
+                context.lateCommands.fetch_add(1, std::memory_order_relaxed);
+                context.inStep = false;
+                break;
+            case TaggedRenderer::AddResult::Full:
+                context.droppedCommands.fetch_add(1, std::memory_order_relaxed);
+                context.inStep = false;
+                break;
+            case TaggedRenderer::AddResult::Added:
+            case TaggedRenderer::AddResult::Coalesced:
+                break;
+        }
+    }
+}
+
+}  // namespace
+
+void renderRequestedBlock(RenderHostContext& context, const float* request, float* audio, float* label,
+                          uint32_t frames) noexcept {
+    takeLinkInput(context);
+    RenderRequest asked;
+    if (!readRequest(request, frames, asked)) {
+        context.noRequest.fetch_add(1, std::memory_order_relaxed);
+        std::memset(audio, 0, sizeof(float) * frames);
+        std::memset(label, 0, sizeof(float) * frames);
+        return;
+    }
+    TaggedRenderer& renderer = context.renderer;
+    if (context.generation == 0 || renderer.nextTag() > asked.tag) {
+        // No state yet, or a snapshot ahead of the requests (it is taken a few cycles ahead):
+        // nothing to offer for this number.
+        std::memset(audio, 0, sizeof(float) * frames);
+        std::memset(label, 0, sizeof(float) * frames);
+        return;
+    }
+    uint32_t caughtUp = 0;
+    while (renderer.nextTag() < asked.tag && caughtUp < kMaxCatchUpBlocks) {
+        renderer.render(context.scratch, 1, frames);
+        ++caughtUp;
+    }
+    context.catchUpBlocks.fetch_add(caughtUp, std::memory_order_relaxed);
+    if (renderer.nextTag() < asked.tag) context.inStep = false;  // too far behind: a new snapshot will do
+    if (!context.inStep) context.resyncWanted.store(1, std::memory_order_release);
+    const uint64_t tag = renderer.nextTag();
+    renderer.render(audio, 1, frames);
+    BlockLabel out;
+    out.tag = tag;
+    out.lastSequence = renderer.lastSequence();
+    out.snapshot = context.generation;
+    out.inStep = context.inStep && tag == asked.tag && context.linkUp.load(std::memory_order_acquire) != 0;
+    writeLabel(label, frames, out);
+    context.blocksRendered.fetch_add(1, std::memory_order_relaxed);
+    context.lastRendered.store(tag + 1, std::memory_order_relaxed);
+}
+
+int paRenderHostCallback(const void* input, void* output, unsigned long frames, const PaStreamCallbackTimeInfo*,
+                         PaStreamCallbackFlags, void* userData) noexcept {
+    auto& context = *static_cast<RenderHostContext*>(userData);
+    context.audioThread.note();
+    auto* out = static_cast<float*>(output);
+    const auto count = static_cast<uint32_t>(frames > kMaxRelayFrames ? kMaxRelayFrames : frames);
+    float request[kMaxRelayFrames];
+    float audio[kMaxRelayFrames];
+    float label[kMaxRelayFrames];
+    if (input != nullptr)
+        std::memcpy(request, input, sizeof(float) * count);
+    else
+        std::memset(request, 0, sizeof(float) * count);
+    renderRequestedBlock(context, request, audio, label, count);
+    for (uint32_t frame = 0; frame < count; ++frame) {
+        out[frame * 2] = audio[frame];
+        out[frame * 2 + 1] = label[frame];
+    }
+    context.callbacks.fetch_add(1, std::memory_order_release);
+    return paContinue;
+}
+
+}  // namespace sustain

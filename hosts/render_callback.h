@@ -1,0 +1,83 @@
+// A render host's audio callback: renders the block the audio host asks for (docs/hosts.md).
+//
+// netjack2 runs the render host's JACK cycle when the audio host's cycle reaches it, so the
+// callback runs once per audio host cycle. Its input carries the request ("render block
+// r", hosts/block_label.h), its first output the block, its second the block's label. The
+// block is rendered by TaggedRenderer from the state the audio host sent (a snapshot) and the
+// commands numbered for each block since, so every render host in step renders the same
+// samples for the same number.
+// Real-time rules (docs/threads.md): no locks, allocation, system calls or logging here.
+#pragma once
+
+#include <portaudio.h>
+#include <readerwriterqueue/readerwriterqueue.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "engine/rt/callback_timing.h"
+#include "hosts/block_label.h"
+#include "hosts/tagged_render.h"
+#include "shm/seqlock.h"
+
+namespace sustain {
+
+/// Blocks a render host renders within one callback to catch up with the requests (after
+/// a snapshot, or cycles JACK did not run it in). Beyond it the host is out of step and
+/// asks for a new snapshot rather than spending a period's time on catching up.
+inline constexpr uint32_t kMaxCatchUpBlocks = 64;
+inline constexpr uint32_t kRenderQueueCapacity = 4096;
+
+/// A command on its way from the link thread to the callback, with the snapshot it follows.
+struct QueuedTaggedCommand {
+    TaggedCommand command;
+    uint32_t generation;
+    uint32_t reserved;
+};
+using TaggedCommandQueue = moodycamel::ReaderWriterQueue<QueuedTaggedCommand>;
+
+/// A snapshot on its way to the callback.
+struct RenderSnapshot {
+    uint32_t generation;
+    uint32_t rampSamples;
+    RenderState state;
+};
+inline constexpr size_t kRenderSnapshotWords = (sizeof(RenderSnapshot) + 7) / 8;
+
+struct RenderHostContext {
+    // The link thread writes these; the callback reads them.
+    std::atomic<uint64_t> snapshotSequence{0};  // seqlock over snapshotWords
+    std::atomic<uint64_t> snapshotWords[kRenderSnapshotWords] = {};
+    std::atomic<uint32_t> snapshotGeneration{0};  // the newest written (0: none yet)
+    TaggedCommandQueue* queue = nullptr;
+    std::atomic<uint32_t> linkUp{0};  // 1 from a snapshot until the link is lost: no block is in step without it
+    uint32_t voices = 4;
+    double sampleRate = 48000.0;
+    // The callback's own.
+    TaggedRenderer renderer;
+    uint32_t generation = 0;  // the snapshot rendered from (0: none)
+    bool inStep = false;
+    float scratch[kMaxRelayFrames] = {};
+    AudioThread audioThread;
+    // The callback writes these; the link thread and the status line read them.
+    std::atomic<uint32_t> resyncWanted{0};
+    std::atomic<uint64_t> callbacks{0};
+    std::atomic<uint64_t> blocksRendered{0};
+    std::atomic<uint64_t> catchUpBlocks{0};
+    std::atomic<uint64_t> lateCommands{0};
+    std::atomic<uint64_t> droppedCommands{0};  // the renderer's pending set was full
+    std::atomic<uint64_t> noRequest{0};        // cycles without a request (the audio host's stage not wired)
+    std::atomic<uint64_t> lastRendered{0};     // number + 1 of the last block rendered
+};
+
+/// Renders the requested block into `audio` and its label into `label`.
+/// Thread: the audio thread.  RT-safe: yes.
+void renderRequestedBlock(RenderHostContext& context, const float* request, float* audio, float* label,
+                          uint32_t frames) noexcept;
+
+/// The PortAudio stream callback (1 input channel, 2 output channels, interleaved);
+/// `userData` is a RenderHostContext. Thread: the audio thread.  RT-safe: yes.
+int paRenderHostCallback(const void* input, void* output, unsigned long frames, const PaStreamCallbackTimeInfo* timeInfo,
+                         PaStreamCallbackFlags statusFlags, void* userData) noexcept;
+
+}  // namespace sustain
