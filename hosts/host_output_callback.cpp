@@ -3,46 +3,21 @@
 #include <cstring>
 
 #include "shm/frame_clock.h"
+#include "shm/seqlock.h"
 
 namespace sustain {
 namespace {
 
-const float* inputBuffer(jack_port_t* port, jack_nframes_t frames) noexcept {
-    return port == nullptr ? nullptr : static_cast<const float*>(jack_port_get_buffer(port, frames));
-}
-
-/// Files the block a render host delivered in this cycle, and counts it.
-void receive(HostOutputContext& context, uint32_t host, uint64_t cycle, jack_nframes_t frames) noexcept {
-    const float* label = inputBuffer(context.labelIn[host], frames);
-    const float* audio = inputBuffer(context.audioIn[host], frames);
-    BlockLabel found;
-    if (label == nullptr || audio == nullptr || !readLabel(label, frames, found)) return;
-    HostsRegion& hosts = context.segment->hosts;
-    RenderHostSlot& slot = hosts.hosts[host];
-    const uint32_t playout = hosts.playoutPeriods.load(std::memory_order_relaxed);
-    slot.blocks.fetch_add(1, std::memory_order_relaxed);
-    slot.lastArrivalCycle.store(cycle + 1, std::memory_order_relaxed);
-    const uint64_t askedIn = found.tag >= playout ? found.tag - playout : 0;
-    slot.latencyCycles.store(cycle >= askedIn ? static_cast<uint32_t>(cycle - askedIn) : 0, std::memory_order_relaxed);
-    if (!found.inStep) {
-        slot.outOfStepBlocks.fetch_add(1, std::memory_order_relaxed);
-        slot.inStepRun.store(0, std::memory_order_relaxed);
-    }
-    if (found.tag < cycle) {  // its cycle has been played: too late to be heard
-        slot.lateBlocks.fetch_add(1, std::memory_order_relaxed);
-        slot.inStepRun.store(0, std::memory_order_relaxed);
-        return;
-    }
-    if (found.inStep) slot.inStepRun.fetch_add(1, std::memory_order_relaxed);
-    HostBlock& block = context.blocks[host][found.tag % kHostRingBlocks];
-    block.tag = found.tag + 1;
-    block.label = found;
-    std::memcpy(block.samples, audio, sizeof(float) * frames);
-}
-
-const HostBlock* blockFor(const HostOutputContext& context, uint32_t host, uint64_t tag) noexcept {
-    const HostBlock& block = context.blocks[host][tag % kHostRingBlocks];
-    return block.tag == tag + 1 ? &block : nullptr;
+/// Copies block `tag` of a receiver's ring into `out`; false when it is not there (never
+/// arrived, overwritten, or being written this instant).
+bool readBlock(const HostReceiver& receiver, uint64_t tag, float* out, uint32_t frames, bool& inStep) noexcept {
+    const HostBlock& block = receiver.blocks[tag % kHostRingBlocks];
+    const uint64_t before = block.sequence.load(std::memory_order_acquire);
+    if ((before & 1) != 0 || block.tag.load(std::memory_order_relaxed) != tag + 1) return false;
+    inStep = block.inStep.load(std::memory_order_relaxed) != 0;
+    for (uint32_t i = 0; i < frames; ++i) out[i] = block.samples[i].load(std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    return block.sequence.load(std::memory_order_relaxed) == before;
 }
 
 }  // namespace
@@ -53,6 +28,42 @@ int hostRequestProcess(jack_nframes_t frames, void* arg) noexcept {
     const uint32_t playout = context.segment->hosts.playoutPeriods.load(std::memory_order_relaxed);
     auto* out = static_cast<float*>(jack_port_get_buffer(context.request, frames));
     writeRequest(out, frames, RenderRequest{cycle + playout});
+    return 0;
+}
+
+int hostReceiveProcess(jack_nframes_t frames, void* arg) noexcept {
+    auto& receiver = *static_cast<HostReceiver*>(arg);
+    const uint64_t cycle = receiver.cycles.cycle(jack_last_frame_time(receiver.client), frames);
+    const auto* label = static_cast<const float*>(jack_port_get_buffer(receiver.label, frames));
+    const auto* audio = static_cast<const float*>(jack_port_get_buffer(receiver.audio, frames));
+    BlockLabel found;
+    if (label == nullptr || audio == nullptr || frames > kMaxRelayFrames || !readLabel(label, frames, found)) return 0;
+    HostsRegion& hosts = receiver.context->segment->hosts;
+    RenderHostSlot& slot = hosts.hosts[receiver.row];
+    const uint32_t playout = hosts.playoutPeriods.load(std::memory_order_relaxed);
+    slot.blocks.fetch_add(1, std::memory_order_relaxed);
+    slot.lastArrivalCycle.store(cycle + 1, std::memory_order_relaxed);
+    const uint64_t askedIn = found.tag >= playout ? found.tag - playout : 0;
+    slot.latencyCycles.store(cycle >= askedIn ? static_cast<uint32_t>(cycle - askedIn) : 0, std::memory_order_relaxed);
+    if (!found.inStep) {
+        slot.outOfStepBlocks.fetch_add(1, std::memory_order_relaxed);
+        slot.inStepRun.store(0, std::memory_order_relaxed);
+    }
+    // In time only if it arrived before its cycle: the play client may run first in this one.
+    if (found.tag <= cycle) {
+        slot.lateBlocks.fetch_add(1, std::memory_order_relaxed);
+        slot.inStepRun.store(0, std::memory_order_relaxed);
+        return 0;
+    }
+    if (found.inStep) slot.inStepRun.fetch_add(1, std::memory_order_relaxed);
+    HostBlock& block = receiver.blocks[found.tag % kHostRingBlocks];
+    const uint64_t begin = seqlockBegin(block.sequence.load(std::memory_order_relaxed));
+    block.sequence.store(begin, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    block.tag.store(found.tag + 1, std::memory_order_relaxed);
+    block.inStep.store(found.inStep ? 1 : 0, std::memory_order_relaxed);
+    for (uint32_t i = 0; i < frames; ++i) block.samples[i].store(audio[i], std::memory_order_relaxed);
+    block.sequence.store(begin + 1, std::memory_order_release);
     return 0;
 }
 
@@ -70,51 +81,52 @@ int hostPlayProcess(jack_nframes_t frames, void* arg) noexcept {
         startUs = jack_get_time();
         periodUs = static_cast<float>(frames) * 1e6f / static_cast<float>(segment.config.sampleRate);
     }
+    if (frames > kMaxRelayFrames) frames = kMaxRelayFrames;
     const uint64_t cycle = context.playCycles.cycle(frameTime, frames);
     const int64_t startNs =
         static_cast<int64_t>(startUs) * 1000 - context.jackMinusMonotonicNs.load(std::memory_order_relaxed);
 
-    for (uint32_t host = 0; host < kRenderHostSlots; ++host) receive(context, host, cycle, frames);
-
     // Play block `cycle`: the preferred host's in step, the other's in step, anything, silence.
     const uint32_t preferred = hosts.preferred.load(std::memory_order_acquire) % kRenderHostSlots;
     const uint32_t other = (preferred + 1) % kRenderHostSlots;
-    const HostBlock* first = blockFor(context, preferred, cycle);
-    const HostBlock* second = blockFor(context, other, cycle);
-    if (first != nullptr && second != nullptr && first->label.inStep && second->label.inStep) {
+    bool firstInStep = false;
+    bool secondInStep = false;
+    const bool first = readBlock(context.receivers[preferred], cycle, context.played, frames, firstInStep);
+    const bool second = readBlock(context.receivers[other], cycle, context.other, frames, secondInStep);
+    if (first && second && firstInStep && secondInStep) {
         hosts.compared.fetch_add(1, std::memory_order_relaxed);
-        if (std::memcmp(first->samples, second->samples, sizeof(float) * frames) == 0)
+        if (std::memcmp(context.played, context.other, sizeof(float) * frames) == 0)
             hosts.matched.fetch_add(1, std::memory_order_relaxed);
     }
-    const HostBlock* play = nullptr;
+    const float* samples = nullptr;
     uint32_t from = preferred;
-    if (first != nullptr && first->label.inStep) {
-        play = first;
+    if (first && firstInStep) {
+        samples = context.played;
         hosts.fromPreferred.fetch_add(1, std::memory_order_relaxed);
-    } else if (second != nullptr && second->label.inStep) {
-        play = second;
+    } else if (second && secondInStep) {
+        samples = context.other;
         from = other;
         hosts.fromOther.fetch_add(1, std::memory_order_relaxed);
-    } else if (first != nullptr || second != nullptr) {
-        play = first != nullptr ? first : second;
-        from = first != nullptr ? preferred : other;
+    } else if (first || second) {
+        samples = first ? context.played : context.other;
+        from = first ? preferred : other;
         hosts.outOfStepPlayed.fetch_add(1, std::memory_order_relaxed);
     } else {
         hosts.unfilled.fetch_add(1, std::memory_order_relaxed);
     }
-    if (play != nullptr) hosts.hosts[from].played.fetch_add(1, std::memory_order_relaxed);
+    if (samples != nullptr) hosts.hosts[from].played.fetch_add(1, std::memory_order_relaxed);
     // On shutdown: a linear fade to silence, then silence until the process exits.
-    const bool stopping = segment.control.shutdownRequested.load(std::memory_order_acquire) != 0;
-    float faded[kMaxRelayFrames];
-    const float* samples = play != nullptr ? play->samples : nullptr;
-    if (stopping && samples != nullptr) {
-        for (uint32_t i = 0; i < frames; ++i, ++context.fadeDone) {
-            const uint32_t left = context.fadeDone < context.fadeSamples ? context.fadeSamples - context.fadeDone : 0;
-            faded[i] = samples[i] * static_cast<float>(left) / static_cast<float>(context.fadeSamples);
+    if (segment.control.shutdownRequested.load(std::memory_order_acquire) != 0) {
+        if (samples != nullptr) {
+            float* fading = samples == context.played ? context.played : context.other;
+            for (uint32_t i = 0; i < frames; ++i, ++context.fadeDone) {
+                const uint32_t left = context.fadeDone < context.fadeSamples ? context.fadeSamples - context.fadeDone : 0;
+                fading[i] *= static_cast<float>(left) / static_cast<float>(context.fadeSamples);
+            }
         }
-        samples = faded;
+        if (samples == nullptr || context.fadeDone >= context.fadeSamples)
+            segment.outputs[0].fadedOut.store(1, std::memory_order_release);
     }
-    if (stopping && context.fadeDone >= context.fadeSamples) segment.outputs[0].fadedOut.store(1, std::memory_order_release);
     for (jack_port_t* port : context.out) {
         if (port == nullptr) continue;
         auto* out = static_cast<float*>(jack_port_get_buffer(port, frames));

@@ -1,14 +1,19 @@
 // The audio host's output stage: plays the render hosts' blocks (docs/hosts.md).
 //
-// Two JACK clients in one process, because of JACK's graph order: the request client writes
-// "render block n + D" on a port wired to every render host's netjack2 client (so the
-// request leaves in this very cycle), and the play client reads the blocks those clients
-// bring back and plays block n. One client doing both would close a loop in the graph.
-//
-// In every cycle n the play client files each arriving labelled block by its number, then
-// plays block n: the preferred host's if it arrived in step, else the other host's, else
-// (counted) one not in step, else silence. So a render host that stops delivering costs
-// nothing in the cycle it stops: the other host's block of the same number is there.
+// One process, 2 + kRenderHostSlots JACK clients, because a JACK client downstream of a
+// client that does not finish its cycle is not run at all (JACK keeps mixing its last
+// buffer: a buzz), and the netmanager's client of a render host that died or froze does
+// not finish its cycles until the netmanager gives up on it, seconds later. So nothing
+// that plays may be downstream of a render host:
+// - the request client writes "render block n + D" in cycle n on a port wired to every
+//   render host's netjack2 client (upstream of them, never waiting on them);
+// - one receiver client per render host reads that host's block and label and files the
+//   block by its number (it alone waits on its host);
+// - the play client has no input from any host: in cycle n it plays block n, the preferred
+//   host's if it arrived in step, else the other host's, else (counted) one not in step,
+//   else silence.
+// The clients may run in any order within a cycle (in parallel, too), so a block counts
+// as in time only if it arrived in a cycle before its own: D must exceed netjack2's latency.
 // Real-time rules (docs/threads.md): no locks, allocation, system calls or logging here.
 #pragma once
 
@@ -26,8 +31,8 @@ namespace sustain {
 inline constexpr uint32_t kHostRingBlocks = 32;  // per render host: blocks that arrived, by number % 32
 
 /// The number of the cycle now running: JACK's frame time over the period, widened to 64
-/// bits across the 32-bit frame counter's wrap (every 2^32 frames, a day at 48 kHz). The two
-/// clients keep one each; they start together, so they count the same wraps.
+/// bits across the 32-bit frame counter's wrap (every 2^32 frames, a day at 48 kHz). Each
+/// client keeps one; they start together, so they count the same wraps.
 struct CycleClock {
     uint64_t wraps = 0;
     jack_nframes_t last = 0;
@@ -38,33 +43,48 @@ struct CycleClock {
     }
 };
 
+/// A block as a receiver filed it, under a seqlock (one writer: that host's receiver; one
+/// reader: the play client, which may run at the same time on another CPU).
 struct HostBlock {
-    uint64_t tag = 0;  // number + 1 (0: empty)
-    BlockLabel label;
-    float samples[kMaxRelayFrames] = {};
+    std::atomic<uint64_t> sequence{0};  // odd while written
+    std::atomic<uint64_t> tag{0};       // number + 1 (0: empty)
+    std::atomic<uint32_t> inStep{0};
+    std::atomic<float> samples[kMaxRelayFrames] = {};
+};
+
+/// One render host's receiver client.
+struct HostReceiver {
+    struct HostOutputContext* context = nullptr;
+    uint32_t row = 0;
+    jack_client_t* client = nullptr;
+    jack_port_t* audio = nullptr;
+    jack_port_t* label = nullptr;
+    CycleClock cycles;
+    HostBlock blocks[kHostRingBlocks];
 };
 
 struct HostOutputContext {
     Segment* segment = nullptr;
-    jack_port_t* request = nullptr;                    // the request client's output
-    jack_port_t* audioIn[kRenderHostSlots] = {};       // the play client's inputs, one pair per render host
-    jack_port_t* labelIn[kRenderHostSlots] = {};
-    jack_port_t* out[kAudioChannels] = {};
-    jack_client_t* playClient = nullptr;
-    jack_client_t* requestClient = nullptr;
     uint32_t frames = 64;
-    uint32_t fadeSamples = 240;   // on shutdown the stage fades out over these
-    uint32_t fadeDone = 0;        // the play client's thread only
-    std::atomic<int64_t> jackMinusMonotonicNs{0};      // writer: the main thread
+    uint32_t fadeSamples = 240;  // on shutdown the stage fades out over these
+    jack_client_t* requestClient = nullptr;
+    jack_port_t* request = nullptr;
     CycleClock requestCycles;  // the request client's thread only
-    CycleClock playCycles;     // the play client's thread only
-    HostBlock blocks[kRenderHostSlots][kHostRingBlocks];
+    jack_client_t* playClient = nullptr;
+    jack_port_t* out[kAudioChannels] = {};
+    CycleClock playCycles;  // the play client's thread only
+    uint32_t fadeDone = 0;  // the play client's thread only
+    float played[kMaxRelayFrames] = {};  // the play client's thread only
+    float other[kMaxRelayFrames] = {};   // the play client's thread only
+    HostReceiver receivers[kRenderHostSlots];
+    std::atomic<int64_t> jackMinusMonotonicNs{0};  // writer: the main thread
     std::atomic<uint64_t> callbacks{0};
-    AudioThread audioThread;
+    AudioThread audioThread;  // the play client's
 };
 
-/// JACK process callbacks; `arg` is a HostOutputContext. Thread: JACK's process thread.  RT-safe: yes.
-int hostRequestProcess(jack_nframes_t frames, void* arg) noexcept;
-int hostPlayProcess(jack_nframes_t frames, void* arg) noexcept;
+/// JACK process callbacks. Thread: JACK's process thread of that client.  RT-safe: yes.
+int hostRequestProcess(jack_nframes_t frames, void* arg) noexcept;  // arg: HostOutputContext
+int hostReceiveProcess(jack_nframes_t frames, void* arg) noexcept;  // arg: HostReceiver
+int hostPlayProcess(jack_nframes_t frames, void* arg) noexcept;     // arg: HostOutputContext
 
 }  // namespace sustain

@@ -44,8 +44,8 @@ bool ensureConnected(jack_client_t* client, const std::string& from, const std::
 /// slave connects and is made anew by the netmanager each time it comes back.
 class HostWiring {
 public:
-    HostWiring(HostOutputContext& context, std::string requestPort, std::string playClient)
-        : context_(context), requestPort_(std::move(requestPort)), playClient_(std::move(playClient)) {}
+    HostWiring(HostOutputContext& context, std::string requestPort)
+        : context_(context), requestPort_(std::move(requestPort)) {}
 
     void refresh() {
         for (uint32_t host = 0; host < kRenderHostSlots; ++host) refreshHost(host);
@@ -57,8 +57,9 @@ private:
         const uint64_t generation = slot.linkGeneration.load(std::memory_order_acquire);
         if (generation != wiredGeneration_[host]) {
             // Another render host in this row (or the same one back): start from no wires.
-            jack_port_disconnect(context_.playClient, context_.audioIn[host]);
-            jack_port_disconnect(context_.playClient, context_.labelIn[host]);
+            HostReceiver& receiver = context_.receivers[host];
+            jack_port_disconnect(receiver.client, receiver.audio);
+            jack_port_disconnect(receiver.client, receiver.label);
             wiredGeneration_[host] = generation;
             wiredName_[host].clear();
         }
@@ -67,16 +68,16 @@ private:
             slot.connectedPorts.store(0, std::memory_order_relaxed);
             return;
         }
-        if (jack_port_connected(context_.labelIn[host]) > 0 && jack_port_connected(context_.audioIn[host]) > 0 &&
+        const HostReceiver& receiver = context_.receivers[host];
+        if (jack_port_connected(receiver.label) > 0 && jack_port_connected(receiver.audio) > 0 &&
             wiredName_[host] == name) {
             slot.connectedPorts.store(1, std::memory_order_relaxed);
             return;
         }
-        const std::string ownAudio = playClient_ + ":" + jack_port_short_name(context_.audioIn[host]);
-        const std::string ownLabel = playClient_ + ":" + jack_port_short_name(context_.labelIn[host]);
-        const bool wired = ensureConnected(context_.requestClient, requestPort_, netjackToSlavePort(name, 1)) &&
-                           ensureConnected(context_.playClient, netjackFromSlavePort(name, kNetjackAudioChannel), ownAudio) &&
-                           ensureConnected(context_.playClient, netjackFromSlavePort(name, kNetjackLabelChannel), ownLabel);
+        const bool wired =
+            ensureConnected(context_.requestClient, requestPort_, netjackToSlavePort(name, kNetjackRequestChannel)) &&
+            ensureConnected(receiver.client, netjackFromSlavePort(name, kNetjackAudioChannel), jack_port_name(receiver.audio)) &&
+            ensureConnected(receiver.client, netjackFromSlavePort(name, kNetjackLabelChannel), jack_port_name(receiver.label));
         if (wired && wiredName_[host] != name) spdlog::info("render host {} (row {}) wired", name, host);
         if (wired) wiredName_[host] = name;
         slot.connectedPorts.store(wired ? 1 : 0, std::memory_order_relaxed);
@@ -84,7 +85,6 @@ private:
 
     HostOutputContext& context_;
     std::string requestPort_;
-    std::string playClient_;
     uint64_t wiredGeneration_[kRenderHostSlots] = {};
     std::string wiredName_[kRenderHostSlots];
 };
@@ -111,6 +111,16 @@ int runHostOutput(const ChildOptions& options) {
     const std::string playName = "sustain-" + options.instance + "-hosts";
     context->requestClient = openClient(requestName);
     context->playClient = context->requestClient != nullptr ? openClient(playName) : nullptr;
+    for (uint32_t host = 0; host < kRenderHostSlots && context->playClient != nullptr; ++host) {
+        HostReceiver& receiver = context->receivers[host];
+        receiver.context = context.get();
+        receiver.row = host;
+        receiver.client = openClient("sustain-" + options.instance + "-recv" + std::to_string(host));
+        if (receiver.client == nullptr) return static_cast<int>(WorkerExit::NoDevice);
+        receiver.audio = jack_port_register(receiver.client, "audio", JACK_DEFAULT_AUDIO_TYPE, JackPortIsInput, 0);
+        receiver.label = jack_port_register(receiver.client, "label", JACK_DEFAULT_AUDIO_TYPE, JackPortIsInput, 0);
+        jack_set_process_callback(receiver.client, hostReceiveProcess, &receiver);
+    }
     if (context->playClient == nullptr) return static_cast<int>(WorkerExit::NoDevice);
     jack_client_t* request = context->requestClient;
     jack_client_t* play = context->playClient;
@@ -121,19 +131,15 @@ int runHostOutput(const ChildOptions& options) {
         return static_cast<int>(WorkerExit::StreamFailed);
     }
     context->request = jack_port_register(request, "request", JACK_DEFAULT_AUDIO_TYPE, JackPortIsOutput, 0);
-    for (uint32_t host = 0; host < kRenderHostSlots; ++host) {
-        context->audioIn[host] = jack_port_register(play, ("host" + std::to_string(host) + "_audio").c_str(),
-                                                    JACK_DEFAULT_AUDIO_TYPE, JackPortIsInput, 0);
-        context->labelIn[host] = jack_port_register(play, ("host" + std::to_string(host) + "_label").c_str(),
-                                                    JACK_DEFAULT_AUDIO_TYPE, JackPortIsInput, 0);
-    }
     for (uint32_t channel = 0; channel < kAudioChannels; ++channel)
         context->out[channel] = jack_port_register(play, ("out_" + std::to_string(channel + 1)).c_str(),
                                                    JACK_DEFAULT_AUDIO_TYPE, JackPortIsOutput, 0);
     context->jackMinusMonotonicNs.store(jackMinusMonotonicNs(), std::memory_order_relaxed);
     jack_set_process_callback(request, hostRequestProcess, context.get());
     jack_set_process_callback(play, hostPlayProcess, context.get());
-    if (jack_activate(request) != 0 || jack_activate(play) != 0) {
+    bool activated = jack_activate(request) == 0 && jack_activate(play) == 0;
+    for (HostReceiver& receiver : context->receivers) activated = activated && jack_activate(receiver.client) == 0;
+    if (!activated) {
         spdlog::error("cannot activate the output stage's JACK clients");
         return static_cast<int>(WorkerExit::StreamFailed);
     }
@@ -152,7 +158,7 @@ int runHostOutput(const ChildOptions& options) {
     spdlog::info("host output stage: asks for blocks {} cycles ahead, output latency {} frames",
                  segment.hosts.playoutPeriods.load(), playLatency);
 
-    HostWiring wiring(*context, requestName + ":request", playName);
+    HostWiring wiring(*context, requestName + ":request");
     pollfd fds[2] = {{options.wakeFd, POLLIN, 0}, {signalFd, POLLIN, 0}};
     uint64_t nextClockNs = monotonicNs() + 1'000'000'000ull;
     for (;;) {
@@ -181,8 +187,7 @@ int runHostOutput(const ChildOptions& options) {
             if (read(signalFd, &info, sizeof info) == sizeof info && info.ssi_signo != SIGPIPE) break;
         }
     }
-    jack_deactivate(play);
-    jack_deactivate(request);
+    for (HostReceiver& receiver : context->receivers) jack_client_close(receiver.client);
     jack_client_close(play);
     jack_client_close(request);
     self.exitReason.store(static_cast<uint32_t>(WorkerExit::Clean), std::memory_order_release);

@@ -13,6 +13,30 @@ const char* healthWord(Health health) {
     return "unknown";
 }
 
+/// The audio host's render hosts, a row each (docs/hosts.md); empty on a single machine.
+nlohmann::json hostsJson(const StatusSnapshot& s) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const HostStatus& h : s.hosts)
+        rows.push_back({{"row", h.row},
+                        {"name", h.name},
+                        {"address", h.address},
+                        {"role", h.role},
+                        {"state", h.state},
+                        {"connected", h.connected},
+                        {"ports_wired", h.portsWired},
+                        {"blocks", h.blocks},
+                        {"late_blocks", h.lateBlocks},
+                        {"out_of_step_blocks", h.outOfStepBlocks},
+                        {"played", h.played},
+                        {"latency_cycles", h.latencyCycles},
+                        {"joins", h.joins},
+                        {"downs", h.downs},
+                        {"snapshots_sent", h.snapshotsSent},
+                        {"commands_sent", h.commandsSent},
+                        {"warm_again_ms", {{"last", h.warmMsLast}, {"max", h.warmMsMax}}}});
+    return rows;
+}
+
 nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::string& why) {
     using nlohmann::json;
     const double msPerSample = s.sampleRate ? 1000.0 / s.sampleRate : 0.0;
@@ -155,6 +179,17 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
           {"standby_blocks_identical", s.matched},
           {"extra_latency_periods", s.lagBlocks}}},
         {"workers", workers},
+        {"role", s.role},
+        {"hosts", hostsJson(s)},
+        {"host_output",
+         {{"playout_periods", s.hostPlayoutPeriods},
+          {"from_active", s.hostsFromPreferred},
+          {"from_standby", s.hostsFromOther},
+          {"out_of_step_played", s.hostsOutOfStepPlayed},
+          {"unfilled_blocks", s.hostsUnfilled},
+          {"blocks_compared", s.hostsCompared},
+          {"blocks_identical", s.hostsMatched},
+          {"failovers", s.hostFailovers}}},
         {"params", {{"master_gain", s.masterGain}, {"voices", voices}}},
     };
 }
@@ -174,6 +209,10 @@ std::string statusText(const StatusSnapshot& s, Health health, const std::string
             p.pid == 0 ? "-" : std::to_string(p.pid).c_str(),
             p.role.c_str(), p.state.c_str(), p.cpuLoad * 100.0, static_cast<unsigned long long>(p.xruns),
             p.heartbeatAgeMs < 0 ? "never" : (std::to_string(static_cast<int>(p.heartbeatAgeMs)) + " ms ago").c_str());
+    for (const HostStatus& h : s.hosts)
+        add("  host %u  %-12s %-20s %-8s %-8s blocks %-9llu late %-6llu latency %u cycles%s\n", h.row, h.name.c_str(),
+            h.address.c_str(), h.role.c_str(), h.state.c_str(), static_cast<unsigned long long>(h.blocks),
+            static_cast<unsigned long long>(h.lateBlocks), h.latencyCycles, h.connected ? "" : "  (link closed)");
     add("supervisor: crashes %llu, replacements %llu, spare %s, failover %.3f ms (max %.3f), rebuild %.1f ms (max %.1f), shm leaks %llu\n",
         static_cast<unsigned long long>(s.crashCount), static_cast<unsigned long long>(s.replacements),
         s.spareReady ? "ready" : "NOT ready", s.failoverMsLast, s.failoverMsMax, s.rebuildMsLast, s.rebuildMsMax,

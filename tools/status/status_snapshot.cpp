@@ -65,6 +65,44 @@ ProcessStatus readProcess(const WorkerSlot& slot, const char* kind, uint32_t ind
     return p;
 }
 
+void readHosts(const Segment& segment, StatusSnapshot& s) {
+    const HostsRegion& hosts = segment.hosts;
+    const uint32_t preferred = hosts.preferred.load(std::memory_order_acquire) % kRenderHostSlots;
+    s.hostPlayoutPeriods = hosts.playoutPeriods.load();
+    s.hostsFromPreferred = hosts.fromPreferred.load();
+    s.hostsFromOther = hosts.fromOther.load();
+    s.hostsOutOfStepPlayed = hosts.outOfStepPlayed.load();
+    s.hostsUnfilled = hosts.unfilled.load();
+    s.hostsCompared = hosts.compared.load();
+    s.hostsMatched = hosts.matched.load();
+    s.hostFailovers = hosts.failovers.load();
+    for (uint32_t row = 0; row < kRenderHostSlots; ++row) {
+        const RenderHostSlot& slot = hosts.hosts[row];
+        const auto state = static_cast<HostState>(slot.state.load(std::memory_order_acquire));
+        if (state == HostState::Empty) continue;
+        HostStatus h;
+        h.row = row;
+        h.name.assign(slot.netName, strnlen(slot.netName, sizeof slot.netName));
+        h.address.assign(slot.address, strnlen(slot.address, sizeof slot.address));
+        h.state = state == HostState::InStep ? "in_step" : state == HostState::Down ? "down" : "joining";
+        h.role = row == preferred && state == HostState::InStep ? "active" : state == HostState::InStep ? "standby" : "none";
+        h.connected = slot.connected.load() != 0;
+        h.portsWired = slot.connectedPorts.load() != 0;
+        h.blocks = slot.blocks.load();
+        h.lateBlocks = slot.lateBlocks.load();
+        h.outOfStepBlocks = slot.outOfStepBlocks.load();
+        h.played = slot.played.load();
+        h.joins = slot.joins.load();
+        h.downs = slot.downs.load();
+        h.snapshotsSent = slot.snapshotsSent.load();
+        h.commandsSent = slot.commandsSent.load();
+        h.latencyCycles = slot.latencyCycles.load();
+        h.warmMsLast = slot.warmUsLast.load() / 1000.0;
+        h.warmMsMax = slot.warmUsMax.load() / 1000.0;
+        s.hosts.push_back(h);
+    }
+}
+
 }  // namespace
 
 StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
@@ -219,9 +257,15 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
     s.compared = out.compared.load();
     s.lagBlocks = out.lagBlocks.load();
 
-    for (uint32_t w = 0; w < kWorkerSlots; ++w)
-        s.processes.push_back(readProcess(segment.slots[w], "worker", w, false, nowNs));
-    if (s.layout == "relay") {
+    s.role = config.role == static_cast<uint32_t>(EngineRole::AudioHost) ? "audio" : "local";
+    if (s.role == "audio") {
+        readHosts(segment, s);
+        s.processes.push_back(readProcess(segment.outputs[0], "output", 0, true, nowNs));
+    } else {
+        for (uint32_t w = 0; w < kWorkerSlots; ++w)
+            s.processes.push_back(readProcess(segment.slots[w], "worker", w, false, nowNs));
+    }
+    if (s.layout == "relay" && s.role != "audio") {
         const uint32_t writer = out.writerSlot.load(std::memory_order_acquire);
         for (uint32_t o = 0; o < kOutputSlots; ++o)
             s.processes.push_back(readProcess(segment.outputs[o], "output", o, o == writer, nowNs));
@@ -242,10 +286,14 @@ StatusSnapshot takeSnapshot(const Segment& segment, uint64_t nowNs) {
         s.voiceGain.push_back(param(voiceGainParam(v), state.voices[v].gain));
     }
 
-    const ProcessStatus& activeProcess = s.processes[s.activeSlot];
+    const ProcessStatus& activeProcess = s.role == "audio" ? s.processes[0] : s.processes[s.activeSlot];
     // Rendering: its callback ran within the last 100 ms (a few hundred periods would be an
-    // outage anyone hears).
+    // outage anyone hears); on the audio host, the stage runs and a render host is in step.
     s.activeRendering = activeProcess.pid != 0 && activeProcess.heartbeatAgeMs >= 0 && activeProcess.heartbeatAgeMs < 100;
+    if (s.role == "audio")
+        s.activeRendering = s.activeRendering && std::any_of(s.hosts.begin(), s.hosts.end(), [](const HostStatus& host) {
+                                return host.role == "active" && host.state == "in_step";
+                            });
     return s;
 }
 

@@ -35,8 +35,22 @@ struct ProcessStatus {
     std::string device;
 };
 
+/// A render host as the audio host sees it (docs/hosts.md).
+struct HostStatus {
+    uint32_t row = 0;
+    std::string name, address;
+    std::string role;   // "active" (its blocks are played), "standby", "none"
+    std::string state;  // "joining", "in_step", "down"
+    bool connected = false, portsWired = false;
+    uint64_t blocks = 0, lateBlocks = 0, outOfStepBlocks = 0, played = 0, joins = 0, downs = 0, snapshotsSent = 0,
+             commandsSent = 0;
+    uint32_t latencyCycles = 0;
+    double warmMsLast = 0, warmMsMax = 0;
+};
+
 struct StatusSnapshot {
     std::string instance;
+    std::string role;  // "local", or "audio" for the audio host of render hosts
     uint64_t nowNs = 0;
     double uptimeS = 0;
     uint32_t sampleRate = 0, framesPerBuffer = 0, voices = 0;
@@ -85,6 +99,11 @@ struct StatusSnapshot {
     uint64_t fromActive = 0, fromStandby = 0, fromFenced = 0, unfilled = 0, resyncs = 0, takeovers = 0, matched = 0, compared = 0, lagBlocks = 0;
     uint64_t staleCancellations = 0, staleCancelledCycles = 0;
     std::vector<ProcessStatus> processes;
+    // render hosts (role "audio")
+    std::vector<HostStatus> hosts;
+    uint32_t hostPlayoutPeriods = 0;
+    uint64_t hostsFromPreferred = 0, hostsFromOther = 0, hostsOutOfStepPlayed = 0, hostsUnfilled = 0,
+             hostsCompared = 0, hostsMatched = 0, hostFailovers = 0;
     // parameters
     double masterGain = 0;
     std::vector<double> voiceFreq, voiceGain;
