@@ -9,12 +9,17 @@
 
 namespace sustain {
 
-/// Cycles without a block from a host that delivered before, after which it is down. The
-/// output stage needs no verdict to cover it (it plays the other host's block of the same
-/// number in the first cycle the block is missing); the verdict moves the preference and
-/// shows in the status.
-inline constexpr uint64_t kHostDownCycles = 12;
-/// Blocks in a row, arriving in time and in step, after which a host is a warm standby.
+/// Cycles without a block from a host that delivered before, after which it is down (128 ms
+/// at 64 frames / 48 kHz). The output stage needs no verdict to cover a missing block (it
+/// plays the other host's block of the same number in that very cycle), so the verdict can
+/// wait long enough to tell a host that is gone from netjack2 skipping a few of its cycles
+/// on a loaded network or machine, which happens every few seconds here (a verdict after
+/// 12 cycles moved the preference for nothing); it moves the preference and shows in the
+/// status.
+inline constexpr uint64_t kHostDownCycles = 96;
+/// Blocks in a row labelled in step after which a host is a warm standby. A late block
+/// does not break the run (it is counted: RenderHostSlot::lateBlocks); a block its host
+/// labels not in step does.
 inline constexpr uint64_t kHostWarmBlocks = 16;
 
 struct HostObservation {

@@ -49,13 +49,12 @@ int hostReceiveProcess(jack_nframes_t frames, void* arg) noexcept {
         slot.outOfStepBlocks.fetch_add(1, std::memory_order_relaxed);
         slot.inStepRun.store(0, std::memory_order_relaxed);
     }
+    if (found.inStep) slot.inStepRun.fetch_add(1, std::memory_order_relaxed);
     // In time only if it arrived before its cycle: the play client may run first in this one.
     if (found.tag <= cycle) {
         slot.lateBlocks.fetch_add(1, std::memory_order_relaxed);
-        slot.inStepRun.store(0, std::memory_order_relaxed);
         return 0;
     }
-    if (found.inStep) slot.inStepRun.fetch_add(1, std::memory_order_relaxed);
     HostBlock& block = receiver.blocks[found.tag % kHostRingBlocks];
     const uint64_t begin = seqlockBegin(block.sequence.load(std::memory_order_relaxed));
     block.sequence.store(begin, std::memory_order_relaxed);

@@ -40,8 +40,10 @@ bool ensureConnected(jack_client_t* client, const std::string& from, const std::
     return result == 0 || result == EEXIST;
 }
 
-/// Keeps each render host's netjack2 ports wired to ours: its client appears when its
-/// slave connects and is made anew by the netmanager each time it comes back.
+/// Keeps each render host's netjack2 ports wired to ours. Its client appears when its slave
+/// connects, and the netmanager makes it anew each time the slave comes back, under the
+/// same name or, while the old one is still being removed, as NAME-01, NAME-02...: the
+/// newest of them is the one that carries the host now.
 class HostWiring {
 public:
     HostWiring(HostOutputContext& context, std::string requestPort)
@@ -52,41 +54,54 @@ public:
     }
 
 private:
+    /// The client name of the newest netmanager client of render host `name`, or "".
+    std::string newestClient(const std::string& name) const {
+        std::string escaped;  // a valid name (validNetName) has no regex character but '.'
+        for (char c : name) escaped += c == '.' ? std::string("\\.") : std::string(1, c);
+        const std::string pattern = "^" + escaped + "(-[0-9]+)?:from_slave_1$";
+        const char** ports = jack_get_ports(context_.playClient, pattern.c_str(), JACK_DEFAULT_AUDIO_TYPE, JackPortIsOutput);
+        std::string newest;
+        for (size_t i = 0; ports != nullptr && ports[i] != nullptr; ++i) {
+            const std::string port = ports[i];
+            const std::string client = port.substr(0, port.find(':'));
+            // NAME < NAME-01 < NAME-02: longer, then later in order.
+            if (client.size() > newest.size() || (client.size() == newest.size() && client > newest)) newest = client;
+        }
+        if (ports != nullptr) jack_free(ports);
+        return newest;
+    }
+
     void refreshHost(uint32_t host) {
         RenderHostSlot& slot = context_.segment->hosts.hosts[host];
-        const uint64_t generation = slot.linkGeneration.load(std::memory_order_acquire);
-        if (generation != wiredGeneration_[host]) {
-            // Another render host in this row (or the same one back): start from no wires.
-            HostReceiver& receiver = context_.receivers[host];
-            jack_port_disconnect(receiver.client, receiver.audio);
-            jack_port_disconnect(receiver.client, receiver.label);
-            wiredGeneration_[host] = generation;
-            wiredName_[host].clear();
-        }
+        HostReceiver& receiver = context_.receivers[host];
         const std::string name(slot.netName, strnlen(slot.netName, sizeof slot.netName));
-        if (name.empty() || slot.connected.load(std::memory_order_acquire) == 0) {
+        const std::string client = name.empty() ? "" : newestClient(name);
+        if (client.empty() || slot.connected.load(std::memory_order_acquire) == 0) {
             slot.connectedPorts.store(0, std::memory_order_relaxed);
             return;
         }
-        const HostReceiver& receiver = context_.receivers[host];
-        if (jack_port_connected(receiver.label) > 0 && jack_port_connected(receiver.audio) > 0 &&
-            wiredName_[host] == name) {
+        const std::string audio = netjackFromSlavePort(client, kNetjackAudioChannel);
+        const std::string label = netjackFromSlavePort(client, kNetjackLabelChannel);
+        if (wiredClient_[host] == client && jack_port_connected_to(receiver.audio, audio.c_str()) != 0 &&
+            jack_port_connected_to(receiver.label, label.c_str()) != 0) {
             slot.connectedPorts.store(1, std::memory_order_relaxed);
             return;
         }
+        // Another client for this row: start from no wires.
+        jack_port_disconnect(receiver.client, receiver.audio);
+        jack_port_disconnect(receiver.client, receiver.label);
         const bool wired =
-            ensureConnected(context_.requestClient, requestPort_, netjackToSlavePort(name, kNetjackRequestChannel)) &&
-            ensureConnected(receiver.client, netjackFromSlavePort(name, kNetjackAudioChannel), jack_port_name(receiver.audio)) &&
-            ensureConnected(receiver.client, netjackFromSlavePort(name, kNetjackLabelChannel), jack_port_name(receiver.label));
-        if (wired && wiredName_[host] != name) spdlog::info("render host {} (row {}) wired", name, host);
-        if (wired) wiredName_[host] = name;
+            ensureConnected(context_.requestClient, requestPort_, netjackToSlavePort(client, kNetjackRequestChannel)) &&
+            ensureConnected(receiver.client, audio, jack_port_name(receiver.audio)) &&
+            ensureConnected(receiver.client, label, jack_port_name(receiver.label));
+        if (wired) spdlog::info("render host {} (row {}) wired through the netmanager's client {}", name, host, client);
+        wiredClient_[host] = wired ? client : "";
         slot.connectedPorts.store(wired ? 1 : 0, std::memory_order_relaxed);
     }
 
     HostOutputContext& context_;
     std::string requestPort_;
-    uint64_t wiredGeneration_[kRenderHostSlots] = {};
-    std::string wiredName_[kRenderHostSlots];
+    std::string wiredClient_[kRenderHostSlots];
 };
 
 int runHostOutput(const ChildOptions& options) {

@@ -15,12 +15,81 @@
 #include "hosts/render_callback.h"
 #include "shm/clock.h"
 #include "supervisor/exit_status.h"
+#include "supervisor/worker_process.h"
 #include "sustain_version.h"
 
 namespace sustain {
 namespace {
 
 constexpr int kReconnectMs = 250;
+/// Requests missing this long while the link is up: the netjack2 slave lost the audio host.
+constexpr uint64_t kNoRequestRestartNs = 300'000'000;
+/// A slave that found no audio host within this long is started again (it may wait on an
+/// audio host that came back under another address, or a netmanager that restarted).
+constexpr uint64_t kSlaveStartTimeoutNs = 10'000'000'000;
+
+/// The render host's netjack2 slave: `jackd -d net`, a child of this process.
+class NetjackSlave {
+public:
+    explicit NetjackSlave(const RenderHostOptions& options)
+        : options_(options), serverName_("sustain-render-" + options.instance) {}
+
+    const std::string& serverName() const { return serverName_; }
+    bool running() const { return process_.running(); }
+
+    bool start(std::string& error) {
+        if (binary_.fd < 0 && !binary_.open(findJackd(), error)) {
+            error = "cannot run jackd (" + error + "): apt-get install jackd2";
+            return false;
+        }
+        return process_.spawn(binary_,
+                              {"-n", serverName_, "-R", "-d", "net", "-a", options_.audioHost, "-p",
+                               std::to_string(options_.netPort), "-C", "1", "-P", "2", "-n", options_.netName, "-l",
+                               std::to_string(options_.netLatency)},
+                              error);
+    }
+
+    /// Whether the server answers a client (it does once it found the audio host).
+    bool answers() const {
+        jack_status_t status{};
+        jack_client_t* probe = jack_client_open("sustain-render-probe", JackNoStartServer, &status);
+        if (probe == nullptr) return false;
+        jack_client_close(probe);
+        return true;
+    }
+
+    void stop() {
+        if (!process_.running()) return;
+        ::kill(process_.pid(), SIGTERM);  // it leaves JACK's server registry clean
+        const uint64_t deadline = monotonicNs() + 1'000'000'000ull;
+        while (!process_.tryReap() && monotonicNs() < deadline) usleep(5000);
+        if (process_.running()) process_.killAndReap();
+        process_.release();
+    }
+
+    bool exited() { return process_.running() && process_.tryReap(); }
+
+private:
+    static std::string findJackd() {
+        const char* path = std::getenv("PATH");
+        std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
+        size_t at = 0;
+        while (at <= dirs.size()) {
+            const size_t end = dirs.find(':', at);
+            const std::string dir = dirs.substr(at, end == std::string::npos ? std::string::npos : end - at);
+            const std::string candidate = (dir.empty() ? "." : dir) + "/jackd";
+            if (access(candidate.c_str(), X_OK) == 0) return candidate;
+            if (end == std::string::npos) break;
+            at = end + 1;
+        }
+        return "/usr/bin/jackd";
+    }
+
+    const RenderHostOptions& options_;
+    std::string serverName_;
+    HelperBinary binary_;
+    WorkerProcess process_;
+};
 constexpr uint64_t kResyncRetryNs = 500'000'000;  // a re-sync asked for and not answered is asked again
 
 /// What the render host keeps of its link between messages.
@@ -93,8 +162,8 @@ bool handleMessage(RenderHostContext& context, LinkSession& session, LinkType ty
 
 int runRenderHost(const RenderHostOptions& options) {
     if (!validNetName(options.netName)) {
-        spdlog::error("--net-name \"{}\": letters, digits, '-', '_' and '.', at most 31 (it is the render host's "
-                      "netjack2 client name: jackd -d net -n NAME)", options.netName);
+        spdlog::error("--net-name \"{}\": letters, digits, '-', '_' and '.', at most 31 (it names the render host's "
+                      "netjack2 client on the audio host)", options.netName);
         return kExitUsage;
     }
     sigset_t signals;
@@ -106,14 +175,26 @@ int runRenderHost(const RenderHostOptions& options) {
     auto context = std::make_unique<RenderHostContext>();
     TaggedCommandQueue queue(kRenderQueueCapacity);
     context->queue = &queue;
+    NetjackSlave slave(options);
+    setenv("JACK_DEFAULT_SERVER", slave.serverName().c_str(), 1);  // the stream's server, for PortAudio
     LinkSession session;
     std::string error;
     std::string refusal;
     uint32_t generation = 0;
     PaStream* stream = nullptr;
+    uint64_t slaveStartedNs = 0;
+    uint64_t lastRequestNs = 0;   // when requests were last seen to arrive
+    uint64_t lastNoRequest = 0;
     uint64_t lastReportNs = monotonicNs();
+    uint64_t restarts = 0;
     bool announcedWait = false;
     int code = 0;
+    auto stopAudio = [&] {
+        if (stream != nullptr) closeStream(stream);
+        stream = nullptr;
+        slave.stop();
+        slaveStartedNs = 0;
+    };
     for (;;) {
         if (!session.connection.open()) {
             session.welcomed = false;
@@ -132,9 +213,9 @@ int runRenderHost(const RenderHostOptions& options) {
         if (session.connection.wantsWrite()) fds[1].events |= POLLOUT;
         poll(fds, session.connection.open() ? 2 : 1, session.connection.open() ? 10 : kReconnectMs);
         if (fds[0].revents & POLLIN) break;
+        const uint64_t now = monotonicNs();
         if (session.connection.open()) {
             bool refused = false;
-            const bool wasWelcomed = session.welcomed;
             const bool open = session.connection.receive([&](LinkType type, const uint8_t* payload, uint32_t length) {
                 if (!refused && !handleMessage(*context, session, type, payload, length, generation, refusal)) refused = true;
             });
@@ -148,51 +229,82 @@ int runRenderHost(const RenderHostOptions& options) {
                 spdlog::warn("link to the audio host lost: {}", session.connection.error());
             }
             session.connection.flush();
-            if (session.welcomed && !wasWelcomed && stream == nullptr) {
-                EngineConfig config{};
-                config.sampleRate = session.welcome.sampleRate;
-                config.framesPerBuffer = session.welcome.framesPerBuffer;
-                config.voices = session.welcome.voices;
-                std::snprintf(config.device, sizeof config.device, "%s", options.device.c_str());
-                context->voices = config.voices;
-                context->sampleRate = config.sampleRate;
-                uint32_t channels = 0;
-                const OpenedStream opened = openAndStartStream(config, "sustain-render-" + options.netName,
-                                                               paRenderHostCallback, context.get(), 2, channels, 1);
-                if (opened.stream == nullptr || channels < 2) {
-                    spdlog::error("the render host needs a JACK server run by netjack2 (jackd -d net -C 1 -P 2 -n {}; "
-                                  "docs/hosts.md) at {} Hz, {} frames", options.netName, config.sampleRate,
-                                  config.framesPerBuffer);
-                    code = kExitUnavailable;
-                    break;
-                }
-                stream = opened.stream;
-                lockMemory();
-                spdlog::info("render host {} renders on {}: {} Hz, {} frames, {} voices, blocks asked {} cycles ahead",
-                             options.netName, opened.device.name, config.sampleRate, config.framesPerBuffer,
-                             config.voices, session.welcome.playoutPeriods);
-            }
         }
-        if (stream != nullptr && streamLost(stream)) {
-            spdlog::error("the local JACK server (the netjack2 slave) went away");
-            code = kExitUnavailable;
-            break;
+        if (!session.welcomed) continue;
+        context->voices = session.welcome.voices;
+        context->sampleRate = session.welcome.sampleRate;
+
+        // The netjack2 slave and the stream on it: started once welcomed, started anew when
+        // they stop carrying requests.
+        if (slave.exited()) {
+            spdlog::warn("the netjack2 slave (jackd -d net) stopped; starting it again");
+            stopAudio();
+        }
+        if (!slave.running()) {
+            if (!slave.start(error)) {
+                spdlog::error("{}", error);
+                code = kExitUnavailable;
+                break;
+            }
+            slaveStartedNs = now;
+        }
+        if (stream == nullptr) {
+            if (!slave.answers()) {
+                if (now - slaveStartedNs > kSlaveStartTimeoutNs) {
+                    spdlog::warn("the netjack2 slave found no audio host at {}:{} within {} s; starting it again",
+                                 options.audioHost, options.netPort, kSlaveStartTimeoutNs / 1'000'000'000);
+                    stopAudio();
+                }
+                continue;
+            }
+            EngineConfig config{};
+            config.sampleRate = session.welcome.sampleRate;
+            config.framesPerBuffer = session.welcome.framesPerBuffer;
+            config.voices = session.welcome.voices;
+            std::snprintf(config.device, sizeof config.device, "system");
+            uint32_t channels = 0;
+            const OpenedStream opened = openAndStartStream(config, "sustain-render-" + options.netName,
+                                                           paRenderHostCallback, context.get(), 2, channels, 1);
+            if (opened.stream == nullptr || channels < 2) {
+                if (opened.stream != nullptr) closeStream(opened.stream);
+                spdlog::warn("cannot render on the netjack2 slave ({} Hz, {} frames); starting it again",
+                             config.sampleRate, config.framesPerBuffer);
+                stopAudio();
+                continue;
+            }
+            stream = opened.stream;
+            lastRequestNs = now;
+            lastNoRequest = context->noRequest.load();
+            lockMemory();
+            spdlog::info("render host {} renders through its netjack2 slave {}: {} Hz, {} frames, {} voices, blocks "
+                         "asked {} cycles ahead{}", options.netName, slave.serverName(), config.sampleRate,
+                         config.framesPerBuffer, config.voices, session.welcome.playoutPeriods,
+                         restarts > 0 ? fmt::format(" (start {})", restarts + 1) : "");
+        }
+        const uint64_t noRequest = context->noRequest.load(std::memory_order_relaxed);
+        if (noRequest == lastNoRequest) lastRequestNs = now;
+        lastNoRequest = noRequest;
+        if (streamLost(stream) || now - lastRequestNs > kNoRequestRestartNs) {
+            spdlog::warn("no request from the audio host for {} ms{}: starting the netjack2 slave again",
+                         (now - lastRequestNs) / 1'000'000, streamLost(stream) ? " (the slave's server went away)" : "");
+            stopAudio();
+            ++restarts;
+            continue;
         }
         // A late command or a gap: ask for the audio host's state again (one at a time).
-        const uint64_t now = monotonicNs();
-        if (session.welcomed && context->resyncWanted.load(std::memory_order_acquire) != 0 &&
+        if (context->resyncWanted.load(std::memory_order_acquire) != 0 &&
             (session.resyncAskedNs == 0 || now - session.resyncAskedNs > kResyncRetryNs)) {
             context->resyncWanted.store(0, std::memory_order_relaxed);
             if (session.connection.send(LinkType::ResyncRequest, nullptr, 0)) session.resyncAskedNs = now;
         }
         if (now - lastReportNs > 10'000'000'000ull) {
             lastReportNs = now;
-            spdlog::info("rendered {} blocks ({} caught up), {} commands late, {} dropped, {} cycles without a request",
-                         context->blocksRendered.load(), context->catchUpBlocks.load(), context->lateCommands.load(),
-                         context->droppedCommands.load(), context->noRequest.load());
+            spdlog::info("rendered {} blocks ({} caught up), {} commands late, {} dropped, {} cycles without a "
+                         "request, slave started {} times", context->blocksRendered.load(), context->catchUpBlocks.load(),
+                         context->lateCommands.load(), context->droppedCommands.load(), noRequest, restarts + 1);
         }
     }
-    if (stream != nullptr) closeStream(stream);
+    stopAudio();
     return code;
 }
 

@@ -98,7 +98,9 @@ struct Options {
     uint16_t hostPort = kDefaultHostPort;
     std::string audioHost;
     std::string netName;
-    uint32_t hostLatency = 4;
+    uint32_t hostLatency = 5;
+    uint16_t netPort = 19000;
+    uint32_t netLatency = 2;
 };
 
 /// A helper binary: the build tree's when this is the build tree's sustaind, else the
@@ -392,6 +394,12 @@ int main(int argc, char** argv) {
     app.add_option("--audio-host", options.audioHost, "--role render: address of the audio host");
     app.add_option("--net-name", options.netName,
                    "--role render: this host's netjack2 client name on the audio host (jackd -d net -n NAME)");
+    app.add_option("--net-port", options.netPort, "--role render: UDP port of the audio host's netmanager")
+        ->capture_default_str();
+    app.add_option("--net-latency", options.netLatency,
+                   "--role render: netjack2's network latency in periods (jackd -d net -l)")
+        ->check(CLI::Range(0u, 10u))
+        ->capture_default_str();
     app.add_option("--host-latency", options.hostLatency,
                    "--role audio: blocks are asked of the render hosts this many periods before they are played "
                    "(at least netjack2's network latency + 1; docs/hosts.md)")
@@ -439,8 +447,9 @@ int main(int argc, char** argv) {
         renderOptions.audioHost = options.audioHost;
         renderOptions.hostPort = options.hostPort;
         renderOptions.netName = options.netName;
-        renderOptions.device = options.device;
         renderOptions.instance = options.instance;
+        renderOptions.netPort = options.netPort;
+        renderOptions.netLatency = options.netLatency;
         return sustain::runRenderHost(renderOptions);
     }
     std::string error;
