@@ -267,8 +267,7 @@ void AudioHost::handleHello(Link& link, const uint8_t* payload, uint32_t length)
     const bool returning = slot.state.load() == static_cast<uint32_t>(HostState::Down);
     std::snprintf(slot.netName, sizeof slot.netName, "%s", name.c_str());
     std::snprintf(slot.address, sizeof slot.address, "%s", link.address.c_str());
-    slot.inStepRun.store(0, std::memory_order_relaxed);
-    slot.lastArrivalCycle.store(0, std::memory_order_relaxed);
+    blocksAtJoin_[row] = slot.blocks.load(std::memory_order_relaxed);
     slot.connected.store(1, std::memory_order_relaxed);
     slot.state.store(static_cast<uint32_t>(HostState::Joining), std::memory_order_relaxed);
     if (returning && slot.upSinceNs.load() == 0) slot.upSinceNs.store(monotonicNs(), std::memory_order_relaxed);
@@ -328,15 +327,14 @@ void AudioHost::closeLink(Link& link, const std::string& why) {
 
 void AudioHost::judgeHosts(uint64_t nowNs) {
     HostsRegion& hosts = segment_.hosts;
-    const uint64_t cycle = hosts.cycle.load(std::memory_order_acquire);
     HostState states[kRenderHostSlots];
     for (uint32_t row = 0; row < kRenderHostSlots; ++row) {
         RenderHostSlot& slot = hosts.hosts[row];
         HostObservation seen;
         seen.state = static_cast<HostState>(slot.state.load(std::memory_order_relaxed));
         seen.connected = slot.connected.load(std::memory_order_acquire) != 0;
-        seen.cycle = cycle;
-        seen.lastArrivalCycle = slot.lastArrivalCycle.load(std::memory_order_relaxed);
+        seen.deliveredSinceJoin = slot.blocks.load(std::memory_order_relaxed) - blocksAtJoin_[row];
+        seen.missingRun = slot.missingRun.load(std::memory_order_relaxed);
         seen.inStepRun = slot.inStepRun.load(std::memory_order_relaxed);
         const HostState next = judgeHost(seen);
         states[row] = next;

@@ -78,6 +78,7 @@ private:
     std::vector<Link> links_;
     TaggedRenderer reference_;   // the state every render host starts from (renders nothing heard)
     bool referenceStarted_ = false;
+    uint64_t blocksAtJoin_[kRenderHostSlots] = {};  // each row's RenderHostSlot::blocks when its link was welcomed
     float scratch_[kMaxRelayFrames] = {};
 };
 

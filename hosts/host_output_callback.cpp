@@ -114,6 +114,14 @@ int hostPlayProcess(jack_nframes_t frames, void* arg) noexcept {
         hosts.unfilled.fetch_add(1, std::memory_order_relaxed);
     }
     if (samples != nullptr) hosts.hosts[from].played.fetch_add(1, std::memory_order_relaxed);
+    // Counted only in cycles the stage runs: a stall of the audio host itself is no host's fault.
+    for (uint32_t row : {preferred, other}) {
+        std::atomic<uint64_t>& missing = hosts.hosts[row].missingRun;
+        if (row == preferred ? first : second)
+            missing.store(0, std::memory_order_relaxed);
+        else
+            missing.fetch_add(1, std::memory_order_relaxed);
+    }
     // On shutdown: a linear fade to silence, then silence until the process exits.
     if (segment.control.shutdownRequested.load(std::memory_order_acquire) != 0) {
         if (samples != nullptr) {

@@ -65,14 +65,20 @@ void renderRequestedBlock(RenderHostContext& context, const float* request, floa
         std::memset(label, 0, sizeof(float) * frames);
         return;
     }
+    if (asked.tag - renderer.nextTag() > kMaxBehindBlocks) context.inStep = false;  // a new snapshot will do
+    if (!context.inStep) context.resyncWanted.store(1, std::memory_order_release);
     uint32_t caughtUp = 0;
-    while (renderer.nextTag() < asked.tag && caughtUp < kMaxCatchUpBlocks) {
+    while (context.inStep && renderer.nextTag() < asked.tag && caughtUp < kMaxCatchUpBlocks) {
         renderer.render(context.scratch, 1, frames);
         ++caughtUp;
     }
     context.catchUpBlocks.fetch_add(caughtUp, std::memory_order_relaxed);
-    if (renderer.nextTag() < asked.tag) context.inStep = false;  // too far behind: a new snapshot will do
-    if (!context.inStep) context.resyncWanted.store(1, std::memory_order_release);
+    if (context.inStep && renderer.nextTag() < asked.tag) {
+        // Still behind: nothing of this number to offer yet.
+        std::memset(audio, 0, sizeof(float) * frames);
+        std::memset(label, 0, sizeof(float) * frames);
+        return;
+    }
     const uint64_t tag = renderer.nextTag();
     renderer.render(audio, 1, frames);
     BlockLabel out;

@@ -22,10 +22,15 @@
 
 namespace sustain {
 
-/// Blocks a render host renders within one callback to catch up with the requests (after
-/// a snapshot, or cycles JACK did not run it in). Beyond it the host is out of step and
-/// asks for a new snapshot rather than spending a period's time on catching up.
-inline constexpr uint32_t kMaxCatchUpBlocks = 64;
+/// Blocks a render host renders, beyond the one asked for, within one callback to catch up
+/// with the requests (after a snapshot taken while its stream started, or cycles JACK did
+/// not run it in): a sixteenth of a period each at most here, so a callback stays well
+/// inside its period. While it is behind it labels nothing (it has nothing in step to
+/// offer); it gains 15 blocks a cycle.
+inline constexpr uint32_t kMaxCatchUpBlocks = 16;
+/// Blocks behind beyond which catching up is not worth it (a second at 64 frames / 48 kHz):
+/// the host asks for a new snapshot instead.
+inline constexpr uint64_t kMaxBehindBlocks = 750;
 inline constexpr uint32_t kRenderQueueCapacity = 4096;
 
 /// A command on its way from the link thread to the callback, with the snapshot it follows.

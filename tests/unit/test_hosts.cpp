@@ -129,17 +129,26 @@ TEST_CASE("a render host renders what is asked, catches up, and says when it is 
     CHECK(read.inStep);
     CHECK(context->catchUpBlocks.load() == 5);
 
+    writeRequest(request, 64, RenderRequest{51 + kMaxCatchUpBlocks + 1});  // behind: catches up, offers nothing yet
+    renderRequestedBlock(*context, request, audio, label, 64);
+    CHECK_FALSE(readLabel(label, 64, read));
+    writeRequest(request, 64, RenderRequest{51 + kMaxCatchUpBlocks + 2});
+    renderRequestedBlock(*context, request, audio, label, 64);
+    REQUIRE(readLabel(label, 64, read));
+    CHECK(read.inStep);
+    CHECK(context->catchUpBlocks.load() == 5 + kMaxCatchUpBlocks + 2);
+
     queue.enqueue(QueuedTaggedCommand{change(40, 0, kParamMasterGain, 0.0, 9), 1, 0});  // its block is gone
-    writeRequest(request, 64, RenderRequest{51});
+    writeRequest(request, 64, RenderRequest{51 + kMaxCatchUpBlocks + 3});
     renderRequestedBlock(*context, request, audio, label, 64);
     REQUIRE(readLabel(label, 64, read));
     CHECK_FALSE(read.inStep);
     CHECK(context->lateCommands.load() == 1);
     CHECK(context->resyncWanted.load() == 1);
 
-    writeRequest(request, 64, RenderRequest{51 + kMaxCatchUpBlocks + 10});  // too far to catch up
+    writeRequest(request, 64, RenderRequest{100 + kMaxBehindBlocks + 10});  // too far to catch up
     snapshot.generation = 2;
-    snapshot.state.blocks = 52;
+    snapshot.state.blocks = 100;
     seqlockWrite(context->snapshotSequence, context->snapshotWords, snapshot);
     context->snapshotGeneration.store(2);
     renderRequestedBlock(*context, request, audio, label, 64);
@@ -147,26 +156,30 @@ TEST_CASE("a render host renders what is asked, catches up, and says when it is 
     CHECK_FALSE(read.inStep);
 }
 
-TEST_CASE("a render host is down after kHostDownCycles without a block, warm after kHostWarmBlocks in step") {
+TEST_CASE("a render host is down after kHostDownCycles played without its block, warm after kHostWarmBlocks") {
     HostObservation seen;
     seen.state = HostState::Joining;
     seen.connected = true;
-    seen.cycle = 1000;
+    seen.missingRun = 5000;  // from before it joined
     CHECK(judgeHost(seen) == HostState::Joining);  // nothing delivered yet
-    seen.lastArrivalCycle = 1001;
-    seen.inStepRun = kHostWarmBlocks - 1;
+    seen.deliveredSinceJoin = kHostWarmBlocks - 1;
+    seen.inStepRun = 100;  // a run from an earlier link does not make it warm
     CHECK(judgeHost(seen) == HostState::Joining);
-    seen.inStepRun = kHostWarmBlocks;
+    seen.deliveredSinceJoin = kHostWarmBlocks;
+    seen.missingRun = 0;
     CHECK(judgeHost(seen) == HostState::InStep);
     seen.state = HostState::InStep;
-    seen.cycle = 1000 + kHostDownCycles;
+    seen.missingRun = kHostDownCycles;
     CHECK(judgeHost(seen) == HostState::InStep);
-    seen.cycle += 1;
+    seen.missingRun += 1;
     CHECK(judgeHost(seen) == HostState::Down);
     seen.state = HostState::Down;
-    seen.lastArrivalCycle = seen.cycle + 1;
-    seen.inStepRun = 1;
-    CHECK(judgeHost(seen) == HostState::Joining);  // back: a standby again only once warm
+    seen.missingRun = 0;
+    seen.inStepRun = 0;  // back, re-syncing: its blocks say not in step
+    CHECK(judgeHost(seen) == HostState::Joining);
+    seen.state = HostState::Joining;
+    seen.inStepRun = kHostWarmBlocks;
+    CHECK(judgeHost(seen) == HostState::InStep);  // a standby again only once warm
     seen.connected = false;
     CHECK(judgeHost(seen) == HostState::Down);
 
