@@ -43,7 +43,7 @@ public:
             return false;
         }
         return process_.spawn(binary_,
-                              {"-n", serverName_, "-R", "-d", "net", "-a", options_.audioHost, "-p",
+                              {"-n", serverName_, "-R", "-S", "-d", "net", "-a", options_.audioHost, "-p",
                                std::to_string(options_.netPort), "-C", "1", "-P", "2", "-n", options_.netName, "-l",
                                std::to_string(options_.netLatency)},
                               error);
@@ -52,7 +52,10 @@ public:
     /// Whether the server answers a client (it does once it found the audio host).
     bool answers() const {
         jack_status_t status{};
-        jack_client_t* probe = jack_client_open("sustain-render-probe", JackNoStartServer, &status);
+        // JACK names a client's socket by the client alone, whatever the server: a name of
+        // this host's own, so that render hosts sharing a machine (a rehearsal) do not meet.
+        const std::string name = "sustain-probe-" + options_.netName;
+        jack_client_t* probe = jack_client_open(name.c_str(), JackNoStartServer, &status);
         if (probe == nullptr) return false;
         jack_client_close(probe);
         return true;

@@ -98,7 +98,7 @@ struct Options {
     uint16_t hostPort = kDefaultHostPort;
     std::string audioHost;
     std::string netName;
-    uint32_t hostLatency = 5;
+    uint32_t hostLatency = 4;
     uint16_t netPort = 19000;
     uint32_t netLatency = 2;
 };
