@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""A rehearsal of sustain on three machines, on this one (tools/rehearse-hosts).
+
+Three hosts as Linux network namespaces (tools/hosts/rig.py): the audio host (a JACK dummy
+server with monitor ports, the netmanager, `sustaind --role audio`) and two render hosts
+(`sustaind --role render`, each running its own netjack2 slave). A tone plays; then, for
+each fault kind, fault after fault on whichever render host is playing at the time:
+
+- kill:   SIGKILL of every process of the host at once (a machine losing power), then the
+          host is started again (booted: an empty /dev/shm) as soon as it is dead;
+- stop:   SIGSTOP of every process of the host, SIGCONT after --hold seconds;
+- link:   its network link down, up again after --hold seconds (a pulled cable);
+- freeze: the cgroup v2 freezer on all its processes, thawed after --hold seconds.
+
+Each fault is recorded at the audio host's system:monitor_1 (what its driver played) and
+judged sample by sample. Around each fault a timed bundle mutes the tone 120 ms after it is
+sent and brings it back 160 ms after (the onset, from exact silence, is found to the sample
+and compared with its timetag), and a plain change of the frequency is sent while the host
+is down: the judged stretch after the onset must carry the new frequency. Per fault it
+counts failovers (exactly one: the host that played is the one that failed), the time from
+the fault's end until the host is a warm standby again, and the damage the analyzer finds
+(split into what the machine explains, JACK-reported xruns and late driver wakes of the
+audio host, and the rest).
+
+Prints a summary and writes JSON (--out). Exit 0 when every fault of every kind held:
+0 damaged samples, one failover each, the change heard, the onset within a sample.
+Every namespace, link, cgroup and process it made is removed at the end, also when it is
+interrupted (rig.py).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.join(ROOT, "tools", "benchmark"))
+import rig as rigmod  # noqa: E402
+from figures import percentile  # noqa: E402
+from harness import Paths, Recording, TestFailure, onsets  # noqa: E402
+from osc_wire import bundle, message, realtime_minus_monotonic_ns, timetag_of_unix_ns  # noqa: E402
+
+RATE = 48000
+PERIOD = 64
+OSC_PORT = 8000
+INSTANCE = "rehearse"
+KINDS = ("kill", "stop", "link", "freeze")
+MUTE_AFTER_S = 0.12     # the timed bundle: silence from here ...
+ONSET_AFTER_S = 0.16    # ... to here (its onset is what is timed)
+FAULT_AFTER_S = 0.05    # the fault, after the bundle is sent
+CHANGE_AFTER_S = 0.02   # the plain change, after the fault
+JUDGE_MARGIN_S = 0.002  # left out around the deliberate silence (its ramps are no damage)
+RAMP_S = 0.010          # sustaind's --ramp-ms default
+
+
+class HostsRig(rigmod.Rig):
+    """The rig without its own netjack2 slaves: each render host's sustaind runs its own."""
+
+    def start_slave(self, host, latency=None, timeout=15):
+        return 0.0
+
+
+class HostRecording(Recording):
+    """sustain-record run inside the audio host (its JACK server lives in its namespaces)."""
+
+    def __init__(self, rig, paths, seconds):
+        super().__init__(paths, _JackShim(rig), seconds)
+        self.rig = rig
+
+    def __enter__(self):
+        self.process = self.rig.popen(
+            "audio", [self.paths.record, "--port", "system:monitor_1", "--seconds", str(self.seconds),
+                      "--out", self.wav, "--ready-file", self.ready, "--json", "--cycle-times", self.cycle_times_path])
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.ready) and self.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not os.path.exists(self.ready):
+            raise TestFailure(f"recorder did not start: {self.process.communicate()[1] if self.process.poll() is not None else 'no ready file'}")
+        return self
+
+
+class _JackShim:
+    """What harness.Recording asks of its JACK server."""
+
+    def __init__(self, rig):
+        self.name = rig.audio.server
+        self.frames = PERIOD
+
+    def env(self):
+        return None
+
+
+class OscSender:
+    """Sends OSC to the audio host from inside its namespace (its address exists only there)."""
+
+    SCRIPT = ("import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+              "for line in sys.stdin:\n    s.sendto(bytes.fromhex(line.strip()),(sys.argv[1],int(sys.argv[2])))\n")
+
+    def __init__(self, rig):
+        self.process = rig.popen("audio", ["python3", "-u", "-c", self.SCRIPT, rigmod.MASTER_IP, str(OSC_PORT)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def send(self, packet):
+        self.process.stdin.write(packet.hex() + "\n")
+        self.process.stdin.flush()
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=5)
+
+
+class Rehearsal:
+    def __init__(self, args):
+        self.args = args
+        self.paths = Paths([None, args.build])
+        self.rig = None
+        self.osc = None
+        self.directory = tempfile.mkdtemp(prefix="sustain-rehearse-")
+
+    # ---- the hosts ------------------------------------------------------------------
+    def start(self):
+        print(f"rig: leftovers of killed runs removed: {rigmod.cleanup_stale() or 'none'}", flush=True)
+        self.rig = HostsRig(renders=2, latency=self.args.net_latency, keep_logs=self.args.keep_logs)
+        self.rig.start()
+        self.rig.popen("audio", [self.paths.sustaind, "--role", "audio", "--instance", INSTANCE, "--bind",
+                                 rigmod.MASTER_IP, "--allow", rigmod.SUBNET + ".0/24", "--port", str(OSC_PORT),
+                                 "--gain", "0.5", "--host-latency", str(self.args.host_latency)], log="sustaind")
+        self.wait(lambda: self.status(check=False) is not None, 10, "the audio host's sustaind")
+        for host in self.rig.renders:
+            self.start_render(host.name)
+        self.osc = OscSender(self.rig)
+        self.wait(lambda: self.both_in_step(), 30, "both render hosts in step")
+
+    def start_render(self, host):
+        self.rig.popen(host, [self.paths.sustaind, "--role", "render", "--audio-host", rigmod.MASTER_IP,
+                              "--net-name", host, "--instance", host, "--net-port", str(rigmod.NET_PORT),
+                              "--net-latency", str(self.args.net_latency)], log="sustaind")
+
+    def close(self):
+        if self.osc:
+            self.osc.close()
+        if self.rig:
+            if self.args.keep_logs:
+                print(f"logs kept in {self.rig.logdir}", flush=True)
+            self.rig.close()
+
+    def status(self, check=True):
+        result = self.rig.run("audio", [self.paths.status, "--instance", INSTANCE, "--json", "--once"])
+        try:
+            return json.loads(result.stdout)
+        except json.JSONDecodeError:
+            if check:
+                raise TestFailure(f"sustain-status: {result.stdout}{result.stderr}")
+            return None
+
+    def both_in_step(self, status=None):
+        status = status or self.status()
+        return sum(1 for h in status["hosts"] if h["state"] == "in_step") == 2
+
+    @staticmethod
+    def wait(condition, timeout, what):
+        start = time.monotonic()
+        while not condition():
+            if time.monotonic() - start > timeout:
+                raise TestFailure(f"timed out waiting for {what}")
+            time.sleep(0.02)
+        return time.monotonic() - start
+
+    # ---- one fault --------------------------------------------------------------------
+    def inject(self, kind, host):
+        {"kill": lambda: self.rig.kill_all(host), "stop": lambda: self.rig.stop_all(host),
+         "link": lambda: self.rig.link_down(host), "freeze": lambda: self.rig.freeze(host)}[kind]()
+
+    def end(self, kind, host):
+        if kind == "kill":
+            self.rig.boot(host)
+            self.start_render(host)
+        else:
+            {"stop": lambda: self.rig.cont_all(host), "link": lambda: self.rig.link_up(host),
+             "freeze": lambda: self.rig.thaw(host)}[kind]()
+
+    def fault(self, kind, index, frequency):
+        before = self.status()
+        active = [h for h in before["hosts"] if h["role"] == "active"]
+        if len(active) != 1 or not self.both_in_step(before):
+            raise TestFailure(f"{kind} #{index}: not two hosts in step before the fault: {before['hosts']}")
+        host = active[0]["name"]
+        seconds = self.args.hold + 2.0 + (3.0 if kind == "kill" else 0.0)
+        offset = realtime_minus_monotonic_ns()
+        with HostRecording(self.rig, self.paths, seconds) as recording:
+            time.sleep(0.2)
+            sent = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            mute_ns, onset_ns = sent + int(MUTE_AFTER_S * 1e9), sent + int(ONSET_AFTER_S * 1e9)
+            self.osc.send(bundle(message("/engine/gain", "f", 0.0), timetag=timetag_of_unix_ns(mute_ns + offset)))
+            self.osc.send(bundle(message("/engine/gain", "f", 0.5), timetag=timetag_of_unix_ns(onset_ns + offset)))
+            time.sleep(FAULT_AFTER_S)
+            fault_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            self.inject(kind, host)
+            time.sleep(CHANGE_AFTER_S)
+            self.osc.send(message("/engine/freq", "f", frequency))
+            time.sleep(max(0.0, self.args.hold - CHANGE_AFTER_S))
+            ended_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            self.end(kind, host)
+            warm_s = self.wait(lambda: self.both_in_step(), 30, f"{host} warm again after {kind}")
+            after = self.status()
+            recording.finish()
+            samples = recording.samples()
+            return self.judge(kind, index, host, frequency, recording, samples, before, after,
+                              {"mute": mute_ns, "onset": onset_ns, "fault": fault_ns, "ended": ended_ns}, warm_s)
+
+    def judge(self, kind, index, host, frequency, recording, samples, before, after, times, warm_s):
+        latency = after["timing"]["output_latency_frames"]
+        # The onset: the tone leaving the timed silence, heard time against its timetag.
+        found = [i for i in onsets(samples, quiet=RATE * 20 // 1000)]
+        heard = [recording.monotonic_ns_at(i - PERIOD) + latency * 1e9 / RATE for i in found]
+        nearest = min(heard, key=lambda h: abs(h - times["onset"]), default=None)
+        onset_error = None if nearest is None or abs(nearest - times["onset"]) > 0.02e9 else \
+            (nearest - times["onset"]) * RATE / 1e9
+        # Damage, in two stretches: before the timed silence (the fault and the switch fall
+        # here) and after its onset's ramp (the change, the return, the host warm again).
+        mute_at = int(recording.index_at_monotonic_ns(times["mute"] - latency * 1e9 / RATE) - JUDGE_MARGIN_S * RATE)
+        onset_at = found[heard.index(nearest)] if onset_error is not None else \
+            int(recording.index_at_monotonic_ns(times["onset"] - latency * 1e9 / RATE))
+        resume_at = onset_at + int((RAMP_S + JUDGE_MARGIN_S) * RATE)
+        stretches = {"before": self.analyze(samples, 0, mute_at, []),
+                     "after": self.analyze(samples, resume_at, len(samples),
+                                           [f"--expect=0:-0:{frequency}:0.5"])}
+        damaged = sum(s["damaged_samples"] + s["gap_samples"] for s in stretches.values())
+        machine, events = [], []
+        for name, report in stretches.items():
+            start = 0 if name == "before" else resume_at
+            shifted = dict(report, events=[dict(e, start_s=e["start_s"] + start / RATE, end_s=e["end_s"] + start / RATE)
+                                           for e in report.get("events", [])])
+            events += shifted["events"]
+            _, explained = recording.split_damage(shifted)
+            machine += explained
+        at = {name: round(recording.index_at_monotonic_ns(ns - latency * 1e9 / RATE) / RATE, 4) for name, ns in times.items()}
+        heard_change = stretches["after"].get("windows_ok", 0) == stretches["after"].get("windows", 1) and \
+            stretches["after"].get("windows", 0) > 0
+        failovers = after["host_output"]["failovers"] - before["host_output"]["failovers"]
+        record = {"kind": kind, "index": index, "host": host, "damaged_samples": damaged,
+                  "damage_events": events, "times_s": at,
+                  "machine_explained_events": len(machine), "failovers": failovers,
+                  "warm_again_ms": round(warm_s * 1000, 1), "change_heard": heard_change,
+                  "onset_error_samples": onset_error,
+                  "blocks_from_standby": after["host_output"]["from_standby"] - before["host_output"]["from_standby"],
+                  "unfilled_blocks": after["host_output"]["unfilled_blocks"] - before["host_output"]["unfilled_blocks"],
+                  "out_of_step_played": after["host_output"]["out_of_step_played"] - before["host_output"]["out_of_step_played"],
+                  "xruns": len(recording.summary.get("xrun_frames", [])),
+                  "late_wakes": len(recording.late_wakes()), "cycle_jumps": len(recording.summary.get("cycle_jumps", []))}
+        record["held"] = damaged == 0 and failovers == 1 and heard_change and onset_error is not None and \
+            abs(onset_error) <= 1.0
+        print(f"{kind:6s} #{index:<3d} {host}: damaged {damaged:5d}  failovers {failovers}  "
+              f"from standby {record['blocks_from_standby']:3d}  warm again {record['warm_again_ms']:7.1f} ms  "
+              f"change heard {'yes' if heard_change else 'NO'}  onset {onset_error if onset_error is None else round(onset_error, 2)} "
+              f"samples{'' if record['held'] else '  <-- not held'}", flush=True)
+        return record
+
+    def analyze(self, samples, start, end, extra):
+        """sustain-analyze on samples[start:end] (written as a float WAV of their own)."""
+        path = os.path.join(self.directory, "stretch.wav")
+        write_wav(path, samples[max(0, start):max(start, end)])
+        result = subprocess.run([self.paths.analyze, "--in", path, "--json", *extra], capture_output=True, text=True,
+                                timeout=60)
+        if result.returncode not in (0, 1):
+            raise TestFailure(f"sustain-analyze: {result.stderr}")
+        report = json.loads(result.stdout)
+        windows = report.get("windows", [])
+        report["windows_ok"] = sum(1 for w in windows if w.get("ok"))
+        report["windows"] = len(windows)
+        return report
+
+
+def write_wav(path, samples):
+    import array
+    import struct
+    body = array.array("f", samples).tobytes()
+    header = b"RIFF" + struct.pack("<I", 36 + len(body)) + b"WAVE" + b"fmt " + struct.pack(
+        "<IHHIIHH", 16, 3, 1, RATE, RATE * 4, 4, 32) + b"data" + struct.pack("<I", len(body))
+    with open(path, "wb") as f:
+        f.write(header + body)
+
+
+def summarize(records, args):
+    kinds = {}
+    for kind in KINDS:
+        mine = [r for r in records if r["kind"] == kind]
+        if not mine:
+            continue
+        warm = [r["warm_again_ms"] for r in mine]
+        onset = [abs(r["onset_error_samples"]) for r in mine if r["onset_error_samples"] is not None]
+        damaged = [r["damaged_samples"] for r in mine]
+        kinds[kind] = {"faults": len(mine), "held": sum(r["held"] for r in mine),
+                       "damaged_samples": {"p50": percentile(damaged, 50), "p100": max(damaged), "total": sum(damaged)},
+                       "failovers": {"total": sum(r["failovers"] for r in mine),
+                                     "faults_with_exactly_one": sum(r["failovers"] == 1 for r in mine)},
+                       "warm_again_ms": {"p50": percentile(warm, 50), "p99": percentile(warm, 99), "max": max(warm)},
+                       "change_heard": sum(r["change_heard"] for r in mine),
+                       "onset_error_abs_samples": {"p50": percentile(onset, 50) if onset else None,
+                                                   "max": max(onset) if onset else None, "found": len(onset)},
+                       "blocks_from_standby": sum(r["blocks_from_standby"] for r in mine),
+                       "unfilled_blocks": sum(r["unfilled_blocks"] for r in mine)}
+    return {"net_latency": args.net_latency, "host_latency_periods": args.host_latency,
+            "added_latency_periods_over_local_relay": args.host_latency - 1, "kinds": kinds}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("build", help="the build directory")
+    parser.add_argument("--faults", type=int, default=30, help="faults of each kind (default 30)")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="kinds to run, comma-separated")
+    parser.add_argument("--hold", type=float, default=0.3, help="seconds a stop, link cut or freeze lasts")
+    parser.add_argument("--net-latency", type=int, default=2, help="netjack2's network latency (jackd -d net -l)")
+    parser.add_argument("--host-latency", type=int, default=4, help="sustaind --host-latency (periods)")
+    parser.add_argument("--out", help="write the figures as JSON here")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the hosts' logs (their directory is printed)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("tools/rehearse-hosts needs root (network namespaces, cgroups)", file=sys.stderr)
+        return 77
+    kinds = [k for k in args.kinds.split(",") if k]
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        parser.error(f"unknown kinds: {sorted(unknown)}")
+    rehearsal = Rehearsal(args)
+    records = []
+    try:
+        rehearsal.start()
+        print(f"rehearsal: audio host + 2 render hosts, netjack2 -l {args.net_latency}, blocks asked "
+              f"{args.host_latency} periods ahead; {args.faults} faults of each kind: {', '.join(kinds)}", flush=True)
+        frequencies = (550.0, 440.0)
+        for kind in kinds:
+            for index in range(args.faults):
+                records.append(rehearsal.fault(kind, index, frequencies[len(records) % 2]))
+    except TestFailure as failure:
+        print(f"FAIL: {failure}", flush=True)
+        records.append({"kind": "setup", "held": False, "error": str(failure)})
+    finally:
+        rehearsal.close()
+    faults = [r for r in records if r["kind"] in KINDS]
+    summary = summarize(faults, args)
+    summary["faults"] = faults
+    summary["all_held"] = bool(faults) and all(r["held"] for r in records)
+    for kind, figures in summary["kinds"].items():
+        print(f"{kind:6s}: {figures['held']}/{figures['faults']} held; damaged samples p50 "
+              f"{figures['damaged_samples']['p50']} p100 {figures['damaged_samples']['p100']}; failovers "
+              f"{figures['failovers']['total']} ({figures['failovers']['faults_with_exactly_one']} faults with exactly one); "
+              f"warm again p50 {figures['warm_again_ms']['p50']:.1f} ms p99 {figures['warm_again_ms']['p99']:.1f} ms; "
+              f"change heard {figures['change_heard']}/{figures['faults']}; onset |error| max "
+              f"{figures['onset_error_abs_samples']['max']} samples", flush=True)
+    print(f"added latency over the local relay layout: {summary['added_latency_periods_over_local_relay']} periods "
+          f"(blocks asked {args.host_latency} periods ahead, netjack2 -l {args.net_latency})")
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(summary, f, indent=1)
+        print(f"written {args.out}")
+    print("HELD" if summary["all_held"] else "NOT HELD", flush=True)
+    return 0 if summary["all_held"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
