@@ -82,6 +82,9 @@ int hostPlayProcess(jack_nframes_t frames, void* arg) noexcept {
     }
     if (frames > kMaxRelayFrames) frames = kMaxRelayFrames;
     const uint64_t cycle = context.playCycles.cycle(frameTime, frames);
+    if (context.lastPlayedCycle != 0 && cycle > context.lastPlayedCycle + 1)
+        hosts.skippedCycles.fetch_add(cycle - context.lastPlayedCycle - 1, std::memory_order_relaxed);
+    context.lastPlayedCycle = cycle;
     const int64_t startNs =
         static_cast<int64_t>(startUs) * 1000 - context.jackMinusMonotonicNs.load(std::memory_order_relaxed);
 

@@ -73,6 +73,7 @@ struct HostOutputContext {
     jack_client_t* playClient = nullptr;
     jack_port_t* out[kAudioChannels] = {};
     CycleClock playCycles;  // the play client's thread only
+    uint64_t lastPlayedCycle = 0;  // the play client's thread only (0: none yet)
     uint32_t fadeDone = 0;  // the play client's thread only
     float played[kMaxRelayFrames] = {};  // the play client's thread only
     float other[kMaxRelayFrames] = {};   // the play client's thread only

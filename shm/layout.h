@@ -543,7 +543,8 @@ struct alignas(64) HostsRegion {
     std::atomic<uint64_t> matched;          // ... and bit-identical
     std::atomic<uint64_t> failovers;        // writer: sustaind; preferred host switched because it went down
     std::atomic<uint64_t> commandsLate;     // writer: sustaind; commands numbered later than asked (their block was already asked for)
-    uint64_t reserved[4];
+    std::atomic<uint64_t> skippedCycles;    // writer: the stage's play client; cycles JACK did not run it in (its cycle number jumped)
+    uint64_t reserved[3];
     RenderHostSlot hosts[kRenderHostSlots];
 };
 

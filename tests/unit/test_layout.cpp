@@ -42,7 +42,10 @@ TEST_CASE("layout: sizes and offsets are pinned to the layout version") {
     CHECK(sizeof(AudioRing) == 16 * 8256);
     CHECK(offsetof(ControlBlock, epoch) == 8);
     CHECK(offsetof(WorkerSlot, callbacks) == 24);
-    CHECK(kSegmentSize == 1190400);
+    CHECK(sizeof(RenderHostSlot) == 256);
+    CHECK(sizeof(HostsRegion) == 640);
+    CHECK(offsetof(Segment, hosts) == kSegmentSize - sizeof(HostsRegion));
+    CHECK(kSegmentSize == 1191040);
 }
 
 namespace {

@@ -252,6 +252,8 @@ class Rehearsal:
                   "blocks_from_standby": after["host_output"]["from_standby"] - before["host_output"]["from_standby"],
                   "unfilled_blocks": after["host_output"]["unfilled_blocks"] - before["host_output"]["unfilled_blocks"],
                   "out_of_step_played": after["host_output"]["out_of_step_played"] - before["host_output"]["out_of_step_played"],
+                  "stage_skipped_cycles": after["host_output"]["skipped_cycles"] - before["host_output"]["skipped_cycles"],
+                  "late_blocks": {h["name"]: h["late_blocks"] for h in after["hosts"]},
                   "xruns": len(recording.summary.get("xrun_frames", [])),
                   "late_wakes": len(recording.late_wakes()), "cycle_jumps": len(recording.summary.get("cycle_jumps", []))}
         record["held"] = damaged == 0 and failovers == 1 and heard_change and onset_error is not None and \

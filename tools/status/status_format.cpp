@@ -189,7 +189,8 @@ nlohmann::json statusJson(const StatusSnapshot& s, Health health, const std::str
           {"unfilled_blocks", s.hostsUnfilled},
           {"blocks_compared", s.hostsCompared},
           {"blocks_identical", s.hostsMatched},
-          {"failovers", s.hostFailovers}}},
+          {"failovers", s.hostFailovers},
+          {"skipped_cycles", s.hostsSkippedCycles}}},
         {"params", {{"master_gain", s.masterGain}, {"voices", voices}}},
     };
 }

@@ -76,6 +76,7 @@ void readHosts(const Segment& segment, StatusSnapshot& s) {
     s.hostsCompared = hosts.compared.load();
     s.hostsMatched = hosts.matched.load();
     s.hostFailovers = hosts.failovers.load();
+    s.hostsSkippedCycles = hosts.skippedCycles.load();
     for (uint32_t row = 0; row < kRenderHostSlots; ++row) {
         const RenderHostSlot& slot = hosts.hosts[row];
         const auto state = static_cast<HostState>(slot.state.load(std::memory_order_acquire));

@@ -103,7 +103,7 @@ struct StatusSnapshot {
     std::vector<HostStatus> hosts;
     uint32_t hostPlayoutPeriods = 0;
     uint64_t hostsFromPreferred = 0, hostsFromOther = 0, hostsOutOfStepPlayed = 0, hostsUnfilled = 0,
-             hostsCompared = 0, hostsMatched = 0, hostFailovers = 0;
+             hostsCompared = 0, hostsMatched = 0, hostFailovers = 0, hostsSkippedCycles = 0;
     // parameters
     double masterGain = 0;
     std::vector<double> voiceFreq, voiceGain;
