@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "engine/process_setup.h"
 
 #include "shm/process_log.h"
@@ -93,7 +94,10 @@ OpenedStream openAndStartStream(const EngineConfig& config, const std::string& c
         result.failure = WorkerExit::NoDevice;
         return result;
     }
-    if (channelsWanted > 0 && channelsWanted < result.device.channels) result.device.channels = channelsWanted;
+    // chooseOutputDevice() offers at most stereo; a caller may want fewer, or (a render host's
+    // netjack2 slave) more, up to what the device has.
+    if (channelsWanted > 0)
+        result.device.channels = std::min(channelsWanted, Pa_GetDeviceInfo(result.device.index)->maxOutputChannels);
     PaStreamParameters output{};
     output.device = result.device.index;
     output.channelCount = result.device.channels;

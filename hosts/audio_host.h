@@ -21,7 +21,7 @@ struct AudioHostOptions {
     std::string bindAddress = "127.0.0.1";  // --bind: the link listens where OSC does
     uint16_t hostPort = 9100;               // --host-port
     AllowList allow;                        // --allow: who may connect as a render host
-    uint32_t playoutPeriods = 4;            // --host-latency: blocks are asked for this many cycles ahead
+    uint32_t playoutPeriods = 5;            // --host-latency: blocks are asked for this many cycles ahead
     double masterGain = 0.0;
     std::string logLevel = "info";
     HelperBinary hostOutput;

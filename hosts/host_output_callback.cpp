@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "engine/rt/rt_guard_hooks.h"
 #include "shm/frame_clock.h"
 #include "shm/seqlock.h"
 
@@ -23,6 +24,7 @@ bool readBlock(const HostReceiver& receiver, uint64_t tag, float* out, uint32_t 
 }  // namespace
 
 int hostRequestProcess(jack_nframes_t frames, void* arg) noexcept {
+    RtGuardScope guard;
     auto& context = *static_cast<HostOutputContext*>(arg);
     const uint64_t cycle = context.requestCycles.cycle(jack_last_frame_time(context.requestClient), frames);
     const uint32_t playout = context.segment->hosts.playoutPeriods.load(std::memory_order_relaxed);
@@ -31,15 +33,48 @@ int hostRequestProcess(jack_nframes_t frames, void* arg) noexcept {
     return 0;
 }
 
+namespace {
+
+/// Files one labelled block unless it is filed already; false when it was not new or late.
+bool fileBlock(HostReceiver& receiver, const BlockLabel& found, const float* audio, uint64_t cycle,
+               jack_nframes_t frames) noexcept {
+    // In time only if it arrived before its cycle: the play client may run first in this one.
+    if (found.tag <= cycle) return false;
+    HostBlock& block = receiver.blocks[found.tag % kHostRingBlocks];
+    if (block.tag.load(std::memory_order_relaxed) == found.tag + 1) return false;
+    const uint64_t begin = seqlockBegin(block.sequence.load(std::memory_order_relaxed));
+    block.sequence.store(begin, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    block.tag.store(found.tag + 1, std::memory_order_relaxed);
+    block.inStep.store(found.inStep ? 1 : 0, std::memory_order_relaxed);
+    for (uint32_t i = 0; i < frames; ++i) block.samples[i].store(audio[i], std::memory_order_relaxed);
+    block.sequence.store(begin + 1, std::memory_order_release);
+    return true;
+}
+
+}  // namespace
+
 int hostReceiveProcess(jack_nframes_t frames, void* arg) noexcept {
+    RtGuardScope guard;
     auto& receiver = *static_cast<HostReceiver*>(arg);
     const uint64_t cycle = receiver.cycles.cycle(jack_last_frame_time(receiver.client), frames);
-    const auto* label = static_cast<const float*>(jack_port_get_buffer(receiver.label, frames));
-    const auto* audio = static_cast<const float*>(jack_port_get_buffer(receiver.audio, frames));
-    BlockLabel found;
-    if (label == nullptr || audio == nullptr || frames > kMaxRelayFrames || !readLabel(label, frames, found)) return 0;
+    if (frames > kMaxRelayFrames) return 0;
     HostsRegion& hosts = receiver.context->segment->hosts;
     RenderHostSlot& slot = hosts.hosts[receiver.row];
+    // The repeats first: they fill blocks lost in cycles this client was not run in.
+    for (uint32_t age = kBlockRepeats; age >= 1; --age) {
+        const auto* repeatLabel = static_cast<const float*>(jack_port_get_buffer(receiver.label[age], frames));
+        const auto* repeatAudio = static_cast<const float*>(jack_port_get_buffer(receiver.audio[age], frames));
+        BlockLabel repeat;
+        if (repeatLabel != nullptr && repeatAudio != nullptr && readLabel(repeatLabel, frames, repeat) &&
+            fileBlock(receiver, repeat, repeatAudio, cycle, frames))
+            slot.recoveredBlocks.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    const auto* label = static_cast<const float*>(jack_port_get_buffer(receiver.label[0], frames));
+    const auto* audio = static_cast<const float*>(jack_port_get_buffer(receiver.audio[0], frames));
+    BlockLabel found;
+    if (label == nullptr || audio == nullptr || !readLabel(label, frames, found)) return 0;
     const uint32_t playout = hosts.playoutPeriods.load(std::memory_order_relaxed);
     slot.blocks.fetch_add(1, std::memory_order_relaxed);
     slot.lastArrivalCycle.store(cycle + 1, std::memory_order_relaxed);
@@ -48,25 +83,16 @@ int hostReceiveProcess(jack_nframes_t frames, void* arg) noexcept {
     if (!found.inStep) {
         slot.outOfStepBlocks.fetch_add(1, std::memory_order_relaxed);
         slot.inStepRun.store(0, std::memory_order_relaxed);
+    } else {
+        slot.inStepRun.fetch_add(1, std::memory_order_relaxed);
     }
-    if (found.inStep) slot.inStepRun.fetch_add(1, std::memory_order_relaxed);
-    // In time only if it arrived before its cycle: the play client may run first in this one.
-    if (found.tag <= cycle) {
-        slot.lateBlocks.fetch_add(1, std::memory_order_relaxed);
-        return 0;
-    }
-    HostBlock& block = receiver.blocks[found.tag % kHostRingBlocks];
-    const uint64_t begin = seqlockBegin(block.sequence.load(std::memory_order_relaxed));
-    block.sequence.store(begin, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
-    block.tag.store(found.tag + 1, std::memory_order_relaxed);
-    block.inStep.store(found.inStep ? 1 : 0, std::memory_order_relaxed);
-    for (uint32_t i = 0; i < frames; ++i) block.samples[i].store(audio[i], std::memory_order_relaxed);
-    block.sequence.store(begin + 1, std::memory_order_release);
+    if (found.tag <= cycle) slot.lateBlocks.fetch_add(1, std::memory_order_relaxed);
+    fileBlock(receiver, found, audio, cycle, frames);
     return 0;
 }
 
 int hostPlayProcess(jack_nframes_t frames, void* arg) noexcept {
+    RtGuardScope guard;
     auto& context = *static_cast<HostOutputContext*>(arg);
     context.audioThread.note();
     Segment& segment = *context.segment;
@@ -102,14 +128,18 @@ int hostPlayProcess(jack_nframes_t frames, void* arg) noexcept {
     }
     const float* samples = nullptr;
     uint32_t from = preferred;
+    uint32_t source = 3;
     if (first && firstInStep) {
+        source = 0;
         samples = context.played;
         hosts.fromPreferred.fetch_add(1, std::memory_order_relaxed);
     } else if (second && secondInStep) {
+        source = 1;
         samples = context.other;
         from = other;
         hosts.fromOther.fetch_add(1, std::memory_order_relaxed);
     } else if (first || second) {
+        source = 2;
         samples = first ? context.played : context.other;
         from = first ? preferred : other;
         hosts.outOfStepPlayed.fetch_add(1, std::memory_order_relaxed);
@@ -146,6 +176,11 @@ int hostPlayProcess(jack_nframes_t frames, void* arg) noexcept {
             std::memset(out, 0, sizeof(float) * frames);
     }
 
+    if (HostTrace* trace = context.trace.load(std::memory_order_acquire); trace != nullptr) {
+        HostTraceRecord record{cycle, startUs, source, preferred, samples != nullptr ? samples[0] : 0.0f,
+                               samples != nullptr ? samples[frames - 1] : 0.0f};
+        SpscRing<HostTraceRecord>(trace->indices, trace->slots).tryPush(record);
+    }
     // The engine's frame clock: frame cycle * period is played at this cycle's start.
     FrameAnchor anchor{};
     anchor.frame = cycle * frames;

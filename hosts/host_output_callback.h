@@ -24,7 +24,9 @@
 
 #include "engine/rt/callback_timing.h"
 #include "hosts/block_label.h"
+#include "hosts/netjack_ports.h"
 #include "shm/layout.h"
+#include "shm/spsc_ring.h"
 
 namespace sustain {
 
@@ -52,13 +54,31 @@ struct HostBlock {
     std::atomic<float> samples[kMaxRelayFrames] = {};
 };
 
+/// One cycle of the play client, for diagnosis (SUSTAIN_HOST_OUTPUT_TRACE=FILE): what it
+/// played, so that a recording's damage can be laid beside it (tools/rehearse-hosts).
+struct HostTraceRecord {
+    uint64_t cycle;
+    uint64_t jackUsecs;   // JACK's start time of the cycle (jack_get_cycle_times)
+    uint32_t source;      // 0 the preferred host, 1 the other, 2 one not in step, 3 silence
+    uint32_t preferred;   // the preferred row
+    float first;          // the first and last sample played
+    float last;
+};
+inline constexpr uint32_t kHostTraceCapacity = 8192;
+struct HostTrace {
+    RingIndices indices;
+    HostTraceRecord slots[kHostTraceCapacity];
+};
+
 /// One render host's receiver client.
 struct HostReceiver {
     struct HostOutputContext* context = nullptr;
     uint32_t row = 0;
     jack_client_t* client = nullptr;
-    jack_port_t* audio = nullptr;
-    jack_port_t* label = nullptr;
+    // By age: [0] the block and label the host sent in this cycle, [a] those it sent a cycles
+    // before, again (hosts/netjack_ports.h).
+    jack_port_t* audio[1 + kBlockRepeats] = {};
+    jack_port_t* label[1 + kBlockRepeats] = {};
     CycleClock cycles;
     HostBlock blocks[kHostRingBlocks];
 };
@@ -78,6 +98,7 @@ struct HostOutputContext {
     float played[kMaxRelayFrames] = {};  // the play client's thread only
     float other[kMaxRelayFrames] = {};   // the play client's thread only
     HostReceiver receivers[kRenderHostSlots];
+    std::atomic<HostTrace*> trace{nullptr};  // diagnosis only; null in normal use (set by the main thread, once)
     std::atomic<int64_t> jackMinusMonotonicNs{0};  // writer: the main thread
     std::atomic<uint64_t> callbacks{0};
     AudioThread audioThread;  // the play client's

@@ -11,6 +11,8 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -80,20 +82,25 @@ private:
             slot.connectedPorts.store(0, std::memory_order_relaxed);
             return;
         }
-        const std::string audio = netjackFromSlavePort(client, kNetjackAudioChannel);
-        const std::string label = netjackFromSlavePort(client, kNetjackLabelChannel);
-        if (wiredClient_[host] == client && jack_port_connected_to(receiver.audio, audio.c_str()) != 0 &&
-            jack_port_connected_to(receiver.label, label.c_str()) != 0) {
+        bool connected = wiredClient_[host] == client;
+        for (uint32_t age = 0; age <= kBlockRepeats && connected; ++age)
+            connected = jack_port_connected_to(receiver.audio[age], netjackFromSlavePort(client, netjackAudioChannel(age)).c_str()) != 0 &&
+                        jack_port_connected_to(receiver.label[age], netjackFromSlavePort(client, netjackLabelChannel(age)).c_str()) != 0;
+        if (connected) {
             slot.connectedPorts.store(1, std::memory_order_relaxed);
             return;
         }
         // Another client for this row: start from no wires.
-        jack_port_disconnect(receiver.client, receiver.audio);
-        jack_port_disconnect(receiver.client, receiver.label);
-        const bool wired =
-            ensureConnected(context_.requestClient, requestPort_, netjackToSlavePort(client, kNetjackRequestChannel)) &&
-            ensureConnected(receiver.client, audio, jack_port_name(receiver.audio)) &&
-            ensureConnected(receiver.client, label, jack_port_name(receiver.label));
+        for (uint32_t age = 0; age <= kBlockRepeats; ++age) {
+            jack_port_disconnect(receiver.client, receiver.audio[age]);
+            jack_port_disconnect(receiver.client, receiver.label[age]);
+        }
+        bool wired = ensureConnected(context_.requestClient, requestPort_, netjackToSlavePort(client, kNetjackRequestChannel));
+        for (uint32_t age = 0; age <= kBlockRepeats && wired; ++age)
+            wired = ensureConnected(receiver.client, netjackFromSlavePort(client, netjackAudioChannel(age)),
+                                    jack_port_name(receiver.audio[age])) &&
+                    ensureConnected(receiver.client, netjackFromSlavePort(client, netjackLabelChannel(age)),
+                                    jack_port_name(receiver.label[age]));
         if (wired) spdlog::info("render host {} (row {}) wired through the netmanager's client {}", name, host, client);
         wiredClient_[host] = wired ? client : "";
         slot.connectedPorts.store(wired ? 1 : 0, std::memory_order_relaxed);
@@ -132,8 +139,13 @@ int runHostOutput(const ChildOptions& options) {
         receiver.row = host;
         receiver.client = openClient("sustain-" + options.instance + "-recv" + std::to_string(host));
         if (receiver.client == nullptr) return static_cast<int>(WorkerExit::NoDevice);
-        receiver.audio = jack_port_register(receiver.client, "audio", JACK_DEFAULT_AUDIO_TYPE, JackPortIsInput, 0);
-        receiver.label = jack_port_register(receiver.client, "label", JACK_DEFAULT_AUDIO_TYPE, JackPortIsInput, 0);
+        for (uint32_t age = 0; age <= kBlockRepeats; ++age) {
+            const std::string suffix = age == 0 ? "" : "_" + std::to_string(age) + "_ago";
+            receiver.audio[age] = jack_port_register(receiver.client, ("audio" + suffix).c_str(), JACK_DEFAULT_AUDIO_TYPE,
+                                                     JackPortIsInput, 0);
+            receiver.label[age] = jack_port_register(receiver.client, ("label" + suffix).c_str(), JACK_DEFAULT_AUDIO_TYPE,
+                                                     JackPortIsInput, 0);
+        }
         jack_set_process_callback(receiver.client, hostReceiveProcess, &receiver);
     }
     if (context->playClient == nullptr) return static_cast<int>(WorkerExit::NoDevice);
@@ -173,11 +185,30 @@ int runHostOutput(const ChildOptions& options) {
     spdlog::info("host output stage: asks for blocks {} cycles ahead, output latency {} frames",
                  segment.hosts.playoutPeriods.load(), playLatency);
 
+    // Diagnosis: every cycle's decision, appended to SUSTAIN_HOST_OUTPUT_TRACE's file.
+    std::unique_ptr<HostTrace> trace;
+    FILE* traceFile = nullptr;
+    if (const char* path = std::getenv("SUSTAIN_HOST_OUTPUT_TRACE"); path != nullptr && *path != '\0') {
+        trace = std::make_unique<HostTrace>();
+        SpscRing<HostTraceRecord>::initialize(trace->indices, kHostTraceCapacity);
+        traceFile = std::fopen(path, "a");
+        if (traceFile != nullptr) context->trace.store(trace.get(), std::memory_order_release);
+    }
+    auto drainTrace = [&] {
+        if (traceFile == nullptr) return;
+        SpscRing<HostTraceRecord> ring(trace->indices, trace->slots);
+        HostTraceRecord r;
+        while (ring.tryPop(r))
+            std::fprintf(traceFile, "%llu %llu %u %u %.7g %.7g\n", static_cast<unsigned long long>(r.cycle),
+                         static_cast<unsigned long long>(r.jackUsecs), r.source, r.preferred, r.first, r.last);
+        std::fflush(traceFile);
+    };
     HostWiring wiring(*context, requestName + ":request");
     pollfd fds[2] = {{options.wakeFd, POLLIN, 0}, {signalFd, POLLIN, 0}};
     uint64_t nextClockNs = monotonicNs() + 1'000'000'000ull;
     for (;;) {
         self.controlBeats.fetch_add(1, std::memory_order_release);
+        drainTrace();
         wiring.refresh();
         if (monotonicNs() > nextClockNs) {  // the two clocks drift apart slowly
             context->jackMinusMonotonicNs.store(jackMinusMonotonicNs(), std::memory_order_relaxed);
@@ -203,6 +234,8 @@ int runHostOutput(const ChildOptions& options) {
         }
     }
     for (HostReceiver& receiver : context->receivers) jack_client_close(receiver.client);
+    drainTrace();
+    if (traceFile != nullptr) std::fclose(traceFile);
     jack_client_close(play);
     jack_client_close(request);
     self.exitReason.store(static_cast<uint32_t>(WorkerExit::Clean), std::memory_order_release);

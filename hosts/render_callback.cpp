@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "engine/rt/rt_guard_hooks.h"
+
 namespace sustain {
 namespace {
 
@@ -28,7 +30,7 @@ void takeLinkInput(RenderHostContext& context) noexcept {
         // A command of a snapshot not yet taken waits for it (it is written first).
         if (next->generation > context.generation) break;
         context.queue->try_dequeue(item);
-        if (item.generation < context.generation) continue;  // of an older snapshot: the new one holds it
+        if (item.generation < context.generation) continue;  // of an older snapshot: the latest holds it
         switch (context.renderer.add(item.command)) {
             case TaggedRenderer::AddResult::Late:
                 context.lateCommands.fetch_add(1, std::memory_order_relaxed);
@@ -65,7 +67,7 @@ void renderRequestedBlock(RenderHostContext& context, const float* request, floa
         std::memset(label, 0, sizeof(float) * frames);
         return;
     }
-    if (asked.tag - renderer.nextTag() > kMaxBehindBlocks) context.inStep = false;  // a new snapshot will do
+    if (asked.tag - renderer.nextTag() > kMaxBehindBlocks) context.inStep = false;  // a fresh snapshot will do
     if (!context.inStep) context.resyncWanted.store(1, std::memory_order_release);
     uint32_t caughtUp = 0;
     while (context.inStep && renderer.nextTag() < asked.tag && caughtUp < kMaxCatchUpBlocks) {
@@ -93,6 +95,7 @@ void renderRequestedBlock(RenderHostContext& context, const float* request, floa
 
 int paRenderHostCallback(const void* input, void* output, unsigned long frames, const PaStreamCallbackTimeInfo*,
                          PaStreamCallbackFlags, void* userData) noexcept {
+    RtGuardScope guard;
     auto& context = *static_cast<RenderHostContext*>(userData);
     context.audioThread.note();
     auto* out = static_cast<float*>(output);
@@ -105,10 +108,19 @@ int paRenderHostCallback(const void* input, void* output, unsigned long frames, 
     else
         std::memset(request, 0, sizeof(float) * count);
     renderRequestedBlock(context, request, audio, label, count);
-    for (uint32_t frame = 0; frame < count; ++frame) {
-        out[frame * 2] = audio[frame];
-        out[frame * 2 + 1] = label[frame];
+    const uint32_t channels = context.outputChannels;
+    const float* sources[kNetjackReturnChannels] = {audio, label};
+    for (uint32_t age = 1; age <= kBlockRepeats; ++age) {
+        const uint32_t at = (context.previousNewest + kBlockRepeats + 1 - age) % kBlockRepeats;
+        sources[netjackAudioChannel(age) - 1] = context.previousAudio[at];
+        sources[netjackLabelChannel(age) - 1] = context.previousLabel[at];
     }
+    for (uint32_t frame = 0; frame < count; ++frame)
+        for (uint32_t channel = 0; channel < channels; ++channel)
+            out[frame * channels + channel] = channel < kNetjackReturnChannels ? sources[channel][frame] : 0.0f;
+    context.previousNewest = (context.previousNewest + 1) % kBlockRepeats;
+    std::memcpy(context.previousAudio[context.previousNewest], audio, sizeof(float) * count);
+    std::memcpy(context.previousLabel[context.previousNewest], label, sizeof(float) * count);
     context.callbacks.fetch_add(1, std::memory_order_release);
     return paContinue;
 }

@@ -17,6 +17,7 @@
 
 #include "engine/rt/callback_timing.h"
 #include "hosts/block_label.h"
+#include "hosts/netjack_ports.h"
 #include "hosts/tagged_render.h"
 #include "shm/seqlock.h"
 
@@ -58,11 +59,16 @@ struct RenderHostContext {
     std::atomic<uint32_t> linkUp{0};  // 1 from a snapshot until the link is lost: no block is in step without it
     uint32_t voices = 4;
     double sampleRate = 48000.0;
+    uint32_t outputChannels = 0;  // the stream's, set before it starts (openAndStartStream)
     // The callback's own.
     TaggedRenderer renderer;
     uint32_t generation = 0;  // the snapshot rendered from (0: none)
     bool inStep = false;
     float scratch[kMaxRelayFrames] = {};
+    // The blocks and labels of the last kBlockRepeats callbacks, sent again (hosts/netjack_ports.h).
+    float previousAudio[kBlockRepeats][kMaxRelayFrames] = {};
+    float previousLabel[kBlockRepeats][kMaxRelayFrames] = {};
+    uint32_t previousNewest = 0;  // index of the previous callback's in previousAudio/Label
     AudioThread audioThread;
     // The callback writes these; the link thread and the status line read them.
     std::atomic<uint32_t> resyncWanted{0};
@@ -80,7 +86,8 @@ struct RenderHostContext {
 void renderRequestedBlock(RenderHostContext& context, const float* request, float* audio, float* label,
                           uint32_t frames) noexcept;
 
-/// The PortAudio stream callback (1 input channel, 2 output channels, interleaved);
+/// The PortAudio stream callback (1 input channel; kNetjackReturnChannels output channels,
+/// interleaved: the block, its label, and the previous callbacks' again: hosts/netjack_ports.h);
 /// `userData` is a RenderHostContext. Thread: the audio thread.  RT-safe: yes.
 int paRenderHostCallback(const void* input, void* output, unsigned long frames, const PaStreamCallbackTimeInfo* timeInfo,
                          PaStreamCallbackFlags statusFlags, void* userData) noexcept;

@@ -44,7 +44,7 @@ public:
         }
         return process_.spawn(binary_,
                               {"-n", serverName_, "-R", "-S", "-d", "net", "-a", options_.audioHost, "-p",
-                               std::to_string(options_.netPort), "-C", "1", "-P", "2", "-n", options_.netName, "-l",
+                               std::to_string(options_.netPort), "-C", "1", "-P", std::to_string(kNetjackReturnChannels), "-n", options_.netName, "-l",
                                std::to_string(options_.netLatency)},
                               error);
     }
@@ -265,10 +265,10 @@ int runRenderHost(const RenderHostOptions& options) {
             config.framesPerBuffer = session.welcome.framesPerBuffer;
             config.voices = session.welcome.voices;
             std::snprintf(config.device, sizeof config.device, "system");
-            uint32_t channels = 0;
-            const OpenedStream opened = openAndStartStream(config, "sustain-render-" + options.netName,
-                                                           paRenderHostCallback, context.get(), 2, channels, 1);
-            if (opened.stream == nullptr || channels < 2) {
+            const OpenedStream opened =
+                openAndStartStream(config, "sustain-render-" + options.netName, paRenderHostCallback, context.get(),
+                                   static_cast<int>(kNetjackReturnChannels), context->outputChannels, 1);
+            if (opened.stream == nullptr || context->outputChannels < kNetjackReturnChannels) {
                 if (opened.stream != nullptr) closeStream(opened.stream);
                 spdlog::warn("cannot render on the netjack2 slave ({} Hz, {} frames); starting it again",
                              config.sampleRate, config.framesPerBuffer);

@@ -526,7 +526,8 @@ struct alignas(64) RenderHostSlot {
     std::atomic<uint32_t> latencyCycles;    // the last block: arrival cycle minus the cycle it was asked for in
     std::atomic<uint32_t> connectedPorts;   // writer: the stage's main thread; 1 while its ports are wired
     std::atomic<uint64_t> missingRun;       // writer: the stage's play client; cycles in a row it played without this host's block
-    uint64_t reserved[3];
+    std::atomic<uint64_t> recoveredBlocks;  // writer: the stage's receiver; blocks filed from their repeat (the first was lost)
+    uint64_t reserved[2];
 };
 static_assert(sizeof(RenderHostSlot) == 256);
 

@@ -98,9 +98,9 @@ struct Options {
     uint16_t hostPort = kDefaultHostPort;
     std::string audioHost;
     std::string netName;
-    uint32_t hostLatency = 4;
+    uint32_t hostLatency = 5;
     uint16_t netPort = 19000;
-    uint32_t netLatency = 2;
+    uint32_t netLatency = 1;
 };
 
 /// A helper binary: the build tree's when this is the build tree's sustaind, else the

@@ -121,30 +121,52 @@ class Rehearsal:
         self.paths = Paths([None, args.build])
         self.rig = None
         self.osc = None
+        self.sustaind = {}  # host -> its sustaind (Popen)
         self.directory = tempfile.mkdtemp(prefix="sustain-rehearse-")
+        self.trace_path = os.path.join(self.directory, "host-output.trace")
 
     # ---- the hosts ------------------------------------------------------------------
     def start(self):
         print(f"rig: leftovers of killed runs removed: {rigmod.cleanup_stale() or 'none'}", flush=True)
         self.rig = HostsRig(renders=2, latency=self.args.net_latency, keep_logs=self.args.keep_logs)
         self.rig.start()
-        self.rig.popen("audio", [self.paths.sustaind, "--role", "audio", "--instance", INSTANCE, "--bind",
-                                 rigmod.MASTER_IP, "--allow", rigmod.SUBNET + ".0/24", "--port", str(OSC_PORT),
-                                 "--gain", "0.5", "--host-latency", str(self.args.host_latency)], log="sustaind")
-        self.wait(lambda: self.status(check=False) is not None, 10, "the audio host's sustaind")
+        self.sustaind["audio"] = self.rig.popen("audio", env=self.env("audio"), log="sustaind", cmd=[
+            self.paths.sustaind, "--role", "audio", "--instance", INSTANCE, "--bind", rigmod.MASTER_IP, "--allow",
+            rigmod.SUBNET + ".0/24", "--port", str(OSC_PORT), "--gain", "0.5", "--host-latency", str(self.args.host_latency)])
+        self.wait(lambda: "hosts" in (self.status(check=False) or {}), 10, "the audio host's sustaind")
         for host in self.rig.renders:
             self.start_render(host.name)
         self.osc = OscSender(self.rig)
         self.wait(lambda: self.both_in_step(), 30, "both render hosts in step")
 
+    def env(self, host):
+        """The host's environment, with the real-time guard preloaded into sustaind (and so into
+        everything it starts: the render host's callback, the audio host's output stage)."""
+        env = self.rig.env(host)
+        if host == "audio":
+            env["SUSTAIN_HOST_OUTPUT_TRACE"] = self.trace_path
+        if self.args.rt_guard:
+            env.update(LD_PRELOAD=self.paths.rt_guard, SUSTAIN_RT_GUARD_REPORT=self.args.rt_guard)
+        return env
+
     def start_render(self, host):
-        self.rig.popen(host, [self.paths.sustaind, "--role", "render", "--audio-host", rigmod.MASTER_IP,
+        self.sustaind[host] = self.rig.popen(host, env=self.env(host), log="sustaind", cmd=[self.paths.sustaind, "--role", "render", "--audio-host", rigmod.MASTER_IP,
                               "--net-name", host, "--instance", host, "--net-port", str(rigmod.NET_PORT),
-                              "--net-latency", str(self.args.net_latency)], log="sustaind")
+                              "--net-latency", str(self.args.net_latency)])
 
     def close(self):
         if self.osc:
             self.osc.close()
+        # Each sustaind stops first, as it would on a machine being shut down: a render host
+        # closes its stream before its netjack2 slave; the audio host fades out.
+        for host in sorted(self.sustaind, key=lambda h: h == "audio"):
+            process = self.sustaind[host]
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
         if self.rig:
             if self.args.keep_logs:
                 print(f"logs kept in {self.rig.logdir}", flush=True)
@@ -161,7 +183,7 @@ class Rehearsal:
 
     def both_in_step(self, status=None):
         status = status or self.status()
-        return sum(1 for h in status["hosts"] if h["state"] == "in_step") == 2
+        return sum(1 for h in status.get("hosts", []) if h["state"] == "in_step") == 2
 
     @staticmethod
     def wait(condition, timeout, what):
@@ -232,21 +254,28 @@ class Rehearsal:
                      "after": self.analyze(samples, resume_at, len(samples),
                                            [f"--expect=0:-0:{frequency}:0.5"])}
         damaged = sum(s["damaged_samples"] + s["gap_samples"] for s in stretches.values())
-        machine, events = [], []
+        events = []
         for name, report in stretches.items():
             start = 0 if name == "before" else resume_at
-            shifted = dict(report, events=[dict(e, start_s=e["start_s"] + start / RATE, end_s=e["end_s"] + start / RATE)
-                                           for e in report.get("events", [])])
-            events += shifted["events"]
-            _, explained = recording.split_damage(shifted)
-            machine += explained
+            events += [dict(e, start_s=e["start_s"] + start / RATE, end_s=e["end_s"] + start / RATE)
+                       for e in report.get("events", [])]
+        engine_damage = 0
+        for event in events:
+            event["stage_played"] = self.stage_sources(recording, event)
+            # The stage's own choice in the cycles the damaged samples were played from: a
+            # block in step from either host means the stage played the tone, and what the
+            # driver played instead is JACK's or the machine's doing.
+            event["stage_played_the_tone"] = bool(event["stage_played"]) and all(
+                source in (0, 1) for source in event["stage_played"])
+            if not event["stage_played_the_tone"]:
+                engine_damage += event.get("damaged", 0) + event.get("gap_samples", 0)
         at = {name: round(recording.index_at_monotonic_ns(ns - latency * 1e9 / RATE) / RATE, 4) for name, ns in times.items()}
         heard_change = stretches["after"].get("windows_ok", 0) == stretches["after"].get("windows", 1) and \
             stretches["after"].get("windows", 0) > 0
         failovers = after["host_output"]["failovers"] - before["host_output"]["failovers"]
         record = {"kind": kind, "index": index, "host": host, "damaged_samples": damaged,
                   "damage_events": events, "times_s": at,
-                  "machine_explained_events": len(machine), "failovers": failovers,
+                  "engine_damaged_samples": engine_damage, "failovers": failovers,
                   "warm_again_ms": round(warm_s * 1000, 1), "change_heard": heard_change,
                   "onset_error_samples": onset_error,
                   "blocks_from_standby": after["host_output"]["from_standby"] - before["host_output"]["from_standby"],
@@ -254,15 +283,40 @@ class Rehearsal:
                   "out_of_step_played": after["host_output"]["out_of_step_played"] - before["host_output"]["out_of_step_played"],
                   "stage_skipped_cycles": after["host_output"]["skipped_cycles"] - before["host_output"]["skipped_cycles"],
                   "late_blocks": {h["name"]: h["late_blocks"] for h in after["hosts"]},
+                  "recovered_blocks": {h["name"]: h["recovered_blocks"] for h in after["hosts"]},
                   "xruns": len(recording.summary.get("xrun_frames", [])),
                   "late_wakes": len(recording.late_wakes()), "cycle_jumps": len(recording.summary.get("cycle_jumps", []))}
-        record["held"] = damaged == 0 and failovers == 1 and heard_change and onset_error is not None and \
-            abs(onset_error) <= 1.0
-        print(f"{kind:6s} #{index:<3d} {host}: damaged {damaged:5d}  failovers {failovers}  "
+        rest = failovers == 1 and heard_change and onset_error is not None and abs(onset_error) <= 1.0
+        record["held"] = damaged == 0 and rest
+        record["held_by_stage"] = engine_damage == 0 and rest
+        print(f"{kind:6s} #{index:<3d} {host}: damaged {damaged:5d} (the stage's {engine_damage})  failovers {failovers}  "
               f"from standby {record['blocks_from_standby']:3d}  warm again {record['warm_again_ms']:7.1f} ms  "
               f"change heard {'yes' if heard_change else 'NO'}  onset {onset_error if onset_error is None else round(onset_error, 2)} "
               f"samples{'' if record['held'] else '  <-- not held'}", flush=True)
         return record
+
+    def stage_sources(self, recording, event):
+        """What the output stage played (its trace's source per cycle) in the cycles from one
+        before the event's first recorded cycle to its last: the driver plays what the graph
+        made in the cycle before the one in which the recorder reads it."""
+        cycles = recording.cycle_times()
+        frames, usecs = cycles["frame"], cycles["usecs"]
+        first = int(event["start_s"] * RATE)
+        last = int(event["end_s"] * RATE)
+        import bisect
+        k0 = max(0, bisect.bisect_right(frames, first) - 2)
+        k1 = max(0, bisect.bisect_right(frames, last) - 1)
+        wanted = set(usecs[k0:k1 + 1])
+        sources = []
+        try:
+            with open(self.trace_path) as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 3 and int(parts[1]) in wanted:
+                        sources.append(int(parts[2]))
+        except FileNotFoundError:
+            pass
+        return sources
 
     def analyze(self, samples, start, end, extra):
         """sustain-analyze on samples[start:end] (written as a float WAV of their own)."""
@@ -298,8 +352,13 @@ def summarize(records, args):
         warm = [r["warm_again_ms"] for r in mine]
         onset = [abs(r["onset_error_samples"]) for r in mine if r["onset_error_samples"] is not None]
         damaged = [r["damaged_samples"] for r in mine]
+        stage = [r["engine_damaged_samples"] for r in mine]
         kinds[kind] = {"faults": len(mine), "held": sum(r["held"] for r in mine),
                        "damaged_samples": {"p50": percentile(damaged, 50), "p100": max(damaged), "total": sum(damaged)},
+                       # Of those, the samples of cycles in which the stage did not play a block in
+                       # step (its trace): the engine's; the rest the driver did not play as given.
+                       "damaged_samples_stage": {"p50": percentile(stage, 50), "p100": max(stage), "total": sum(stage)},
+                       "held_by_stage": sum(r["held_by_stage"] for r in mine),
                        "failovers": {"total": sum(r["failovers"] for r in mine),
                                      "faults_with_exactly_one": sum(r["failovers"] == 1 for r in mine)},
                        "warm_again_ms": {"p50": percentile(warm, 50), "p99": percentile(warm, 99), "max": max(warm)},
@@ -318,9 +377,11 @@ def main():
     parser.add_argument("--faults", type=int, default=30, help="faults of each kind (default 30)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="kinds to run, comma-separated")
     parser.add_argument("--hold", type=float, default=0.3, help="seconds a stop, link cut or freeze lasts")
-    parser.add_argument("--net-latency", type=int, default=2, help="netjack2's network latency (jackd -d net -l)")
-    parser.add_argument("--host-latency", type=int, default=4, help="sustaind --host-latency (periods)")
+    parser.add_argument("--net-latency", type=int, default=1, help="netjack2's network latency (jackd -d net -l)")
+    parser.add_argument("--host-latency", type=int, default=5, help="sustaind --host-latency (periods)")
     parser.add_argument("--out", help="write the figures as JSON here")
+    parser.add_argument("--rt-guard", metavar="DIR", help="preload the real-time guard (tests/rt_guard) into every "
+                        "sustain process; each writes its report into DIR")
     parser.add_argument("--keep-logs", action="store_true", help="keep the hosts' logs (their directory is printed)")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -330,6 +391,8 @@ def main():
     unknown = set(kinds) - set(KINDS)
     if unknown:
         parser.error(f"unknown kinds: {sorted(unknown)}")
+    if args.rt_guard:
+        os.makedirs(args.rt_guard, exist_ok=True)
     rehearsal = Rehearsal(args)
     records = []
     try:
@@ -349,9 +412,11 @@ def main():
     summary = summarize(faults, args)
     summary["faults"] = faults
     summary["all_held"] = bool(faults) and all(r["held"] for r in records)
+    summary["all_held_by_stage"] = bool(faults) and all(r.get("held_by_stage") for r in records)
     for kind, figures in summary["kinds"].items():
-        print(f"{kind:6s}: {figures['held']}/{figures['faults']} held; damaged samples p50 "
-              f"{figures['damaged_samples']['p50']} p100 {figures['damaged_samples']['p100']}; failovers "
+        print(f"{kind:6s}: {figures['held']}/{figures['faults']} held ({figures['held_by_stage']} counting only the "
+              f"stage's damage); damaged samples p50 {figures['damaged_samples']['p50']} p100 "
+              f"{figures['damaged_samples']['p100']} (the stage's p100 {figures['damaged_samples_stage']['p100']}); failovers "
               f"{figures['failovers']['total']} ({figures['failovers']['faults_with_exactly_one']} faults with exactly one); "
               f"warm again p50 {figures['warm_again_ms']['p50']:.1f} ms p99 {figures['warm_again_ms']['p99']:.1f} ms; "
               f"change heard {figures['change_heard']}/{figures['faults']}; onset |error| max "

@@ -27,6 +27,7 @@ nlohmann::json hostsJson(const StatusSnapshot& s) {
                         {"blocks", h.blocks},
                         {"late_blocks", h.lateBlocks},
                         {"out_of_step_blocks", h.outOfStepBlocks},
+                        {"recovered_blocks", h.recoveredBlocks},
                         {"played", h.played},
                         {"latency_cycles", h.latencyCycles},
                         {"joins", h.joins},

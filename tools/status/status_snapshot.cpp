@@ -97,6 +97,7 @@ void readHosts(const Segment& segment, StatusSnapshot& s) {
         h.downs = slot.downs.load();
         h.snapshotsSent = slot.snapshotsSent.load();
         h.commandsSent = slot.commandsSent.load();
+        h.recoveredBlocks = slot.recoveredBlocks.load();
         h.latencyCycles = slot.latencyCycles.load();
         h.warmMsLast = slot.warmUsLast.load() / 1000.0;
         h.warmMsMax = slot.warmUsMax.load() / 1000.0;

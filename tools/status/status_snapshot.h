@@ -43,7 +43,7 @@ struct HostStatus {
     std::string state;  // "joining", "in_step", "down"
     bool connected = false, portsWired = false;
     uint64_t blocks = 0, lateBlocks = 0, outOfStepBlocks = 0, played = 0, joins = 0, downs = 0, snapshotsSent = 0,
-             commandsSent = 0;
+             commandsSent = 0, recoveredBlocks = 0;
     uint32_t latencyCycles = 0;
     double warmMsLast = 0, warmMsMax = 0;
 };
