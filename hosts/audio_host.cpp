@@ -423,7 +423,12 @@ int AudioHost::run() {
         std::erase_if(links_, [](const Link& link) { return !link.connection.open(); });
         judgeHosts(now);
         superviseStage(now);
+        if (notifier_ != nullptr) {
+            notifier_->watchdog(now);
+            notifier_->report(segment_.supervisor, true, false);  // the spare: a second render host in step
+        }
     }
+    if (notifier_ != nullptr) notifier_->stopping();
     spdlog::info("stopping: the host output stage fades out");
     segment_.control.shutdownRequested.store(1, std::memory_order_release);
     if (stage_.running()) {

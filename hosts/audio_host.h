@@ -12,6 +12,7 @@
 #include "osc/allow_list.h"
 #include "osc/command_router.h"
 #include "shm/layout.h"
+#include "supervisor/service_notify.h"
 #include "supervisor/worker_process.h"
 
 namespace sustain {
@@ -46,6 +47,10 @@ public:
     /// The supervision loop, until SIGINT/SIGTERM; returns the exit code. Thread: main.
     int run();
 
+    /// Readiness (ready once two render hosts are in step), status text and watchdog go
+    /// here, as on one machine (supervisor/service_notify.h). Thread: main, before run().
+    void setServiceNotifier(ServiceNotifier* notifier) { notifier_ = notifier; }
+
 private:
     struct Link {
         LinkConnection connection;
@@ -73,6 +78,7 @@ private:
     int signalFd_ = -1;
     int wakeRead_ = -1;   // the router's wake bytes for ring 0 arrive here
     int wakeWrite_ = -1;
+    ServiceNotifier* notifier_ = nullptr;
     WorkerProcess stage_;
     uint64_t stageRestartNs_ = 0;  // when to start the stage again (0: it runs)
     std::vector<Link> links_;

@@ -49,7 +49,13 @@ void takeLinkInput(RenderHostContext& context) noexcept {
 
 }  // namespace
 
-void renderRequestedBlock(RenderHostContext& context, const float* request, float* audio, float* label,
+void rememberBlock(RenderHostContext& context, const float* audio, const float* label, uint32_t frames) noexcept {
+    context.recentNewest = (context.recentNewest + 1) % kBlockRepeats;
+    std::memcpy(context.recentAudio[context.recentNewest], audio, sizeof(float) * frames);
+    std::memcpy(context.recentLabel[context.recentNewest], label, sizeof(float) * frames);
+}
+
+bool renderRequestedBlock(RenderHostContext& context, const float* request, float* audio, float* label,
                           uint32_t frames) noexcept {
     takeLinkInput(context);
     RenderRequest asked;
@@ -57,7 +63,7 @@ void renderRequestedBlock(RenderHostContext& context, const float* request, floa
         context.noRequest.fetch_add(1, std::memory_order_relaxed);
         std::memset(audio, 0, sizeof(float) * frames);
         std::memset(label, 0, sizeof(float) * frames);
-        return;
+        return false;
     }
     TaggedRenderer& renderer = context.renderer;
     if (context.generation == 0 || renderer.nextTag() > asked.tag) {
@@ -65,13 +71,25 @@ void renderRequestedBlock(RenderHostContext& context, const float* request, floa
         // nothing to offer for this number.
         std::memset(audio, 0, sizeof(float) * frames);
         std::memset(label, 0, sizeof(float) * frames);
-        return;
+        return false;
     }
     if (asked.tag - renderer.nextTag() > kMaxBehindBlocks) context.inStep = false;  // a fresh snapshot will do
     if (!context.inStep) context.resyncWanted.store(1, std::memory_order_release);
+    const bool linkUp = context.linkUp.load(std::memory_order_acquire) != 0;
+    auto render = [&](float* into, float* labelled) {
+        BlockLabel out;
+        out.tag = renderer.nextTag();
+        renderer.render(into, 1, frames);
+        out.lastSequence = renderer.lastSequence();
+        out.snapshot = context.generation;
+        out.inStep = context.inStep && linkUp && out.tag <= asked.tag;
+        writeLabel(labelled, frames, out);
+        context.lastRendered.store(out.tag + 1, std::memory_order_relaxed);
+    };
     uint32_t caughtUp = 0;
     while (context.inStep && renderer.nextTag() < asked.tag && caughtUp < kMaxCatchUpBlocks) {
-        renderer.render(context.scratch, 1, frames);
+        render(context.scratch, context.scratchLabel);
+        rememberBlock(context, context.scratch, context.scratchLabel, frames);
         ++caughtUp;
     }
     context.catchUpBlocks.fetch_add(caughtUp, std::memory_order_relaxed);
@@ -79,18 +97,11 @@ void renderRequestedBlock(RenderHostContext& context, const float* request, floa
         // Still behind: nothing of this number to offer yet.
         std::memset(audio, 0, sizeof(float) * frames);
         std::memset(label, 0, sizeof(float) * frames);
-        return;
+        return false;
     }
-    const uint64_t tag = renderer.nextTag();
-    renderer.render(audio, 1, frames);
-    BlockLabel out;
-    out.tag = tag;
-    out.lastSequence = renderer.lastSequence();
-    out.snapshot = context.generation;
-    out.inStep = context.inStep && tag == asked.tag && context.linkUp.load(std::memory_order_acquire) != 0;
-    writeLabel(label, frames, out);
+    render(audio, label);
     context.blocksRendered.fetch_add(1, std::memory_order_relaxed);
-    context.lastRendered.store(tag + 1, std::memory_order_relaxed);
+    return true;
 }
 
 int paRenderHostCallback(const void* input, void* output, unsigned long frames, const PaStreamCallbackTimeInfo*,
@@ -107,20 +118,18 @@ int paRenderHostCallback(const void* input, void* output, unsigned long frames, 
         std::memcpy(request, input, sizeof(float) * count);
     else
         std::memset(request, 0, sizeof(float) * count);
-    renderRequestedBlock(context, request, audio, label, count);
+    const bool fresh = renderRequestedBlock(context, request, audio, label, count);
     const uint32_t channels = context.outputChannels;
     const float* sources[kNetjackReturnChannels] = {audio, label};
     for (uint32_t age = 1; age <= kBlockRepeats; ++age) {
-        const uint32_t at = (context.previousNewest + kBlockRepeats + 1 - age) % kBlockRepeats;
-        sources[netjackAudioChannel(age) - 1] = context.previousAudio[at];
-        sources[netjackLabelChannel(age) - 1] = context.previousLabel[at];
+        const uint32_t at = (context.recentNewest + kBlockRepeats + 1 - age) % kBlockRepeats;
+        sources[netjackAudioChannel(age) - 1] = context.recentAudio[at];
+        sources[netjackLabelChannel(age) - 1] = context.recentLabel[at];
     }
     for (uint32_t frame = 0; frame < count; ++frame)
         for (uint32_t channel = 0; channel < channels; ++channel)
             out[frame * channels + channel] = channel < kNetjackReturnChannels ? sources[channel][frame] : 0.0f;
-    context.previousNewest = (context.previousNewest + 1) % kBlockRepeats;
-    std::memcpy(context.previousAudio[context.previousNewest], audio, sizeof(float) * count);
-    std::memcpy(context.previousLabel[context.previousNewest], label, sizeof(float) * count);
+    if (fresh) rememberBlock(context, audio, label, count);
     context.callbacks.fetch_add(1, std::memory_order_release);
     return paContinue;
 }

@@ -65,10 +65,14 @@ struct RenderHostContext {
     uint32_t generation = 0;  // the snapshot rendered from (0: none)
     bool inStep = false;
     float scratch[kMaxRelayFrames] = {};
-    // The blocks and labels of the last kBlockRepeats callbacks, sent again (hosts/netjack_ports.h).
-    float previousAudio[kBlockRepeats][kMaxRelayFrames] = {};
-    float previousLabel[kBlockRepeats][kMaxRelayFrames] = {};
-    uint32_t previousNewest = 0;  // index of the previous callback's in previousAudio/Label
+    float scratchLabel[kMaxRelayFrames] = {};
+    // The last kBlockRepeats blocks rendered with their labels, sent again after each fresh
+    // one (hosts/netjack_ports.h): the blocks of the previous cycles, and those rendered to
+    // catch up with a request that skipped numbers (a cycle the audio host's driver skipped
+    // asked for none), which were never sent at all.
+    float recentAudio[kBlockRepeats][kMaxRelayFrames] = {};
+    float recentLabel[kBlockRepeats][kMaxRelayFrames] = {};
+    uint32_t recentNewest = 0;  // index of the newest in recentAudio/Label
     AudioThread audioThread;
     // The callback writes these; the link thread and the status line read them.
     std::atomic<uint32_t> resyncWanted{0};
@@ -81,10 +85,14 @@ struct RenderHostContext {
     std::atomic<uint64_t> lastRendered{0};     // number + 1 of the last block rendered
 };
 
-/// Renders the requested block into `audio` and its label into `label`.
-/// Thread: the audio thread.  RT-safe: yes.
-void renderRequestedBlock(RenderHostContext& context, const float* request, float* audio, float* label,
+/// Renders the requested block into `audio` and its label into `label`; false when it
+/// offers none (both then silent). Blocks rendered to catch up on the way are remembered
+/// for the repeats. Thread: the audio thread.  RT-safe: yes.
+bool renderRequestedBlock(RenderHostContext& context, const float* request, float* audio, float* label,
                           uint32_t frames) noexcept;
+
+/// Keeps a block and its label for the repeats. Thread: the audio thread.  RT-safe: yes.
+void rememberBlock(RenderHostContext& context, const float* audio, const float* label, uint32_t frames) noexcept;
 
 /// The PortAudio stream callback (1 input channel; kNetjackReturnChannels output channels,
 /// interleaved: the block, its label, and the previous callbacks' again: hosts/netjack_ports.h);

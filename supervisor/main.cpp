@@ -245,6 +245,7 @@ int run(const Options& options) {
         hostOptions.logLevel = options.logLevel;
         hostOptions.hostOutput = hostOutput;
         hosts = std::make_unique<AudioHost>(segment, router, hostOptions);
+        hosts->setServiceNotifier(&notifier);
         notifier.status("starting: the host output stage");
         if (!hosts->start(message)) {
             spdlog::error("cannot start the audio host: {}", message);

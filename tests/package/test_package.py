@@ -47,7 +47,7 @@ def layout(files):
         out = run([os.path.join(BIN, name), "--version"])
         check(out.returncode == 0 and out.stdout.strip() == f"{name} {project_version()}",
               f"{name} --version says its version ({out.stdout.strip()!r})")
-    for name in ("sustain-worker", "sustain-output"):
+    for name in ("sustain-worker", "sustain-output", "sustain-host-output"):
         check(os.path.join(HELPERS, name) in files, f"{name} is installed in {HELPERS}")
         check(os.path.join(BIN, name) not in files, f"{name} is not in {BIN} (sustaind starts it)")
     for tool in ("sustain-record", "sustain-analyze", "sustain-osc-flood", "sustain-bench-metrics", "sustain-wake-floor"):

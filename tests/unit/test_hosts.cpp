@@ -8,6 +8,7 @@
 #include "hosts/block_label.h"
 #include "hosts/host_health.h"
 #include "hosts/link_protocol.h"
+#include "hosts/netjack_ports.h"
 #include "hosts/render_callback.h"
 #include "hosts/tagged_render.h"
 
@@ -154,6 +155,39 @@ TEST_CASE("a render host renders what is asked, catches up, and says when it is 
     renderRequestedBlock(*context, request, audio, label, 64);
     REQUIRE(readLabel(label, 64, read));
     CHECK_FALSE(read.inStep);
+}
+
+TEST_CASE("a render host sends again the blocks before, and those a skipped cycle never asked for") {
+    auto context = std::make_unique<RenderHostContext>();
+    TaggedCommandQueue queue(64);
+    context->queue = &queue;
+    context->voices = 1;
+    context->outputChannels = kNetjackReturnChannels;
+    RenderSnapshot snapshot{};
+    snapshot.generation = 1;
+    snapshot.rampSamples = 32;
+    initialRenderState(snapshot.state, 0.5);
+    snapshot.state.blocks = 10;
+    seqlockWrite(context->snapshotSequence, context->snapshotWords, snapshot);
+    context->snapshotGeneration.store(1);
+    context->linkUp.store(1);
+    constexpr uint32_t kFrames = 32;
+    float request[kFrames];
+    float out[kFrames * kNetjackReturnChannels];
+    auto labelOn = [&](uint32_t channel) {  // channel counts from 1, as JACK's port names do
+        float samples[kFrames];
+        for (uint32_t i = 0; i < kFrames; ++i) samples[i] = out[i * kNetjackReturnChannels + channel - 1];
+        BlockLabel label;
+        return readLabel(samples, kFrames, label) ? static_cast<int64_t>(label.tag) : -1;
+    };
+    writeRequest(request, kFrames, RenderRequest{10});
+    paRenderHostCallback(request, out, kFrames, nullptr, 0, context.get());
+    CHECK(labelOn(netjackLabelChannel(0)) == 10);
+    writeRequest(request, kFrames, RenderRequest{12});  // the audio host's driver skipped a cycle: 11 was never asked for
+    paRenderHostCallback(request, out, kFrames, nullptr, 0, context.get());
+    CHECK(labelOn(netjackLabelChannel(0)) == 12);
+    CHECK(labelOn(netjackLabelChannel(1)) == 11);  // rendered to catch up, sent now
+    CHECK(labelOn(netjackLabelChannel(2)) == 10);
 }
 
 TEST_CASE("a render host is down after kHostDownCycles played without its block, warm after kHostWarmBlocks") {
