@@ -174,6 +174,9 @@ int runRenderHost(const RenderHostOptions& options) {
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGTERM);
     const int signalFd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    // libjack prints every failed attempt to reach a server; while the slave waits for the
+    // audio host that is one every 10 ms. What matters is said in our own words.
+    jack_set_error_function([](const char* message) { spdlog::debug("JACK: {}", message); });
 
     auto context = std::make_unique<RenderHostContext>();
     TaggedCommandQueue queue(kRenderQueueCapacity);

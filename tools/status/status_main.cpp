@@ -91,6 +91,21 @@ void drawLive(const StatusSnapshot& s, const StatusSnapshot& previous, Health he
                  p.heartbeatAgeMs);
         if (stale) attroff(COLOR_PAIR(3));
     }
+    if (!s.hosts.empty()) {  // the audio host's render hosts (docs/hosts.md)
+        row += 2;
+        attron(A_BOLD);
+        mvprintw(row, 0, "%-5s %-14s %-22s %-8s %-8s %10s %8s %8s %9s", "HOST", "NAME", "ADDRESS", "ROLE", "STATE",
+                 "BLOCKS", "LATE", "LATENCY", "REPEATED");
+        attroff(A_BOLD);
+        for (const HostStatus& h : s.hosts) {
+            if (h.state != "in_step") attron(COLOR_PAIR(3));
+            mvprintw(++row, 0, "%-5u %-14s %-22s %-8s %-8s %10llu %8llu %5u cy %9llu", h.row, h.name.c_str(),
+                     h.address.c_str(), h.role.c_str(), h.state.c_str(), static_cast<unsigned long long>(h.blocks),
+                     static_cast<unsigned long long>(h.lateBlocks), h.latencyCycles,
+                     static_cast<unsigned long long>(h.recoveredBlocks));
+            if (h.state != "in_step") attroff(COLOR_PAIR(3));
+        }
+    }
     row += 2;
     mvprintw(row, 0, "supervisor  crashes %llu  replacements %llu  failovers %llu  spare %s  output spare %s%s",
              static_cast<unsigned long long>(s.crashCount), static_cast<unsigned long long>(s.replacements),
