@@ -77,7 +77,6 @@ int hostReceiveProcess(jack_nframes_t frames, void* arg) noexcept {
     if (label == nullptr || audio == nullptr || !readLabel(label, frames, found)) return 0;
     const uint32_t playout = hosts.playoutPeriods.load(std::memory_order_relaxed);
     slot.blocks.fetch_add(1, std::memory_order_relaxed);
-    slot.lastArrivalCycle.store(cycle + 1, std::memory_order_relaxed);
     const uint64_t askedIn = found.tag >= playout ? found.tag - playout : 0;
     slot.latencyCycles.store(cycle >= askedIn ? static_cast<uint32_t>(cycle - askedIn) : 0, std::memory_order_relaxed);
     if (!found.inStep) {

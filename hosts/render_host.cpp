@@ -14,6 +14,7 @@
 #include "hosts/netjack_ports.h"
 #include "hosts/render_callback.h"
 #include "shm/clock.h"
+#include "shm/segment.h"
 #include "supervisor/exit_status.h"
 #include "supervisor/worker_process.h"
 #include "sustain_version.h"
@@ -167,6 +168,11 @@ int runRenderHost(const RenderHostOptions& options) {
     if (!validNetName(options.netName)) {
         spdlog::error("--net-name \"{}\": letters, digits, '-', '_' and '.', at most 31 (it names the render host's "
                       "netjack2 client on the audio host)", options.netName);
+        return kExitUsage;
+    }
+    // It names the render host's JACK server (a path under /dev/shm).
+    if (std::string why = validateInstanceName(options.instance); !why.empty()) {
+        spdlog::error("--instance \"{}\": {}", options.instance, why);
         return kExitUsage;
     }
     sigset_t signals;

@@ -521,7 +521,7 @@ struct alignas(64) RenderHostSlot {
     std::atomic<uint64_t> lateBlocks;       // ... after the cycle they were to be played in
     std::atomic<uint64_t> outOfStepBlocks;  // ... labelled not in step (catching up, re-syncing)
     std::atomic<uint64_t> played;           // blocks played from this host
-    std::atomic<uint64_t> lastArrivalCycle; // the stage's cycle + 1 when its last block arrived (0: never)
+    uint64_t reserved0;
     std::atomic<uint64_t> inStepRun;        // blocks in a row that arrived in time and in step
     std::atomic<uint32_t> latencyCycles;    // the last block: arrival cycle minus the cycle it was asked for in
     std::atomic<uint32_t> connectedPorts;   // writer: the stage's main thread; 1 while its ports are wired
@@ -543,7 +543,7 @@ struct alignas(64) HostsRegion {
     std::atomic<uint64_t> compared;         // writer: the stage; tags both hosts delivered in step
     std::atomic<uint64_t> matched;          // ... and bit-identical
     std::atomic<uint64_t> failovers;        // writer: sustaind; preferred host switched because it went down
-    std::atomic<uint64_t> commandsLate;     // writer: sustaind; commands numbered later than asked (their block was already asked for)
+    uint64_t reserved0;
     std::atomic<uint64_t> skippedCycles;    // writer: the stage's play client; cycles JACK did not run it in (its cycle number jumped)
     uint64_t reserved[3];
     RenderHostSlot hosts[kRenderHostSlots];

@@ -18,9 +18,10 @@ sent and brings it back 160 ms after (the onset, from exact silence, is found to
 and compared with its timetag), and a plain change of the frequency is sent while the host
 is down: the judged stretch after the onset must carry the new frequency. Per fault it
 counts failovers (exactly one: the host that played is the one that failed), the time from
-the fault's end until the host is a warm standby again, and the damage the analyzer finds
-(split into what the machine explains, JACK-reported xruns and late driver wakes of the
-audio host, and the rest).
+the fault's end until the host is a warm standby again, and the damage the analyzer finds,
+with what the output stage played in those cycles (its trace, SUSTAIN_HOST_OUTPUT_TRACE):
+damage in cycles it played a block in step from either host is the driver's (JACK did not
+run it, a late wake), the rest is the engine's.
 
 Prints a summary and writes JSON (--out). Exit 0 when every fault of every kind held:
 0 damaged samples, one failover each, the change heard, the onset within a sample.
@@ -406,6 +407,9 @@ def main():
     except TestFailure as failure:
         print(f"FAIL: {failure}", flush=True)
         records.append({"kind": "setup", "held": False, "error": str(failure)})
+        if rehearsal.rig is not None:
+            rehearsal.rig.keep_logs = True  # the hosts' logs say why
+            args.keep_logs = True
     finally:
         rehearsal.close()
     faults = [r for r in records if r["kind"] in KINDS]
