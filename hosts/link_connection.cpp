@@ -115,7 +115,7 @@ bool LinkConnection::readAvailable() {
         const ssize_t got = ::recv(fd_, buffer, sizeof buffer, MSG_DONTWAIT);
         if (got > 0) {
             in_.insert(in_.end(), buffer, buffer + got);
-            if (in_.size() > kMaxLinkPayload * 4 + sizeof(LinkHeader)) {
+            if (in_.size() > size_t{kMaxLinkPayload} * 4 + sizeof(LinkHeader)) {
                 // takeLinkMessages() below splits them; more than a few messages' worth
                 // waiting is read in the next round.
                 return true;

@@ -81,7 +81,7 @@ private:
         while (at <= dirs.size()) {
             const size_t end = dirs.find(':', at);
             const std::string dir = dirs.substr(at, end == std::string::npos ? std::string::npos : end - at);
-            const std::string candidate = (dir.empty() ? "." : dir) + "/jackd";
+            std::string candidate = (dir.empty() ? "." : dir) + "/jackd";
             if (access(candidate.c_str(), X_OK) == 0) return candidate;
             if (end == std::string::npos) break;
             at = end + 1;

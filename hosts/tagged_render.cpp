@@ -62,13 +62,13 @@ RenderStats TaggedRenderer::render(float* out, uint32_t channels, uint32_t frame
         if (command.tag < state_.blocks) continue;  // not reachable: add() refuses late ones
         const uint32_t at = command.offset < frames ? command.offset : frames;
         if (at > done) {
-            stats.clipped += renderFrames(state_, config_.voices, config_.sampleRate, out + done * channels, channels, at - done).clipped;
+            stats.clipped += renderFrames(state_, config_.voices, config_.sampleRate, out + size_t{done} * channels, channels, at - done).clipped;
             done = at;
         }
         apply(command);
     }
     if (frames > done)
-        stats.clipped += renderFrames(state_, config_.voices, config_.sampleRate, out + done * channels, channels, frames - done).clipped;
+        stats.clipped += renderFrames(state_, config_.voices, config_.sampleRate, out + size_t{done} * channels, channels, frames - done).clipped;
     state_.blocks += 1;
     return stats;
 }

@@ -116,18 +116,19 @@ std::string findWorker() { return findBinary("sustain-worker", SUSTAIN_WORKER_BU
 std::string findOutput() { return findBinary("sustain-output", SUSTAIN_OUTPUT_BUILD_PATH); }
 std::string findHostOutput() { return findBinary("sustain-host-output", SUSTAIN_HOST_OUTPUT_BUILD_PATH); }
 
-int run(const Options& options) {
-    // A shell starts background jobs with SIGINT ignored, and an ignored signal never
-    // reaches a signalfd: restore the defaults first, then block them before any thread
-    // exists, so only the supervision loop's signalfd sees them.
+/// A shell starts background jobs with SIGINT ignored, and an ignored signal never reaches a
+/// signalfd: restores the defaults first, then blocks them (and SIGPIPE) before any thread
+/// exists, so that only the main loop's signalfd sees them. Thread: main, first thing.
+void blockStopSignals() {
     for (int signal : {SIGINT, SIGTERM, SIGHUP}) std::signal(signal, SIG_DFL);
     sigset_t signals;
     sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGHUP);
-    sigaddset(&signals, SIGPIPE);
+    for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) sigaddset(&signals, signal);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+}
+
+int run(const Options& options) {
+    blockStopSignals();
     // Before any thread exists: it takes the watchdog variables out of the environment.
     ServiceNotifier notifier(options.notifyFd);
 
@@ -437,13 +438,7 @@ int main(int argc, char** argv) {
             spdlog::error("--role render needs --audio-host ADDRESS and --net-name NAME (docs/hosts.md)");
             return sustain::kExitUsage;
         }
-        for (int signal : {SIGINT, SIGTERM, SIGHUP}) std::signal(signal, SIG_DFL);
-        sigset_t signals;
-        sigemptyset(&signals);
-        sigaddset(&signals, SIGINT);
-        sigaddset(&signals, SIGTERM);
-        sigaddset(&signals, SIGPIPE);
-        pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+        sustain::blockStopSignals();
         sustain::RenderHostOptions renderOptions;
         renderOptions.audioHost = options.audioHost;
         renderOptions.hostPort = options.hostPort;
