@@ -418,8 +418,11 @@ int AudioHost::run() {
         if (fds[1].revents & POLLIN) acceptLinks();
         advanceReference();
         drainCommands();
-        for (Link& link : links_)
+        for (Link& link : links_) {
             if (link.connection.open()) serviceLink(link);
+            // Closed here or while a command was sent to it (a peer that does not keep up).
+            if (!link.connection.open() && link.row >= 0) closeLink(link, link.connection.error());
+        }
         std::erase_if(links_, [](const Link& link) { return !link.connection.open(); });
         judgeHosts(now);
         superviseStage(now);
