@@ -21,6 +21,7 @@
 #include "shm/seqlock.h"
 #include "shm/spsc_ring.h"
 #include "supervisor/exit_status.h"
+#include "supervisor/stop_signals.h"
 #include "sustain_version.h"
 
 namespace sustain {
@@ -78,12 +79,7 @@ bool AudioHost::start(std::string& error) {
     SpscRing<Command>::initialize(segment_.rings[0].indices, kCommandRingCapacity);
     router_.attachWorker(0, wakeWrite_);
 
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGHUP);
-    signalFd_ = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    signalFd_ = openStopSignalFd();
 
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
@@ -289,7 +285,6 @@ void AudioHost::handleHello(Link& link, const uint8_t* payload, uint32_t length)
 void AudioHost::sendSnapshot(Link& link) {
     advanceReference();
     SnapshotPayload snapshot{};
-    snapshot.generation = static_cast<uint32_t>(segment_.hosts.hosts[link.row].snapshotsSent.load() + 1);
     snapshot.state = reference_.state();
     if (!link.connection.send(LinkType::Snapshot, &snapshot, sizeof snapshot)) return;
     for (uint32_t i = 0; i < reference_.pendingCount(); ++i) {
@@ -341,7 +336,6 @@ void AudioHost::judgeHosts(uint64_t nowNs) {
         if (next == seen.state) continue;
         if (next == HostState::Down) {
             slot.downs.fetch_add(1, std::memory_order_relaxed);
-            slot.downSinceNs.store(nowNs, std::memory_order_relaxed);
             slot.upSinceNs.store(0, std::memory_order_relaxed);
         } else if (seen.state == HostState::Down && slot.upSinceNs.load() == 0) {
             slot.upSinceNs.store(nowNs, std::memory_order_relaxed);
@@ -351,7 +345,6 @@ void AudioHost::judgeHosts(uint64_t nowNs) {
             slot.warmUsLast.store(warmUs, std::memory_order_relaxed);
             if (warmUs > slot.warmUsMax.load()) slot.warmUsMax.store(warmUs, std::memory_order_relaxed);
             slot.upSinceNs.store(0, std::memory_order_relaxed);
-            slot.downSinceNs.store(0, std::memory_order_relaxed);
         }
         spdlog::info("render host {} (row {}): {} -> {}", rowName(slot), row, stateName(seen.state), stateName(next));
         slot.state.store(static_cast<uint32_t>(next), std::memory_order_release);

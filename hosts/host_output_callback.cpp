@@ -188,12 +188,10 @@ int hostPlayProcess(jack_nframes_t frames, void* arg) noexcept {
     anchor.source = static_cast<uint64_t>(FrameClockSource::Jack);
     anchor.epoch = segment.slots[0].epoch.load(std::memory_order_relaxed);
     publishFrameAnchor(segment.clock, 0, anchor);
-    hosts.cycleStartNs.store(static_cast<uint64_t>(startNs), std::memory_order_relaxed);
     hosts.cycle.store(cycle, std::memory_order_release);
     WorkerSlot& self = segment.outputs[0];
     self.callbacks.fetch_add(1, std::memory_order_relaxed);
     self.lastCallbackNs.store(static_cast<uint64_t>(startNs), std::memory_order_relaxed);
-    context.callbacks.fetch_add(1, std::memory_order_release);
     return 0;
 }
 

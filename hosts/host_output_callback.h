@@ -100,7 +100,6 @@ struct HostOutputContext {
     HostReceiver receivers[kRenderHostSlots];
     std::atomic<HostTrace*> trace{nullptr};  // diagnosis only; null in normal use (set by the main thread, once)
     std::atomic<int64_t> jackMinusMonotonicNs{0};  // writer: the main thread
-    std::atomic<uint64_t> callbacks{0};
     AudioThread audioThread;  // the play client's
 };
 

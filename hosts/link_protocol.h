@@ -64,8 +64,7 @@ struct RefusedPayload {
 };
 
 struct SnapshotPayload {
-    uint32_t generation;  // numbers the snapshots sent on this connection
-    uint32_t reserved;
+    uint64_t reserved;
     RenderState state;    // the state after block state.blocks - 1
 };
 

@@ -84,7 +84,6 @@ bool renderRequestedBlock(RenderHostContext& context, const float* request, floa
         out.snapshot = context.generation;
         out.inStep = context.inStep && linkUp && out.tag <= asked.tag;
         writeLabel(labelled, frames, out);
-        context.lastRendered.store(out.tag + 1, std::memory_order_relaxed);
     };
     uint32_t caughtUp = 0;
     while (context.inStep && renderer.nextTag() < asked.tag && caughtUp < kMaxCatchUpBlocks) {
@@ -130,7 +129,6 @@ int paRenderHostCallback(const void* input, void* output, unsigned long frames, 
         for (uint32_t channel = 0; channel < channels; ++channel)
             out[frame * channels + channel] = channel < kNetjackReturnChannels ? sources[channel][frame] : 0.0f;
     if (fresh) rememberBlock(context, audio, label, count);
-    context.callbacks.fetch_add(1, std::memory_order_release);
     return paContinue;
 }
 

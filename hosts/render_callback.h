@@ -76,13 +76,11 @@ struct RenderHostContext {
     AudioThread audioThread;
     // The callback writes these; the link thread and the status line read them.
     std::atomic<uint32_t> resyncWanted{0};
-    std::atomic<uint64_t> callbacks{0};
     std::atomic<uint64_t> blocksRendered{0};
     std::atomic<uint64_t> catchUpBlocks{0};
     std::atomic<uint64_t> lateCommands{0};
     std::atomic<uint64_t> droppedCommands{0};  // the renderer's pending set was full
     std::atomic<uint64_t> noRequest{0};        // cycles without a request (the audio host's stage not wired)
-    std::atomic<uint64_t> lastRendered{0};     // number + 1 of the last block rendered
 };
 
 /// Renders the requested block into `audio` and its label into `label`; false when it

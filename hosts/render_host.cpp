@@ -16,6 +16,7 @@
 #include "shm/clock.h"
 #include "shm/segment.h"
 #include "supervisor/exit_status.h"
+#include "supervisor/stop_signals.h"
 #include "supervisor/worker_process.h"
 #include "sustain_version.h"
 
@@ -175,11 +176,7 @@ int runRenderHost(const RenderHostOptions& options) {
         spdlog::error("--instance \"{}\": {}", options.instance, why);
         return kExitUsage;
     }
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    const int signalFd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    const int signalFd = openStopSignalFd();
     // libjack prints every failed attempt to reach a server; while the slave waits for the
     // audio host that is one every 10 ms. What matters is said in our own words.
     jack_set_error_function([](const char* message) { spdlog::debug("JACK: {}", message); });
@@ -224,7 +221,10 @@ int runRenderHost(const RenderHostOptions& options) {
         pollfd fds[2] = {{signalFd, POLLIN, 0}, {session.connection.fd(), POLLIN, 0}};
         if (session.connection.wantsWrite()) fds[1].events |= POLLOUT;
         poll(fds, session.connection.open() ? 2 : 1, session.connection.open() ? 10 : kReconnectMs);
-        if (fds[0].revents & POLLIN) break;
+        if (fds[0].revents & POLLIN) {
+            signalfd_siginfo info{};
+            if (read(signalFd, &info, sizeof info) == sizeof info && info.ssi_signo != SIGHUP) break;
+        }
         const uint64_t now = monotonicNs();
         if (session.connection.open()) {
             bool refused = false;

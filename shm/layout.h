@@ -512,7 +512,7 @@ struct alignas(64) RenderHostSlot {
     std::atomic<uint64_t> snapshotsSent;    // writer: sustaind; joins and re-syncs
     std::atomic<uint64_t> commandsSent;     // writer: sustaind
     std::atomic<uint64_t> downs;            // writer: sustaind; times it went down
-    std::atomic<uint64_t> downSinceNs;      // writer: sustaind; when it went down (0: up)
+    uint64_t reserved1;
     std::atomic<uint64_t> upSinceNs;        // writer: sustaind; when it came back (joined) after a fault
     std::atomic<uint64_t> warmUsLast;       // writer: sustaind; back (first block after a fault) -> in step again
     std::atomic<uint64_t> warmUsMax;        // writer: sustaind
@@ -535,7 +535,7 @@ struct alignas(64) HostsRegion {
     std::atomic<uint32_t> preferred;        // writer: sustaind; the row whose blocks are played when present
     std::atomic<uint32_t> playoutPeriods;   // writer: sustaind, before the stage starts; blocks are asked for this many cycles ahead
     std::atomic<uint64_t> cycle;            // writer: the stage's callback; the cycle (JACK frame time / period) it plays now
-    std::atomic<uint64_t> cycleStartNs;     // writer: same; CLOCK_MONOTONIC start of that cycle
+    uint64_t reserved1;
     std::atomic<uint64_t> fromPreferred;    // writer: the stage; blocks played from the preferred host
     std::atomic<uint64_t> fromOther;        // writer: the stage; ... from the other (the preferred's was missing)
     std::atomic<uint64_t> outOfStepPlayed;  // writer: the stage; ... from a host not in step (nothing better)

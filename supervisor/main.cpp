@@ -24,6 +24,7 @@
 #include "shm/segment.h"
 #include "supervisor/exit_status.h"
 #include "supervisor/service_notify.h"
+#include "supervisor/stop_signals.h"
 #include "supervisor/supervisor.h"
 #include "supervisor/zeroconf.h"
 #include "sustain_features.h"
@@ -115,17 +116,6 @@ std::string findBinary(const char* name, const char* buildPath) {
 std::string findWorker() { return findBinary("sustain-worker", SUSTAIN_WORKER_BUILD_PATH); }
 std::string findOutput() { return findBinary("sustain-output", SUSTAIN_OUTPUT_BUILD_PATH); }
 std::string findHostOutput() { return findBinary("sustain-host-output", SUSTAIN_HOST_OUTPUT_BUILD_PATH); }
-
-/// A shell starts background jobs with SIGINT ignored, and an ignored signal never reaches a
-/// signalfd: restores the defaults first, then blocks them (and SIGPIPE) before any thread
-/// exists, so that only the main loop's signalfd sees them. Thread: main, first thing.
-void blockStopSignals() {
-    for (int signal : {SIGINT, SIGTERM, SIGHUP}) std::signal(signal, SIG_DFL);
-    sigset_t signals;
-    sigemptyset(&signals);
-    for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) sigaddset(&signals, signal);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-}
 
 int run(const Options& options) {
     blockStopSignals();

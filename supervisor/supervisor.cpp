@@ -18,6 +18,7 @@
 #include "shm/realtime.h"
 #include "shm/segment.h"
 #include "shm/spsc_ring.h"
+#include "supervisor/stop_signals.h"
 
 namespace sustain {
 
@@ -60,12 +61,7 @@ void recordDuration(std::atomic<uint64_t>& last, std::atomic<uint64_t>& max, uin
 Supervisor::Supervisor(Segment& segment, CommandRouter& router, SupervisorOptions options)
     : segment_(segment), router_(router), options_(std::move(options)), graph_("sustain-" + options_.instance + "-graph", segment.supervisor.graphChangesDropped) {
     epoll_ = epoll_create1(EPOLL_CLOEXEC);
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGHUP);
-    signalFd_ = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    signalFd_ = openStopSignalFd();
     watch(signalFd_, kTagSignal);
     timerFd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     setTickPeriod(kTickNs);

@@ -67,6 +67,17 @@ TaggedCommand change(uint64_t tag, uint32_t offset, uint16_t param, double value
     command.sequence = sequence;
     return command;
 }
+/// What a render host's link thread does with a snapshot: hands it to the callback.
+void giveSnapshot(RenderHostContext& context, uint32_t generation, uint64_t nextBlock) {
+    RenderSnapshot snapshot{};
+    snapshot.generation = generation;
+    snapshot.rampSamples = 32;
+    initialRenderState(snapshot.state, 0.5);
+    snapshot.state.blocks = nextBlock;
+    seqlockWrite(context.snapshotSequence, context.snapshotWords, snapshot);
+    context.snapshotGeneration.store(generation);
+    context.linkUp.store(1);
+}
 }  // namespace
 
 TEST_CASE("two renderers given the same state and commands render the same samples, whenever they join") {
@@ -116,14 +127,7 @@ TEST_CASE("a render host renders what is asked, catches up, and says when it is 
     renderRequestedBlock(*context, request, audio, label, 64);
     CHECK_FALSE(readLabel(label, 64, read));  // no snapshot yet: nothing offered
 
-    RenderSnapshot snapshot{};
-    snapshot.generation = 1;
-    snapshot.rampSamples = 32;
-    initialRenderState(snapshot.state, 0.5);
-    snapshot.state.blocks = 45;
-    seqlockWrite(context->snapshotSequence, context->snapshotWords, snapshot);
-    context->snapshotGeneration.store(1);
-    context->linkUp.store(1);
+    giveSnapshot(*context, 1, 45);
     renderRequestedBlock(*context, request, audio, label, 64);
     REQUIRE(readLabel(label, 64, read));
     CHECK(read.tag == 50);
@@ -148,10 +152,7 @@ TEST_CASE("a render host renders what is asked, catches up, and says when it is 
     CHECK(context->resyncWanted.load() == 1);
 
     writeRequest(request, 64, RenderRequest{100 + kMaxBehindBlocks + 10});  // too far to catch up
-    snapshot.generation = 2;
-    snapshot.state.blocks = 100;
-    seqlockWrite(context->snapshotSequence, context->snapshotWords, snapshot);
-    context->snapshotGeneration.store(2);
+    giveSnapshot(*context, 2, 100);
     renderRequestedBlock(*context, request, audio, label, 64);
     REQUIRE(readLabel(label, 64, read));
     CHECK_FALSE(read.inStep);
@@ -163,14 +164,7 @@ TEST_CASE("a render host sends again the blocks before, and those a skipped cycl
     context->queue = &queue;
     context->voices = 1;
     context->outputChannels = kNetjackReturnChannels;
-    RenderSnapshot snapshot{};
-    snapshot.generation = 1;
-    snapshot.rampSamples = 32;
-    initialRenderState(snapshot.state, 0.5);
-    snapshot.state.blocks = 10;
-    seqlockWrite(context->snapshotSequence, context->snapshotWords, snapshot);
-    context->snapshotGeneration.store(1);
-    context->linkUp.store(1);
+    giveSnapshot(*context, 1, 10);
     constexpr uint32_t kFrames = 32;
     float request[kFrames];
     float out[kFrames * kNetjackReturnChannels];
