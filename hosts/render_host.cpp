@@ -1,5 +1,6 @@
 #include "hosts/render_host.h"
 
+#include <jack/jack.h>
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -29,6 +30,11 @@ constexpr uint64_t kNoRequestRestartNs = 300'000'000;
 /// A slave that found no audio host within this long is started again (it may wait on an
 /// audio host that came back under another address, or a netmanager that restarted).
 constexpr uint64_t kSlaveStartTimeoutNs = 10'000'000'000;
+/// A stream that would not open on a ready slave is tried again after this long, and the
+/// slave started anew after kOpenAttempts of them: every start of a slave leaves a client
+/// on the audio host's server until its netmanager drops it (2 s), so starts are not hurried.
+constexpr uint64_t kOpenRetryNs = 500'000'000;
+constexpr int kOpenAttempts = 3;
 
 /// The render host's netjack2 slave: `jackd -d net`, a child of this process.
 class NetjackSlave {
@@ -51,16 +57,23 @@ public:
                               error);
     }
 
-    /// Whether the server answers a client (it does once it found the audio host).
-    bool answers() const {
+    /// Whether the slave carries the audio host's channels. Its server answers clients as soon
+    /// as it starts, but `jackd -d net` makes its system ports only once it found the audio
+    /// host's netmanager: a stream opened before that finds no device.
+    bool ready() const {
         jack_status_t status{};
         // JACK names a client's socket by the client alone, whatever the server: a name of
         // this host's own, so that render hosts sharing a machine (a rehearsal) do not meet.
         const std::string name = "sustain-probe-" + options_.netName;
         jack_client_t* probe = jack_client_open(name.c_str(), JackNoStartServer, &status);
         if (probe == nullptr) return false;
+        const char** playback =
+            jack_get_ports(probe, "^system:playback_", JACK_DEFAULT_AUDIO_TYPE, JackPortIsPhysical | JackPortIsInput);
+        size_t count = 0;
+        while (playback != nullptr && playback[count] != nullptr) ++count;
+        jack_free(static_cast<void*>(playback));
         jack_client_close(probe);
-        return true;
+        return count >= kNetjackReturnChannels;
     }
 
     void stop() {
@@ -196,6 +209,8 @@ int runRenderHost(const RenderHostOptions& options) {
     uint64_t lastNoRequest = 0;
     uint64_t lastReportNs = monotonicNs();
     uint64_t restarts = 0;
+    uint64_t nextOpenNs = 0;
+    int failedOpens = 0;
     bool announcedWait = false;
     int code = 0;
     auto stopAudio = [&] {
@@ -203,6 +218,8 @@ int runRenderHost(const RenderHostOptions& options) {
         stream = nullptr;
         slave.stop();
         slaveStartedNs = 0;
+        failedOpens = 0;
+        nextOpenNs = 0;
     };
     for (;;) {
         if (!session.connection.open()) {
@@ -261,7 +278,8 @@ int runRenderHost(const RenderHostOptions& options) {
             slaveStartedNs = now;
         }
         if (stream == nullptr) {
-            if (!slave.answers()) {
+            if (now < nextOpenNs) continue;
+            if (!slave.ready()) {
                 if (now - slaveStartedNs > kSlaveStartTimeoutNs) {
                     spdlog::warn("the netjack2 slave found no audio host at {}:{} within {} s; starting it again",
                                  options.audioHost, options.netPort, kSlaveStartTimeoutNs / 1'000'000'000);
@@ -279,9 +297,15 @@ int runRenderHost(const RenderHostOptions& options) {
                                    static_cast<int>(kNetjackReturnChannels), context->outputChannels, 1);
             if (opened.stream == nullptr || context->outputChannels < kNetjackReturnChannels) {
                 if (opened.stream != nullptr) closeStream(opened.stream);
-                spdlog::warn("cannot render on the netjack2 slave ({} Hz, {} frames); starting it again",
-                             config.sampleRate, config.framesPerBuffer);
-                stopAudio();
+                if (++failedOpens < kOpenAttempts) {
+                    spdlog::warn("cannot render on the netjack2 slave ({} Hz, {} frames); trying again in {} ms",
+                                 config.sampleRate, config.framesPerBuffer, kOpenRetryNs / 1'000'000);
+                    nextOpenNs = now + kOpenRetryNs;
+                } else {
+                    spdlog::warn("cannot render on the netjack2 slave ({} Hz, {} frames) after {} attempts; starting "
+                                 "it again", config.sampleRate, config.framesPerBuffer, kOpenAttempts);
+                    stopAudio();
+                }
                 continue;
             }
             stream = opened.stream;
