@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "engine/rt/rt_guard_hooks.h"
+#include "shm/clock.h"
 #include "shm/frame_clock.h"
 #include "shm/seqlock.h"
 
@@ -96,6 +97,7 @@ int hostPlayProcess(jack_nframes_t frames, void* arg) noexcept {
     context.audioThread.note();
     Segment& segment = *context.segment;
     HostsRegion& hosts = segment.hosts;
+    const auto callbackStartNs = static_cast<int64_t>(monotonicNs());
     jack_nframes_t frameTime = 0;
     jack_time_t startUs = 0;
     jack_time_t nextUs = 0;
@@ -103,15 +105,13 @@ int hostPlayProcess(jack_nframes_t frames, void* arg) noexcept {
     if (jack_get_cycle_times(context.playClient, &frameTime, &startUs, &nextUs, &periodUs) != 0) {
         frameTime = jack_last_frame_time(context.playClient);
         startUs = jack_get_time();
-        periodUs = static_cast<float>(frames) * 1e6f / static_cast<float>(segment.config.sampleRate);
+        nextUs = 0;
     }
     if (frames > kMaxRelayFrames) frames = kMaxRelayFrames;
     const uint64_t cycle = context.playCycles.cycle(frameTime, frames);
     if (context.lastPlayedCycle != 0 && cycle > context.lastPlayedCycle + 1)
         hosts.skippedCycles.fetch_add(cycle - context.lastPlayedCycle - 1, std::memory_order_relaxed);
     context.lastPlayedCycle = cycle;
-    const int64_t startNs =
-        static_cast<int64_t>(startUs) * 1000 - context.jackMinusMonotonicNs.load(std::memory_order_relaxed);
 
     // Play block `cycle`: the preferred host's in step, the other's in step, anything, silence.
     const uint32_t preferred = hosts.preferred.load(std::memory_order_acquire) % kRenderHostSlots;
@@ -180,18 +180,20 @@ int hostPlayProcess(jack_nframes_t frames, void* arg) noexcept {
                                samples != nullptr ? samples[frames - 1] : 0.0f};
         SpscRing<HostTraceRecord>(trace->indices, trace->slots).tryPush(record);
     }
-    // The engine's frame clock: frame cycle * period is played at this cycle's start.
+    // The engine's frame clock: frame cycle * period is played at this cycle's start, by
+    // JACK's times of the cycle when they are sane (the local engine's rule); the anchor of
+    // the last cycle they were stays in force otherwise.
     FrameAnchor anchor{};
-    anchor.frame = cycle * frames;
-    anchor.startNs = startNs;
-    anchor.nsPerFrame = static_cast<double>(periodUs) * 1000.0 / frames;
-    anchor.source = static_cast<uint64_t>(FrameClockSource::Jack);
     anchor.epoch = segment.slots[0].epoch.load(std::memory_order_relaxed);
-    publishFrameAnchor(segment.clock, 0, anchor);
+    if (nextUs > startUs &&
+        jackFrameAnchor(cycle * frames, startUs, nextUs,
+                        context.frameRate.update(cycle * frames, startUs, 1e9 / segment.config.sampleRate),
+                        context.jackMinusMonotonicNs.load(std::memory_order_relaxed), callbackStartNs, anchor))
+        publishFrameAnchor(segment.clock, 0, anchor);
     hosts.cycle.store(cycle, std::memory_order_release);
     WorkerSlot& self = segment.outputs[0];
     self.callbacks.fetch_add(1, std::memory_order_relaxed);
-    self.lastCallbackNs.store(static_cast<uint64_t>(startNs), std::memory_order_relaxed);
+    self.lastCallbackNs.store(static_cast<uint64_t>(callbackStartNs), std::memory_order_relaxed);
     return 0;
 }
 

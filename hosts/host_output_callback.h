@@ -25,6 +25,7 @@
 #include "engine/rt/callback_timing.h"
 #include "hosts/block_label.h"
 #include "hosts/netjack_ports.h"
+#include "shm/frame_clock.h"
 #include "shm/layout.h"
 #include "shm/spsc_ring.h"
 
@@ -93,6 +94,7 @@ struct HostOutputContext {
     jack_client_t* playClient = nullptr;
     jack_port_t* out[kAudioChannels] = {};
     CycleClock playCycles;  // the play client's thread only
+    FrameRateEstimate frameRate;  // the play client's thread only
     uint64_t lastPlayedCycle = 0;  // the play client's thread only (0: none yet)
     uint32_t fadeDone = 0;  // the play client's thread only
     float played[kMaxRelayFrames] = {};  // the play client's thread only

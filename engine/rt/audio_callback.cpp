@@ -252,15 +252,11 @@ void publishFrameClock(CallbackContext& context, const JackCycle& cycle, uint64_
     FrameAnchor anchor{};
     anchor.frame = frame;
     anchor.epoch = context.startEpoch;
-    if (cycleTimesKnown(cycle)) {
-        // The cycle began before this callback did. JACK's timer is a filtered estimate and can
-        // lie ahead of the callback after a disturbance; then the callback's own start is nearer.
-        anchor.startNs = std::min(static_cast<int64_t>(cycle.usecs) * 1000 -
-                                      context.jackMinusMonotonicNs.load(std::memory_order_relaxed),
-                                  static_cast<int64_t>(startNs));
-        anchor.nsPerFrame = static_cast<double>(cycle.nextUsecs - cycle.usecs) * 1000.0 / context.jackPeriodFrames;
-        anchor.source = static_cast<uint64_t>(FrameClockSource::Jack);
-    } else {
+    if (!cycleTimesKnown(cycle) ||
+        !jackFrameAnchor(frame, cycle.usecs, cycle.nextUsecs,
+                         context.frameRate.update(frame, cycle.usecs, 1e9 / context.sampleRate),
+                         context.jackMinusMonotonicNs.load(std::memory_order_relaxed), static_cast<int64_t>(startNs),
+                         anchor)) {
         const int64_t frameZeroNs =
             context.clock.add(frame, static_cast<int64_t>(startNs), context.sampleRate, context.periodFrames);
         anchor.nsPerFrame = 1e9 / context.sampleRate;

@@ -64,6 +64,7 @@ struct CallbackContext {
     // with release); the callback loads it with acquire.
     std::atomic<jack_client_t*> jackClock{nullptr};
     jack_nframes_t jackPeriodFrames = 0;
+    FrameRateEstimate frameRate;  // the callback's only
     std::atomic<int64_t> jackMinusMonotonicNs{0};  // writer: the control thread, about once a second
     FrameZeroEstimator clock;
     uint64_t syncedThrough = 0;   // the active's `blocks` at our last sync

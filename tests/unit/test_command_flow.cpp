@@ -203,3 +203,38 @@ TEST_CASE("control thread: a timed command waits for the callback's own frame, n
     CHECK(forwarded[0].sequence == 2);
     CHECK(forwarder.msUntilNextTimed(50) == 50);  // nothing held
 }
+
+TEST_CASE("frame clock: the rate is JACK's cycle times two seconds apart, not its period of the moment") {
+    constexpr double kNominal = 1e9 / 48000.0;
+    constexpr uint64_t kPeriod = 64;
+    FrameRateEstimate rate;
+    // A clock 0.3 % slow: 1337.33 us per 64 frames instead of 1333.33.
+    const double slowUsecsPerPeriod = 1333.3333 * 1.003;
+    uint64_t frame = 64 * 1000;
+    const uint64_t startUsecs = 5'000'000;
+    auto usecsAt = [&](uint64_t f) { return startUsecs + static_cast<uint64_t>((f - 64 * 1000) / kPeriod * slowUsecsPerPeriod); };
+    // Until two seconds have passed: the nominal rate.
+    CHECK(rate.update(frame, usecsAt(frame), kNominal) == doctest::Approx(kNominal));
+    frame += kPeriod * 1000;
+    CHECK(rate.update(frame, usecsAt(frame), kNominal) == doctest::Approx(kNominal));
+    // Then the measured one, whatever one cycle's own times say.
+    frame += kPeriod * 600;
+    CHECK(rate.update(frame, usecsAt(frame), kNominal) == doctest::Approx(kNominal * 1.003).epsilon(1e-5));
+    // A cycle time taken in a disturbance (10 ms off, over the next baseline) is not believed
+    // beyond 10 % of the nominal rate; the last good estimate stays.
+    frame += kPeriod * 10;
+    CHECK(rate.update(frame, usecsAt(frame), kNominal) == doctest::Approx(kNominal * 1.003).epsilon(1e-5));
+    const uint64_t far = frame + kPeriod * 2;
+    CHECK(rate.update(far, usecsAt(frame) + 3'000'000, kNominal) == doctest::Approx(kNominal * 1.003).epsilon(1e-5));
+
+    // The anchor: frame `frame` at the cycle's start, unless the callback began earlier; not
+    // built from times that say the next cycle begins before this one.
+    FrameAnchor anchor{};
+    CHECK(jackFrameAnchor(6400, 1'000'000, 1'001'333, kNominal, 0, 2'000'000'000, anchor));
+    CHECK(anchor.frame == 6400);
+    CHECK(anchor.startNs == 1'000'000'000);
+    CHECK(anchor.nsPerFrame == doctest::Approx(kNominal));
+    CHECK(jackFrameAnchor(6400, 1'000'000, 1'001'333, kNominal, 0, 999'000'000, anchor));
+    CHECK(anchor.startNs == 999'000'000);
+    CHECK_FALSE(jackFrameAnchor(6400, 1'000'000, 999'000, kNominal, 0, 2'000'000'000, anchor));
+}
