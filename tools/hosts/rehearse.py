@@ -67,6 +67,13 @@ RAMP_S = 0.010          # sustaind's --ramp-ms default
 # engine's frame clock is anchored on the same estimate in another cycle: the two differ by
 # the driver's wake-up jitter (tens of microseconds here). As tests/integration/test_timed_bundles.py.
 ONSET_TOLERANCE_SAMPLES = 2
+# Above this many stalls a second of the audio host's JACK server (the stage's cycle
+# numbering jumped) during a fault's recording, the fault is shown, not judged sample by
+# sample: netjack2's own lag moves when stalls come thick (tools/hosts/FACTS.md). Three JACK
+# servers and their clients on two cores stall the audio host's about 1 to 4 times a second
+# with no fault at all (docs/benchmarks.md); in bursts, 20 to 100 times. As
+# MAX_JUDGED_XRUN_RATE in tests/integration/test_timed_bundles.py.
+MAX_JUDGED_STALLS_PER_S = 8.0
 
 
 class HostsRig(rigmod.Rig):
@@ -247,8 +254,11 @@ class Rehearsal:
             after = self.status()
             recording.finish()
             samples = recording.samples()
+            if self.args.keep_logs:
+                write_wav(os.path.join(self.directory, f"{kind}-{index}.wav"), samples)
             return self.judge(kind, index, host, frequency, recording, samples, before, after,
-                              {"mute": mute_ns, "onset": onset_ns, "fault": fault_ns, "ended": ended_ns}, warm_s)
+                              {"sent": sent, "mute": mute_ns, "onset": onset_ns, "fault": fault_ns, "ended": ended_ns},
+                              warm_s)
 
     def judge(self, kind, index, host, frequency, recording, samples, before, after, times, warm_s):
         latency = after["timing"]["output_latency_frames"]
@@ -311,16 +321,29 @@ class Rehearsal:
                   "stage_skipped_cycles": after["host_output"]["skipped_cycles"] - before["host_output"]["skipped_cycles"],
                   "late_blocks": {h["name"]: h["late_blocks"] for h in after["hosts"]},
                   "recovered_blocks": {h["name"]: h["recovered_blocks"] for h in after["hosts"]},
+                  "timed_late": after["timing"].get("late", 0) - before["timing"].get("late", 0),
                   "xruns": len(recording.summary.get("xrun_frames", [])),
                   "late_wakes": len(recording.late_wakes()), "cycle_jumps": len(recording.summary.get("cycle_jumps", []))}
-        rest = failovers == 1 and heard_change and onset_error is not None and abs(onset_error) <= ONSET_TOLERANCE_SAMPLES
+        record["stalls_per_s"] = round(record["audio_host_stalls"] * RATE / max(1, len(samples)), 2)
+        record["judged"] = record["stalls_per_s"] <= MAX_JUDGED_STALLS_PER_S
+        # The engine turned the timetag into a frame when the bundle arrived, by JACK's estimate
+        # of cycle starts then; the ruler is the same estimate at the onset. A stall between the
+        # two moves that estimate (JACK re-anchors it at a late wake): such an onset is shown.
+        offset_us = recording.cycle_times()["jack_minus_monotonic_us"]
+        record["onset_judged"] = not any(times["sent"] / 1000 + offset_us <= at <= times["onset"] / 1000 + offset_us
+                                         for _, _, at in stalls)
+        onset_ok = onset_error is not None and (abs(onset_error) <= ONSET_TOLERANCE_SAMPLES or not record["onset_judged"])
+        rest = failovers == 1 and heard_change and onset_ok
         record["held"] = damaged == 0 and rest
         record["held_by_stage"] = engine_damage == 0 and rest
+        verdict = "" if record["held"] else "  <-- not held"
+        if not record["judged"]:
+            verdict = f"  (not judged: {record['stalls_per_s']} stalls/s of the audio host's JACK server)"
         print(f"{kind:6s} #{index:<3d} {host}: damaged {damaged:5d} (the stage's {engine_damage}, after a stall of the "
               f"audio host {stall_damage})  failovers {failovers}  "
               f"from standby {record['blocks_from_standby']:3d}  warm again {record['warm_again_ms']:7.1f} ms  "
               f"change heard {'yes' if heard_change else 'NO'}  onset {onset_error if onset_error is None else round(onset_error, 2)} "
-              f"samples{'' if record['held'] else '  <-- not held'}", flush=True)
+              f"samples{'' if record['onset_judged'] else ' (a stall before it: shown)'}{verdict}", flush=True)
         return record
 
     def read_trace(self):
@@ -403,7 +426,11 @@ def summarize(records, args):
         damaged = [r["damaged_samples"] for r in mine]
         stage = [r["engine_damaged_samples"] for r in mine]
         stalled = [r["damaged_samples_after_audio_host_stall"] for r in mine]
+        judged = [r for r in mine if r["judged"]]
         kinds[kind] = {"faults": len(mine), "held": sum(r["held"] for r in mine),
+                       # Faults recorded with at most MAX_JUDGED_STALLS_PER_S stalls a second
+                       # of the audio host's JACK server, and of those, held by the stage.
+                       "judged": len(judged), "judged_held_by_stage": sum(r["held_by_stage"] for r in judged),
                        "damaged_samples": {"p50": percentile(damaged, 50), "p100": max(damaged), "total": sum(damaged)},
                        # Of those, the samples of cycles in which the stage did not play a block in
                        # step (its trace): the engine's; the rest the driver did not play as given.
@@ -437,6 +464,9 @@ def main():
     parser.add_argument("--out", help="write the figures as JSON here")
     parser.add_argument("--rt-guard", metavar="DIR", help="preload the real-time guard (tests/rt_guard) into every "
                         "sustain process; each writes its report into DIR")
+    parser.add_argument("--retry-noisy", type=int, default=0, metavar="N",
+                        help="run up to N more faults of a kind whose faults were too noisy to judge "
+                             f"(more than {MAX_JUDGED_STALLS_PER_S} stalls/s of the audio host's JACK server)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the hosts' logs (their directory is printed)")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -456,8 +486,12 @@ def main():
               f"{args.host_latency} periods ahead; {args.faults} faults of each kind: {', '.join(kinds)}", flush=True)
         frequencies = (550.0, 440.0)
         for kind in kinds:
-            for index in range(args.faults):
-                records.append(rehearsal.fault(kind, index, frequencies[len(records) % 2]))
+            judged = index = 0
+            while judged < args.faults and index < args.faults + args.retry_noisy:
+                record = rehearsal.fault(kind, index, frequencies[len(records) % 2])
+                records.append(record)
+                judged += record["judged"]
+                index += 1
     except TestFailure as failure:
         print(f"FAIL: {failure}", flush=True)
         records.append({"kind": "setup", "held": False, "error": str(failure)})
@@ -473,7 +507,7 @@ def main():
     summary["all_held_by_stage"] = bool(faults) and all(r.get("held_by_stage") for r in records)
     for kind, figures in summary["kinds"].items():
         print(f"{kind:6s}: {figures['held']}/{figures['faults']} held ({figures['held_by_stage']} counting only the "
-              f"stage's damage); damaged samples p50 {figures['damaged_samples']['p50']} p100 "
+              f"stage's damage; judged {figures['judged']}, of them {figures['judged_held_by_stage']} held by the stage); damaged samples p50 {figures['damaged_samples']['p50']} p100 "
               f"{figures['damaged_samples']['p100']} (the stage's p100 {figures['damaged_samples_stage']['p100']}; after a stall "
               f"of the audio host {figures['damaged_samples_after_audio_host_stall']['total']} in "
               f"{figures['damaged_samples_after_audio_host_stall']['faults']} faults, "
