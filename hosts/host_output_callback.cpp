@@ -185,10 +185,8 @@ int hostPlayProcess(jack_nframes_t frames, void* arg) noexcept {
     // the last cycle they were stays in force otherwise.
     FrameAnchor anchor{};
     anchor.epoch = segment.slots[0].epoch.load(std::memory_order_relaxed);
-    if (nextUs > startUs &&
-        jackFrameAnchor(cycle * frames, startUs, nextUs,
-                        context.frameRate.update(cycle * frames, startUs, 1e9 / segment.config.sampleRate),
-                        context.jackMinusMonotonicNs.load(std::memory_order_relaxed), callbackStartNs, anchor))
+    if (jackFrameAnchor(cycle * frames, startUs, nextUs, context.jackMinusMonotonicNs.load(std::memory_order_relaxed),
+                        callbackStartNs, 1e9 / segment.config.sampleRate, context.frameRate, anchor))
         publishFrameAnchor(segment.clock, 0, anchor);
     hosts.cycle.store(cycle, std::memory_order_release);
     WorkerSlot& self = segment.outputs[0];

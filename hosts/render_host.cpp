@@ -59,24 +59,34 @@ public:
 
     /// Whether the slave carries the audio host's channels. Its server answers clients as soon
     /// as it starts, but `jackd -d net` makes its system ports only once it found the audio
-    /// host's netmanager: a stream opened before that finds no device.
-    bool ready() const {
-        jack_status_t status{};
-        // JACK names a client's socket by the client alone, whatever the server: a name of
-        // this host's own, so that render hosts sharing a machine (a rehearsal) do not meet.
-        const std::string name = "sustain-probe-" + options_.netName;
-        jack_client_t* probe = jack_client_open(name.c_str(), JackNoStartServer, &status);
-        if (probe == nullptr) return false;
+    /// host's netmanager: a stream opened before that finds no device. One probe client
+    /// stays open while it waits and asks every kProbeIntervalNs: opening a client is a
+    /// registration the server works for, and a slave may wait for seconds.
+    bool ready() {
+        const uint64_t now = monotonicNs();
+        if (now < nextProbeNs_) return false;
+        nextProbeNs_ = now + kProbeIntervalNs;
+        if (probe_ == nullptr) {
+            jack_status_t status{};
+            // JACK names a client's socket by the client alone, whatever the server: a name of
+            // this host's own, so that render hosts sharing a machine (a rehearsal) do not meet.
+            const std::string name = "sustain-probe-" + options_.netName;
+            probe_ = jack_client_open(name.c_str(), JackNoStartServer, &status);
+            if (probe_ == nullptr) return false;
+        }
         const char** playback =
-            jack_get_ports(probe, "^system:playback_", JACK_DEFAULT_AUDIO_TYPE, JackPortIsPhysical | JackPortIsInput);
+            jack_get_ports(probe_, "^system:playback_", JACK_DEFAULT_AUDIO_TYPE, JackPortIsPhysical | JackPortIsInput);
         size_t count = 0;
         while (playback != nullptr && playback[count] != nullptr) ++count;
         jack_free(static_cast<void*>(playback));
-        jack_client_close(probe);
-        return count >= kNetjackReturnChannels;
+        if (count < kNetjackReturnChannels) return false;
+        closeProbe();
+        return true;
     }
 
     void stop() {
+        closeProbe();
+        nextProbeNs_ = 0;
         if (!process_.running()) return;
         ::kill(process_.pid(), SIGTERM);  // it leaves JACK's server registry clean
         const uint64_t deadline = monotonicNs() + 1'000'000'000ull;
@@ -103,8 +113,16 @@ private:
         return "/usr/bin/jackd";
     }
 
+    void closeProbe() {
+        if (probe_ != nullptr) jack_client_close(probe_);
+        probe_ = nullptr;
+    }
+
+    static constexpr uint64_t kProbeIntervalNs = 50'000'000;
     const RenderHostOptions& options_;
     std::string serverName_;
+    jack_client_t* probe_ = nullptr;
+    uint64_t nextProbeNs_ = 0;
     HelperBinary binary_;
     WorkerProcess process_;
 };

@@ -56,28 +56,28 @@ constexpr uint64_t unixNsToNtp(int64_t unixNs) {
     return (static_cast<uint64_t>(seconds + kNtpToUnixSeconds) << 32) | (fraction & 0xffffffffULL);
 }
 
-/// The rate frames are played at, from JACK's cycle times two seconds apart: JACK's own
-/// estimate of the period (next cycle's start minus this one's) can be off by a percent and
-/// more for seconds after a disturbance, tens of samples over the 30 ms a timed change is
+/// The rate frames are played at, from the anchors' start times two seconds apart: JACK's
+/// own estimate of the period (next cycle's start minus this one's) can be off by a percent
+/// and more for seconds after a disturbance, tens of samples over the 30 ms a timed change is
 /// turned into a frame ahead (kTimedPushAheadNs); the nominal rate is off by what the
 /// device's clock is (the dummy driver here: 0.03 % to a few percent slow). An estimate that
-/// strays more than 10 % from the nominal rate (a cycle time taken in a disturbance) is not
-/// taken. Thread: one callback.  RT-safe: yes.
+/// strays more than 10 % from the nominal rate is not taken. Thread: one callback.
+/// RT-safe: yes.
 struct FrameRateEstimate {
-    static constexpr uint64_t kBaselineNs = 2'000'000'000;
+    static constexpr int64_t kBaselineNs = 2'000'000'000;
     uint64_t baseFrame = 0;
-    uint64_t baseUsecs = 0;
+    int64_t baseNs = 0;
     double nsPerFrame = 0.0;  // 0 until the first baseline: the nominal rate
 
-    double update(uint64_t frame, uint64_t usecs, double nominalNsPerFrame) noexcept {
-        if (baseUsecs == 0 || frame <= baseFrame || usecs <= baseUsecs) {
+    double update(uint64_t frame, int64_t startNs, double nominalNsPerFrame) noexcept {
+        if (baseNs == 0 || frame <= baseFrame || startNs <= baseNs) {
             baseFrame = frame;
-            baseUsecs = usecs;
-        } else if ((usecs - baseUsecs) * 1000 >= kBaselineNs) {
-            const double estimate = static_cast<double>(usecs - baseUsecs) * 1000.0 / static_cast<double>(frame - baseFrame);
+            baseNs = startNs;
+        } else if (startNs - baseNs >= kBaselineNs) {
+            const double estimate = static_cast<double>(startNs - baseNs) / static_cast<double>(frame - baseFrame);
             if (estimate > 0.9 * nominalNsPerFrame && estimate < 1.1 * nominalNsPerFrame) nsPerFrame = estimate;
             baseFrame = frame;
-            baseUsecs = usecs;
+            baseNs = startNs;
         }
         return nsPerFrame > 0.0 ? nsPerFrame : nominalNsPerFrame;
     }
@@ -85,17 +85,19 @@ struct FrameRateEstimate {
 
 /// An anchor from JACK's own times of a cycle: frame `frame` is played when the cycle began
 /// (`usecs`, JACK's clock, `jackMinusMonotonicNs` from CLOCK_MONOTONIC), the next cycle
-/// begins at `nextUsecs`; frames follow at `nsPerFrame` (FrameRateEstimate). False when the
-/// times are not sane: after a disturbance JACK's filtered timer can say that the next cycle
+/// begins at `nextUsecs`; frames follow at the rate `rate` measures. False when the times
+/// are not sane: after a disturbance JACK's filtered timer can say that the next cycle
 /// begins before this one. The cycle began before the callback did (`callbackStartNs`); the
-/// timer can lie ahead of the callback after a disturbance, and then the callback's own start
-/// is nearer. Thread: any.  RT-safe: yes.
-inline bool jackFrameAnchor(uint64_t frame, uint64_t usecs, uint64_t nextUsecs, double nsPerFrame,
-                            int64_t jackMinusMonotonicNs, int64_t callbackStartNs, FrameAnchor& anchor) noexcept {
-    if (nextUsecs <= usecs || !(nsPerFrame > 0.0)) return false;
+/// timer can lie ahead of the callback after a disturbance (by milliseconds, for seconds),
+/// and then the callback's own start is nearer. Thread: the callback that owns `rate`.
+/// RT-safe: yes.
+inline bool jackFrameAnchor(uint64_t frame, uint64_t usecs, uint64_t nextUsecs, int64_t jackMinusMonotonicNs,
+                            int64_t callbackStartNs, double nominalNsPerFrame, FrameRateEstimate& rate,
+                            FrameAnchor& anchor) noexcept {
+    if (nextUsecs <= usecs || !(nominalNsPerFrame > 0.0)) return false;
     anchor.frame = frame;
     anchor.startNs = std::min(static_cast<int64_t>(usecs) * 1000 - jackMinusMonotonicNs, callbackStartNs);
-    anchor.nsPerFrame = nsPerFrame;
+    anchor.nsPerFrame = rate.update(frame, anchor.startNs, nominalNsPerFrame);
     anchor.source = static_cast<uint64_t>(FrameClockSource::Jack);
     return true;
 }

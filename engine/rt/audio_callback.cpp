@@ -253,10 +253,8 @@ void publishFrameClock(CallbackContext& context, const JackCycle& cycle, uint64_
     anchor.frame = frame;
     anchor.epoch = context.startEpoch;
     if (!cycleTimesKnown(cycle) ||
-        !jackFrameAnchor(frame, cycle.usecs, cycle.nextUsecs,
-                         context.frameRate.update(frame, cycle.usecs, 1e9 / context.sampleRate),
-                         context.jackMinusMonotonicNs.load(std::memory_order_relaxed), static_cast<int64_t>(startNs),
-                         anchor)) {
+        !jackFrameAnchor(frame, cycle.usecs, cycle.nextUsecs, context.jackMinusMonotonicNs.load(std::memory_order_relaxed),
+                         static_cast<int64_t>(startNs), 1e9 / context.sampleRate, context.frameRate, anchor)) {
         const int64_t frameZeroNs =
             context.clock.add(frame, static_cast<int64_t>(startNs), context.sampleRate, context.periodFrames);
         anchor.nsPerFrame = 1e9 / context.sampleRate;

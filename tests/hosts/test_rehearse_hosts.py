@@ -81,9 +81,9 @@ def test(paths):
               f"{f['damaged_samples_after_audio_host_stall']} more right after {f['audio_host_stalls']} stalls of the "
               f"audio host's JACK server)")
         if not f["onset_judged"]:
-            print(f"note: {name}: the audio host's JACK server stalled between the timed bundle's arrival and its "
-                  f"onset (it re-anchors its cycle-time estimate, the ruler): onset shown, {f['onset_error_samples']} "
-                  f"samples off", flush=True)
+            print(f"note: {name}: the audio host's JACK clock was disturbed between the timed bundle's arrival and "
+                  f"its onset (a stall, or its timer ahead of the callbacks; it is the ruler and the frame clock's "
+                  f"anchor): onset shown, {f['onset_error_samples']} samples off", flush=True)
             check(f["onset_error_samples"] is not None, f"{name}: the timed bundle's onset was found")
             continue
         check(f["onset_error_samples"] is not None and abs(f["onset_error_samples"]) <= ONSET_TOLERANCE_SAMPLES,

@@ -522,11 +522,22 @@ class Recording:
                 self.cycles = json.load(f)
         return self.cycles
 
+    def cycle_starts(self):
+        """When each recorded cycle began, on JACK's clock: JACK's estimate of the driver's
+        wake-up, or the recorder's own wake-up when that came first: JACK's filtered timer can
+        lie ahead of the callbacks by milliseconds for seconds after a disturbance (the
+        engine's frame clock takes the same rule, shm/frame_clock.h)."""
+        cycles = self.cycle_times()
+        if "starts" not in cycles:
+            wakes = cycles.get("wake_usecs") or cycles["usecs"]
+            cycles["starts"] = [min(u, w) for u, w in zip(cycles["usecs"], wakes)]
+        return cycles["starts"]
+
     def monotonic_ns_at(self, index):
         """When the driver played sample `index` of the recording, on CLOCK_MONOTONIC: the start
-        of its JACK cycle (JACK's estimate of the driver's wake-up) plus its place in the cycle."""
+        of its JACK cycle (cycle_starts) plus its place in the cycle."""
         cycles = self.cycle_times()
-        frames, usecs = cycles["frame"], cycles["usecs"]
+        frames, usecs = cycles["frame"], self.cycle_starts()
         k = bisect.bisect_right(frames, index) - 1
         if k < 0:
             raise TestFailure(f"sample {index} lies before the first recorded cycle")
@@ -539,7 +550,7 @@ class Recording:
         monotonic_ns_at. A time the driver skipped (it woke late and jumped ahead) maps to the
         first sample played after it."""
         cycles = self.cycle_times()
-        frames, usecs = cycles["frame"], cycles["usecs"]
+        frames, usecs = cycles["frame"], self.cycle_starts()
         jack_us = ns / 1000.0 + cycles["jack_minus_monotonic_us"]
         k = bisect.bisect_right(usecs, jack_us) - 1
         if k < 0:

@@ -204,37 +204,36 @@ TEST_CASE("control thread: a timed command waits for the callback's own frame, n
     CHECK(forwarder.msUntilNextTimed(50) == 50);  // nothing held
 }
 
-TEST_CASE("frame clock: the rate is JACK's cycle times two seconds apart, not its period of the moment") {
+TEST_CASE("frame clock: the rate from the cycles' starts two seconds apart, the start never after the callback's") {
     constexpr double kNominal = 1e9 / 48000.0;
     constexpr uint64_t kPeriod = 64;
     FrameRateEstimate rate;
-    // A clock 0.3 % slow: 1337.33 us per 64 frames instead of 1333.33.
-    const double slowUsecsPerPeriod = 1333.3333 * 1.003;
-    uint64_t frame = 64 * 1000;
-    const uint64_t startUsecs = 5'000'000;
-    auto usecsAt = [&](uint64_t f) { return startUsecs + static_cast<uint64_t>((f - 64 * 1000) / kPeriod * slowUsecsPerPeriod); };
-    // Until two seconds have passed: the nominal rate.
-    CHECK(rate.update(frame, usecsAt(frame), kNominal) == doctest::Approx(kNominal));
-    frame += kPeriod * 1000;
-    CHECK(rate.update(frame, usecsAt(frame), kNominal) == doctest::Approx(kNominal));
-    // Then the measured one, whatever one cycle's own times say.
-    frame += kPeriod * 600;
-    CHECK(rate.update(frame, usecsAt(frame), kNominal) == doctest::Approx(kNominal * 1.003).epsilon(1e-5));
-    // A cycle time taken in a disturbance (10 ms off, over the next baseline) is not believed
-    // beyond 10 % of the nominal rate; the last good estimate stays.
-    frame += kPeriod * 10;
-    CHECK(rate.update(frame, usecsAt(frame), kNominal) == doctest::Approx(kNominal * 1.003).epsilon(1e-5));
-    const uint64_t far = frame + kPeriod * 2;
-    CHECK(rate.update(far, usecsAt(frame) + 3'000'000, kNominal) == doctest::Approx(kNominal * 1.003).epsilon(1e-5));
-
-    // The anchor: frame `frame` at the cycle's start, unless the callback began earlier; not
-    // built from times that say the next cycle begins before this one.
     FrameAnchor anchor{};
-    CHECK(jackFrameAnchor(6400, 1'000'000, 1'001'333, kNominal, 0, 2'000'000'000, anchor));
-    CHECK(anchor.frame == 6400);
-    CHECK(anchor.startNs == 1'000'000'000);
-    CHECK(anchor.nsPerFrame == doctest::Approx(kNominal));
-    CHECK(jackFrameAnchor(6400, 1'000'000, 1'001'333, kNominal, 0, 999'000'000, anchor));
-    CHECK(anchor.startNs == 999'000'000);
-    CHECK_FALSE(jackFrameAnchor(6400, 1'000'000, 999'000, kNominal, 0, 2'000'000'000, anchor));
+    // A clock 0.3 % slow: 1337.33 us per 64 frames instead of 1333.33, JACK's times exact.
+    const double slowUsecsPerPeriod = 1333.3333 * 1.003;
+    auto usecsAt = [&](uint64_t cycle) { return 5'000'000 + static_cast<uint64_t>(cycle * slowUsecsPerPeriod); };
+    auto anchorAt = [&](uint64_t cycle, int64_t callbackLateNs) {
+        const uint64_t usecs = usecsAt(cycle);
+        REQUIRE(jackFrameAnchor(cycle * kPeriod, usecs, usecs + 1333, 0,
+                                static_cast<int64_t>(usecs) * 1000 + callbackLateNs, kNominal, rate, anchor));
+        return anchor.nsPerFrame;
+    };
+    // Until two seconds have passed: the nominal rate.
+    CHECK(anchorAt(1000, 50'000) == doctest::Approx(kNominal));
+    CHECK(anchorAt(2000, 50'000) == doctest::Approx(kNominal));
+    // Then the measured one, whatever one cycle's own period says.
+    CHECK(anchorAt(2600, 50'000) == doctest::Approx(kNominal * 1.003).epsilon(1e-5));
+    CHECK(anchor.frame == 2600 * kPeriod);
+    CHECK(anchor.startNs == static_cast<int64_t>(usecsAt(2600)) * 1000);
+    // JACK's timer ahead of the callback (it lies after a disturbance): the callback's start.
+    CHECK(anchorAt(2610, -3'000'000) == doctest::Approx(kNominal * 1.003).epsilon(1e-5));
+    CHECK(anchor.startNs == static_cast<int64_t>(usecsAt(2610)) * 1000 - 3'000'000);
+    // An estimate beyond 10 % of the nominal rate (a start taken in a disturbance) is not
+    // believed; the last good one stays.
+    const uint64_t usecs = usecsAt(2612) + 3'000'000;
+    REQUIRE(jackFrameAnchor(2612 * kPeriod, usecs, usecs + 1333, 0, static_cast<int64_t>(usecs) * 1000, kNominal,
+                            rate, anchor));
+    CHECK(anchor.nsPerFrame == doctest::Approx(kNominal * 1.003).epsilon(1e-5));
+    // Times that say the next cycle begins before this one make no anchor.
+    CHECK_FALSE(jackFrameAnchor(6400, 1'000'000, 999'000, 0, 2'000'000'000, kNominal, rate, anchor));
 }

@@ -96,6 +96,7 @@ struct Recorder {
     // activation; the callback writes entry i before it publishes cyclesRecorded = i + 1.
     std::vector<std::uint64_t> cycleFrame;
     std::vector<std::uint64_t> cycleUsecs;
+    std::vector<std::uint64_t> cycleWakeUsecs;  // when this callback began, on JACK's clock
     std::atomic<std::uint64_t> cyclesRecorded{0};
 };
 
@@ -131,6 +132,7 @@ int onProcess(jack_nframes_t nframes, void* arg) noexcept {
     if (timed && cycle < r.cycleFrame.size()) {
         r.cycleFrame[cycle] = seen;
         r.cycleUsecs[cycle] = currentUsecs;
+        r.cycleWakeUsecs[cycle] = jack_get_time();
         r.cyclesRecorded.store(cycle + 1, std::memory_order_release);
     }
     if (!r.ring.tryWriteInterleaved(r.buffers.data(), r.buffers.size(), take)) {
@@ -214,8 +216,8 @@ int main(int argc, char** argv) {
     app.add_option("--out", outPath, "output WAV file (32-bit float)")->required();
     app.add_option("--client-name", clientName, "JACK client name")->capture_default_str();
     app.add_option("--cycle-times", cycleTimesPath,
-                   "write when each recorded cycle began (JSON: frame in the recording, JACK time in us, and JACK "
-                   "time minus CLOCK_MONOTONIC) to this file");
+                   "write when each recorded cycle began (JSON: frame in the recording, JACK's cycle start and the "
+                   "recorder's own wake-up in JACK time in us, and JACK time minus CLOCK_MONOTONIC) to this file");
     app.add_option("--ready-file", readyFile,
                    "written (atomically) once the ports are connected and the first block is recorded");
     app.add_flag("--json", json, "print a JSON summary on stdout");
@@ -328,6 +330,7 @@ int main(int argc, char** argv) {
     if (!cycleTimesPath.empty()) {
         r.cycleFrame.assign(cycles, 0);
         r.cycleUsecs.assign(cycles, 0);
+        r.cycleWakeUsecs.assign(cycles, 0);
     }
     jack_set_process_callback(client, onProcess, &r);
     jack_set_xrun_callback(client, onXrun, &r);
@@ -452,7 +455,8 @@ int main(int argc, char** argv) {
         nlohmann::json times = {{"jack_minus_monotonic_us", offsetUs},
                                 {"sample_rate", sampleRate},
                                 {"frame", std::vector<std::uint64_t>(r.cycleFrame.begin(), r.cycleFrame.begin() + static_cast<std::ptrdiff_t>(count))},
-                                {"usecs", std::vector<std::uint64_t>(r.cycleUsecs.begin(), r.cycleUsecs.begin() + static_cast<std::ptrdiff_t>(count))}};
+                                {"usecs", std::vector<std::uint64_t>(r.cycleUsecs.begin(), r.cycleUsecs.begin() + static_cast<std::ptrdiff_t>(count))},
+                                {"wake_usecs", std::vector<std::uint64_t>(r.cycleWakeUsecs.begin(), r.cycleWakeUsecs.begin() + static_cast<std::ptrdiff_t>(count))}};
         if (!writeReadyFile(cycleTimesPath, times) && failure.empty())
             failure = "cannot write --cycle-times \"" + cycleTimesPath + "\"";
     }

@@ -66,6 +66,8 @@ RAMP_S = 0.010          # sustaind's --ramp-ms default
 # The onset is timed against JACK's own estimate of when each recorded cycle began, and the
 # engine's frame clock is anchored on the same estimate in another cycle: the two differ by
 # the driver's wake-up jitter (tens of microseconds here). As tests/integration/test_timed_bundles.py.
+# Where JACK's clock was disturbed between the bundle's arrival and its onset (a stall, or its
+# timer ahead of the callbacks), the onset is shown, not judged (judge()).
 ONSET_TOLERANCE_SAMPLES = 2
 # Above this many stalls a second of the audio host's JACK server (the stage's cycle
 # numbering jumped) during a fault's recording, the fault is shown, not judged sample by
@@ -322,6 +324,7 @@ class Rehearsal:
                   "late_blocks": {h["name"]: h["late_blocks"] for h in after["hosts"]},
                   "recovered_blocks": {h["name"]: h["recovered_blocks"] for h in after["hosts"]},
                   "timed_late": after["timing"].get("late", 0) - before["timing"].get("late", 0),
+                  "recorder_wake_delay_us": wake_delays(recording),
                   "xruns": len(recording.summary.get("xrun_frames", [])),
                   "late_wakes": len(recording.late_wakes()), "cycle_jumps": len(recording.summary.get("cycle_jumps", []))}
         record["stalls_per_s"] = round(record["audio_host_stalls"] * RATE / max(1, len(samples)), 2)
@@ -329,9 +332,14 @@ class Rehearsal:
         # The engine turned the timetag into a frame when the bundle arrived, by JACK's estimate
         # of cycle starts then; the ruler is the same estimate at the onset. A stall between the
         # two moves that estimate (JACK re-anchors it at a late wake): such an onset is shown.
-        offset_us = recording.cycle_times()["jack_minus_monotonic_us"]
-        record["onset_judged"] = not any(times["sent"] / 1000 + offset_us <= at <= times["onset"] / 1000 + offset_us
-                                         for _, _, at in stalls)
+        # Likewise when JACK's timer ran ahead of the callbacks then (it does for seconds after
+        # a disturbance): the frame clock and the ruler both take a callback's own wake-up
+        # instead, and two callbacks wake 100 us and more apart here (recorder_wake_delay_us).
+        cycles = recording.cycle_times()
+        offset_us = cycles["jack_minus_monotonic_us"]
+        low, high = times["sent"] / 1000 + offset_us, times["onset"] / 1000 + offset_us
+        timer_ahead = any(w < u for u, w in zip(cycles["usecs"], cycles.get("wake_usecs", [])) if low <= u <= high)
+        record["onset_judged"] = not timer_ahead and not any(low <= at <= high for _, _, at in stalls)
         onset_ok = onset_error is not None and (abs(onset_error) <= ONSET_TOLERANCE_SAMPLES or not record["onset_judged"])
         rest = failovers == 1 and heard_change and onset_ok
         record["held"] = damaged == 0 and rest
@@ -343,7 +351,7 @@ class Rehearsal:
               f"audio host {stall_damage})  failovers {failovers}  "
               f"from standby {record['blocks_from_standby']:3d}  warm again {record['warm_again_ms']:7.1f} ms  "
               f"change heard {'yes' if heard_change else 'NO'}  onset {onset_error if onset_error is None else round(onset_error, 2)} "
-              f"samples{'' if record['onset_judged'] else ' (a stall before it: shown)'}{verdict}", flush=True)
+              f"samples{'' if record['onset_judged'] else ' (JACK clock disturbed before it: shown)'}{verdict}", flush=True)
         return record
 
     def read_trace(self):
@@ -390,6 +398,16 @@ class Rehearsal:
         report["windows_ok"] = sum(1 for w in windows if w.get("ok"))
         report["windows"] = len(windows)
         return report
+
+
+def wake_delays(recording):
+    """How long after JACK's estimate of each recorded cycle's start the recorder's callback
+    began (us, p50 and p99): what a callback's wake-up adds on this machine."""
+    cycles = recording.cycle_times()
+    delays = sorted(w - u for u, w in zip(cycles["usecs"], cycles.get("wake_usecs", [])))
+    if not delays:
+        return None
+    return {"p50": percentile(delays, 50), "p99": percentile(delays, 99), "min": delays[0]}
 
 
 def stall_ends(trace):
