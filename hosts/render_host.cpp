@@ -35,6 +35,8 @@ constexpr uint64_t kSlaveStartTimeoutNs = 10'000'000'000;
 /// on the audio host's server until its netmanager drops it (2 s), so starts are not hurried.
 constexpr uint64_t kOpenRetryNs = 500'000'000;
 constexpr int kOpenAttempts = 3;
+/// How often a slave that waits for the audio host is asked whether it found it.
+constexpr uint64_t kProbeIntervalNs = 50'000'000;
 
 /// The render host's netjack2 slave: `jackd -d net`, a child of this process.
 class NetjackSlave {
@@ -118,7 +120,6 @@ private:
         probe_ = nullptr;
     }
 
-    static constexpr uint64_t kProbeIntervalNs = 50'000'000;
     const RenderHostOptions& options_;
     std::string serverName_;
     jack_client_t* probe_ = nullptr;
