@@ -17,7 +17,6 @@ A fault recorded while the audio host's JACK server stalled more than MAX_JUDGED
 times a second is shown, not judged sample by sample, and another of its kind is run (two
 more at most). Skipped (exit 77) where network namespaces cannot be made, with the reason.
 """
-import glob
 import json
 import os
 import subprocess
@@ -25,7 +24,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from harness import check, main  # noqa: E402
+from harness import check, guarded_reports, main  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "hosts"))
 from rehearse import MAX_JUDGED_STALLS_PER_S, ONSET_TOLERANCE_SAMPLES  # noqa: E402
@@ -90,12 +89,7 @@ def test(paths):
               f"{name}: the timed bundle across the fault lands on its sample ({f['onset_error_samples']}, within "
               f"{f['onset_tolerance_samples']}: {ONSET_TOLERANCE_SAMPLES} and JACK's timer's median lead over the "
               f"callbacks in this recording)")
-    reports = []
-    for path in glob.glob(os.path.join(guard, "rtguard.*.json")):
-        with open(path) as f:
-            report = json.load(f)
-        if report["guarded_calls"] > 0:
-            reports.append(report)
+    reports = guarded_reports(guard)
     check(len(reports) >= 3, f"{len(reports)} processes ran guarded audio callbacks (the audio host's stage, "
                              "the render hosts)")
     for report in reports:

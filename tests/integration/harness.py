@@ -42,6 +42,18 @@ class TestFailure(Exception):
     pass
 
 
+def guarded_reports(directory):
+    """The real-time guard's reports (tests/rt_guard) in `directory` of the processes whose
+    audio callbacks ran under it (guarded_calls > 0)."""
+    reports = []
+    for path in glob.glob(os.path.join(directory, "rtguard.*.json")):
+        with open(path) as f:
+            report = json.load(f)
+        if report["guarded_calls"] > 0:
+            reports.append(report)
+    return reports
+
+
 def check(condition, message):
     if not condition:
         raise TestFailure(message)

@@ -10,7 +10,6 @@ The guard's own self-test (tests/rt_guard/test_rt_guard.cpp) proves it does catc
 calls, so a zero here is a real zero.
 """
 import glob
-import json
 import os
 import subprocess
 import tempfile
@@ -18,7 +17,8 @@ import time
 
 import signal
 
-from harness import Engine, JackServer, active_worker_pid, check, main, playing_output_stage, wait_until
+from harness import (Engine, JackServer, active_worker_pid, check, guarded_reports, main, playing_output_stage,
+                     wait_until)
 
 
 def test(paths):
@@ -60,12 +60,7 @@ def test(paths):
     path = os.path.join(reports, f"rtguard.{worker}.json")
     check(os.path.exists(path), "the active worker wrote its guard report at exit")
     # Every process with an audio callback: both workers and both output stages.
-    audio = []
-    for name in glob.glob(os.path.join(reports, "rtguard.*.json")):
-        with open(name) as f:
-            report = json.load(f)
-        if report["guarded_calls"] > 0:
-            audio.append(report)
+    audio = guarded_reports(reports)
     check(len(audio) >= 4, f"{len(audio)} processes ran guarded audio callbacks (2 workers, 2 output stages)")
     # Each kind ran long under the flood; a process replaced meanwhile (JACK skipped a
     # playing output stage twice, and its standby took over) ran fewer, and is held to the

@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,7 +73,7 @@ XRUN_SETTLE_FRAMES = 8 * PERIOD  # as tests/integration/test_timed_bundles.py
 # numbering jumped) during a fault's recording, the fault is shown, not judged sample by
 # sample: netjack2's own lag moves when stalls come thick (tools/hosts/FACTS.md). Three JACK
 # servers and their clients on two cores stall the audio host's about 1 to 4 times a second
-# with no fault at all (docs/benchmarks.md); in bursts, 20 to 100 times. As
+# with no fault at all (a bare dummy server: about 0.3); in bursts, 20 to 100 times. As
 # MAX_JUDGED_XRUN_RATE in tests/integration/test_timed_bundles.py.
 MAX_JUDGED_STALLS_PER_S = 8.0
 
